@@ -1,0 +1,392 @@
+//! Governed actions built at run time, and the pieces `#[govern]` expands to.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::error::GovernError;
+use crate::execution::ExecutionId;
+use crate::governor::Governor;
+use crate::policy::{AuditSettings, Policy};
+use crate::principal::Principal;
+use crate::redact::Redactor;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a pre- or post-action hook sees.
+#[derive(Debug, Clone)]
+pub struct HookContext {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// The action's name.
+    pub action: Arc<str>,
+    /// The bound inputs (unredacted).
+    pub input: Arc<Value>,
+    /// The output (post-actions only).
+    pub output: Option<Arc<Value>>,
+    /// The caller.
+    pub principal: Arc<Principal>,
+}
+
+type HookFn = dyn Fn(HookContext) -> BoxFuture<'static, Result<(), String>> + Send + Sync;
+
+/// A pre- or post-action: setup, logging, notification, cleanup.
+///
+/// A pre-action that fails stops the call (the execution fails); a
+/// post-action that fails marks the execution failed after the action's
+/// side effects already happened.
+#[derive(Clone)]
+pub struct Hook {
+    name: String,
+    f: Arc<HookFn>,
+}
+
+impl fmt::Debug for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hook").field("name", &self.name).finish()
+    }
+}
+
+impl Hook {
+    /// A hook from an async closure returning `Result<(), String>`.
+    pub fn new<F, Fut>(name: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(HookContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self {
+            name: name.into(),
+            f: Arc::new(move |ctx| Box::pin(f(ctx))),
+        }
+    }
+
+    /// The hook's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn call(&self, ctx: HookContext) -> BoxFuture<'static, Result<(), String>> {
+        (self.f)(ctx)
+    }
+}
+
+/// Called with the execution id and the saved state each time state is
+/// saved (before the action runs, and when a call is parked for approval).
+pub type StateCallback = Arc<dyn Fn(ExecutionId, &Value) + Send + Sync>;
+
+/// Arguments bound by parameter name.
+///
+/// ```
+/// use governor_core::Args;
+/// let args = Args::new().arg("amount", &5000).arg("recipient", "Acme");
+/// assert_eq!(args.into_value().unwrap()["amount"], 5000);
+/// ```
+#[derive(Debug, Default, Clone)]
+pub struct Args {
+    map: Map<String, Value>,
+    error: Option<(String, String)>,
+}
+
+impl Args {
+    /// No arguments.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Binds `name` to the serialized `value`. A value that fails to
+    /// serialize makes the call fail with [`GovernError::Serialization`]
+    /// before anything runs.
+    #[must_use]
+    pub fn arg<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
+        if self.error.is_none() {
+            match serde_json::to_value(value) {
+                Ok(v) => {
+                    self.map.insert(name.to_owned(), v);
+                }
+                Err(e) => self.error = Some((name.to_owned(), e.to_string())),
+            }
+        }
+        self
+    }
+
+    /// Binds an already-serialized value.
+    #[must_use]
+    pub fn value(mut self, name: &str, value: Value) -> Self {
+        self.map.insert(name.to_owned(), value);
+        self
+    }
+
+    /// Binds every field of a struct (or map) as an argument.
+    pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, GovernError> {
+        match serde_json::to_value(value) {
+            Ok(Value::Object(map)) => Ok(Self { map, error: None }),
+            Ok(other) => Err(GovernError::Config(format!(
+                "arguments must serialize to an object of named fields, got {}",
+                kind_of(&other)
+            ))),
+            Err(e) => Err(GovernError::Serialization {
+                action: String::new(),
+                what: "arguments".into(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// The bound arguments as a JSON object.
+    pub fn into_value(self) -> Result<Value, GovernError> {
+        match self.error {
+            Some((what, reason)) => Err(GovernError::Serialization {
+                action: String::new(),
+                what,
+                reason,
+            }),
+            None => Ok(Value::Object(self.map)),
+        }
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum GovernorRef {
+    Global,
+    Fixed(Governor),
+}
+
+/// A governed action: its name, policies, hooks and settings. Built once,
+/// called many times; policies keep their state (rate limits) across calls.
+#[derive(Clone)]
+pub struct Action {
+    pub(crate) name: Arc<str>,
+    pub(crate) governor: GovernorRef,
+    pub(crate) policies: Vec<Arc<dyn Policy>>,
+    pub(crate) pre: Vec<Hook>,
+    pub(crate) post: Vec<Hook>,
+    pub(crate) capture_state: Option<bool>,
+    pub(crate) on_state_saved: Option<StateCallback>,
+    pub(crate) redactor: Redactor,
+    pub(crate) audit: Option<AuditSettings>,
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = self.policies.iter().map(|p| p.name()).collect();
+        f.debug_struct("Action")
+            .field("name", &self.name)
+            .field("policies", &names)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Action {
+    /// Starts building an action that uses the global governor.
+    pub fn builder(name: impl Into<String>) -> ActionBuilder {
+        ActionBuilder::new(name)
+    }
+
+    /// The action's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The policies, in evaluation order.
+    pub fn policies(&self) -> &[Arc<dyn Policy>] {
+        &self.policies
+    }
+
+    /// The governor this action records into.
+    pub fn governor(&self) -> &Governor {
+        match &self.governor {
+            GovernorRef::Global => Governor::global(),
+            GovernorRef::Fixed(g) => g,
+        }
+    }
+
+    /// Runs `f` governed, as the current principal
+    /// ([`Principal::scope`]) or anonymously.
+    pub async fn run<T, E, F, Fut>(&self, args: Args, f: F) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: Serialize,
+        E: From<GovernError> + fmt::Display,
+    {
+        self.run_with(Call::new(args), f, Recorder::serde()).await
+    }
+
+    /// Runs `f` governed, on behalf of `principal`.
+    pub async fn run_as<T, E, F, Fut>(&self, principal: Principal, args: Args, f: F) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        T: Serialize,
+        E: From<GovernError> + fmt::Display,
+    {
+        self.run_with(Call::new(args).principal(principal), f, Recorder::serde())
+            .await
+    }
+}
+
+/// One call's arguments and caller.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub(crate) args: Args,
+    pub(crate) principal: Option<Arc<Principal>>,
+}
+
+impl Call {
+    /// A call with these arguments.
+    pub fn new(args: Args) -> Self {
+        Self {
+            args,
+            principal: None,
+        }
+    }
+
+    /// Names the caller (otherwise the task-local principal, or anonymous).
+    #[must_use]
+    pub fn principal(mut self, principal: Principal) -> Self {
+        self.principal = Some(Arc::new(principal));
+        self
+    }
+
+    /// Names the caller, if any.
+    #[must_use]
+    pub fn maybe_principal(mut self, principal: Option<Principal>) -> Self {
+        self.principal = principal.map(Arc::new);
+        self
+    }
+}
+
+/// How a call's result and error are turned into records.
+pub struct Recorder<T, E> {
+    /// The output as JSON; `None` when the type is not serializable.
+    pub output: fn(&T) -> Option<Result<Value, String>>,
+    /// The error's message.
+    pub error: fn(&E) -> String,
+}
+
+impl<T: Serialize, E: fmt::Display> Recorder<T, E> {
+    /// Serializes the output with serde and the error with `Display`.
+    pub fn serde() -> Self {
+        Self {
+            output: |t| Some(serde_json::to_value(t).map_err(|e| e.to_string())),
+            error: |e| e.to_string(),
+        }
+    }
+}
+
+/// Configures an [`Action`].
+#[must_use]
+pub struct ActionBuilder {
+    action: Action,
+}
+
+impl ActionBuilder {
+    /// An action named `name` on the global governor.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            action: Action {
+                name: name.into().into(),
+                governor: GovernorRef::Global,
+                policies: Vec::new(),
+                pre: Vec::new(),
+                post: Vec::new(),
+                capture_state: None,
+                on_state_saved: None,
+                redactor: Redactor::default(),
+                audit: None,
+            },
+        }
+    }
+
+    /// Records into `governor` instead of the global one.
+    pub fn governor(mut self, governor: Governor) -> Self {
+        self.action.governor = GovernorRef::Fixed(governor);
+        self
+    }
+
+    /// Adds a policy.
+    pub fn policy(mut self, policy: impl Policy) -> Self {
+        self.action.policies.push(Arc::new(policy));
+        self
+    }
+
+    /// Adds policies shared with other actions (or loaded from a file).
+    pub fn policies<I>(mut self, policies: I) -> Self
+    where
+        I: IntoIterator<Item = Arc<dyn Policy>>,
+    {
+        self.action.policies.extend(policies);
+        self
+    }
+
+    /// Adds a pre-action.
+    pub fn pre(mut self, hook: Hook) -> Self {
+        self.action.pre.push(hook);
+        self
+    }
+
+    /// Adds a post-action.
+    pub fn post(mut self, hook: Hook) -> Self {
+        self.action.post.push(hook);
+        self
+    }
+
+    /// Whether to capture snapshots (default: the governor's setting).
+    pub fn capture_state(mut self, capture: bool) -> Self {
+        self.action.capture_state = Some(capture);
+        self
+    }
+
+    /// Called each time state is saved.
+    pub fn on_state_saved<F>(mut self, f: F) -> Self
+    where
+        F: Fn(ExecutionId, &Value) + Send + Sync + 'static,
+    {
+        self.action.on_state_saved = Some(Arc::new(f));
+        self
+    }
+
+    /// Builds the action.
+    pub fn build(mut self) -> Result<Action, GovernError> {
+        if self.action.name.trim().is_empty() {
+            return Err(GovernError::Config(
+                "an action needs a non-empty name".into(),
+            ));
+        }
+        let a = &mut self.action;
+        for p in &a.policies {
+            a.redactor.extend(p.sensitive_fields());
+            if let Some(s) = p.audit_settings() {
+                let merged = a.audit.get_or_insert(AuditSettings {
+                    log_inputs: false,
+                    log_outputs: false,
+                    compliance_tags: Vec::new(),
+                });
+                merged.log_inputs |= s.log_inputs;
+                merged.log_outputs |= s.log_outputs;
+                for t in &s.compliance_tags {
+                    if !merged.compliance_tags.contains(t) {
+                        merged.compliance_tags.push(t.clone());
+                    }
+                }
+            }
+        }
+        Ok(self.action)
+    }
+}

@@ -1,0 +1,322 @@
+//! Approval policies and the approval requests they park executions with.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Decision, Policy, PolicyContext, PolicyKind, PolicyPhase};
+use crate::principal::Principal;
+
+/// What happens when nobody decides before an approval request expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum OnExpiry {
+    /// The execution is rejected (the default).
+    Reject,
+    /// The execution is approved by the system.
+    Approve,
+    /// The request goes to other approvers with a new expiry.
+    Escalate {
+        /// Who decides after escalation.
+        approvers: Vec<String>,
+        /// How long the escalated request stays open (`None`: never expires).
+        #[serde(default, with = "opt_secs")]
+        expires_in: Option<Duration>,
+    },
+}
+
+/// What an approval policy asks for when a call needs a human decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalSpec {
+    /// The policy asking.
+    pub policy: String,
+    /// Who may decide: principal ids, emails, or `role:<name>`.
+    pub approvers: Vec<String>,
+    /// Why approval is needed.
+    pub reason: String,
+    /// How long the caller stays connected waiting (sync pattern).
+    #[serde(with = "secs")]
+    pub wait: Duration,
+    /// How long the request stays open (`None`: never expires).
+    #[serde(default, with = "opt_secs")]
+    pub expires_in: Option<Duration>,
+    /// What happens at expiry.
+    pub on_expiry: OnExpiry,
+    /// Whether a decision must carry a reason.
+    pub require_reason: bool,
+    /// Whether the requester may approve their own request.
+    pub allow_self_approval: bool,
+}
+
+impl ApprovalSpec {
+    /// A spec with the default settings: no wait, one hour to decide,
+    /// reject at expiry.
+    pub fn new(policy: impl Into<String>, approvers: Vec<String>) -> Self {
+        Self {
+            policy: policy.into(),
+            approvers,
+            reason: "approval required".into(),
+            wait: Duration::ZERO,
+            expires_in: Some(Duration::from_secs(3600)),
+            on_expiry: OnExpiry::Reject,
+            require_reason: false,
+            allow_self_approval: false,
+        }
+    }
+
+    /// Sets the reason.
+    #[must_use]
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = reason.into();
+        self
+    }
+}
+
+/// One stage of a parked execution's approval request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalStage {
+    /// What was asked.
+    pub spec: ApprovalSpec,
+    /// When the stage stops accepting decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The approval request an execution is parked with. Several approval
+/// policies on one call become sequential stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalRequest {
+    /// When the request was made.
+    pub requested_at: DateTime<Utc>,
+    /// The stages, decided in order.
+    pub stages: Vec<ApprovalStage>,
+}
+
+impl ApprovalRequest {
+    /// A request made now for these specs.
+    pub fn new(specs: Vec<ApprovalSpec>) -> Self {
+        let now = Utc::now();
+        let stages = specs
+            .into_iter()
+            .map(|spec| ApprovalStage {
+                expires_at: spec
+                    .expires_in
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .map(|d| now + d),
+                spec,
+            })
+            .collect();
+        Self {
+            requested_at: now,
+            stages,
+        }
+    }
+
+    /// Every approver named by any stage.
+    pub fn approvers(&self) -> impl Iterator<Item = &str> {
+        self.stages
+            .iter()
+            .flat_map(|s| s.spec.approvers.iter().map(String::as_str))
+    }
+}
+
+type Condition = Arc<dyn Fn(&serde_json::Value, &Principal) -> bool + Send + Sync>;
+
+/// Requires a human decision before the action runs.
+///
+/// `wait` is how long the caller stays connected (the sync pattern);
+/// `expires_in` is how long the request stays open for a decision. They
+/// are separate on purpose: a caller may leave after seconds while the
+/// request stays open for hours. When the call cannot wait, it returns
+/// [`GovernError::Pending`](crate::GovernError::Pending) with the ticket id.
+#[derive(Clone)]
+pub struct ApprovalPolicy {
+    name: String,
+    spec: ApprovalSpec,
+    auto_approve: Option<Condition>,
+}
+
+impl ApprovalPolicy {
+    /// Approval by any of `approvers` (principal ids, emails, or
+    /// `role:<name>`).
+    pub fn new<I, S>(approvers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let approvers: Vec<String> = approvers.into_iter().map(Into::into).collect();
+        let name = "ApprovalPolicy".to_owned();
+        let reason = format!("approval required from: {}", approvers.join(", "));
+        Self {
+            spec: ApprovalSpec::new(name.clone(), approvers).with_reason(reason),
+            name,
+            auto_approve: None,
+        }
+    }
+
+    /// Sets the policy's name.
+    #[must_use]
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self.spec.policy = self.name.clone();
+        self
+    }
+
+    /// How long the caller waits for a decision before getting
+    /// `Pending` (default: zero, return at once).
+    #[must_use]
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.spec.wait = wait;
+        self
+    }
+
+    /// How long the request stays open; `None` means it never expires.
+    #[must_use]
+    pub fn expires_in(mut self, expires_in: Option<Duration>) -> Self {
+        self.spec.expires_in = expires_in;
+        self
+    }
+
+    /// The seed's `timeout_seconds`: the request's expiry.
+    #[must_use]
+    pub fn timeout_seconds(self, seconds: u64) -> Self {
+        self.expires_in(Some(Duration::from_secs(seconds)))
+    }
+
+    /// What happens at expiry.
+    #[must_use]
+    pub fn on_expiry(mut self, on_expiry: OnExpiry) -> Self {
+        self.spec.on_expiry = on_expiry;
+        self
+    }
+
+    /// Require a reason with every decision.
+    #[must_use]
+    pub fn require_reason(mut self, require: bool) -> Self {
+        self.spec.require_reason = require;
+        self
+    }
+
+    /// Let the requester approve their own request.
+    #[must_use]
+    pub fn allow_self_approval(mut self, allow: bool) -> Self {
+        self.spec.allow_self_approval = allow;
+        self
+    }
+
+    /// Skip the human when `condition(inputs, principal)` holds.
+    #[must_use]
+    pub fn auto_approve_when<F>(mut self, condition: F) -> Self
+    where
+        F: Fn(&serde_json::Value, &Principal) -> bool + Send + Sync + 'static,
+    {
+        self.auto_approve = Some(Arc::new(condition));
+        self
+    }
+
+    /// The spec requests are made with.
+    pub fn spec(&self) -> &ApprovalSpec {
+        &self.spec
+    }
+}
+
+#[async_trait]
+impl Policy for ApprovalPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::Approval
+    }
+    fn phase(&self) -> PolicyPhase {
+        PolicyPhase::PreExecution
+    }
+    async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
+        if let Some(cond) = &self.auto_approve
+            && cond(ctx.input, ctx.principal)
+        {
+            return Decision::Allow;
+        }
+        Decision::RequireApproval(self.spec.clone())
+    }
+}
+
+mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Option::<f64>::deserialize(d)?
+            .map(|secs| Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::test_support::ctx;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn requires_approval_with_its_own_settings() {
+        let p = ApprovalPolicy::new(["cfo@company.com"])
+            .timeout_seconds(10)
+            .require_reason(true)
+            .auto_approve_when(|i, _| i["amount"].as_f64().is_some_and(|a| a < 1000.0));
+        let who = Principal::new("agent");
+        let small = json!({"amount": 500});
+        assert_eq!(p.evaluate(&ctx(&small, &who)).await, Decision::Allow);
+        let big = json!({"amount": 5000});
+        let Decision::RequireApproval(spec) = p.evaluate(&ctx(&big, &who)).await else {
+            panic!("approval expected")
+        };
+        assert_eq!(spec.approvers, vec!["cfo@company.com"]);
+        assert_eq!(spec.expires_in, Some(Duration::from_secs(10)));
+        assert!(spec.require_reason);
+    }
+
+    #[test]
+    fn request_stages_get_expiry_and_serialize() {
+        let spec = ApprovalSpec::new("p", vec!["a".into()]);
+        let req = ApprovalRequest::new(vec![
+            spec.clone(),
+            ApprovalSpec {
+                expires_in: None,
+                ..spec
+            },
+        ]);
+        assert!(req.stages[0].expires_at.is_some());
+        assert!(req.stages[1].expires_at.is_none());
+        let text = serde_json::to_string(&req).unwrap();
+        let back: ApprovalRequest = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.stages.len(), 2);
+        assert_eq!(back.stages[0].spec.on_expiry, OnExpiry::Reject);
+    }
+}

@@ -1,0 +1,405 @@
+//! Executions: one record per governed call, and its state machine.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::approval::ApprovalRequest;
+use crate::json::Json;
+use crate::principal::Principal;
+
+/// The id of an execution: a UUIDv7, so ids sort by creation time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ExecutionId(Uuid);
+
+impl ExecutionId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+
+    /// Wraps an existing UUID.
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// The UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl Default for ExecutionId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for ExecutionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for ExecutionId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// Where an execution is in its life.
+///
+/// `Pending → Denied | AwaitingApproval | Running | Failed | Cancelled`;
+/// `AwaitingApproval → Approved | Rejected | Expired | Cancelled`;
+/// `Approved → Running`; `Running → Completed | Failed | Cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[repr(u8)]
+pub enum ExecutionStatus {
+    /// Recorded; pre-actions and pre-execution policies are running.
+    Pending = 0,
+    /// Parked until a human decides.
+    AwaitingApproval = 1,
+    /// Approved, waiting to run.
+    Approved = 2,
+    /// The action is running.
+    Running = 3,
+    /// The action returned successfully and post-execution checks passed.
+    Completed = 4,
+    /// The action, a hook or a post-execution policy failed.
+    Failed = 5,
+    /// A policy refused the call before it ran.
+    Denied = 6,
+    /// A human rejected the call.
+    Rejected = 7,
+    /// Nobody decided before the approval expired.
+    Expired = 8,
+    /// The caller went away before the call finished.
+    Cancelled = 9,
+}
+
+impl ExecutionStatus {
+    /// Every status, in declaration order.
+    pub const ALL: [ExecutionStatus; 10] = [
+        Self::Pending,
+        Self::AwaitingApproval,
+        Self::Approved,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Denied,
+        Self::Rejected,
+        Self::Expired,
+        Self::Cancelled,
+    ];
+
+    /// The snake_case name used in storage and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::Approved => "approved",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Denied => "denied",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether no further transition can happen.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Completed
+                | Self::Failed
+                | Self::Denied
+                | Self::Rejected
+                | Self::Expired
+                | Self::Cancelled
+        )
+    }
+
+    /// Whether the state machine allows moving from `self` to `to`.
+    pub fn can_become(self, to: ExecutionStatus) -> bool {
+        use ExecutionStatus::*;
+        matches!(
+            (self, to),
+            (
+                Pending,
+                Denied | AwaitingApproval | Running | Failed | Cancelled
+            ) | (AwaitingApproval, Approved | Rejected | Expired | Cancelled)
+                | (Approved, Running | Failed | Cancelled)
+                | (Running, Completed | Failed | Cancelled)
+        )
+    }
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown status name.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "unknown execution status `{0}` (expected one of pending, awaiting_approval, approved, running, completed, failed, denied, rejected, expired, cancelled)"
+)]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for ExecutionStatus {
+    type Err = UnknownStatus;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| UnknownStatus(s.to_owned()))
+    }
+}
+
+/// A set of statuses, used as the expected "from" state of a conditional
+/// transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatusSet(u16);
+
+impl StatusSet {
+    /// The empty set.
+    pub const EMPTY: StatusSet = StatusSet(0);
+
+    /// A set holding one status.
+    pub const fn only(status: ExecutionStatus) -> Self {
+        Self(1 << status as u8)
+    }
+
+    /// Adds a status.
+    #[must_use]
+    pub const fn with(self, status: ExecutionStatus) -> Self {
+        Self(self.0 | 1 << status as u8)
+    }
+
+    /// Every non-terminal status.
+    pub const fn active() -> Self {
+        Self::only(ExecutionStatus::Pending)
+            .with(ExecutionStatus::AwaitingApproval)
+            .with(ExecutionStatus::Approved)
+            .with(ExecutionStatus::Running)
+    }
+
+    /// Whether `status` is in the set.
+    pub const fn contains(self, status: ExecutionStatus) -> bool {
+        self.0 & (1 << status as u8) != 0
+    }
+
+    /// The statuses in the set.
+    pub fn iter(self) -> impl Iterator<Item = ExecutionStatus> {
+        ExecutionStatus::ALL
+            .into_iter()
+            .filter(move |s| self.contains(*s))
+    }
+}
+
+impl From<ExecutionStatus> for StatusSet {
+    fn from(status: ExecutionStatus) -> Self {
+        Self::only(status)
+    }
+}
+
+/// Why an execution did not complete.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// Category: `denied`, `invalid`, `rate_limited`, `action`, `hook`,
+    /// `post_policy`, `cancelled`, `rejected`, `expired`.
+    pub kind: String,
+    /// The human-readable message.
+    pub message: String,
+    /// The policy responsible, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+impl Failure {
+    /// A failure record.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+            policy: None,
+        }
+    }
+
+    /// Names the responsible policy.
+    #[must_use]
+    pub fn with_policy(mut self, policy: impl Into<String>) -> Self {
+        self.policy = Some(policy.into());
+        self
+    }
+}
+
+/// Who currently holds the right to work on an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The worker (instance) holding the lease.
+    pub owner: String,
+    /// When the lease lapses unless renewed.
+    pub until: DateTime<Utc>,
+}
+
+/// One governed call, as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Time-ordered id.
+    pub id: ExecutionId,
+    /// The governed action's name.
+    pub action: Arc<str>,
+    /// Current status.
+    pub status: ExecutionStatus,
+    /// Who made the call.
+    pub principal: Arc<Principal>,
+    /// The arguments bound by parameter name, after redaction.
+    pub inputs: Json,
+    /// The action's result, after redaction, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Json>,
+    /// Why it did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// The pending or decided approval request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRequest>,
+    /// The current work lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    /// When the call was recorded.
+    pub created_at: DateTime<Utc>,
+    /// When the status last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When the execution reached a terminal status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Execution {
+    /// A new pending execution.
+    pub fn new(action: Arc<str>, principal: Arc<Principal>, inputs: Json) -> Self {
+        let now = Utc::now();
+        Self {
+            id: ExecutionId::new(),
+            action,
+            status: ExecutionStatus::Pending,
+            principal,
+            inputs,
+            output: None,
+            failure: None,
+            approval: None,
+            lease: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        }
+    }
+
+    /// Duration from creation to finish, in milliseconds.
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.finished_at
+            .map(|f| (f - self.created_at).num_milliseconds())
+    }
+}
+
+/// Named points at which state is captured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checkpoint {
+    /// Parked for approval: the inputs a resume will run with.
+    AwaitingApproval,
+    /// Just before the action runs.
+    PreExecution,
+    /// Just after the action returned.
+    PostExecution,
+}
+
+impl Checkpoint {
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::PreExecution => "pre_execution",
+            Self::PostExecution => "post_execution",
+        }
+    }
+}
+
+impl FromStr for Checkpoint {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "awaiting_approval" => Ok(Self::AwaitingApproval),
+            "pre_execution" => Ok(Self::PreExecution),
+            "post_execution" => Ok(Self::PostExecution),
+            other => Err(format!("unknown checkpoint `{other}`")),
+        }
+    }
+}
+
+/// State captured at a checkpoint (redacted like everything else stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The execution.
+    pub execution_id: ExecutionId,
+    /// Where it was captured.
+    pub checkpoint: Checkpoint,
+    /// When.
+    pub captured_at: DateTime<Utc>,
+    /// The inputs (before the action) or the output (after).
+    pub state: Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_round_trip() {
+        for s in ExecutionStatus::ALL {
+            assert_eq!(s.as_str().parse::<ExecutionStatus>().unwrap(), s);
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
+        }
+        assert!("nope".parse::<ExecutionStatus>().is_err());
+    }
+
+    #[test]
+    fn state_machine_rejects_leaving_terminal_states() {
+        for s in ExecutionStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for t in ExecutionStatus::ALL {
+                assert!(!s.can_become(t));
+            }
+        }
+        assert!(ExecutionStatus::Pending.can_become(ExecutionStatus::Running));
+        assert!(!ExecutionStatus::Pending.can_become(ExecutionStatus::Completed));
+    }
+
+    #[test]
+    fn status_set_membership() {
+        let set = StatusSet::only(ExecutionStatus::Pending).with(ExecutionStatus::Running);
+        assert!(set.contains(ExecutionStatus::Running));
+        assert!(!set.contains(ExecutionStatus::Completed));
+        assert_eq!(set.iter().count(), 2);
+        assert!(!StatusSet::active().contains(ExecutionStatus::Failed));
+    }
+
+    #[test]
+    fn ids_are_time_ordered() {
+        let a = ExecutionId::new();
+        let b = ExecutionId::new();
+        assert!(a < b);
+        assert_eq!(a.to_string().parse::<ExecutionId>().unwrap(), a);
+    }
+}

@@ -1,0 +1,163 @@
+//! The governor: the store, the event bus and the defaults every governed
+//! action shares.
+
+use std::sync::{Arc, OnceLock};
+
+use crate::action::ActionBuilder;
+use crate::error::{GovernError, StoreError};
+use crate::event::EventBus;
+use crate::execution::{Execution, ExecutionId};
+use crate::redact::Redactor;
+use crate::store::{MemoryStore, Store};
+
+struct Inner {
+    store: Arc<dyn Store>,
+    events: EventBus,
+    redactor: Redactor,
+    capture_state: bool,
+}
+
+/// Owns the store and the event bus; governed actions run through it.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Governor {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Governor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governor")
+            .field("capture_state", &self.inner.capture_state)
+            .field("redacted_fields", &self.inner.redactor.fields())
+            .finish_non_exhaustive()
+    }
+}
+
+static GLOBAL: OnceLock<Governor> = OnceLock::new();
+
+impl Governor {
+    /// Starts configuring a governor.
+    pub fn builder() -> GovernorBuilder {
+        GovernorBuilder::default()
+    }
+
+    /// The process-wide governor used by `#[govern]` without a
+    /// `governor = ...` argument: the one installed with
+    /// [`set_global`](Self::set_global), or else a [`MemoryStore`] one
+    /// created on first use.
+    pub fn global() -> &'static Governor {
+        GLOBAL.get_or_init(|| {
+            Governor::builder()
+                .store(MemoryStore::new())
+                .build_unchecked()
+        })
+    }
+
+    /// Installs the process-wide governor. Fails (returning it) if one was
+    /// installed or already used.
+    pub fn set_global(governor: Governor) -> Result<(), Governor> {
+        GLOBAL.set(governor)
+    }
+
+    /// Starts building a governed action named `name`.
+    pub fn action(&self, name: impl Into<String>) -> ActionBuilder {
+        ActionBuilder::new(name).governor(self.clone())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// The event bus.
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    /// Fields redacted in every action, in addition to each action's own.
+    pub fn redactor(&self) -> &Redactor {
+        &self.inner.redactor
+    }
+
+    /// Whether actions capture snapshots unless they say otherwise.
+    pub fn capture_state(&self) -> bool {
+        self.inner.capture_state
+    }
+
+    /// Looks an execution up.
+    pub async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        self.inner.store.execution(id).await
+    }
+}
+
+/// Configures a [`Governor`].
+#[must_use]
+pub struct GovernorBuilder {
+    store: Option<Arc<dyn Store>>,
+    events: Option<EventBus>,
+    redactor: Redactor,
+    capture_state: bool,
+}
+
+impl Default for GovernorBuilder {
+    fn default() -> Self {
+        Self {
+            store: None,
+            events: None,
+            redactor: Redactor::default(),
+            capture_state: true,
+        }
+    }
+}
+
+impl GovernorBuilder {
+    /// The store to record executions in (default: a [`MemoryStore`]).
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A store shared with other components.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// An event bus shared with other governors.
+    pub fn events(mut self, events: EventBus) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Field names redacted from every action's records.
+    pub fn sensitive_fields<I, S>(mut self, fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.redactor.extend(fields);
+        self
+    }
+
+    /// Whether snapshots are captured by default (default: true).
+    pub fn capture_state(mut self, capture: bool) -> Self {
+        self.capture_state = capture;
+        self
+    }
+
+    /// Builds the governor.
+    pub fn build(self) -> Result<Governor, GovernError> {
+        Ok(self.build_unchecked())
+    }
+
+    fn build_unchecked(self) -> Governor {
+        Governor {
+            inner: Arc::new(Inner {
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                events: self.events.unwrap_or_default(),
+                redactor: self.redactor,
+                capture_state: self.capture_state,
+            }),
+        }
+    }
+}

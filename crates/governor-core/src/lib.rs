@@ -1,0 +1,70 @@
+//! The governor engine: every risky action an agent takes passes through
+//! here, is checked against policy, may wait for a human, and is recorded
+//! durably with a tamper-evident audit trail.
+//!
+//! Most users depend on the `agent-governor` facade, which adds the
+//! `#[govern]` attribute and the storage backends. This crate holds the
+//! pieces integrators implement against: [`Store`], [`Policy`] and the
+//! execution model.
+//!
+//! ```
+//! use std::time::Duration;
+//! use governor_core::{Args, Governor, GovernError, MemoryStore, Principal, RateLimitPolicy};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), GovernError> {
+//! let governor = Governor::builder().store(MemoryStore::new()).build()?;
+//! let transfer = governor
+//!     .action("transfer")
+//!     .policy(RateLimitPolicy::new(10, Duration::from_secs(60)).per_principal())
+//!     .build()?;
+//!
+//! let receipt: String = transfer
+//!     .run_as(Principal::new("agent-7"), Args::new().arg("amount", &250), || async {
+//!         Ok::<_, GovernError>("sent".to_string())
+//!     })
+//!     .await?;
+//! assert_eq!(receipt, "sent");
+//! # Ok(())
+//! # }
+//! ```
+
+mod action;
+mod approval;
+mod audit;
+mod error;
+mod event;
+mod execution;
+mod governor;
+mod json;
+mod lifecycle;
+pub mod policy;
+mod principal;
+mod redact;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use action::{
+    Action, ActionBuilder, Args, BoxFuture, Call, Hook, HookContext, Recorder, StateCallback,
+};
+pub use approval::{ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, OnExpiry};
+pub use audit::{
+    AuditEntry, AuditRecord, ChainError, DecisionRecord, GENESIS_HASH, chain_hash, verify_chain,
+};
+pub use error::{GovernError, Result, StoreError, StoreErrorKind};
+pub use event::{Event, EventBus, EventKind, HandlerId};
+pub use execution::{
+    Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Lease, Snapshot, StatusSet,
+    UnknownStatus,
+};
+pub use governor::{Governor, GovernorBuilder};
+pub use json::Json;
+pub use policy::{
+    AuditPolicy, AuthorizationPolicy, Decision, Denial, FieldError, Policy, PolicyContext,
+    PolicyExt, PolicyKind, PolicyPhase, RateLimitPolicy, ValidationPolicy, async_policy_fn,
+    policy_fn,
+};
+pub use principal::Principal;
+pub use redact::{REDACTED, Redactor};
+pub use store::{Change, EventQuery, ExecutionQuery, MemoryStore, Store, Transition};

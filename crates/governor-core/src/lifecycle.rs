@@ -1,0 +1,623 @@
+//! The life of one governed call: record, pre-actions, pre-execution
+//! policies, approval, snapshot, run, snapshot, post-execution policies,
+//! post-actions, complete.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use tracing::Instrument;
+
+use crate::action::{Action, Call, HookContext, Recorder};
+use crate::approval::{ApprovalRequest, ApprovalSpec};
+use crate::audit::{AuditRecord, DecisionRecord};
+use crate::error::GovernError;
+use crate::event::{Event, EventBus, EventKind};
+use crate::execution::{
+    Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Snapshot, StatusSet,
+};
+use crate::json::Json;
+use crate::policy::{Decision, Denial, Policy, PolicyContext, PolicyKind, PolicyPhase};
+use crate::principal::Principal;
+use crate::redact::Redactor;
+use crate::store::{Store, Transition};
+
+impl Action {
+    /// Runs `f` governed. `#[govern]` expands to this; `recorder` turns the
+    /// result into records.
+    pub async fn run_with<T, E, F, Fut>(
+        &self,
+        call: Call,
+        f: F,
+        recorder: Recorder<T, E>,
+    ) -> Result<T, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: From<GovernError>,
+    {
+        let span = tracing::info_span!(
+            "governed_call",
+            action = &*self.name,
+            execution_id = tracing::field::Empty
+        );
+        async move {
+            let mut run = Run::begin(self, call).await?;
+            tracing::Span::current().record("execution_id", tracing::field::display(run.id()));
+            run.pre_actions().await?;
+            run.pre_policies().await?;
+            run.start().await?;
+            match f().await {
+                Ok(value) => {
+                    let output = match (recorder.output)(&value) {
+                        Some(Ok(v)) => v,
+                        Some(Err(reason)) => {
+                            return Err(run.unrecordable_output(reason).await.into());
+                        }
+                        None => Value::Null,
+                    };
+                    run.finish(output).await?;
+                    Ok(value)
+                }
+                Err(err) => {
+                    run.action_failed((recorder.error)(&err)).await;
+                    Err(err)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The state of one call in flight. Dropping it before it reached a
+/// resting state (the caller's future was cancelled) marks the execution
+/// cancelled.
+struct Run<'a> {
+    action: &'a Action,
+    store: Arc<dyn Store>,
+    events: EventBus,
+    redactor: Redactor,
+    capture_state: bool,
+    execution: Execution,
+    input: Arc<Value>,
+    output: Option<Arc<Value>>,
+    decisions: Vec<DecisionRecord>,
+    /// Events waiting to be stored with the next transition, then published.
+    queued: Vec<Arc<Event>>,
+    /// Set once the execution reached a terminal or parked status.
+    settled: bool,
+}
+
+impl<'a> Run<'a> {
+    async fn begin(action: &'a Action, call: Call) -> Result<Run<'a>, GovernError> {
+        let governor = action.governor();
+        let principal = call
+            .principal
+            .or_else(Principal::current)
+            .unwrap_or_else(|| Arc::new(Principal::anonymous()));
+        let input = call
+            .args
+            .into_value()
+            .map_err(|e| with_action(e, &action.name))?;
+        let mut redactor = action.redactor.clone();
+        redactor.extend(governor.redactor().fields());
+        let stored_input = redact_json(&redactor, &input);
+        let execution = Execution::new(Arc::clone(&action.name), principal, stored_input.clone());
+        let mut run = Run {
+            action,
+            store: Arc::clone(governor.store()),
+            events: governor.events().clone(),
+            redactor,
+            capture_state: action
+                .capture_state
+                .unwrap_or_else(|| governor.capture_state()),
+            execution,
+            input: Arc::new(input),
+            output: None,
+            decisions: Vec::new(),
+            queued: Vec::new(),
+            settled: true,
+        };
+        let started = run.event(EventKind::ExecutionStarted, stored_input);
+        run.store
+            .create(&run.execution, std::slice::from_ref(&started))
+            .await?;
+        run.settled = false;
+        run.events.emit(started);
+        Ok(run)
+    }
+
+    fn id(&self) -> ExecutionId {
+        self.execution.id
+    }
+
+    fn event(&self, kind: EventKind, data: Json) -> Arc<Event> {
+        Arc::new(Event::new(
+            kind,
+            self.execution.id,
+            Arc::clone(&self.execution.action),
+            data,
+        ))
+    }
+
+    fn hook_context(&self) -> HookContext {
+        HookContext {
+            execution_id: self.execution.id,
+            action: Arc::clone(&self.execution.action),
+            input: Arc::clone(&self.input),
+            output: self.output.clone(),
+            principal: Arc::clone(&self.execution.principal),
+        }
+    }
+
+    fn policy_context(&self, phase: PolicyPhase) -> PolicyContext<'_> {
+        PolicyContext {
+            execution_id: self.execution.id,
+            action: &self.execution.action,
+            phase,
+            input: &self.input,
+            output: self.output.as_deref(),
+            principal: &self.execution.principal,
+        }
+    }
+
+    /// Queues an event; it is stored with the next transition and
+    /// published once stored.
+    fn queue(&mut self, event: Arc<Event>) {
+        self.queued.push(event);
+    }
+
+    async fn apply(&mut self, mut t: Transition) -> Result<(), GovernError> {
+        if !self.queued.is_empty() {
+            let mut events = std::mem::take(&mut self.queued);
+            events.append(&mut t.events);
+            t.events = events;
+        }
+        self.store.transition(&t).await?;
+        t.apply_to(&mut self.execution);
+        if t.to.is_terminal() || t.to == ExecutionStatus::AwaitingApproval {
+            self.settled = true;
+        }
+        for e in t.events {
+            self.events.emit(e);
+        }
+        Ok(())
+    }
+
+    fn audit_record(&self, status: ExecutionStatus, failure: Option<&Failure>) -> AuditRecord {
+        let settings = self.action.audit.as_ref();
+        AuditRecord {
+            execution_id: self.execution.id,
+            action: Arc::clone(&self.execution.action),
+            principal: self.execution.principal.id.clone(),
+            tenant: self.execution.principal.tenant.clone(),
+            status,
+            at: Utc::now(),
+            decisions: self.decisions.clone(),
+            inputs: settings
+                .filter(|s| s.log_inputs)
+                .map(|_| self.execution.inputs.clone()),
+            output: settings.filter(|s| s.log_outputs).and_then(|_| {
+                self.output
+                    .as_deref()
+                    .map(|o| redact_json(&self.redactor, o))
+            }),
+            failure: failure.map(|f| f.message.clone()),
+            tags: settings
+                .map(|s| s.compliance_tags.clone())
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Ends the call in a terminal status with a failure.
+    async fn settle_failed(
+        &mut self,
+        to: ExecutionStatus,
+        failure: Failure,
+        kind: EventKind,
+    ) -> Result<(), GovernError> {
+        let mut failure = failure;
+        failure.message = self.redactor.redact_text(&failure.message);
+        let mut t = Transition::new(self.id(), StatusSet::active(), to);
+        t.events.push(self.event(
+            kind,
+            json_of(
+                &json!({"kind": failure.kind, "error": failure.message, "policy": failure.policy}),
+            ),
+        ));
+        t.audit = Some(self.audit_record(to, Some(&failure)));
+        t.failure = Some(failure);
+        self.apply(t).await
+    }
+
+    async fn pre_actions(&mut self) -> Result<(), GovernError> {
+        let action = self.action;
+        for hook in &action.pre {
+            self.run_hook(
+                hook,
+                "pre-action",
+                EventKind::PreActionStarted,
+                EventKind::PreActionCompleted,
+                EventKind::PreActionFailed,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn post_actions(&mut self) -> Result<(), GovernError> {
+        let action = self.action;
+        for hook in &action.post {
+            self.run_hook(
+                hook,
+                "post-action",
+                EventKind::PostActionStarted,
+                EventKind::PostActionCompleted,
+                EventKind::PostActionFailed,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn run_hook(
+        &mut self,
+        hook: &crate::action::Hook,
+        stage: &'static str,
+        started: EventKind,
+        completed: EventKind,
+        failed: EventKind,
+    ) -> Result<(), GovernError> {
+        let data = json_of(&json!({"hook": hook.name()}));
+        self.queue(self.event(started, data.clone()));
+        match hook.call(self.hook_context()).await {
+            Ok(()) => {
+                self.queue(self.event(completed, data));
+                Ok(())
+            }
+            Err(reason) => {
+                let reason = self.redactor.redact_text(&reason);
+                self.queue(self.event(
+                    failed,
+                    json_of(&json!({"hook": hook.name(), "error": reason})),
+                ));
+                let failure = Failure::new(
+                    "hook",
+                    format!("{stage} `{}` failed: {reason}", hook.name()),
+                );
+                self.settle_failed(ExecutionStatus::Failed, failure, EventKind::ExecutionFailed)
+                    .await?;
+                Err(GovernError::Hook {
+                    execution_id: self.id(),
+                    action: self.execution.action.to_string(),
+                    stage,
+                    hook: hook.name().to_owned(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    /// Evaluates the policies of `phase`; returns the first enforced denial
+    /// (with its policy) and the approvals asked for.
+    async fn evaluate(
+        &mut self,
+        phase: PolicyPhase,
+    ) -> (
+        Option<(Arc<dyn Policy>, Denial)>,
+        Vec<ApprovalSpec>,
+        Vec<usize>,
+    ) {
+        let mut approvals = Vec::new();
+        let mut allowed = Vec::new();
+        let action = self.action;
+        for (i, policy) in action.policies.iter().enumerate() {
+            if !policy.phase().applies_to(phase) {
+                continue;
+            }
+            let decision = policy.evaluate(&self.policy_context(phase)).await;
+            let shadow = policy.is_shadow();
+            let reason = decision.reason().map(|r| self.redactor.redact_text(r));
+            let data = json_of(&json!({
+                "policy": policy.name(),
+                "policy_type": policy.kind().as_str(),
+                "phase": phase.as_str(),
+                "outcome": decision.outcome(),
+                "reason": reason,
+                "shadow": shadow,
+            }));
+            self.queue(self.event(EventKind::PolicyEvaluated, data.clone()));
+            self.decisions.push(DecisionRecord {
+                policy: policy.name().to_owned(),
+                outcome: decision.outcome().to_owned(),
+                reason,
+                shadow,
+            });
+            match decision {
+                Decision::Allow => allowed.push(i),
+                Decision::Warn(_) => self.queue(self.event(EventKind::PolicyFailed, data)),
+                Decision::Deny(_) | Decision::RequireApproval(_) if shadow => {
+                    self.queue(self.event(EventKind::PolicyFailed, data));
+                    allowed.push(i);
+                }
+                Decision::Deny(denial) => {
+                    self.queue(self.event(EventKind::PolicyViolated, data));
+                    return (Some((Arc::clone(policy), denial)), approvals, allowed);
+                }
+                Decision::RequireApproval(spec) => approvals.push(spec),
+            }
+        }
+        (None, approvals, allowed)
+    }
+
+    async fn pre_policies(&mut self) -> Result<(), GovernError> {
+        let (denied, approvals, allowed) = self.evaluate(PolicyPhase::PreExecution).await;
+        if let Some((policy, denial)) = denied {
+            // Quota-like state is given back: the call never happened.
+            let ctx = self.policy_context(PolicyPhase::PreExecution);
+            for i in allowed {
+                self.action.policies[i].release(&ctx);
+            }
+            let error = self.denial_error(&*policy, denial, PolicyPhase::PreExecution);
+            let failure = failure_of(&error, policy.name());
+            self.settle_failed(ExecutionStatus::Denied, failure, EventKind::ExecutionDenied)
+                .await?;
+            return Err(error);
+        }
+        if approvals.is_empty() {
+            return Ok(());
+        }
+        self.park(approvals).await?;
+        Err(GovernError::Pending {
+            execution_id: self.id(),
+        })
+    }
+
+    fn denial_error(&self, policy: &dyn Policy, denial: Denial, phase: PolicyPhase) -> GovernError {
+        let execution_id = self.id();
+        let action = self.execution.action.to_string();
+        let name = policy.name().to_owned();
+        let reason = self.redactor.redact_text(&denial.reason);
+        match (policy.kind(), denial.retry_after) {
+            (PolicyKind::RateLimit, Some(retry_after)) => GovernError::RateLimited {
+                execution_id,
+                action,
+                policy: name,
+                retry_after,
+            },
+            _ if !denial.violations.is_empty() => GovernError::Invalid {
+                execution_id,
+                action,
+                policy: name,
+                phase,
+                errors: denial.violations,
+            },
+            _ => GovernError::Denied {
+                execution_id,
+                action,
+                policy: name,
+                rule: denial.rule,
+                reason,
+                phase,
+            },
+        }
+    }
+
+    async fn park(&mut self, specs: Vec<ApprovalSpec>) -> Result<(), GovernError> {
+        let request = ApprovalRequest::new(specs);
+        let mut t = Transition::new(
+            self.id(),
+            ExecutionStatus::Pending,
+            ExecutionStatus::AwaitingApproval,
+        );
+        let snapshot = self.snapshot(Checkpoint::AwaitingApproval, self.execution.inputs.clone());
+        t.events
+            .push(self.event(EventKind::ApprovalRequested, json_of(&request)));
+        t.events.push(self.event(
+            EventKind::StateCaptured,
+            json_of(&json!({"checkpoint": snapshot.checkpoint})),
+        ));
+        t.snapshot = Some(snapshot);
+        t.audit = Some(self.audit_record(ExecutionStatus::AwaitingApproval, None));
+        t.approval = Some(request);
+        self.apply(t).await?;
+        self.state_saved(Checkpoint::AwaitingApproval, true);
+        Ok(())
+    }
+
+    fn snapshot(&self, checkpoint: Checkpoint, state: Json) -> Snapshot {
+        Snapshot {
+            execution_id: self.id(),
+            checkpoint,
+            captured_at: Utc::now(),
+            state,
+        }
+    }
+
+    fn state_saved(&self, checkpoint: Checkpoint, approval_required: bool) {
+        if let Some(cb) = &self.action.on_state_saved {
+            let state = json!({
+                "execution_id": self.id(),
+                "action": &*self.execution.action,
+                "status": self.execution.status,
+                "checkpoint": checkpoint,
+                "inputs": self.execution.inputs,
+                "captured_at": Utc::now(),
+                "approval_required": approval_required,
+            });
+            cb(self.id(), &state);
+        }
+    }
+
+    async fn start(&mut self) -> Result<(), GovernError> {
+        let mut t = Transition::new(
+            self.id(),
+            ExecutionStatus::Pending,
+            ExecutionStatus::Running,
+        );
+        if self.capture_state {
+            t.snapshot =
+                Some(self.snapshot(Checkpoint::PreExecution, self.execution.inputs.clone()));
+            t.events.push(self.event(
+                EventKind::StateCaptured,
+                Json::encode("pre_execution").unwrap_or_else(|_| Json::null()),
+            ));
+        }
+        self.apply(t).await?;
+        if self.capture_state {
+            self.state_saved(Checkpoint::PreExecution, false);
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, output: Value) -> Result<(), GovernError> {
+        self.output = Some(Arc::new(output));
+        let (denied, _, _) = self.evaluate(PolicyPhase::PostExecution).await;
+        if let Some((policy, denial)) = denied {
+            let error = self.denial_error(&*policy, denial, PolicyPhase::PostExecution);
+            let mut failure = failure_of(&error, policy.name());
+            failure.kind = "post_policy".into();
+            self.settle_failed(ExecutionStatus::Failed, failure, EventKind::ExecutionFailed)
+                .await?;
+            return Err(error);
+        }
+        self.post_actions().await?;
+        let stored_output = self
+            .output
+            .as_deref()
+            .map(|o| redact_json(&self.redactor, o))
+            .unwrap_or_else(Json::null);
+        let mut t = Transition::new(
+            self.id(),
+            ExecutionStatus::Running,
+            ExecutionStatus::Completed,
+        );
+        if self.capture_state {
+            t.snapshot = Some(self.snapshot(Checkpoint::PostExecution, stored_output.clone()));
+            t.events.push(self.event(
+                EventKind::StateCaptured,
+                Json::encode("post_execution").unwrap_or_else(|_| Json::null()),
+            ));
+        }
+        let duration_ms = (Utc::now() - self.execution.created_at)
+            .num_microseconds()
+            .unwrap_or(0) as f64
+            / 1000.0;
+        t.events.push(self.event(
+            EventKind::ExecutionCompleted,
+            json_of(&json!({"output": stored_output, "duration_ms": duration_ms})),
+        ));
+        t.audit = Some(self.audit_record(ExecutionStatus::Completed, None));
+        t.output = Some(stored_output);
+        self.apply(t).await
+    }
+
+    async fn action_failed(&mut self, message: String) {
+        let failure = Failure::new("action", message);
+        if let Err(e) = self
+            .settle_failed(ExecutionStatus::Failed, failure, EventKind::ExecutionFailed)
+            .await
+        {
+            tracing::error!(execution_id = %self.id(), "could not record the action's failure: {e}");
+        }
+    }
+
+    async fn unrecordable_output(&mut self, reason: String) -> GovernError {
+        let error = GovernError::Serialization {
+            action: self.execution.action.to_string(),
+            what: "output".into(),
+            reason,
+        };
+        let failure = Failure::new("serialization", error.to_string());
+        if let Err(e) = self
+            .settle_failed(ExecutionStatus::Failed, failure, EventKind::ExecutionFailed)
+            .await
+        {
+            return e;
+        }
+        error
+    }
+}
+
+impl Drop for Run<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        // The caller's future was dropped mid-call. Record that, so the
+        // execution never stays "running" for ever.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::error!(execution_id = %self.id(), "cancelled outside a runtime; status left unchanged");
+            return;
+        };
+        let from = StatusSet::only(ExecutionStatus::Pending)
+            .with(ExecutionStatus::Approved)
+            .with(ExecutionStatus::Running);
+        let mut t = Transition::new(self.id(), from, ExecutionStatus::Cancelled);
+        let failure = Failure::new(
+            "cancelled",
+            "the caller stopped waiting before the call finished",
+        );
+        let event = self.event(
+            EventKind::ExecutionCancelled,
+            json_of(&json!({"error": failure.message})),
+        );
+        t.events = std::mem::take(&mut self.queued);
+        t.events.push(Arc::clone(&event));
+        t.audit = Some(self.audit_record(ExecutionStatus::Cancelled, Some(&failure)));
+        t.failure = Some(failure);
+        let store = Arc::clone(&self.store);
+        let events = self.events.clone();
+        runtime.spawn(async move {
+            match store.transition(&t).await {
+                Ok(()) => t.events.into_iter().for_each(|e| events.emit(e)),
+                Err(e) => {
+                    tracing::warn!(execution_id = %t.id, "could not record cancellation: {e}")
+                }
+            }
+        });
+    }
+}
+
+fn with_action(e: GovernError, action: &str) -> GovernError {
+    match e {
+        GovernError::Serialization { what, reason, .. } => GovernError::Serialization {
+            action: action.to_owned(),
+            what,
+            reason,
+        },
+        other => other,
+    }
+}
+
+fn failure_of(error: &GovernError, policy: &str) -> Failure {
+    let kind = match error {
+        GovernError::RateLimited { .. } => "rate_limited",
+        GovernError::Invalid { .. } => "invalid",
+        _ => "denied",
+    };
+    Failure::new(kind, error.to_string()).with_policy(policy)
+}
+
+fn redact_json(redactor: &Redactor, value: &Value) -> Json {
+    if redactor.is_empty() {
+        Json::from(value)
+    } else {
+        Json::from(&redactor.redact(value))
+    }
+}
+
+fn json_of<T: serde::Serialize>(value: &T) -> Json {
+    Json::encode(value).unwrap_or_else(|_| Json::null())
+}
+
+impl fmt::Debug for Run<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run")
+            .field("execution", &self.execution.id)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,308 @@
+//! Rate limiting with GCRA: O(1) per check, bounded memory, monotonic time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::{Decision, Denial, Policy, PolicyContext, PolicyKind};
+
+type KeyFn = Arc<dyn Fn(&PolicyContext<'_>) -> String + Send + Sync>;
+
+/// Which calls share one limit.
+#[derive(Clone, Default)]
+pub enum RateLimitScope {
+    /// One limit for every call the policy governs.
+    #[default]
+    Global,
+    /// One limit per principal id (the seed's `per_user`).
+    PerPrincipal,
+    /// One limit per action name.
+    PerAction,
+    /// One limit per principal and action.
+    PerPrincipalAndAction,
+    /// One limit per key computed from the call.
+    Custom(KeyFn),
+}
+
+impl std::fmt::Debug for RateLimitScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Global => "Global",
+            Self::PerPrincipal => "PerPrincipal",
+            Self::PerAction => "PerAction",
+            Self::PerPrincipalAndAction => "PerPrincipalAndAction",
+            Self::Custom(_) => "Custom",
+        })
+    }
+}
+
+struct State {
+    /// Theoretical arrival time per key, in nanoseconds since `base`.
+    tats: HashMap<Box<str>, u64>,
+}
+
+/// Limits how often calls happen, using the generic cell rate algorithm.
+///
+/// The sustained rate is `max_calls` per `window`; up to `burst` calls
+/// (default `max_calls`) may arrive at once. Each check is O(1); the number
+/// of tracked keys is capped (`max_keys`, default 100,000): keys whose
+/// budget has fully recovered are dropped first, and if every tracked key
+/// is still active a call with a new key is denied rather than letting an
+/// attacker reset limits by rotating keys. A call that a later policy
+/// denies gives its quota back.
+#[derive(Clone)]
+pub struct RateLimitPolicy {
+    name: String,
+    max_calls: u32,
+    window: Duration,
+    burst: Option<u32>,
+    scope: RateLimitScope,
+    max_keys: usize,
+    base: Instant,
+    state: Arc<Mutex<State>>,
+}
+
+impl RateLimitPolicy {
+    /// `max_calls` per `window`, one global limit.
+    pub fn new(max_calls: u32, window: Duration) -> Self {
+        Self {
+            name: "RateLimitPolicy".into(),
+            max_calls,
+            window,
+            burst: None,
+            scope: RateLimitScope::Global,
+            max_keys: 100_000,
+            base: Instant::now(),
+            state: Arc::new(Mutex::new(State {
+                tats: HashMap::new(),
+            })),
+        }
+    }
+
+    /// Sets the policy's name.
+    #[must_use]
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// How many calls may arrive at once (default: `max_calls`).
+    #[must_use]
+    pub fn burst(mut self, burst: u32) -> Self {
+        self.burst = Some(burst.max(1));
+        self
+    }
+
+    /// Which calls share a limit.
+    #[must_use]
+    pub fn scope(mut self, scope: RateLimitScope) -> Self {
+        self.scope = scope;
+        self
+    }
+
+    /// One limit per principal.
+    #[must_use]
+    pub fn per_principal(self) -> Self {
+        self.scope(RateLimitScope::PerPrincipal)
+    }
+
+    /// One limit per key computed by `f`.
+    #[must_use]
+    pub fn key_fn<F>(self, f: F) -> Self
+    where
+        F: Fn(&PolicyContext<'_>) -> String + Send + Sync + 'static,
+    {
+        self.scope(RateLimitScope::Custom(Arc::new(f)))
+    }
+
+    /// Caps the number of tracked keys.
+    #[must_use]
+    pub fn max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys.max(1);
+        self
+    }
+
+    /// Number of keys currently tracked.
+    pub fn tracked_keys(&self) -> usize {
+        self.state.lock().map(|s| s.tats.len()).unwrap_or(0)
+    }
+
+    fn key(&self, ctx: &PolicyContext<'_>) -> String {
+        match &self.scope {
+            RateLimitScope::Global => String::new(),
+            RateLimitScope::PerPrincipal => ctx.principal.id.clone(),
+            RateLimitScope::PerAction => ctx.action.to_owned(),
+            RateLimitScope::PerPrincipalAndAction => {
+                format!("{}\u{1f}{}", ctx.principal.id, ctx.action)
+            }
+            RateLimitScope::Custom(f) => f(ctx),
+        }
+    }
+
+    /// Nanoseconds between two admitted calls at the sustained rate.
+    fn interval(&self) -> u64 {
+        let window = u64::try_from(self.window.as_nanos()).unwrap_or(u64::MAX);
+        window / u64::from(self.max_calls.max(1))
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn deny(&self, key: &str, retry_after: Duration) -> Decision {
+        let scope = if key.is_empty() {
+            String::new()
+        } else {
+            format!(" for `{key}`")
+        };
+        Decision::Deny(
+            Denial::new(format!(
+                "rate limit exceeded{scope}: {} calls per {:.0}s",
+                self.max_calls,
+                self.window.as_secs_f64()
+            ))
+            .rule("max_calls")
+            .retry_after(retry_after),
+        )
+    }
+}
+
+#[async_trait]
+impl Policy for RateLimitPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::RateLimit
+    }
+
+    async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
+        if self.max_calls == 0 {
+            return self.deny("", self.window);
+        }
+        let key = self.key(ctx);
+        let t = self.interval();
+        let tau = t.saturating_mul(u64::from(self.burst.unwrap_or(self.max_calls) - 1));
+        let now = self.now();
+        let Ok(mut state) = self.state.lock() else {
+            return Decision::deny("rate limiter state is unavailable");
+        };
+        let tat = match state.tats.get(key.as_str()) {
+            Some(tat) => (*tat).max(now),
+            None => {
+                if state.tats.len() >= self.max_keys {
+                    state.tats.retain(|_, tat| *tat > now);
+                    if state.tats.len() >= self.max_keys {
+                        return Decision::Deny(
+                            Denial::new("rate limiter is tracking its maximum number of keys")
+                                .rule("max_keys")
+                                .retry_after(Duration::from_nanos(t)),
+                        );
+                    }
+                }
+                now
+            }
+        };
+        if tat - now > tau {
+            return self.deny(&key, Duration::from_nanos(tat - now - tau));
+        }
+        let next = tat.saturating_add(t);
+        match state.tats.get_mut(key.as_str()) {
+            Some(slot) => *slot = next,
+            None => {
+                state.tats.insert(key.into_boxed_str(), next);
+            }
+        }
+        Decision::Allow
+    }
+
+    fn release(&self, ctx: &PolicyContext<'_>) {
+        let key = self.key(ctx);
+        let t = self.interval();
+        if let Ok(mut state) = self.state.lock()
+            && let Some(tat) = state.tats.get_mut(key.as_str())
+        {
+            *tat = tat.saturating_sub(t);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Principal;
+    use crate::policy::test_support::ctx;
+    use serde_json::json;
+
+    async fn admitted(p: &RateLimitPolicy, who: &Principal, n: usize) -> usize {
+        let input = json!({});
+        let mut ok = 0;
+        for _ in 0..n {
+            if p.evaluate(&ctx(&input, who)).await == Decision::Allow {
+                ok += 1;
+            }
+        }
+        ok
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn allows_burst_then_denies_with_retry_after_then_recovers() {
+        let p = RateLimitPolicy::new(10, Duration::from_secs(60));
+        let who = Principal::new("a");
+        assert_eq!(admitted(&p, &who, 15).await, 10);
+        let input = json!({});
+        let Decision::Deny(d) = p.evaluate(&ctx(&input, &who)).await else {
+            panic!()
+        };
+        let retry = d.retry_after.unwrap();
+        assert!(
+            retry > Duration::from_secs(5) && retry <= Duration::from_secs(6),
+            "{retry:?}"
+        );
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(admitted(&p, &who, 3).await, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_principal_limits_are_independent() {
+        let p = RateLimitPolicy::new(2, Duration::from_secs(60)).per_principal();
+        assert_eq!(admitted(&p, &Principal::new("a"), 5).await, 2);
+        assert_eq!(admitted(&p, &Principal::new("b"), 5).await, 2);
+        assert_eq!(p.tracked_keys(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn release_gives_quota_back() {
+        let p = RateLimitPolicy::new(1, Duration::from_secs(60));
+        let who = Principal::new("a");
+        let input = json!({});
+        assert_eq!(p.evaluate(&ctx(&input, &who)).await, Decision::Allow);
+        p.release(&ctx(&input, &who));
+        assert_eq!(p.evaluate(&ctx(&input, &who)).await, Decision::Allow);
+        assert!(matches!(
+            p.evaluate(&ctx(&input, &who)).await,
+            Decision::Deny(_)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn key_table_is_bounded_and_recovered_keys_are_evicted() {
+        let p = RateLimitPolicy::new(1, Duration::from_secs(1))
+            .per_principal()
+            .max_keys(3);
+        for id in ["a", "b", "c"] {
+            assert_eq!(admitted(&p, &Principal::new(id), 1).await, 1);
+        }
+        let Decision::Deny(d) = p.evaluate(&ctx(&json!({}), &Principal::new("d"))).await else {
+            panic!()
+        };
+        assert_eq!(d.rule.as_deref(), Some("max_keys"));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(admitted(&p, &Principal::new("d"), 1).await, 1);
+        assert!(p.tracked_keys() <= 3);
+    }
+}

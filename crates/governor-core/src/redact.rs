@@ -1,0 +1,186 @@
+//! Redaction of sensitive fields, applied before anything leaves the call.
+
+use serde_json::Value;
+
+/// The text that replaces a redacted value (the seed's marker).
+pub const REDACTED: &str = "***REDACTED***";
+
+/// Replaces the values of sensitive keys, at any depth and inside arrays,
+/// matching key names case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redactor {
+    fields: Vec<String>,
+}
+
+impl Redactor {
+    /// A redactor for these field names.
+    pub fn new<I, S>(fields: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut r = Self::default();
+        r.extend(fields);
+        r
+    }
+
+    /// Adds field names (duplicates are ignored).
+    pub fn extend<I, S>(&mut self, fields: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for f in fields {
+            let f = f.as_ref().to_ascii_lowercase();
+            if !f.is_empty() && !self.fields.contains(&f) {
+                self.fields.push(f);
+            }
+        }
+    }
+
+    /// Whether nothing is redacted.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The field names, lower-cased.
+    pub fn fields(&self) -> &[String] {
+        &self.fields
+    }
+
+    fn is_sensitive(&self, key: &str) -> bool {
+        self.fields.iter().any(|f| f.eq_ignore_ascii_case(key))
+    }
+
+    /// Redacts `value` in place; returns whether anything changed.
+    pub fn redact_in_place(&self, value: &mut Value) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        match value {
+            Value::Object(map) => {
+                let mut changed = false;
+                for (k, v) in map.iter_mut() {
+                    if self.is_sensitive(k) {
+                        *v = Value::String(REDACTED.into());
+                        changed = true;
+                    } else {
+                        changed |= self.redact_in_place(v);
+                    }
+                }
+                changed
+            }
+            Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |c, v| self.redact_in_place(v) | c),
+            _ => false,
+        }
+    }
+
+    /// A redacted copy of `value`.
+    pub fn redact(&self, value: &Value) -> Value {
+        let mut copy = value.clone();
+        self.redact_in_place(&mut copy);
+        copy
+    }
+
+    /// Redacts free text (an error message) by masking `key=value`,
+    /// `key: value` and `"key":"value"` fragments for sensitive keys.
+    pub fn redact_text(&self, text: &str) -> String {
+        if self.is_empty() {
+            return text.to_owned();
+        }
+        let lower = text.to_ascii_lowercase();
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        while i < text.len() {
+            let hit = self.fields.iter().find_map(|f| {
+                lower[i..]
+                    .starts_with(f.as_str())
+                    .then(|| value_span(text, i + f.len()))?
+            });
+            match hit {
+                Some((start, end)) => {
+                    out.push_str(&text[i..start]);
+                    out.push_str(REDACTED);
+                    i = end;
+                }
+                None => {
+                    let ch = text[i..].chars().next().map_or(1, char::len_utf8);
+                    out.push_str(&text[i..i + ch]);
+                    i += ch;
+                }
+            }
+        }
+        out
+    }
+}
+
+/// After a key ending at `at`, finds the span of its value if the key is
+/// followed by `=`, `:` or `":"`.
+fn value_span(text: &str, at: usize) -> Option<(usize, usize)> {
+    let rest = &text[at..];
+    let sep = rest.find(|c: char| !matches!(c, '"' | '\'' | ' ' | ':' | '='))?;
+    let seps = &rest[..sep];
+    if !seps.contains(':') && !seps.contains('=') {
+        return None;
+    }
+    let start = at + sep;
+    let quoted = text[..start].ends_with('"') || text[..start].ends_with('\'');
+    let end = text[start..]
+        .find(|c: char| {
+            if quoted {
+                c == '"' || c == '\''
+            } else {
+                c.is_whitespace() || c == ',' || c == '}' || c == '"'
+            }
+        })
+        .map_or(text.len(), |e| start + e);
+    Some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn redacts_nested_keys_in_arrays_case_insensitively() {
+        let r = Redactor::new(["ssn", "Password"]);
+        let v = json!({
+            "user": {"SSN": "123", "name": "x"},
+            "list": [{"password": "p"}, {"ok": 1}],
+            "tuple": ["a", {"Ssn": 9}],
+        });
+        let out = r.redact(&v);
+        assert_eq!(out["user"]["SSN"], REDACTED);
+        assert_eq!(out["user"]["name"], "x");
+        assert_eq!(out["list"][0]["password"], REDACTED);
+        assert_eq!(out["tuple"][1]["Ssn"], REDACTED);
+        assert_eq!(v["user"]["SSN"], "123", "original untouched");
+    }
+
+    #[test]
+    fn redacts_whole_subtrees() {
+        let r = Redactor::new(["card"]);
+        let out = r.redact(&json!({"card": {"number": "4111", "cvv": 1}}));
+        assert_eq!(out, json!({"card": REDACTED}));
+    }
+
+    #[test]
+    fn redacts_key_value_fragments_in_text() {
+        let r = Redactor::new(["ssn", "password"]);
+        assert_eq!(
+            r.redact_text("bad ssn=123-45 for bob"),
+            format!("bad ssn={REDACTED} for bob")
+        );
+        assert_eq!(
+            r.redact_text(r#"{"password":"hunter2","x":1}"#),
+            format!(r#"{{"password":"{REDACTED}","x":1}}"#)
+        );
+        assert_eq!(
+            r.redact_text("password is required"),
+            "password is required"
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! Durable storage of executions, snapshots, events and the audit log.
+//!
+//! Every backend implements [`Store`] and passes the shared conformance
+//! suite (`governor_core::store_conformance!`, feature `testing`). The
+//! trait is built for several instances sharing one database: status
+//! changes are conditional (the expected current status is part of the
+//! write), work is claimed with expiring leases, and changes are announced
+//! to watchers.
+
+mod memory;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+use crate::approval::ApprovalRequest;
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::error::StoreError;
+use crate::event::{Event, EventKind};
+use crate::execution::{Execution, ExecutionId, ExecutionStatus, Failure, Snapshot, StatusSet};
+use crate::json::Json;
+
+pub use memory::MemoryStore;
+
+/// A conditional status change and everything recorded with it, applied
+/// atomically: either all of it is stored or none of it.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The execution.
+    pub id: ExecutionId,
+    /// The statuses the execution must currently be in.
+    pub from: StatusSet,
+    /// The new status.
+    pub to: ExecutionStatus,
+    /// When the change happened.
+    pub at: DateTime<Utc>,
+    /// Sets the output.
+    pub output: Option<Json>,
+    /// Sets the failure.
+    pub failure: Option<Failure>,
+    /// Sets the approval request.
+    pub approval: Option<ApprovalRequest>,
+    /// If set, the change only succeeds while this owner holds the lease.
+    pub lease_owner: Option<String>,
+    /// A snapshot to save.
+    pub snapshot: Option<Snapshot>,
+    /// Events to append.
+    pub events: Vec<Arc<Event>>,
+    /// An audit record to chain.
+    pub audit: Option<AuditRecord>,
+}
+
+impl Transition {
+    /// A change of `id` from any of `from` to `to`, now.
+    pub fn new(id: ExecutionId, from: impl Into<StatusSet>, to: ExecutionStatus) -> Self {
+        Self {
+            id,
+            from: from.into(),
+            to,
+            at: Utc::now(),
+            output: None,
+            failure: None,
+            approval: None,
+            lease_owner: None,
+            snapshot: None,
+            events: Vec::new(),
+            audit: None,
+        }
+    }
+
+    /// Applies the change to an in-memory execution (for stores that keep
+    /// whole records), after the caller checked `from` and the lease.
+    pub fn apply_to(&self, e: &mut Execution) {
+        e.status = self.to;
+        e.updated_at = self.at;
+        if self.to.is_terminal() {
+            e.finished_at = Some(self.at);
+            e.lease = None;
+        }
+        if let Some(o) = &self.output {
+            e.output = Some(o.clone());
+        }
+        if let Some(f) = &self.failure {
+            e.failure = Some(f.clone());
+        }
+        if let Some(a) = &self.approval {
+            e.approval = Some(a.clone());
+        }
+    }
+
+    /// Checks the transition against the execution's current state: the
+    /// expected status, the state machine, and the lease.
+    pub fn check(&self, current: &Execution, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if !self.from.contains(current.status) {
+            return Err(StoreError::conflict(
+                "transition",
+                format!(
+                    "execution {} is {}, not {:?}",
+                    self.id,
+                    current.status,
+                    self.from.iter().collect::<Vec<_>>()
+                ),
+            ));
+        }
+        if !current.status.can_become(self.to) {
+            return Err(StoreError::new(
+                crate::StoreErrorKind::Invalid,
+                "transition",
+                format!(
+                    "execution {} cannot go from {} to {}",
+                    self.id, current.status, self.to
+                ),
+            ));
+        }
+        if let Some(owner) = &self.lease_owner {
+            let held = current
+                .lease
+                .as_ref()
+                .is_some_and(|l| &l.owner == owner && l.until > now);
+            if !held {
+                return Err(StoreError::conflict(
+                    "transition",
+                    format!("execution {}: lease is not held by `{owner}`", self.id),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Filters for listing executions. Results are newest first.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionQuery {
+    /// Only these statuses (all when empty).
+    pub statuses: Vec<ExecutionStatus>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this principal id.
+    pub principal: Option<String>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+    /// Cursor: only executions older than this id.
+    pub before: Option<ExecutionId>,
+    /// At most this many (0 means 100; capped at 10,000).
+    pub limit: usize,
+}
+
+impl ExecutionQuery {
+    /// The effective limit.
+    pub fn effective_limit(&self) -> usize {
+        match self.limit {
+            0 => 100,
+            n => n.min(10_000),
+        }
+    }
+
+    /// Whether `e` passes every filter except the cursor and limit.
+    pub fn matches(&self, e: &Execution) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&e.status))
+            && self.action.as_deref().is_none_or(|a| a == &*e.action)
+            && self
+                .principal
+                .as_deref()
+                .is_none_or(|p| p == e.principal.id)
+            && self.since.is_none_or(|s| e.created_at >= s)
+            && self.until.is_none_or(|u| e.created_at < u)
+            && self.before.is_none_or(|b| e.id < b)
+    }
+}
+
+/// Filters for reading events. Results are oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only this execution's events.
+    pub execution_id: Option<ExecutionId>,
+    /// Only these kinds (all when empty).
+    pub kinds: Vec<EventKind>,
+    /// Cursor: only events newer than this id.
+    pub after: Option<uuid::Uuid>,
+    /// At most this many (0 means 1,000; capped at 10,000).
+    pub limit: usize,
+}
+
+impl EventQuery {
+    /// The effective limit.
+    pub fn effective_limit(&self) -> usize {
+        match self.limit {
+            0 => 1_000,
+            n => n.min(10_000),
+        }
+    }
+
+    /// Whether `e` passes every filter except the limit.
+    pub fn matches(&self, e: &Event) -> bool {
+        self.execution_id.is_none_or(|id| id == e.execution_id)
+            && (self.kinds.is_empty() || self.kinds.contains(&e.kind))
+            && self.after.is_none_or(|a| e.id > a)
+    }
+}
+
+/// A status change, announced to watchers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The execution.
+    pub id: ExecutionId,
+    /// Its new status.
+    pub status: ExecutionStatus,
+}
+
+/// Durable storage behind a governor. Object-safe: used as `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Records a new execution (status `Pending`) with its first events.
+    /// Fails with `AlreadyExists` if the id is taken.
+    async fn create(&self, execution: &Execution, events: &[Arc<Event>]) -> Result<(), StoreError>;
+
+    /// Applies a conditional transition atomically. Fails with `NotFound`,
+    /// `Conflict` (not in `from`, or lease not held) or `Invalid` (the
+    /// state machine forbids it).
+    async fn transition(&self, transition: &Transition) -> Result<(), StoreError>;
+
+    /// One execution.
+    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError>;
+
+    /// Executions matching `query`, newest first.
+    async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, StoreError>;
+
+    /// An execution's snapshots, in capture order.
+    async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError>;
+
+    /// Events matching `query`, oldest first.
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError>;
+
+    /// Audit entries with `seq > after`, in order, at most `limit`.
+    async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Takes a lease on up to `limit` executions in `status` whose lease is
+    /// absent or lapsed, for `owner`, lasting `lease`. Two concurrent
+    /// claimers never receive the same execution.
+    async fn claim(
+        &self,
+        status: ExecutionStatus,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError>;
+
+    /// Extends a lease `owner` holds. `Conflict` if it is not held.
+    async fn renew_lease(
+        &self,
+        id: ExecutionId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Gives up a lease `owner` holds. `Conflict` if it is not held.
+    async fn release_lease(&self, id: ExecutionId, owner: &str) -> Result<(), StoreError>;
+
+    /// Announcements of status changes made through this store handle
+    /// (backends that can also report other processes' changes do).
+    fn watch(&self) -> broadcast::Receiver<Change>;
+}
+
+/// When a lease of length `lease` taken at `now` lapses.
+pub fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(lease)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Capacity of the change broadcast used by the built-in stores.
+pub const WATCH_CAPACITY: usize = 1024;

@@ -1,0 +1,573 @@
+//! The store conformance suite: every [`Store`] backend must pass it.
+//!
+//! A backend crate runs it with [`store_conformance!`](crate::store_conformance),
+//! giving an expression that yields a fresh, empty `Arc<dyn Store>` (an
+//! `async` block is fine). Each clause of the contract is one test.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::approval::{ApprovalRequest, ApprovalSpec};
+use crate::audit::{AuditRecord, verify_chain};
+use crate::error::StoreErrorKind;
+use crate::event::{Event, EventKind};
+use crate::execution::{Checkpoint, Execution, ExecutionStatus, Failure, Snapshot, StatusSet};
+use crate::json::Json;
+use crate::principal::Principal;
+use crate::store::{EventQuery, ExecutionQuery, Store, Transition};
+
+/// Runs every conformance test against the store built by `$make`.
+#[macro_export]
+macro_rules! store_conformance {
+    ($make:expr) => {
+        $crate::store_conformance!(@tests $make;
+            create_and_read, duplicate_create_is_rejected, transitions_are_conditional,
+            state_machine_is_enforced, first_decision_wins, completion_records_everything,
+            listing_filters_and_pages, events_filter_and_order, audit_log_is_chained,
+            claims_are_exclusive_and_expire, concurrent_claims_are_disjoint,
+            lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip);
+    };
+    (@tests $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store: ::std::sync::Arc<dyn $crate::Store> = $make.await;
+                $crate::testing::$name(store).await;
+            }
+        )*
+    };
+}
+
+fn execution(action: &str, principal: &str) -> Execution {
+    Execution::new(
+        action.into(),
+        Arc::new(
+            Principal::new(principal)
+                .with_roles(["r1"])
+                .with_tenant("t1"),
+        ),
+        Json::encode(&json!({"amount": 10, "to": "acme"})).unwrap(),
+    )
+}
+
+fn event(e: &Execution, kind: EventKind) -> Arc<Event> {
+    Arc::new(Event::new(
+        kind,
+        e.id,
+        Arc::clone(&e.action),
+        Json::encode(&json!({"k": 1})).unwrap(),
+    ))
+}
+
+fn record(e: &Execution, status: ExecutionStatus) -> AuditRecord {
+    AuditRecord {
+        execution_id: e.id,
+        action: Arc::clone(&e.action),
+        principal: e.principal.id.clone(),
+        tenant: e.principal.tenant.clone(),
+        status,
+        at: Utc::now(),
+        decisions: vec![],
+        inputs: Some(e.inputs.clone()),
+        output: None,
+        failure: None,
+        tags: vec!["SOC2".into()],
+    }
+}
+
+async fn created(store: &Arc<dyn Store>, action: &str, principal: &str) -> Execution {
+    let e = execution(action, principal);
+    store
+        .create(&e, &[event(&e, EventKind::ExecutionStarted)])
+        .await
+        .unwrap();
+    e
+}
+
+async fn parked(store: &Arc<dyn Store>) -> Execution {
+    let e = created(store, "pay", "agent").await;
+    let mut t = Transition::new(
+        e.id,
+        ExecutionStatus::Pending,
+        ExecutionStatus::AwaitingApproval,
+    );
+    t.approval = Some(ApprovalRequest::new(vec![ApprovalSpec::new(
+        "p",
+        vec!["cfo".into()],
+    )]));
+    store.transition(&t).await.unwrap();
+    e
+}
+
+pub async fn create_and_read(store: Arc<dyn Store>) {
+    let e = created(&store, "pay", "alice").await;
+    let got = store.execution(e.id).await.unwrap().expect("stored");
+    assert_eq!(got.id, e.id);
+    assert_eq!(&*got.action, "pay");
+    assert_eq!(got.status, ExecutionStatus::Pending);
+    assert_eq!(*got.principal, *e.principal);
+    assert_eq!(got.inputs.value(), json!({"amount": 10, "to": "acme"}));
+    assert_eq!(got.created_at, e.created_at);
+    assert!(
+        store
+            .execution(crate::ExecutionId::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+pub async fn duplicate_create_is_rejected(store: Arc<dyn Store>) {
+    let e = created(&store, "pay", "alice").await;
+    let err = store.create(&e, &[]).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::AlreadyExists);
+}
+
+pub async fn transitions_are_conditional(store: Arc<dyn Store>) {
+    let e = created(&store, "pay", "alice").await;
+    let t = Transition::new(e.id, ExecutionStatus::Pending, ExecutionStatus::Running);
+    store.transition(&t).await.unwrap();
+    let again = store.transition(&t).await.unwrap_err();
+    assert_eq!(again.kind(), StoreErrorKind::Conflict);
+    let missing = Transition::new(
+        crate::ExecutionId::new(),
+        ExecutionStatus::Pending,
+        ExecutionStatus::Running,
+    );
+    assert_eq!(
+        store.transition(&missing).await.unwrap_err().kind(),
+        StoreErrorKind::NotFound
+    );
+    assert_eq!(
+        store.execution(e.id).await.unwrap().unwrap().status,
+        ExecutionStatus::Running
+    );
+}
+
+pub async fn state_machine_is_enforced(store: Arc<dyn Store>) {
+    let e = created(&store, "pay", "alice").await;
+    let skip = Transition::new(e.id, StatusSet::active(), ExecutionStatus::Completed);
+    assert_eq!(
+        store.transition(&skip).await.unwrap_err().kind(),
+        StoreErrorKind::Invalid
+    );
+    let cancel = Transition::new(e.id, StatusSet::active(), ExecutionStatus::Cancelled);
+    store.transition(&cancel).await.unwrap();
+    let revive = Transition::new(e.id, ExecutionStatus::Cancelled, ExecutionStatus::Running);
+    assert_eq!(
+        store.transition(&revive).await.unwrap_err().kind(),
+        StoreErrorKind::Invalid
+    );
+}
+
+pub async fn first_decision_wins(store: Arc<dyn Store>) {
+    let e = parked(&store).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = Arc::clone(&store);
+        let to = if i % 2 == 0 {
+            ExecutionStatus::Approved
+        } else {
+            ExecutionStatus::Rejected
+        };
+        tasks.push(tokio::spawn(async move {
+            store
+                .transition(&Transition::new(
+                    e.id,
+                    ExecutionStatus::AwaitingApproval,
+                    to,
+                ))
+                .await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(err) => assert_eq!(err.kind(), StoreErrorKind::Conflict),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one decision may win");
+}
+
+pub async fn completion_records_everything(store: Arc<dyn Store>) {
+    let e = created(&store, "pay", "alice").await;
+    let mut start = Transition::new(e.id, ExecutionStatus::Pending, ExecutionStatus::Running);
+    start.snapshot = Some(Snapshot {
+        execution_id: e.id,
+        checkpoint: Checkpoint::PreExecution,
+        captured_at: Utc::now(),
+        state: e.inputs.clone(),
+    });
+    store.transition(&start).await.unwrap();
+    let output = Json::encode(&json!({"status": "sent", "ids": [1, 2]})).unwrap();
+    let mut done = Transition::new(e.id, ExecutionStatus::Running, ExecutionStatus::Completed);
+    done.output = Some(output.clone());
+    done.snapshot = Some(Snapshot {
+        execution_id: e.id,
+        checkpoint: Checkpoint::PostExecution,
+        captured_at: Utc::now(),
+        state: output.clone(),
+    });
+    done.events.push(event(&e, EventKind::ExecutionCompleted));
+    done.audit = Some(record(&e, ExecutionStatus::Completed));
+    store.transition(&done).await.unwrap();
+
+    let got = store.execution(e.id).await.unwrap().unwrap();
+    assert_eq!(got.status, ExecutionStatus::Completed);
+    assert_eq!(got.output.unwrap().value(), output.value());
+    assert!(got.finished_at.is_some());
+    let snaps = store.snapshots(e.id).await.unwrap();
+    let points: Vec<_> = snaps.iter().map(|s| s.checkpoint).collect();
+    assert_eq!(
+        points,
+        vec![Checkpoint::PreExecution, Checkpoint::PostExecution]
+    );
+    let events = store
+        .events(&EventQuery {
+            execution_id: Some(e.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![EventKind::ExecutionStarted, EventKind::ExecutionCompleted]
+    );
+    assert_eq!(&*events[0].action, "pay");
+
+    let e2 = created(&store, "pay", "bob").await;
+    let mut fail = Transition::new(e2.id, StatusSet::active(), ExecutionStatus::Failed);
+    fail.failure = Some(Failure::new("action", "boom").with_policy("p"));
+    store.transition(&fail).await.unwrap();
+    let got = store.execution(e2.id).await.unwrap().unwrap();
+    assert_eq!(got.failure.unwrap().message, "boom");
+}
+
+pub async fn listing_filters_and_pages(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let e = created(
+            &store,
+            if i % 2 == 0 { "pay" } else { "deploy" },
+            if i < 3 { "alice" } else { "bob" },
+        )
+        .await;
+        ids.push(e.id);
+    }
+    let cancel = Transition::new(ids[6], StatusSet::active(), ExecutionStatus::Cancelled);
+    store.transition(&cancel).await.unwrap();
+
+    let all = store.executions(&ExecutionQuery::default()).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.id).collect::<Vec<_>>(),
+        ids.iter().rev().copied().collect::<Vec<_>>()
+    );
+
+    let pay = store
+        .executions(&ExecutionQuery {
+            action: Some("pay".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pay.len(), 4);
+    let bob = store
+        .executions(&ExecutionQuery {
+            principal: Some("bob".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(bob.len(), 4);
+    let cancelled = store
+        .executions(&ExecutionQuery {
+            statuses: vec![ExecutionStatus::Cancelled],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
+
+    let page1 = store
+        .executions(&ExecutionQuery {
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let page2 = store
+        .executions(&ExecutionQuery {
+            limit: 3,
+            before: Some(page1[2].id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page1.len() + page2.len(), 6);
+    assert!(page2[0].id < page1[2].id);
+
+    let future = Utc::now() + chrono::Duration::hours(1);
+    let none = store
+        .executions(&ExecutionQuery {
+            since: Some(future),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let before_future = store
+        .executions(&ExecutionQuery {
+            until: Some(future),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(before_future.len(), 7);
+}
+
+pub async fn events_filter_and_order(store: Arc<dyn Store>) {
+    let a = created(&store, "pay", "alice").await;
+    let b = created(&store, "pay", "bob").await;
+    let mut t = Transition::new(a.id, ExecutionStatus::Pending, ExecutionStatus::Running);
+    t.events = vec![
+        event(&a, EventKind::PolicyEvaluated),
+        event(&a, EventKind::StateCaptured),
+    ];
+    store.transition(&t).await.unwrap();
+    let all = store.events(&EventQuery::default()).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    let only_b = store
+        .events(&EventQuery {
+            execution_id: Some(b.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(only_b.len(), 1);
+    let kinds = store
+        .events(&EventQuery {
+            kinds: vec![EventKind::PolicyEvaluated],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(kinds.len(), 1);
+    let after = store
+        .events(&EventQuery {
+            after: Some(all[1].id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 2);
+    let limited = store
+        .events(&EventQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited[0].id, all[0].id);
+}
+
+pub async fn audit_log_is_chained(store: Arc<dyn Store>) {
+    for i in 0..5 {
+        let e = created(&store, "pay", &format!("p{i}")).await;
+        let mut t = Transition::new(e.id, StatusSet::active(), ExecutionStatus::Denied);
+        t.audit = Some(record(&e, ExecutionStatus::Denied));
+        store.transition(&t).await.unwrap();
+    }
+    let entries = store.audit_entries(0, 100).await.unwrap();
+    assert_eq!(entries.len(), 5);
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5]
+    );
+    assert_eq!(verify_chain(&entries), Ok(5));
+    assert_eq!(entries[0].record.tags, vec!["SOC2"]);
+    let tail = store.audit_entries(3, 100).await.unwrap();
+    assert_eq!(tail.len(), 2);
+    assert_eq!(tail[0].prev_hash, entries[2].hash);
+}
+
+pub async fn claims_are_exclusive_and_expire(store: Arc<dyn Store>) {
+    let e = parked(&store).await;
+    let approve = Transition::new(
+        e.id,
+        ExecutionStatus::AwaitingApproval,
+        ExecutionStatus::Approved,
+    );
+    store.transition(&approve).await.unwrap();
+    let first = store
+        .claim(
+            ExecutionStatus::Approved,
+            "w1",
+            Duration::from_millis(300),
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].lease.as_ref().unwrap().owner, "w1");
+    let second = store
+        .claim(ExecutionStatus::Approved, "w2", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert!(second.is_empty(), "a held lease is not claimable");
+    store
+        .renew_lease(e.id, "w1", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .renew_lease(e.id, "w2", Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .kind(),
+        StoreErrorKind::Conflict
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let taken = store
+        .claim(ExecutionStatus::Approved, "w2", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1, "a lapsed lease is claimable");
+    assert_eq!(
+        store.release_lease(e.id, "w1").await.unwrap_err().kind(),
+        StoreErrorKind::Conflict
+    );
+    store.release_lease(e.id, "w2").await.unwrap();
+    let again = store
+        .claim(ExecutionStatus::Approved, "w3", Duration::from_secs(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+}
+
+pub async fn concurrent_claims_are_disjoint(store: Arc<dyn Store>) {
+    for _ in 0..20 {
+        let e = parked(&store).await;
+        store
+            .transition(&Transition::new(
+                e.id,
+                ExecutionStatus::AwaitingApproval,
+                ExecutionStatus::Approved,
+            ))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store
+                    .claim(
+                        ExecutionStatus::Approved,
+                        &format!("w{w}"),
+                        Duration::from_secs(60),
+                        3,
+                    )
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    break mine;
+                }
+                mine.extend(got.into_iter().map(|e| e.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(n, 20, "every execution claimed");
+    assert_eq!(all.len(), 20, "no execution claimed twice");
+}
+
+pub async fn lease_guards_transitions(store: Arc<dyn Store>) {
+    let e = parked(&store).await;
+    store
+        .transition(&Transition::new(
+            e.id,
+            ExecutionStatus::AwaitingApproval,
+            ExecutionStatus::Approved,
+        ))
+        .await
+        .unwrap();
+    store
+        .claim(ExecutionStatus::Approved, "w1", Duration::from_secs(60), 1)
+        .await
+        .unwrap();
+    let mut stolen = Transition::new(e.id, ExecutionStatus::Approved, ExecutionStatus::Running);
+    stolen.lease_owner = Some("w2".into());
+    assert_eq!(
+        store.transition(&stolen).await.unwrap_err().kind(),
+        StoreErrorKind::Conflict
+    );
+    let mut run = Transition::new(e.id, ExecutionStatus::Approved, ExecutionStatus::Running);
+    run.lease_owner = Some("w1".into());
+    store.transition(&run).await.unwrap();
+    let mut done = Transition::new(e.id, ExecutionStatus::Running, ExecutionStatus::Completed);
+    done.lease_owner = Some("w1".into());
+    store.transition(&done).await.unwrap();
+    assert!(
+        store
+            .execution(e.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease
+            .is_none(),
+        "terminal clears the lease"
+    );
+}
+
+pub async fn watch_announces_changes(store: Arc<dyn Store>) {
+    let mut rx = store.watch();
+    let e = created(&store, "pay", "alice").await;
+    store
+        .transition(&Transition::new(
+            e.id,
+            ExecutionStatus::Pending,
+            ExecutionStatus::Running,
+        ))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Ok(Ok(change)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+        if change.id == e.id {
+            seen.push(change.status);
+            if change.status == ExecutionStatus::Running {
+                break;
+            }
+        }
+    }
+    assert!(seen.contains(&ExecutionStatus::Running), "{seen:?}");
+}
+
+pub async fn unicode_and_large_payloads_round_trip(store: Arc<dyn Store>) {
+    let big: String = "ü€𝄞'\"\\\n".repeat(20_000);
+    let e = Execution::new(
+        "ünïcode.action".into(),
+        Arc::new(Principal::new("名前").with_attribute("quote", "it's \"x\"")),
+        Json::encode(&json!({"text": big, "nested": {"list": [null, true, 1.5e300]}})).unwrap(),
+    );
+    store.create(&e, &[]).await.unwrap();
+    let got = store.execution(e.id).await.unwrap().unwrap();
+    assert_eq!(got.inputs.value(), e.inputs.value());
+    assert_eq!(got.principal, e.principal);
+    assert_eq!(&*got.action, "ünïcode.action");
+}
