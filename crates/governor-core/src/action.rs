@@ -225,7 +225,8 @@ impl Action {
         T: Serialize,
         E: From<GovernError> + fmt::Display,
     {
-        self.run_with(Call::new(args), f, Recorder::serde()).await
+        self.run_with(Call::new(args), f, serde_output, display_error)
+            .await
     }
 
     /// Runs `f` governed, on behalf of `principal`.
@@ -236,9 +237,22 @@ impl Action {
         T: Serialize,
         E: From<GovernError> + fmt::Display,
     {
-        self.run_with(Call::new(args).principal(principal), f, Recorder::serde())
-            .await
+        self.run_with(
+            Call::new(args).principal(principal),
+            f,
+            serde_output,
+            display_error,
+        )
+        .await
     }
+}
+
+fn serde_output<T: Serialize>(t: &T) -> Option<Result<Value, String>> {
+    Some(serde_json::to_value(t).map_err(|e| e.to_string()))
+}
+
+fn display_error<E: fmt::Display>(e: &E) -> String {
+    e.to_string()
 }
 
 /// One call's arguments and caller.
@@ -269,24 +283,6 @@ impl Call {
     pub fn maybe_principal(mut self, principal: Option<Principal>) -> Self {
         self.principal = principal.map(Arc::new);
         self
-    }
-}
-
-/// How a call's result and error are turned into records.
-pub struct Recorder<T, E> {
-    /// The output as JSON; `None` when the type is not serializable.
-    pub output: fn(&T) -> Option<Result<Value, String>>,
-    /// The error's message.
-    pub error: fn(&E) -> String,
-}
-
-impl<T: Serialize, E: fmt::Display> Recorder<T, E> {
-    /// Serializes the output with serde and the error with `Display`.
-    pub fn serde() -> Self {
-        Self {
-            output: |t| Some(serde_json::to_value(t).map_err(|e| e.to_string())),
-            error: |e| e.to_string(),
-        }
     }
 }
 

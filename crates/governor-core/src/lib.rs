@@ -38,6 +38,8 @@ mod execution;
 mod governor;
 mod json;
 mod lifecycle;
+#[doc(hidden)]
+pub mod macro_support;
 pub mod policy;
 mod principal;
 mod redact;
@@ -45,9 +47,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use action::{
-    Action, ActionBuilder, Args, BoxFuture, Call, Hook, HookContext, Recorder, StateCallback,
-};
+pub use action::{Action, ActionBuilder, Args, BoxFuture, Call, Hook, HookContext, StateCallback};
 pub use approval::{ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, OnExpiry};
 pub use audit::{
     AuditEntry, AuditRecord, ChainError, DecisionRecord, GENESIS_HASH, chain_hash, verify_chain,

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use tracing::Instrument;
 
-use crate::action::{Action, Call, HookContext, Recorder};
+use crate::action::{Action, Call, HookContext};
 use crate::approval::{ApprovalRequest, ApprovalSpec};
 use crate::audit::{AuditRecord, DecisionRecord};
 use crate::error::GovernError;
@@ -25,18 +25,22 @@ use crate::redact::Redactor;
 use crate::store::{Store, Transition};
 
 impl Action {
-    /// Runs `f` governed. `#[govern]` expands to this; `recorder` turns the
-    /// result into records.
-    pub async fn run_with<T, E, F, Fut>(
+    /// Runs `f` governed. `#[govern]` expands to this; `output` turns the
+    /// result into JSON (`None` when it cannot be recorded) and `error`
+    /// turns the action's error into its stored message.
+    pub async fn run_with<T, E, F, Fut, O, R>(
         &self,
         call: Call,
         f: F,
-        recorder: Recorder<T, E>,
+        output: O,
+        error: R,
     ) -> Result<T, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: From<GovernError>,
+        O: FnOnce(&T) -> Option<Result<Value, String>>,
+        R: FnOnce(&E) -> String,
     {
         let span = tracing::info_span!(
             "governed_call",
@@ -51,7 +55,7 @@ impl Action {
             run.start().await?;
             match f().await {
                 Ok(value) => {
-                    let output = match (recorder.output)(&value) {
+                    let output = match output(&value) {
                         Some(Ok(v)) => v,
                         Some(Err(reason)) => {
                             return Err(run.unrecordable_output(reason).await.into());
@@ -62,7 +66,7 @@ impl Action {
                     Ok(value)
                 }
                 Err(err) => {
-                    run.action_failed((recorder.error)(&err)).await;
+                    run.action_failed(error(&err)).await;
                     Err(err)
                 }
             }

@@ -276,3 +276,51 @@ pub fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
 
 /// Capacity of the change broadcast used by the built-in stores.
 pub const WATCH_CAPACITY: usize = 1024;
+
+#[async_trait]
+impl<S: Store + ?Sized> Store for Arc<S> {
+    async fn create(&self, execution: &Execution, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        (**self).create(execution, events).await
+    }
+    async fn transition(&self, transition: &Transition) -> Result<(), StoreError> {
+        (**self).transition(transition).await
+    }
+    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        (**self).execution(id).await
+    }
+    async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
+        (**self).executions(query).await
+    }
+    async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
+        (**self).snapshots(id).await
+    }
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        (**self).events(query).await
+    }
+    async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        (**self).audit_entries(after, limit).await
+    }
+    async fn claim(
+        &self,
+        status: ExecutionStatus,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        (**self).claim(status, owner, lease, limit).await
+    }
+    async fn renew_lease(
+        &self,
+        id: ExecutionId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        (**self).renew_lease(id, owner, lease).await
+    }
+    async fn release_lease(&self, id: ExecutionId, owner: &str) -> Result<(), StoreError> {
+        (**self).release_lease(id, owner).await
+    }
+    fn watch(&self) -> broadcast::Receiver<Change> {
+        (**self).watch()
+    }
+}

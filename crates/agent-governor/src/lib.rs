@@ -1,0 +1,77 @@
+//! # agent-governor
+//!
+//! Governance for AI agents and other autonomous code: every risky action
+//! passes through policies, may wait for a human decision, and is recorded
+//! durably with a tamper-evident audit trail.
+//!
+//! ```
+//! use agent_governor::{govern, AuditPolicy, GovernError, Principal, RateLimitPolicy};
+//! use std::time::Duration;
+//!
+//! #[govern(policies = [
+//!     RateLimitPolicy::new(100, Duration::from_secs(60)).per_principal(),
+//!     AuditPolicy::new().sensitive_fields(["account"]).compliance_tags(["SOC2"]),
+//! ])]
+//! async fn process_payment(amount: f64, account: String) -> serde_json::Value {
+//!     serde_json::json!({"status": "success", "amount": amount})
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), GovernError> {
+//! let result = Principal::new("agent-7")
+//!     .scope(process_payment(250.0, "ACC123".into()))
+//!     .await?;
+//! assert_eq!(result["status"], "success");
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## `#[govern(...)]`
+//!
+//! On an `async fn` whose arguments are `serde::Serialize`:
+//!
+//! | argument | meaning |
+//! |---|---|
+//! | `policies = [p1, p2]` | policies in evaluation order (values, `Result`s of them, or `Arc<dyn Policy>`); or `policies = expr` for a `Vec<Arc<dyn Policy>>` |
+//! | `pre = [hook, ...]`, `post = [hook, ...]` | [`Hook`]s run before policies and after the action |
+//! | `capture_state = bool` | save snapshots before and after the action (default: the governor's, `true`) |
+//! | `governor = expr` | the [`Governor`] (or `&Governor`) to record into; default [`Governor::global`] |
+//! | `store = expr` | shorthand for a governor on this [`Store`] |
+//! | `name = "..."` | the action name (default: the function's name; for `impl` blocks, a prefix replacing the type name) |
+//! | `context = expr` | the caller: a [`Principal`] or `Option<Principal>`, evaluated per call (it may use the arguments); default: the task-local [`Principal::scope`] |
+//! | `on_state_saved = closure` | `Fn(ExecutionId, &serde_json::Value)`, called when state is saved |
+//! | `methods = ["a", "b"]` | on an `impl` block: which methods (default: every `pub async fn`) |
+//! | `crate = path` | where `agent_governor` is, if renamed |
+//!
+//! A function returning `Result<T, E>` with `E: From<GovernError>` keeps
+//! its signature; any other return type `T` becomes
+//! `Result<T, GovernError>`. Policies see arguments by parameter name
+//! (`amount`, not `args[0]`). On an `impl` block, each selected method is
+//! the action `Type.method`; `self` is recorded only if it is `Serialize`.
+//!
+//! ## Lifecycle
+//!
+//! pre-actions → pre-execution policies → approval → snapshot → the action
+//! → snapshot → post-execution policies → post-actions. A post-execution
+//! policy that fails marks the execution failed and withholds the result,
+//! **but the action's side effects have already happened**. A call whose
+//! future is dropped is recorded as cancelled.
+
+pub use governor_core::*;
+pub use governor_macros::govern;
+
+/// The names most programs need.
+pub mod prelude {
+    pub use governor_core::{
+        ApprovalPolicy, Args, AuditPolicy, AuthorizationPolicy, Decision, ExecutionId,
+        ExecutionStatus, GovernError, Governor, MemoryStore, Policy, PolicyExt, Principal,
+        RateLimitPolicy, Store, ValidationPolicy, policy_fn,
+    };
+    pub use governor_macros::govern;
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use governor_core::macro_support::*;
+    pub use governor_core::{Action, Args, Call, GovernError};
+}

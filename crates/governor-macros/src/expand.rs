@@ -1,0 +1,272 @@
+//! Code generation for `#[govern]`.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{
+    Attribute, Block, Expr, FnArg, GenericArgument, ImplItem, Item, ItemImpl, Pat, PathArguments,
+    ReturnType, Signature, Type, Visibility,
+};
+
+use crate::args::GovernArgs;
+
+pub(crate) fn expand(args: &GovernArgs, item: TokenStream) -> syn::Result<TokenStream> {
+    match syn::parse2::<Item>(item)? {
+        Item::Fn(f) => {
+            if let Some((key, _)) = &args.methods {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "`methods` only applies to `impl` blocks",
+                ));
+            }
+            let name = args
+                .name
+                .as_ref()
+                .map_or_else(|| f.sig.ident.to_string(), |n| n.value());
+            expand_fn(args, &f.attrs, &f.vis, &f.sig, &f.block, &name)
+        }
+        Item::Impl(imp) => expand_impl(args, imp),
+        other => Err(syn::Error::new_spanned(
+            other,
+            "`#[govern]` applies to an `async fn` or an `impl` block",
+        )),
+    }
+}
+
+fn expand_impl(args: &GovernArgs, mut imp: ItemImpl) -> syn::Result<TokenStream> {
+    let type_name = match &*imp.self_ty {
+        Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        syn::Error::new_spanned(&imp.self_ty, "`#[govern]` needs an `impl` of a named type")
+    })?;
+    let prefix = args.name.as_ref().map_or(type_name, |n| n.value());
+    let wanted = args.methods.as_ref().map(|(_, names)| names);
+    if let Some(names) = wanted {
+        for n in names {
+            let found = imp
+                .items
+                .iter()
+                .any(|i| matches!(i, ImplItem::Fn(f) if f.sig.ident == n.value()));
+            if !found {
+                return Err(syn::Error::new(
+                    n.span(),
+                    format!("no method `{}` in this impl", n.value()),
+                ));
+            }
+        }
+    }
+    let mut items = Vec::with_capacity(imp.items.len());
+    for item in std::mem::take(&mut imp.items) {
+        let ImplItem::Fn(f) = item else {
+            items.push(item);
+            continue;
+        };
+        let selected = match wanted {
+            Some(names) => names.iter().any(|n| f.sig.ident == n.value()),
+            None => matches!(f.vis, Visibility::Public(_)) && f.sig.asyncness.is_some(),
+        };
+        if !selected {
+            items.push(ImplItem::Fn(f));
+            continue;
+        }
+        let name = format!("{prefix}.{}", f.sig.ident);
+        let tokens = expand_fn(args, &f.attrs, &f.vis, &f.sig, &f.block, &name)?;
+        items.push(ImplItem::Verbatim(tokens));
+    }
+    imp.items = items;
+    Ok(imp.into_token_stream())
+}
+
+/// How the function's declared return type is handled.
+enum Returns {
+    /// `Result<T, E>`: kept as declared.
+    Result(Type),
+    /// Anything else: becomes `Result<T, GovernError>`.
+    Plain(Type),
+}
+
+fn returns(sig: &Signature) -> Returns {
+    let ty: Type = match &sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    let is_result = match &ty {
+        Type::Path(p) => p.path.segments.last().is_some_and(|s| {
+            s.ident == "Result"
+                && matches!(&s.arguments, PathArguments::AngleBracketed(a)
+                    if a.args.iter().any(|g| matches!(g, GenericArgument::Type(_))))
+        }),
+        _ => false,
+    };
+    if is_result {
+        Returns::Result(ty)
+    } else {
+        Returns::Plain(ty)
+    }
+}
+
+fn contains_impl_trait(ty: &Type) -> bool {
+    ty.to_token_stream()
+        .into_iter()
+        .any(|t| t.to_string() == "impl")
+}
+
+fn expand_fn(
+    args: &GovernArgs,
+    attrs: &[Attribute],
+    vis: &Visibility,
+    sig: &Signature,
+    block: &Block,
+    action_name: &str,
+) -> syn::Result<TokenStream> {
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            sig.fn_token.span,
+            "`#[govern]` needs an `async fn`",
+        ));
+    }
+    let krate = args
+        .krate
+        .as_ref()
+        .map_or_else(|| quote!(::agent_governor), ToTokens::to_token_stream);
+    let p = quote!(#krate::__private);
+
+    let mut binds = Vec::new();
+    let mut bind_self = quote!();
+    for input in &sig.inputs {
+        match input {
+            FnArg::Receiver(_) => {
+                bind_self = quote! {
+                    let __gov_args = {
+                        #[allow(unused_imports)]
+                        use #p::{RecordOpaque as _, RecordSerialize as _};
+                        (&&#p::Rec(&*self)).bind_self(__gov_args)
+                    };
+                };
+            }
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(id) => {
+                    let ident = &id.ident;
+                    let name = ident.to_string();
+                    let name = name.strip_prefix("r#").unwrap_or(&name);
+                    binds.push(quote_spanned!(pt.ty.span()=> .arg(#name, &#ident)));
+                }
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "`#[govern]` binds arguments by name: use a plain parameter name, not a pattern",
+                    ));
+                }
+            },
+        }
+    }
+
+    let name = action_name;
+    let gov = match (&args.governor, &args.store) {
+        (Some(g), _) => quote!(let __b = __b.governor(#p::governor(#g));),
+        (_, Some(s)) => quote!(let __b = __b.governor(#p::store_governor(#s)?);),
+        _ => quote!(),
+    };
+    let policies = match &args.policies {
+        Some(Expr::Array(list)) => {
+            let items = list
+                .elems
+                .iter()
+                .map(|e| quote_spanned!(e.span()=> #p::policy(#e)?));
+            quote!(let __b = __b.policies([#(#items),*]);)
+        }
+        Some(other) => quote!(let __b = __b.policies(#p::policies(#other)?);),
+        None => quote!(),
+    };
+    let pre = args
+        .pre
+        .iter()
+        .flat_map(|a| a.elems.iter())
+        .map(|h| quote!(let __b = __b.pre(#h);));
+    let post = args
+        .post
+        .iter()
+        .flat_map(|a| a.elems.iter())
+        .map(|h| quote!(let __b = __b.post(#h);));
+    let capture = args
+        .capture_state
+        .as_ref()
+        .map(|b| quote!(let __b = __b.capture_state(#b);));
+    let saved = args
+        .on_state_saved
+        .as_ref()
+        .map(|f| quote!(let __b = __b.on_state_saved(#f);));
+    let context = args
+        .context
+        .as_ref()
+        .map(|c| quote!(.maybe_principal(#p::caller(#c))));
+
+    let (output_ty, body) = match returns(sig) {
+        Returns::Result(ty) => {
+            let body = if contains_impl_trait(&ty) {
+                quote!(async move #block)
+            } else {
+                quote!(#p::typed::<#ty, _>(async move #block))
+            };
+            (ty, body)
+        }
+        Returns::Plain(ty) => {
+            let inner = if contains_impl_trait(&ty) {
+                quote!(async move #block)
+            } else {
+                quote!(#p::typed::<#ty, _>(async move #block))
+            };
+            let body = quote!(async move {
+                ::core::result::Result::Ok::<#ty, #p::GovernError>(#inner.await)
+            });
+            (
+                syn::parse_quote!(::core::result::Result<#ty, #p::GovernError>),
+                body,
+            )
+        }
+    };
+    let mut new_sig = sig.clone();
+    new_sig.output = syn::parse_quote!(-> #output_ty);
+    let cell = format_ident!("__GOVERNOR_ACTION", span = Span::call_site());
+
+    Ok(quote! {
+        #(#attrs)*
+        #vis #new_sig {
+            let __gov_args = #p::Args::new() #(#binds)*;
+            #bind_self
+            static #cell: ::std::sync::OnceLock<#p::Action> = ::std::sync::OnceLock::new();
+            let __gov_action = match #p::action(&#cell, || {
+                let __b = #p::builder(#name);
+                #gov
+                #policies
+                #(#pre)*
+                #(#post)*
+                #capture
+                #saved
+                __b.build()
+            }) {
+                ::core::result::Result::Ok(a) => a,
+                ::core::result::Result::Err(e) => return ::core::result::Result::Err(::core::convert::From::from(e)),
+            };
+            let __gov_call = #p::Call::new(__gov_args) #context;
+            __gov_action
+                .run_with(
+                    __gov_call,
+                    move || #body,
+                    |__gov_out| {
+                        #[allow(unused_imports)]
+                        use #p::{RecordOpaque as _, RecordSerialize as _};
+                        (&&#p::Rec(__gov_out)).record_output()
+                    },
+                    |__gov_err| {
+                        #[allow(unused_imports)]
+                        use #p::{RecordDebug as _, RecordDisplay as _};
+                        (&&#p::Rec(__gov_err)).record_error()
+                    },
+                )
+                .await
+        }
+    })
+}
