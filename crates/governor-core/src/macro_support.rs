@@ -174,7 +174,14 @@ impl<T: fmt::Debug + ?Sized> RecordDebug for Rec<'_, T> {
     }
 }
 
+/// Pins the output type of a future (the body of a governed function), so
+/// `?` and `.into()` inside it infer as they would in the original `fn`.
+pub fn typed<T, F: std::future::Future<Output = T>>(f: F) -> F {
+    f
+}
+
 #[cfg(test)]
+#[allow(clippy::needless_borrow)]
 mod tests {
     use super::*;
 
@@ -191,10 +198,4 @@ mod tests {
         let args = (&&Rec(&Opaque)).bind_self(Args::new());
         assert_eq!(args.into_value().unwrap(), serde_json::json!({}));
     }
-}
-
-/// Pins the output type of a future (the body of a governed function), so
-/// `?` and `.into()` inside it infer as they would in the original `fn`.
-pub fn typed<T, F: std::future::Future<Output = T>>(f: F) -> F {
-    f
 }
