@@ -26,6 +26,13 @@
 //! # }
 //! ```
 //!
+//! ## Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `sqlite` | yes | [`sqlite::SqliteStore`], the embedded durable store |
+//! | `cedar` | no | Cedar policies in [`AuthorizationPolicy`] |
+//!
 //! ## `#[govern(...)]`
 //!
 //! On an `async fn` whose arguments are `serde::Serialize`:
@@ -59,6 +66,13 @@
 
 pub use governor_core::*;
 pub use governor_macros::govern;
+
+/// The SQLite store: one file, WAL, group commit (feature `sqlite`, on by
+/// default).
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    pub use governor_sqlite::*;
+}
 
 /// The names most programs need.
 pub mod prelude {

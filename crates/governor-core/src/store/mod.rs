@@ -20,7 +20,9 @@ use crate::approval::ApprovalRequest;
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::error::StoreError;
 use crate::event::{Event, EventKind};
-use crate::execution::{Execution, ExecutionId, ExecutionStatus, Failure, Snapshot, StatusSet};
+use crate::execution::{
+    Execution, ExecutionId, ExecutionStatus, Failure, Lease, Snapshot, StatusSet,
+};
 use crate::json::Json;
 
 pub use memory::MemoryStore;
@@ -94,32 +96,40 @@ impl Transition {
     /// Checks the transition against the execution's current state: the
     /// expected status, the state machine, and the lease.
     pub fn check(&self, current: &Execution, now: DateTime<Utc>) -> Result<(), StoreError> {
-        if !self.from.contains(current.status) {
+        self.check_state(current.status, current.lease.as_ref(), now)
+    }
+
+    /// [`check`](Self::check) for backends that read only the status and
+    /// lease.
+    pub fn check_state(
+        &self,
+        status: ExecutionStatus,
+        lease: Option<&Lease>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if !self.from.contains(status) {
+            let expected: Vec<&str> = self.from.iter().map(ExecutionStatus::as_str).collect();
             return Err(StoreError::conflict(
                 "transition",
                 format!(
-                    "execution {} is {}, not {:?}",
+                    "execution {} is {status}, not {}",
                     self.id,
-                    current.status,
-                    self.from.iter().collect::<Vec<_>>()
+                    expected.join(" or ")
                 ),
             ));
         }
-        if !current.status.can_become(self.to) {
+        if !status.can_become(self.to) {
             return Err(StoreError::new(
                 crate::StoreErrorKind::Invalid,
                 "transition",
                 format!(
-                    "execution {} cannot go from {} to {}",
-                    self.id, current.status, self.to
+                    "execution {} cannot go from {status} to {}",
+                    self.id, self.to
                 ),
             ));
         }
         if let Some(owner) = &self.lease_owner {
-            let held = current
-                .lease
-                .as_ref()
-                .is_some_and(|l| &l.owner == owner && l.until > now);
+            let held = lease.is_some_and(|l| &l.owner == owner && l.until > now);
             if !held {
                 return Err(StoreError::conflict(
                     "transition",

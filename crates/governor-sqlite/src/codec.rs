@@ -1,0 +1,109 @@
+//! Converting between rows and governor's types.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use governor_core::{
+    ApprovalRequest, Event, EventKind, Execution, ExecutionId, ExecutionStatus, Failure, Json,
+    Lease, Principal, StoreError,
+};
+use rusqlite::Row;
+
+use crate::error::corrupt;
+
+/// Timestamps are stored as nanoseconds since the epoch: exact, sortable.
+pub(crate) fn to_nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_nanos(n: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(n)
+}
+
+pub(crate) fn json_text<T: serde::Serialize>(
+    op: &'static str,
+    v: &T,
+) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| corrupt(op, format!("cannot encode: {e}")))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    op: &'static str,
+    what: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| corrupt(op, format!("stored {what} does not decode: {e}")))
+}
+
+/// The columns [`execution`] reads, in order.
+pub(crate) const EXECUTION_COLUMNS: &str = "id, action, status, principal, inputs, output, failure, approval, \
+     lease_owner, lease_until, created_at, updated_at, finished_at";
+
+pub(crate) fn execution(op: &'static str, row: &Row<'_>) -> Result<Execution, StoreError> {
+    let get_text = |i: usize| -> Result<String, StoreError> {
+        row.get(i).map_err(|e| crate::error::map(op, e))
+    };
+    let get_opt = |i: usize| -> Result<Option<String>, StoreError> {
+        row.get(i).map_err(|e| crate::error::map(op, e))
+    };
+    let get_int = |i: usize| -> Result<Option<i64>, StoreError> {
+        row.get(i).map_err(|e| crate::error::map(op, e))
+    };
+    let id: ExecutionId = get_text(0)?
+        .parse()
+        .map_err(|e| corrupt(op, format!("execution id: {e}")))?;
+    let status: ExecutionStatus = get_text(2)?.parse().map_err(|e| corrupt(op, e))?;
+    let principal: Principal = parse(op, "principal", &get_text(3)?)?;
+    let inputs = Json::parse(&get_text(4)?).map_err(|e| corrupt(op, format!("inputs: {e}")))?;
+    let output = get_opt(5)?
+        .map(|t| Json::parse(&t))
+        .transpose()
+        .map_err(|e| corrupt(op, format!("output: {e}")))?;
+    let failure: Option<Failure> = get_opt(6)?.map(|t| parse(op, "failure", &t)).transpose()?;
+    let approval: Option<ApprovalRequest> =
+        get_opt(7)?.map(|t| parse(op, "approval", &t)).transpose()?;
+    let lease = match (get_opt(8)?, get_int(9)?) {
+        (Some(owner), Some(until)) => Some(Lease {
+            owner,
+            until: from_nanos(until),
+        }),
+        _ => None,
+    };
+    Ok(Execution {
+        id,
+        action: Arc::from(get_text(1)?),
+        status,
+        principal: Arc::new(principal),
+        inputs,
+        output,
+        failure,
+        approval,
+        lease,
+        created_at: from_nanos(get_int(10)?.unwrap_or(0)),
+        updated_at: from_nanos(get_int(11)?.unwrap_or(0)),
+        finished_at: get_int(12)?.map(from_nanos),
+    })
+}
+
+/// The columns [`event`] reads, in order.
+pub(crate) const EVENT_COLUMNS: &str = "id, execution_id, kind, time, action, data";
+
+pub(crate) fn event(op: &'static str, row: &Row<'_>) -> Result<Event, StoreError> {
+    let text = |i: usize| -> Result<String, StoreError> {
+        row.get(i).map_err(|e| crate::error::map(op, e))
+    };
+    let time: i64 = row.get(3).map_err(|e| crate::error::map(op, e))?;
+    Ok(Event {
+        id: text(0)?
+            .parse()
+            .map_err(|e| corrupt(op, format!("event id: {e}")))?,
+        execution_id: text(1)?
+            .parse()
+            .map_err(|e| corrupt(op, format!("execution id: {e}")))?,
+        kind: text(2)?.parse::<EventKind>().map_err(|e| corrupt(op, e))?,
+        time: from_nanos(time),
+        action: Arc::from(text(4)?),
+        data: Json::parse(&text(5)?).map_err(|e| corrupt(op, format!("event data: {e}")))?,
+    })
+}

@@ -1,0 +1,478 @@
+//! A governor [`Store`] on one SQLite file: the embedded default.
+//!
+//! Writes go to a single writer thread; writes that arrive together share
+//! one transaction and one `fsync` (group commit), so many concurrent
+//! governed calls are durable without paying one disk flush each. Reads
+//! run on a small pool of connections in parallel with writes (WAL).
+//!
+//! ```
+//! use governor_core::{Args, Governor, GovernError};
+//! use governor_sqlite::SqliteStore;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = SqliteStore::open(dir.path().join("governor.db")).await?;
+//! let governor = Governor::builder().store(store).build()?;
+//! let action = governor.action("hello").build()?;
+//! let out: String = action.run(Args::new().arg("name", "world"), || async {
+//!     Ok::<_, GovernError>("hi".to_string())
+//! }).await?;
+//! assert_eq!(out, "hi");
+//! # Ok(())
+//! # }
+//! ```
+
+mod codec;
+mod error;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY};
+use governor_core::{
+    AuditEntry, AuditRecord, Change, Checkpoint, Event, Execution, ExecutionId, ExecutionStatus,
+    Json, Snapshot, Store, StoreError, StoreErrorKind, Transition,
+};
+use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as SqlValue};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::codec::{EVENT_COLUMNS, EXECUTION_COLUMNS, event, execution, from_nanos, to_nanos};
+use crate::error::{closed, corrupt, map};
+pub use crate::schema::SCHEMA_VERSION;
+use crate::writer::{Done, Job, Op};
+
+/// How hard each commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = FULL`: a committed write survives power loss.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: survives a process crash; the last commits
+    /// may be lost on power loss. Faster.
+    Normal,
+}
+
+/// Settings for [`SqliteStore::open_with`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SqliteOptions {
+    durability: Durability,
+    busy_timeout: Duration,
+    readers: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Full,
+            busy_timeout: Duration::from_secs(5),
+            readers: 4,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// Default options: full durability, 5 s busy timeout, 4 readers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the durability.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// How long to wait for another process's lock before failing with
+    /// an `Unavailable` error.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Read connections kept open.
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers.max(1);
+        self
+    }
+}
+
+struct Readers {
+    path: PathBuf,
+    options: SqliteOptions,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(c);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags).map_err(|e| map("open", e))?;
+        conn.busy_timeout(self.options.busy_timeout)
+            .map_err(|e| map("open", e))?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < self.options.readers
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+/// The SQLite store. Cheap to share behind an `Arc`; dropping the last
+/// handle stops its writer thread after pending writes are committed.
+pub struct SqliteStore {
+    writer: mpsc::UnboundedSender<Job>,
+    readers: Arc<Readers>,
+    changes: broadcast::Sender<Change>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.readers.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` with default
+    /// options, applying migrations.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens the database at `path` with `options`.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let opened = {
+            let path = path.clone();
+            let options = options.clone();
+            tokio::task::spawn_blocking(move || open_writer(&path, &options))
+                .await
+                .map_err(|e| StoreError::new(StoreErrorKind::Other, "open", e.to_string()))??
+        };
+        let (changes, _) = broadcast::channel(WATCH_CAPACITY);
+        let writer = writer::spawn(opened, changes.clone())
+            .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, "open", e.to_string()))?;
+        Ok(Self {
+            writer,
+            readers: Arc::new(Readers {
+                path,
+                options,
+                idle: Mutex::new(Vec::new()),
+            }),
+            changes,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.readers.path
+    }
+
+    async fn write(&self, op: Op, name: &'static str) -> Result<Done, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Job { op, reply })
+            .map_err(|_| closed(name))?;
+        rx.await.map_err(|_| closed(name))?
+    }
+
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let out = f(&conn);
+            readers.give_back(conn);
+            out
+        })
+        .await
+        .map_err(|e| StoreError::new(StoreErrorKind::Other, "read", e.to_string()))?
+    }
+}
+
+fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path).map_err(|e| map("open", e))?;
+    conn.busy_timeout(options.busy_timeout)
+        .map_err(|e| map("open", e))?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(|e| map("open", e))?;
+    let sync = match options.durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", sync)
+        .map_err(|e| map("open", e))?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(|e| map("open", e))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn unit(done: Done) -> Result<(), StoreError> {
+    match done {
+        Done::Unit => Ok(()),
+        Done::Claimed(_) => Err(StoreError::new(
+            StoreErrorKind::Other,
+            "write",
+            "unexpected reply",
+        )),
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create(&self, execution: &Execution, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        unit(
+            self.write(
+                Op::Create(Box::new(execution.clone()), events.to_vec()),
+                "create",
+            )
+            .await?,
+        )
+    }
+
+    async fn transition(&self, transition: &Transition) -> Result<(), StoreError> {
+        unit(
+            self.write(Op::Transition(Box::new(transition.clone())), "transition")
+                .await?,
+        )
+    }
+
+    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        self.read(move |c| {
+            let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1");
+            let mut stmt = c.prepare_cached(&sql).map_err(|e| map("execution", e))?;
+            let mut rows = stmt
+                .query([id.to_string()])
+                .map_err(|e| map("execution", e))?;
+            match rows.next().map_err(|e| map("execution", e))? {
+                Some(row) => execution("execution", row).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
+        let query = query.clone();
+        self.read(move |c| {
+            let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE 1 = 1");
+            let mut params: Vec<SqlValue> = Vec::new();
+            if !query.statuses.is_empty() {
+                let marks = vec!["?"; query.statuses.len()].join(", ");
+                sql.push_str(&format!(" AND status IN ({marks})"));
+                params.extend(
+                    query
+                        .statuses
+                        .iter()
+                        .map(|s| SqlValue::Text(s.as_str().into())),
+                );
+            }
+            let mut filter = |clause: &str, v: Option<SqlValue>| {
+                if let Some(v) = v {
+                    sql.push_str(clause);
+                    params.push(v);
+                }
+            };
+            filter(" AND action = ?", query.action.clone().map(SqlValue::Text));
+            filter(
+                " AND principal_id = ?",
+                query.principal.clone().map(SqlValue::Text),
+            );
+            filter(
+                " AND created_at >= ?",
+                query.since.map(|t| SqlValue::Integer(to_nanos(t))),
+            );
+            filter(
+                " AND created_at < ?",
+                query.until.map(|t| SqlValue::Integer(to_nanos(t))),
+            );
+            filter(
+                " AND id < ?",
+                query.before.map(|b| SqlValue::Text(b.to_string())),
+            );
+            sql.push_str(&format!(
+                " ORDER BY id DESC LIMIT {}",
+                query.effective_limit()
+            ));
+            let mut stmt = c.prepare_cached(&sql).map_err(|e| map("executions", e))?;
+            let mut rows = stmt
+                .query(params_from_iter(params))
+                .map_err(|e| map("executions", e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| map("executions", e))? {
+                out.push(execution("executions", row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
+        self.read(move |c| {
+            const OP: &str = "snapshots";
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT checkpoint, captured_at, state FROM snapshots WHERE execution_id = ?1 ORDER BY rowid",
+                )
+                .map_err(|e| map(OP, e))?;
+            let mut rows = stmt.query([id.to_string()]).map_err(|e| map(OP, e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
+                let checkpoint: String = row.get(0).map_err(|e| map(OP, e))?;
+                let at: i64 = row.get(1).map_err(|e| map(OP, e))?;
+                let state: String = row.get(2).map_err(|e| map(OP, e))?;
+                out.push(Snapshot {
+                    execution_id: id,
+                    checkpoint: checkpoint.parse::<Checkpoint>().map_err(|e| corrupt(OP, e))?,
+                    captured_at: from_nanos(at),
+                    state: Json::parse(&state).map_err(|e| corrupt(OP, e))?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        let query = query.clone();
+        self.read(move |c| {
+            let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
+            let mut params: Vec<SqlValue> = Vec::new();
+            if let Some(id) = query.execution_id {
+                sql.push_str(" AND execution_id = ?");
+                params.push(SqlValue::Text(id.to_string()));
+            }
+            if !query.kinds.is_empty() {
+                let marks = vec!["?"; query.kinds.len()].join(", ");
+                sql.push_str(&format!(" AND kind IN ({marks})"));
+                params.extend(
+                    query
+                        .kinds
+                        .iter()
+                        .map(|k| SqlValue::Text(k.as_str().into())),
+                );
+            }
+            if let Some(after) = query.after {
+                sql.push_str(" AND id > ?");
+                params.push(SqlValue::Text(after.to_string()));
+            }
+            sql.push_str(&format!(" ORDER BY id LIMIT {}", query.effective_limit()));
+            let mut stmt = c.prepare_cached(&sql).map_err(|e| map("events", e))?;
+            let mut rows = stmt
+                .query(params_from_iter(params))
+                .map_err(|e| map("events", e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| map("events", e))? {
+                out.push(event("events", row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(move |c| {
+            const OP: &str = "audit_entries";
+            let mut stmt = c
+                .prepare_cached("SELECT seq, record, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .map_err(|e| map(OP, e))?;
+            let mut rows = stmt.query([after as i64, limit.min(100_000) as i64]).map_err(|e| map(OP, e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
+                let seq: i64 = row.get(0).map_err(|e| map(OP, e))?;
+                let record: String = row.get(1).map_err(|e| map(OP, e))?;
+                let record: AuditRecord =
+                    serde_json::from_str(&record).map_err(|e| corrupt(OP, format!("audit record {seq}: {e}")))?;
+                out.push(AuditEntry {
+                    seq: seq as u64,
+                    record,
+                    prev_hash: row.get(2).map_err(|e| map(OP, e))?,
+                    hash: row.get(3).map_err(|e| map(OP, e))?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        status: ExecutionStatus,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        match self
+            .write(
+                Op::Claim {
+                    status,
+                    owner: owner.to_owned(),
+                    lease,
+                    limit,
+                },
+                "claim",
+            )
+            .await?
+        {
+            Done::Claimed(v) => Ok(v),
+            Done::Unit => Ok(Vec::new()),
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        id: ExecutionId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        unit(
+            self.write(
+                Op::Renew {
+                    id,
+                    owner: owner.to_owned(),
+                    lease,
+                },
+                "renew_lease",
+            )
+            .await?,
+        )
+    }
+
+    async fn release_lease(&self, id: ExecutionId, owner: &str) -> Result<(), StoreError> {
+        unit(
+            self.write(
+                Op::Release {
+                    id,
+                    owner: owner.to_owned(),
+                },
+                "release_lease",
+            )
+            .await?,
+        )
+    }
+
+    fn watch(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+}

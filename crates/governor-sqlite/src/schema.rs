@@ -1,0 +1,87 @@
+//! Schema and migrations, tracked with `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use crate::error::map;
+use governor_core::StoreError;
+
+/// Each entry moves the schema one version up. Never edit a shipped entry;
+/// append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE executions (
+    id           TEXT PRIMARY KEY,
+    action       TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    principal_id TEXT NOT NULL,
+    tenant       TEXT,
+    principal    TEXT NOT NULL,
+    inputs       TEXT NOT NULL,
+    output       TEXT,
+    failure      TEXT,
+    approval     TEXT,
+    lease_owner  TEXT,
+    lease_until  INTEGER,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    finished_at  INTEGER
+) WITHOUT ROWID;
+CREATE INDEX executions_status ON executions (status, id);
+CREATE INDEX executions_action ON executions (action, id);
+CREATE INDEX executions_principal ON executions (principal_id, id);
+CREATE INDEX executions_created ON executions (created_at);
+
+CREATE TABLE snapshots (
+    execution_id TEXT NOT NULL,
+    checkpoint   TEXT NOT NULL,
+    captured_at  INTEGER NOT NULL,
+    state        TEXT NOT NULL
+);
+CREATE INDEX snapshots_execution ON snapshots (execution_id);
+
+CREATE TABLE events (
+    id           TEXT PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    time         INTEGER NOT NULL,
+    action       TEXT NOT NULL,
+    data         TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX events_execution ON events (execution_id, id);
+CREATE INDEX events_kind ON events (kind, id);
+
+CREATE TABLE audit (
+    seq          INTEGER PRIMARY KEY,
+    execution_id TEXT NOT NULL,
+    record       TEXT NOT NULL,
+    prev_hash    TEXT NOT NULL,
+    hash         TEXT NOT NULL
+);
+"#];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`SCHEMA_VERSION`]. Refuses a database
+/// written by a newer build.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| map("migrate", e))?;
+    if current > SCHEMA_VERSION {
+        return Err(governor_core::StoreError::new(
+            governor_core::StoreErrorKind::Invalid,
+            "migrate",
+            format!(
+                "database schema version {current} is newer than this build's {SCHEMA_VERSION}"
+            ),
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction().map_err(|e| map("migrate", e))?;
+        tx.execute_batch(sql).map_err(|e| map("migrate", e))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(|e| map("migrate", e))?;
+        tx.commit().map_err(|e| map("migrate", e))?;
+    }
+    Ok(())
+}

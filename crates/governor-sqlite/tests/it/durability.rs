@@ -1,0 +1,117 @@
+use std::sync::Arc;
+
+use governor_core::*;
+use governor_sqlite::{SCHEMA_VERSION, SqliteStore};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn executions_survive_reopening_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let id = {
+        let g = Governor::builder()
+            .store(SqliteStore::open(&path).await.unwrap())
+            .build()
+            .unwrap();
+        let a = g
+            .action("persist")
+            .policy(AuditPolicy::new().sensitive_fields(["ssn"]))
+            .build()
+            .unwrap();
+        a.run(Args::new().arg("ssn", "123").arg("n", &1), || async {
+            Ok::<_, GovernError>(2)
+        })
+        .await
+        .unwrap();
+        g.store().executions(&Default::default()).await.unwrap()[0].id
+    };
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    let e = reopened.execution(id).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Completed);
+    assert_eq!(e.inputs.value()["ssn"], REDACTED);
+    assert_eq!(e.output.unwrap().value(), serde_json::json!(2));
+    let audit = reopened.audit_entries(0, 10).await.unwrap();
+    assert_eq!(verify_chain(&audit), Ok(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_calls_are_committed_in_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("g.db")).await.unwrap());
+    let g = Governor::builder()
+        .shared_store(store.clone())
+        .build()
+        .unwrap();
+    let action = Arc::new(g.action("burst").build().unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let action = Arc::clone(&action);
+        tasks.push(tokio::spawn(async move {
+            action
+                .run(Args::new().arg("i", &i), || async move {
+                    Ok::<_, GovernError>(i)
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let done = store
+        .executions(&ExecutionQuery {
+            statuses: vec![ExecutionStatus::Completed],
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 200);
+    let audit = store.audit_entries(0, 1000).await.unwrap();
+    assert_eq!(verify_chain(&audit), Ok(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_a_newer_build_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+    }
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Invalid);
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_database_is_a_typed_error_and_the_action_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let store = SqliteStore::open_with(
+        &path,
+        governor_sqlite::SqliteOptions::new().busy_timeout(std::time::Duration::from_millis(100)),
+    )
+    .await
+    .unwrap();
+    // Another process holds the write lock.
+    let blocker = rusqlite::Connection::open(&path).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let g = Governor::builder().store(store).build().unwrap();
+    let action = g.action("pay").build().unwrap();
+    let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let r = Arc::clone(&ran);
+    let err = action
+        .run(Args::new(), || async move {
+            r.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, GovernError>(())
+        })
+        .await
+        .unwrap_err();
+    let GovernError::Store(e) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(e.kind(), StoreErrorKind::Unavailable);
+    assert!(e.to_string().contains("locked"), "{e}");
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    blocker.execute_batch("ROLLBACK").unwrap();
+}
