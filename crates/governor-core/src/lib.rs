@@ -32,6 +32,7 @@
 mod action;
 mod approval;
 mod audit;
+pub mod config;
 mod error;
 mod event;
 mod execution;
@@ -52,6 +53,7 @@ pub use approval::{ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage,
 pub use audit::{
     AuditEntry, AuditRecord, ChainError, DecisionRecord, GENESIS_HASH, chain_hash, verify_chain,
 };
+pub use config::{ConfigError, PolicyFile, load_policies_from_file, load_policies_from_value};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};
 pub use event::{Event, EventBus, EventKind, HandlerId};
 pub use execution::{

@@ -1,5 +1,6 @@
 //! Integration tests for governor-core.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod config;
 mod lifecycle;
 mod memory_store;
