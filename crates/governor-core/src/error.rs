@@ -30,7 +30,7 @@ pub enum GovernError {
         phase: PolicyPhase,
     },
     /// Input or output validation failed; every failing field is listed.
-    #[error("policy `{policy}` rejected the {phase} of `{action}`: {}", FieldError::join(.errors))]
+    #[error("policy `{policy}` rejected the {} of `{action}`: {}", if *.phase == PolicyPhase::PostExecution { "output" } else { "input" }, FieldError::join(.errors))]
     Invalid {
         /// The execution that failed validation.
         execution_id: ExecutionId,

@@ -1,0 +1,105 @@
+//! `governor`: inspect executions, check policy files, verify the audit
+//! log and run the demo, on the embedded SQLite store.
+
+/// `println!` that exits quietly when stdout is closed (`governor ... | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(&format!($($arg)*))
+    };
+}
+
+mod demo;
+mod executions;
+mod output;
+mod policy;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Governance for AI agents: policies, approvals, durable audit trails.
+#[derive(Parser)]
+#[command(name = "governor", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect recorded executions.
+    Executions {
+        #[command(subcommand)]
+        command: executions::Command,
+    },
+    /// Check and explain policy files.
+    Policy {
+        #[command(subcommand)]
+        command: policy::Command,
+    },
+    /// Verify the hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Run the demo: an agent making governed transfers on a SQLite file.
+    Demo(demo::Args),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every audit entry's hash and link; exits 1 if the log was
+    /// tampered with.
+    Verify {
+        /// The SQLite database.
+        #[arg(long, env = "GOVERNOR_DB", default_value = "governor.db")]
+        db: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Executions { command } => executions::run(command).await,
+            Command::Policy { command } => policy::run(command),
+            Command::Audit {
+                command: AuditCommand::Verify { db, json },
+            } => executions::verify(&db, json).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+pub(crate) fn write_stdout(line: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = writeln!(stdout, "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(2);
+    }
+}
