@@ -1,6 +1,6 @@
 //! Code generation for `#[govern]`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{
@@ -23,7 +23,7 @@ pub(crate) fn expand(args: &GovernArgs, item: TokenStream) -> syn::Result<TokenS
                 .name
                 .as_ref()
                 .map_or_else(|| f.sig.ident.to_string(), |n| n.value());
-            expand_fn(args, &f.attrs, &f.vis, &f.sig, &f.block, &name)
+            expand_fn(args, &f.attrs, &f.vis, &f.sig, &f.block, &name, false)
         }
         Item::Impl(imp) => expand_impl(args, imp),
         other => Err(syn::Error::new_spanned(
@@ -72,7 +72,7 @@ fn expand_impl(args: &GovernArgs, mut imp: ItemImpl) -> syn::Result<TokenStream>
             continue;
         }
         let name = format!("{prefix}.{}", f.sig.ident);
-        let tokens = expand_fn(args, &f.attrs, &f.vis, &f.sig, &f.block, &name)?;
+        let tokens = expand_fn(args, &f.attrs, &f.vis, &f.sig, &f.block, &name, true)?;
         items.push(ImplItem::Verbatim(tokens));
     }
     imp.items = items;
@@ -120,6 +120,7 @@ fn expand_fn(
     sig: &Signature,
     block: &Block,
     action_name: &str,
+    in_impl: bool,
 ) -> syn::Result<TokenStream> {
     if sig.asyncness.is_none() {
         return Err(syn::Error::new(
@@ -229,15 +230,21 @@ fn expand_fn(
     };
     let mut new_sig = sig.clone();
     new_sig.output = syn::parse_quote!(-> #output_ty);
-    let cell = format_ident!("__GOVERNOR_ACTION", span = Span::call_site());
+    // The action is built once, in a sibling function, so policy
+    // expressions cannot see (or be shadowed by) the call's arguments.
+    let helper = format_ident!("__governor_action_{}", sig.ident);
+    let helper_path = if in_impl {
+        quote!(Self::#helper)
+    } else {
+        quote!(#helper)
+    };
 
     Ok(quote! {
-        #(#attrs)*
-        #vis #new_sig {
-            let __gov_args = #p::Args::new() #(#binds)*;
-            #bind_self
-            static #cell: ::std::sync::OnceLock<#p::Action> = ::std::sync::OnceLock::new();
-            let __gov_action = match #p::action(&#cell, || {
+        #[doc(hidden)]
+        #[allow(non_snake_case, clippy::needless_question_mark)]
+        fn #helper() -> ::core::result::Result<&'static #p::Action, #p::GovernError> {
+            static CELL: ::std::sync::OnceLock<#p::Action> = ::std::sync::OnceLock::new();
+            #p::action(&CELL, || {
                 let __b = #p::builder(#name);
                 #gov
                 #policies
@@ -246,7 +253,14 @@ fn expand_fn(
                 #capture
                 #saved
                 __b.build()
-            }) {
+            })
+        }
+
+        #(#attrs)*
+        #vis #new_sig {
+            let __gov_args = #p::Args::new() #(#binds)*;
+            #bind_self
+            let __gov_action = match #helper_path() {
                 ::core::result::Result::Ok(a) => a,
                 ::core::result::Result::Err(e) => return ::core::result::Result::Err(::core::convert::From::from(e)),
             };
