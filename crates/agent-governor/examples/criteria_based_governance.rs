@@ -17,7 +17,7 @@ fn amount(ctx: &PolicyContext<'_>) -> f64 {
 // 1. Threshold-based: small passes, medium needs a manager, large the CFO.
 #[govern(policies = [
     ApprovalPolicy::new(["manager@company.com"]).named("ManagerApproval")
-        .auto_approve_when(|i, _| i["amount"].as_f64().is_some_and(|a| a < 1_000.0 || a >= 10_000.0)),
+        .auto_approve_when(|i, _| i["amount"].as_f64().is_some_and(|a| !(1_000.0..10_000.0).contains(&a))),
     ApprovalPolicy::new(["cfo@company.com"]).named("CfoApproval")
         .auto_approve_when(|i, _| i["amount"].as_f64().is_some_and(|a| a < 10_000.0)),
 ])]
