@@ -53,18 +53,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     println!("2. authorized payment: {paid}");
 
-    let err = finance
+    match finance
         .clone()
         .scope(process_payment(-5.0, "DE1234".into()))
         .await
-        .unwrap_err();
-    println!("3. invalid amount: {err}");
+    {
+        Err(err) => println!("3. invalid amount: {err}"),
+        Ok(v) => return Err(format!("a negative amount was accepted: {v}").into()),
+    }
 
-    let err = Principal::new("intern")
+    match Principal::new("intern")
         .scope(process_payment(10.0, "DE1234".into()))
         .await
-        .unwrap_err();
-    println!("4. wrong role: {err}");
+    {
+        Err(err) => println!("4. wrong role: {err}"),
+        Ok(v) => return Err(format!("an intern was allowed to pay: {v}").into()),
+    }
 
     let records = Governor::global()
         .store()
