@@ -89,3 +89,8 @@ pub mod __private {
     pub use governor_core::macro_support::*;
     pub use governor_core::{Action, Args, Call, GovernError};
 }
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

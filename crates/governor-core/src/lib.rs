@@ -70,3 +70,8 @@ pub use policy::{
 pub use principal::Principal;
 pub use redact::{REDACTED, Redactor};
 pub use store::{Change, EventQuery, ExecutionQuery, MemoryStore, Store, Transition};
+
+/// The crate README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

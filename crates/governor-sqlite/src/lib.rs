@@ -476,3 +476,8 @@ impl Store for SqliteStore {
         self.changes.subscribe()
     }
 }
+
+/// The crate README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
