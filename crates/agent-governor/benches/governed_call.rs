@@ -1,0 +1,196 @@
+//! Cost of a governed call: (a) a bare async fn, (b) `#[govern]` with
+//! defaults, (c) validation + authorization + rate limit + audit; on the
+//! memory store (one caller) and the SQLite store (durable, many callers).
+//!
+//! Run: `cargo bench -p agent-governor --bench governed_call`
+//! Output: one JSON line per workload (also used by BENCHMARKS.md and
+//! `bench/compare.sh`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::hint::black_box;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use agent_governor::prelude::*;
+use agent_governor::sqlite::SqliteStore;
+use serde_json::Value;
+
+static GOV: OnceLock<Governor> = OnceLock::new();
+
+fn gov() -> &'static Governor {
+    GOV.get().expect("governor installed")
+}
+
+async fn bare(amount: f64, recipient: String) -> Value {
+    black_box(recipient);
+    Value::from(amount)
+}
+
+#[govern(governor = gov())]
+async fn governed_default(amount: f64, recipient: String) -> Value {
+    black_box(recipient);
+    Value::from(amount)
+}
+
+#[govern(governor = gov(), policies = [
+    ValidationPolicy::new().input_validator(|i: &Value| i["amount"].as_f64().is_some_and(|a| a > 0.0)),
+    AuthorizationPolicy::new().require_roles(["admin", "finance"]),
+    RateLimitPolicy::new(u32::MAX, Duration::from_secs(60)).per_principal(),
+    AuditPolicy::new().sensitive_fields(["ssn"]).compliance_tags(["SOC2"]),
+])]
+async fn governed_policies(amount: f64, recipient: String) -> Value {
+    black_box(recipient);
+    Value::from(amount)
+}
+
+fn rss_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+struct Stats {
+    p50_ns: f64,
+    p99_ns: f64,
+    per_sec: f64,
+}
+
+fn stats(mut samples: Vec<u64>, total: Duration) -> Stats {
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize] as f64;
+    Stats { p50_ns: at(0.50), p99_ns: at(0.99), per_sec: samples.len() as f64 / total.as_secs_f64() }
+}
+
+/// Times `n` sequential calls, each individually.
+async fn sequential<F, Fut>(n: usize, mut call: F) -> Stats
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for i in 0..n.min(10_000) {
+        call(i).await;
+    }
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for i in 0..n {
+        let t = Instant::now();
+        call(i).await;
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    stats(samples, start.elapsed())
+}
+
+fn report(workload: &str, store: &str, s: &Stats, extra: &str) {
+    println!(
+        "{{\"workload\":\"{workload}\",\"store\":\"{store}\",\"p50_us\":{:.3},\"p99_us\":{:.3},\"calls_per_sec\":{:.0}{extra}}}",
+        s.p50_ns / 1000.0,
+        s.p99_ns / 1000.0,
+        s.per_sec
+    );
+}
+
+async fn memory_benchmarks(n: usize) {
+    let admin = Principal::new("bench").with_roles(["admin"]);
+    let s = sequential(n, |i| async move {
+        black_box(bare(i as f64 + 1.0, "Acme".into()).await);
+    })
+    .await;
+    report("a_bare", "none", &s, "");
+
+    let s = sequential(n, |i| async move {
+        black_box(governed_default(i as f64 + 1.0, "Acme".into()).await.unwrap());
+    })
+    .await;
+    report("b_govern_default", "memory", &s, "");
+
+    let s = admin
+        .clone()
+        .scope(sequential(n, |i| async move {
+            black_box(governed_policies(i as f64 + 1.0, "Acme".into()).await.unwrap());
+        }))
+        .await;
+    report("c_four_policies", "memory", &s, "");
+}
+
+async fn retained_bytes(n: usize) -> f64 {
+    let before = rss_bytes();
+    for i in 0..n {
+        black_box(governed_default(i as f64 + 1.0, "Acme".into()).await.unwrap());
+    }
+    let after = rss_bytes();
+    (after.saturating_sub(before)) as f64 / n as f64
+}
+
+/// Durable throughput: `callers` tasks each making calls until `n` are
+/// done; every call's records are committed (fsync) before it returns.
+async fn sqlite_benchmark(n: usize, callers: usize, policies: bool) -> Stats {
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..callers {
+        let done = Arc::clone(&done);
+        tasks.push(tokio::spawn(
+            Principal::new("bench").with_roles(["admin"]).scope(async move {
+                let mut samples = Vec::new();
+                loop {
+                    let i = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        break samples;
+                    }
+                    let t = Instant::now();
+                    if policies {
+                        black_box(governed_policies(i as f64 + 1.0, "Acme".into()).await.unwrap());
+                    } else {
+                        black_box(governed_default(i as f64 + 1.0, "Acme".into()).await.unwrap());
+                    }
+                    samples.push(t.elapsed().as_nanos() as u64);
+                }
+            }),
+        ));
+    }
+    let mut samples = Vec::with_capacity(n);
+    for t in tasks {
+        samples.extend(t.await.unwrap());
+    }
+    stats(samples, start.elapsed())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick" || a == "--test");
+    let which = std::env::var("GOVERNOR_BENCH_STORE").unwrap_or_else(|_| "memory".into());
+    let n = if quick { 2_000 } else { 200_000 };
+
+    if which == "sqlite" {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let store = SqliteStore::open(dir.path().join("bench.db")).await.unwrap();
+            GOV.set(Governor::builder().store(store).build().unwrap()).unwrap();
+            let n = if quick { 2_000 } else { 100_000 };
+            for callers in [1, 64, 256] {
+                let s = sqlite_benchmark(n / if callers == 1 { 20 } else { 1 }, callers, false).await;
+                report("b_govern_default", "sqlite", &s, &format!(",\"callers\":{callers}"));
+            }
+            let s = sqlite_benchmark(n, 256, true).await;
+            report("c_four_policies", "sqlite", &s, ",\"callers\":256");
+        });
+        return;
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let store = MemoryStore::with_capacity(1_000_000);
+        GOV.set(Governor::builder().store(store).build().unwrap()).unwrap();
+        memory_benchmarks(n).await;
+    });
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let bytes = retained_bytes(if quick { 20_000 } else { 500_000 }).await;
+        println!("{{\"workload\":\"b_govern_default\",\"store\":\"memory\",\"retained_bytes_per_execution\":{bytes:.0}}}");
+    });
+}
