@@ -62,7 +62,11 @@ struct Stats {
 fn stats(mut samples: Vec<u64>, total: Duration) -> Stats {
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize] as f64;
-    Stats { p50_ns: at(0.50), p99_ns: at(0.99), per_sec: samples.len() as f64 / total.as_secs_f64() }
+    Stats {
+        p50_ns: at(0.50),
+        p99_ns: at(0.99),
+        per_sec: samples.len() as f64 / total.as_secs_f64(),
+    }
 }
 
 /// Times `n` sequential calls, each individually.
@@ -102,7 +106,11 @@ async fn memory_benchmarks(n: usize) {
     report("a_bare", "none", &s, "");
 
     let s = sequential(n, |i| async move {
-        black_box(governed_default(i as f64 + 1.0, "Acme".into()).await.unwrap());
+        black_box(
+            governed_default(i as f64 + 1.0, "Acme".into())
+                .await
+                .unwrap(),
+        );
     })
     .await;
     report("b_govern_default", "memory", &s, "");
@@ -110,7 +118,11 @@ async fn memory_benchmarks(n: usize) {
     let s = admin
         .clone()
         .scope(sequential(n, |i| async move {
-            black_box(governed_policies(i as f64 + 1.0, "Acme".into()).await.unwrap());
+            black_box(
+                governed_policies(i as f64 + 1.0, "Acme".into())
+                    .await
+                    .unwrap(),
+            );
         }))
         .await;
     report("c_four_policies", "memory", &s, "");
@@ -119,7 +131,11 @@ async fn memory_benchmarks(n: usize) {
 async fn retained_bytes(n: usize) -> f64 {
     let before = rss_bytes();
     for i in 0..n {
-        black_box(governed_default(i as f64 + 1.0, "Acme".into()).await.unwrap());
+        black_box(
+            governed_default(i as f64 + 1.0, "Acme".into())
+                .await
+                .unwrap(),
+        );
     }
     let after = rss_bytes();
     (after.saturating_sub(before)) as f64 / n as f64
@@ -134,22 +150,32 @@ async fn sqlite_benchmark(n: usize, callers: usize, policies: bool) -> Stats {
     for _ in 0..callers {
         let done = Arc::clone(&done);
         tasks.push(tokio::spawn(
-            Principal::new("bench").with_roles(["admin"]).scope(async move {
-                let mut samples = Vec::new();
-                loop {
-                    let i = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= n {
-                        break samples;
+            Principal::new("bench")
+                .with_roles(["admin"])
+                .scope(async move {
+                    let mut samples = Vec::new();
+                    loop {
+                        let i = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= n {
+                            break samples;
+                        }
+                        let t = Instant::now();
+                        if policies {
+                            black_box(
+                                governed_policies(i as f64 + 1.0, "Acme".into())
+                                    .await
+                                    .unwrap(),
+                            );
+                        } else {
+                            black_box(
+                                governed_default(i as f64 + 1.0, "Acme".into())
+                                    .await
+                                    .unwrap(),
+                            );
+                        }
+                        samples.push(t.elapsed().as_nanos() as u64);
                     }
-                    let t = Instant::now();
-                    if policies {
-                        black_box(governed_policies(i as f64 + 1.0, "Acme".into()).await.unwrap());
-                    } else {
-                        black_box(governed_default(i as f64 + 1.0, "Acme".into()).await.unwrap());
-                    }
-                    samples.push(t.elapsed().as_nanos() as u64);
-                }
-            }),
+                }),
         ));
     }
     let mut samples = Vec::with_capacity(n);
@@ -166,15 +192,28 @@ fn main() {
     let n = if quick { 2_000 } else { 200_000 };
 
     if which == "sqlite" {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let store = SqliteStore::open(dir.path().join("bench.db")).await.unwrap();
-            GOV.set(Governor::builder().store(store).build().unwrap()).unwrap();
+            let store = SqliteStore::open(dir.path().join("bench.db"))
+                .await
+                .unwrap();
+            GOV.set(Governor::builder().store(store).build().unwrap())
+                .unwrap();
             let n = if quick { 2_000 } else { 100_000 };
             for callers in [1, 64, 256] {
-                let s = sqlite_benchmark(n / if callers == 1 { 20 } else { 1 }, callers, false).await;
-                report("b_govern_default", "sqlite", &s, &format!(",\"callers\":{callers}"));
+                let s =
+                    sqlite_benchmark(n / if callers == 1 { 20 } else { 1 }, callers, false).await;
+                report(
+                    "b_govern_default",
+                    "sqlite",
+                    &s,
+                    &format!(",\"callers\":{callers}"),
+                );
             }
             let s = sqlite_benchmark(n, 256, true).await;
             report("c_four_policies", "sqlite", &s, ",\"callers\":256");
@@ -182,13 +221,20 @@ fn main() {
         return;
     }
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let store = MemoryStore::with_capacity(1_000_000);
-        GOV.set(Governor::builder().store(store).build().unwrap()).unwrap();
+        GOV.set(Governor::builder().store(store).build().unwrap())
+            .unwrap();
         memory_benchmarks(n).await;
     });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let bytes = retained_bytes(if quick { 20_000 } else { 500_000 }).await;
         println!("{{\"workload\":\"b_govern_default\",\"store\":\"memory\",\"retained_bytes_per_execution\":{bytes:.0}}}");

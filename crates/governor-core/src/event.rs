@@ -138,10 +138,22 @@ pub struct Event {
 impl Event {
     /// A new event happening now.
     pub fn new(kind: EventKind, execution_id: ExecutionId, action: Arc<str>, data: Json) -> Self {
+        Self::at(Utc::now(), kind, execution_id, action, data)
+    }
+
+    /// A new event that happened at `time`.
+    pub fn at(
+        time: DateTime<Utc>,
+        kind: EventKind,
+        execution_id: ExecutionId,
+        action: Arc<str>,
+        data: Json,
+    ) -> Self {
+        let id = crate::ids::v7(u64::try_from(time.timestamp_millis()).unwrap_or(0));
         Self {
-            id: Uuid::now_v7(),
+            id,
             kind,
-            time: Utc::now(),
+            time,
             execution_id,
             action,
             data,

@@ -20,7 +20,14 @@ pub struct ExecutionId(Uuid);
 impl ExecutionId {
     /// A fresh, time-ordered id.
     pub fn new() -> Self {
-        Self(Uuid::now_v7())
+        Self::at(Utc::now())
+    }
+
+    /// A fresh id for an execution created at `time`.
+    pub fn at(time: DateTime<Utc>) -> Self {
+        Self(crate::ids::v7(
+            u64::try_from(time.timestamp_millis()).unwrap_or(0),
+        ))
     }
 
     /// Wraps an existing UUID.
@@ -290,9 +297,18 @@ pub struct Execution {
 impl Execution {
     /// A new pending execution.
     pub fn new(action: Arc<str>, principal: Arc<Principal>, inputs: Json) -> Self {
-        let now = Utc::now();
+        Self::at(Utc::now(), action, principal, inputs)
+    }
+
+    /// A new pending execution created at `now`.
+    pub fn at(
+        now: DateTime<Utc>,
+        action: Arc<str>,
+        principal: Arc<Principal>,
+        inputs: Json,
+    ) -> Self {
         Self {
-            id: ExecutionId::new(),
+            id: ExecutionId::at(now),
             action,
             status: ExecutionStatus::Pending,
             principal,

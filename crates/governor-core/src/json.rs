@@ -27,6 +27,11 @@ impl Json {
         Ok(Self(raw.get().into()))
     }
 
+    /// Wraps text this crate produced itself and knows to be valid JSON.
+    pub(crate) fn raw(text: String) -> Self {
+        Self(text.into())
+    }
+
     /// The JSON `null`.
     pub fn null() -> Self {
         Self("null".into())

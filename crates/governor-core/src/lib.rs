@@ -37,6 +37,7 @@ mod error;
 mod event;
 mod execution;
 mod governor;
+mod ids;
 mod json;
 mod lifecycle;
 #[doc(hidden)]

@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tracing::Instrument;
 
@@ -89,6 +89,8 @@ struct Run<'a> {
     input: Arc<Value>,
     output: Option<Arc<Value>>,
     decisions: Vec<DecisionRecord>,
+    /// The time of the current lifecycle step (one clock read per step).
+    now: DateTime<Utc>,
     /// Events waiting to be stored with the next transition, then published.
     queued: Vec<Arc<Event>>,
     /// Set once the execution reached a terminal or parked status.
@@ -109,7 +111,13 @@ impl<'a> Run<'a> {
         let mut redactor = action.redactor.clone();
         redactor.extend(governor.redactor().fields());
         let stored_input = redact_json(&redactor, &input);
-        let execution = Execution::new(Arc::clone(&action.name), principal, stored_input.clone());
+        let now = Utc::now();
+        let execution = Execution::at(
+            now,
+            Arc::clone(&action.name),
+            principal,
+            stored_input.clone(),
+        );
         let mut run = Run {
             action,
             store: Arc::clone(governor.store()),
@@ -123,6 +131,7 @@ impl<'a> Run<'a> {
             output: None,
             decisions: Vec::new(),
             queued: Vec::new(),
+            now,
             settled: true,
         };
         let started = run.event(EventKind::ExecutionStarted, stored_input);
@@ -138,8 +147,14 @@ impl<'a> Run<'a> {
         self.execution.id
     }
 
+    /// Reads the clock for the next lifecycle step.
+    fn tick(&mut self) {
+        self.now = Utc::now();
+    }
+
     fn event(&self, kind: EventKind, data: Json) -> Arc<Event> {
-        Arc::new(Event::new(
+        Arc::new(Event::at(
+            self.now,
             kind,
             self.execution.id,
             Arc::clone(&self.execution.action),
@@ -199,7 +214,7 @@ impl<'a> Run<'a> {
             principal: self.execution.principal.id.clone(),
             tenant: self.execution.principal.tenant.clone(),
             status,
-            at: Utc::now(),
+            at: self.now,
             decisions: self.decisions.clone(),
             inputs: settings
                 .filter(|s| s.log_inputs)
@@ -223,9 +238,10 @@ impl<'a> Run<'a> {
         failure: Failure,
         kind: EventKind,
     ) -> Result<(), GovernError> {
+        self.tick();
         let mut failure = failure;
         failure.message = self.redactor.redact_text(&failure.message);
-        let mut t = Transition::new(self.id(), StatusSet::active(), to);
+        let mut t = Transition::at(self.now, self.id(), StatusSet::active(), to);
         t.events.push(self.event(
             kind,
             json_of(
@@ -275,9 +291,12 @@ impl<'a> Run<'a> {
         completed: EventKind,
         failed: EventKind,
     ) -> Result<(), GovernError> {
+        self.tick();
         let data = json_of(&json!({"hook": hook.name()}));
         self.queue(self.event(started, data.clone()));
-        match hook.call(self.hook_context()).await {
+        let outcome = hook.call(self.hook_context()).await;
+        self.tick();
+        match outcome {
             Ok(()) => {
                 self.queue(self.event(completed, data));
                 Ok(())
@@ -315,6 +334,7 @@ impl<'a> Run<'a> {
         Vec<ApprovalSpec>,
         Vec<usize>,
     ) {
+        self.tick();
         let mut approvals = Vec::new();
         let mut allowed = Vec::new();
         let action = self.action;
@@ -412,7 +432,8 @@ impl<'a> Run<'a> {
 
     async fn park(&mut self, specs: Vec<ApprovalSpec>) -> Result<(), GovernError> {
         let request = ApprovalRequest::new(specs);
-        let mut t = Transition::new(
+        let mut t = Transition::at(
+            self.now,
             self.id(),
             ExecutionStatus::Pending,
             ExecutionStatus::AwaitingApproval,
@@ -436,7 +457,7 @@ impl<'a> Run<'a> {
         Snapshot {
             execution_id: self.id(),
             checkpoint,
-            captured_at: Utc::now(),
+            captured_at: self.now,
             state,
         }
     }
@@ -449,7 +470,7 @@ impl<'a> Run<'a> {
                 "status": self.execution.status,
                 "checkpoint": checkpoint,
                 "inputs": self.execution.inputs,
-                "captured_at": Utc::now(),
+                "captured_at": self.now,
                 "approval_required": approval_required,
             });
             cb(self.id(), &state);
@@ -457,7 +478,9 @@ impl<'a> Run<'a> {
     }
 
     async fn start(&mut self) -> Result<(), GovernError> {
-        let mut t = Transition::new(
+        self.tick();
+        let mut t = Transition::at(
+            self.now,
             self.id(),
             ExecutionStatus::Pending,
             ExecutionStatus::Running,
@@ -467,7 +490,7 @@ impl<'a> Run<'a> {
                 Some(self.snapshot(Checkpoint::PreExecution, self.execution.inputs.clone()));
             t.events.push(self.event(
                 EventKind::StateCaptured,
-                Json::encode("pre_execution").unwrap_or_else(|_| Json::null()),
+                checkpoint_data(Checkpoint::PreExecution),
             ));
         }
         self.apply(t).await?;
@@ -494,7 +517,8 @@ impl<'a> Run<'a> {
             .as_deref()
             .map(|o| redact_json(&self.redactor, o))
             .unwrap_or_else(Json::null);
-        let mut t = Transition::new(
+        let mut t = Transition::at(
+            self.now,
             self.id(),
             ExecutionStatus::Running,
             ExecutionStatus::Completed,
@@ -503,16 +527,18 @@ impl<'a> Run<'a> {
             t.snapshot = Some(self.snapshot(Checkpoint::PostExecution, stored_output.clone()));
             t.events.push(self.event(
                 EventKind::StateCaptured,
-                Json::encode("post_execution").unwrap_or_else(|_| Json::null()),
+                checkpoint_data(Checkpoint::PostExecution),
             ));
         }
-        let duration_ms = (Utc::now() - self.execution.created_at)
+        let duration_ms = (self.now - self.execution.created_at)
             .num_microseconds()
             .unwrap_or(0) as f64
             / 1000.0;
         t.events.push(self.event(
             EventKind::ExecutionCompleted,
-            json_of(&json!({"output": stored_output, "duration_ms": duration_ms})),
+            Json::raw(format!(
+                "{{\"output\":{stored_output},\"duration_ms\":{duration_ms}}}"
+            )),
         ));
         t.audit = Some(self.audit_record(ExecutionStatus::Completed, None));
         t.output = Some(stored_output);
@@ -560,7 +586,8 @@ impl Drop for Run<'_> {
         let from = StatusSet::only(ExecutionStatus::Pending)
             .with(ExecutionStatus::Approved)
             .with(ExecutionStatus::Running);
-        let mut t = Transition::new(self.id(), from, ExecutionStatus::Cancelled);
+        self.tick();
+        let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::Cancelled);
         let failure = Failure::new(
             "cancelled",
             "the caller stopped waiting before the call finished",
@@ -623,5 +650,18 @@ impl fmt::Debug for Run<'_> {
         f.debug_struct("Run")
             .field("execution", &self.execution.id)
             .finish_non_exhaustive()
+    }
+}
+
+/// `{"checkpoint": "..."}`, built once per checkpoint.
+fn checkpoint_data(checkpoint: Checkpoint) -> Json {
+    static PRE: std::sync::LazyLock<Json> =
+        std::sync::LazyLock::new(|| json_of(&json!({"checkpoint": "pre_execution"})));
+    static POST: std::sync::LazyLock<Json> =
+        std::sync::LazyLock::new(|| json_of(&json!({"checkpoint": "post_execution"})));
+    match checkpoint {
+        Checkpoint::PreExecution => PRE.clone(),
+        Checkpoint::PostExecution => POST.clone(),
+        Checkpoint::AwaitingApproval => json_of(&json!({"checkpoint": checkpoint})),
     }
 }

@@ -58,11 +58,21 @@ pub struct Transition {
 impl Transition {
     /// A change of `id` from any of `from` to `to`, now.
     pub fn new(id: ExecutionId, from: impl Into<StatusSet>, to: ExecutionStatus) -> Self {
+        Self::at(Utc::now(), id, from, to)
+    }
+
+    /// A change of `id` from any of `from` to `to`, at `at`.
+    pub fn at(
+        at: DateTime<Utc>,
+        id: ExecutionId,
+        from: impl Into<StatusSet>,
+        to: ExecutionStatus,
+    ) -> Self {
         Self {
             id,
             from: from.into(),
             to,
-            at: Utc::now(),
+            at,
             output: None,
             failure: None,
             approval: None,
