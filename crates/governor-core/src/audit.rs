@@ -94,12 +94,21 @@ impl AuditEntry {
 
 /// The hash linking an entry to its predecessor.
 pub fn chain_hash(prev_hash: &str, seq: u64, record: &AuditRecord) -> String {
+    // Serializing a plain struct of strings, numbers and raw JSON cannot
+    // fail; an empty body would still be chained and then fail verification.
+    chain_hash_json(
+        prev_hash,
+        seq,
+        &serde_json::to_vec(record).unwrap_or_default(),
+    )
+}
+
+/// [`chain_hash`] over a record already serialized with `serde_json`.
+pub fn chain_hash_json(prev_hash: &str, seq: u64, record_json: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(seq.to_be_bytes());
-    // Serializing a plain struct of strings, numbers and raw JSON cannot
-    // fail; an empty body would still be chained and then fail verification.
-    h.update(serde_json::to_vec(record).unwrap_or_default());
+    h.update(record_json);
     hex(&h.finalize())
 }
 

@@ -22,7 +22,7 @@ use crate::json::Json;
 use crate::policy::{Decision, Denial, Policy, PolicyContext, PolicyKind, PolicyPhase};
 use crate::principal::Principal;
 use crate::redact::Redactor;
-use crate::store::{Store, Transition};
+use crate::store::{Creation, Store, Transition};
 
 impl Action {
     /// Runs `f` governed. `#[govern]` expands to this; `output` turns the
@@ -95,6 +95,8 @@ struct Run<'a> {
     queued: Vec<Arc<Event>>,
     /// Set once the execution reached a terminal or parked status.
     settled: bool,
+    /// Whether the execution has been written to the store yet.
+    created: bool,
 }
 
 impl<'a> Run<'a> {
@@ -132,14 +134,26 @@ impl<'a> Run<'a> {
             decisions: Vec::new(),
             queued: Vec::new(),
             now,
-            settled: true,
+            created: false,
+            settled: false,
         };
         let started = run.event(EventKind::ExecutionStarted, stored_input);
-        run.store
-            .create(&run.execution, std::slice::from_ref(&started))
-            .await?;
-        run.settled = false;
-        run.events.emit(started);
+        run.queue(started);
+        if !action.pre.is_empty() {
+            // Pre-actions are user code with possible side effects: the
+            // execution must be on record before they run. Without them,
+            // the first write waits until the pre-execution policies (pure
+            // checks) have decided, saving a write per call.
+            let creation = Creation {
+                execution: run.execution.clone(),
+                events: std::mem::take(&mut run.queued),
+                snapshot: None,
+                audit: None,
+            };
+            run.store.create(&creation).await?;
+            run.created = true;
+            creation.events.into_iter().for_each(|e| run.events.emit(e));
+        }
         Ok(run)
     }
 
@@ -195,8 +209,23 @@ impl<'a> Run<'a> {
             events.append(&mut t.events);
             t.events = events;
         }
-        self.store.transition(&t).await?;
-        t.apply_to(&mut self.execution);
+        if self.created {
+            self.store.transition(&t).await?;
+            t.apply_to(&mut self.execution);
+        } else {
+            let mut execution = self.execution.clone();
+            t.apply_to(&mut execution);
+            let creation = Creation {
+                execution,
+                events: std::mem::take(&mut t.events),
+                snapshot: t.snapshot.take(),
+                audit: t.audit.take(),
+            };
+            self.store.create(&creation).await?;
+            self.created = true;
+            self.execution = creation.execution;
+            t.events = creation.events;
+        }
         if t.to.is_terminal() || t.to == ExecutionStatus::AwaitingApproval {
             self.settled = true;
         }
@@ -574,7 +603,7 @@ impl<'a> Run<'a> {
 
 impl Drop for Run<'_> {
     fn drop(&mut self) {
-        if self.settled {
+        if self.settled || !self.created {
             return;
         }
         // The caller's future was dropped mid-call. Record that, so the

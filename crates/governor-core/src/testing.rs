@@ -19,7 +19,7 @@ use crate::event::{Event, EventKind};
 use crate::execution::{Checkpoint, Execution, ExecutionStatus, Failure, Snapshot, StatusSet};
 use crate::json::Json;
 use crate::principal::Principal;
-use crate::store::{EventQuery, ExecutionQuery, Store, Transition};
+use crate::store::{Creation, EventQuery, ExecutionQuery, Store, Transition};
 
 /// Runs every conformance test against the store built by `$make`.
 #[macro_export]
@@ -30,7 +30,8 @@ macro_rules! store_conformance {
             state_machine_is_enforced, first_decision_wins, completion_records_everything,
             listing_filters_and_pages, events_filter_and_order, audit_log_is_chained,
             claims_are_exclusive_and_expire, concurrent_claims_are_disjoint,
-            lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip);
+            lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip,
+            creation_can_start_past_pending);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -82,10 +83,9 @@ fn record(e: &Execution, status: ExecutionStatus) -> AuditRecord {
 
 async fn created(store: &Arc<dyn Store>, action: &str, principal: &str) -> Execution {
     let e = execution(action, principal);
-    store
-        .create(&e, &[event(&e, EventKind::ExecutionStarted)])
-        .await
-        .unwrap();
+    let mut c = Creation::new(e.clone());
+    c.events.push(event(&e, EventKind::ExecutionStarted));
+    store.create(&c).await.unwrap();
     e
 }
 
@@ -124,7 +124,7 @@ pub async fn create_and_read(store: Arc<dyn Store>) {
 
 pub async fn duplicate_create_is_rejected(store: Arc<dyn Store>) {
     let e = created(&store, "pay", "alice").await;
-    let err = store.create(&e, &[]).await.unwrap_err();
+    let err = store.create(&Creation::new(e)).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::AlreadyExists);
 }
 
@@ -565,9 +565,60 @@ pub async fn unicode_and_large_payloads_round_trip(store: Arc<dyn Store>) {
         Arc::new(Principal::new("名前").with_attribute("quote", "it's \"x\"")),
         Json::encode(&json!({"text": big, "nested": {"list": [null, true, 1.5e300]}})).unwrap(),
     );
-    store.create(&e, &[]).await.unwrap();
+    store.create(&Creation::new(e.clone())).await.unwrap();
     let got = store.execution(e.id).await.unwrap().unwrap();
     assert_eq!(got.inputs.value(), e.inputs.value());
     assert_eq!(got.principal, e.principal);
     assert_eq!(&*got.action, "ünïcode.action");
+}
+
+pub async fn creation_can_start_past_pending(store: Arc<dyn Store>) {
+    let mut e = execution("pay", "alice");
+    e.status = ExecutionStatus::Denied;
+    e.finished_at = Some(e.created_at);
+    e.failure = Some(Failure::new("denied", "no").with_policy("p"));
+    let mut c = Creation::new(e.clone());
+    c.events.push(event(&e, EventKind::ExecutionStarted));
+    c.events.push(event(&e, EventKind::ExecutionDenied));
+    c.audit = Some(record(&e, ExecutionStatus::Denied));
+    store.create(&c).await.unwrap();
+    let got = store.execution(e.id).await.unwrap().unwrap();
+    assert_eq!(got.status, ExecutionStatus::Denied);
+    assert_eq!(got.failure.unwrap().policy.as_deref(), Some("p"));
+    let events = store
+        .events(&EventQuery {
+            execution_id: Some(e.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(store.audit_entries(0, 10).await.unwrap().len(), 1);
+
+    let mut running = execution("pay", "bob");
+    running.status = ExecutionStatus::Running;
+    let mut c = Creation::new(running.clone());
+    c.snapshot = Some(Snapshot {
+        execution_id: running.id,
+        checkpoint: Checkpoint::PreExecution,
+        captured_at: Utc::now(),
+        state: running.inputs.clone(),
+    });
+    store.create(&c).await.unwrap();
+    assert_eq!(store.snapshots(running.id).await.unwrap().len(), 1);
+    store
+        .transition(&Transition::new(
+            running.id,
+            ExecutionStatus::Running,
+            ExecutionStatus::Completed,
+        ))
+        .await
+        .unwrap();
+
+    let mut done = execution("pay", "carol");
+    done.status = ExecutionStatus::Completed;
+    assert_eq!(
+        store.create(&Creation::new(done)).await.unwrap_err().kind(),
+        StoreErrorKind::Invalid
+    );
 }

@@ -35,8 +35,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY};
 use governor_core::{
-    AuditEntry, AuditRecord, Change, Checkpoint, Event, Execution, ExecutionId, ExecutionStatus,
-    Json, Snapshot, Store, StoreError, StoreErrorKind, Transition,
+    AuditEntry, AuditRecord, Change, Checkpoint, Creation, Event, Execution, ExecutionId,
+    ExecutionStatus, Json, Snapshot, Store, StoreError, StoreErrorKind, Transition,
 };
 use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as SqlValue};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -241,19 +241,16 @@ fn unit(done: Done) -> Result<(), StoreError> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn create(&self, execution: &Execution, events: &[Arc<Event>]) -> Result<(), StoreError> {
+    async fn create(&self, creation: &Creation) -> Result<(), StoreError> {
         unit(
-            self.write(
-                Op::Create(Box::new(execution.clone()), events.to_vec()),
-                "create",
-            )
-            .await?,
+            self.write(writer::encode_creation(creation)?, "create")
+                .await?,
         )
     }
 
     async fn transition(&self, transition: &Transition) -> Result<(), StoreError> {
         unit(
-            self.write(Op::Transition(Box::new(transition.clone())), "transition")
+            self.write(writer::encode_transition(transition)?, "transition")
                 .await?,
         )
     }

@@ -1,16 +1,17 @@
 //! The single writer thread: every write goes through it, and writes that
 //! arrive together share one transaction and one fsync (group commit).
+//! Callers encode rows before handing them over, so the thread only binds
+//! text and runs cached statements.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use governor_core::store::lease_until;
 use governor_core::{
-    AuditEntry, Change, Event, Execution, ExecutionId, ExecutionStatus, GENESIS_HASH, Lease,
-    StoreError, StoreErrorKind, Transition,
+    Change, Creation, Execution, ExecutionId, ExecutionStatus, GENESIS_HASH, Lease, StatusSet,
+    StoreError, StoreErrorKind, Transition, chain_hash_json,
 };
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::codec::{EXECUTION_COLUMNS, execution, from_nanos, json_text, to_nanos};
@@ -19,9 +20,41 @@ use crate::error::map;
 /// Most writes committed together.
 const MAX_BATCH: usize = 512;
 
+/// An execution row, encoded.
+pub(crate) struct Row {
+    id: String,
+    action: String,
+    status: &'static str,
+    principal_id: String,
+    tenant: Option<String>,
+    principal: String,
+    inputs: String,
+    output: Option<String>,
+    failure: Option<String>,
+    approval: Option<String>,
+    lease: Option<(String, i64)>,
+    created_at: i64,
+    updated_at: i64,
+    finished_at: Option<i64>,
+}
+
+/// What is written alongside a row change.
+pub(crate) struct Extras {
+    snapshot: Option<(String, &'static str, i64, String)>,
+    events: Vec<[String; 6]>,
+    audit: Option<(String, String)>,
+}
+
+pub(crate) struct Update {
+    transition: Transition,
+    failure: Option<String>,
+    approval: Option<String>,
+    extras: Extras,
+}
+
 pub(crate) enum Op {
-    Create(Box<Execution>, Vec<Arc<Event>>),
-    Transition(Box<Transition>),
+    Create(Box<(Row, Extras, Change)>),
+    Transition(Box<Update>),
     Claim {
         status: ExecutionStatus,
         owner: String,
@@ -49,6 +82,91 @@ pub(crate) struct Job {
     pub(crate) reply: oneshot::Sender<Result<Done, StoreError>>,
 }
 
+fn extras(
+    op: &'static str,
+    snapshot: Option<&governor_core::Snapshot>,
+    events: &[std::sync::Arc<governor_core::Event>],
+    audit: Option<&governor_core::AuditRecord>,
+) -> Result<Extras, StoreError> {
+    Ok(Extras {
+        snapshot: snapshot.map(|s| {
+            (
+                s.execution_id.to_string(),
+                s.checkpoint.as_str(),
+                to_nanos(s.captured_at),
+                s.state.as_str().to_owned(),
+            )
+        }),
+        events: events
+            .iter()
+            .map(|e| {
+                [
+                    e.id.to_string(),
+                    e.execution_id.to_string(),
+                    e.kind.as_str().to_owned(),
+                    to_nanos(e.time).to_string(),
+                    e.action.to_string(),
+                    e.data.as_str().to_owned(),
+                ]
+            })
+            .collect(),
+        audit: audit
+            .map(|r| Ok::<_, StoreError>((r.execution_id.to_string(), json_text(op, r)?)))
+            .transpose()?,
+    })
+}
+
+/// Encodes a creation on the caller's thread.
+pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
+    const OP: &str = "create";
+    c.check()?;
+    let e = &c.execution;
+    let row = Row {
+        id: e.id.to_string(),
+        action: e.action.to_string(),
+        status: e.status.as_str(),
+        principal_id: e.principal.id.clone(),
+        tenant: e.principal.tenant.clone(),
+        principal: json_text(OP, &*e.principal)?,
+        inputs: e.inputs.as_str().to_owned(),
+        output: e.output.as_ref().map(|o| o.as_str().to_owned()),
+        failure: e.failure.as_ref().map(|f| json_text(OP, f)).transpose()?,
+        approval: e.approval.as_ref().map(|a| json_text(OP, a)).transpose()?,
+        lease: e
+            .lease
+            .as_ref()
+            .map(|l| (l.owner.clone(), to_nanos(l.until))),
+        created_at: to_nanos(e.created_at),
+        updated_at: to_nanos(e.updated_at),
+        finished_at: e.finished_at.map(to_nanos),
+    };
+    let extras = extras(OP, c.snapshot.as_ref(), &c.events, c.audit.as_ref())?;
+    Ok(Op::Create(Box::new((
+        row,
+        extras,
+        Change {
+            id: e.id,
+            status: e.status,
+        },
+    ))))
+}
+
+/// Encodes a transition on the caller's thread.
+pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
+    const OP: &str = "transition";
+    let extras = extras(OP, t.snapshot.as_ref(), &t.events, t.audit.as_ref())?;
+    let mut transition = t.clone();
+    transition.events.clear();
+    transition.snapshot = None;
+    transition.audit = None;
+    Ok(Op::Transition(Box::new(Update {
+        failure: t.failure.as_ref().map(|f| json_text(OP, f)).transpose()?,
+        approval: t.approval.as_ref().map(|a| json_text(OP, a)).transpose()?,
+        transition,
+        extras,
+    })))
+}
+
 pub(crate) fn spawn(
     mut conn: Connection,
     changes: broadcast::Sender<Change>,
@@ -71,52 +189,66 @@ pub(crate) fn spawn(
     Ok(tx)
 }
 
+/// The head of the audit chain, read once per batch (the batch holds the
+/// write lock, so no other writer can move it meanwhile).
+#[derive(Default)]
+struct ChainHead(Option<(i64, String)>);
+
+impl ChainHead {
+    fn get(&mut self, conn: &Connection) -> Result<(i64, String), StoreError> {
+        if let Some(head) = &self.0 {
+            return Ok(head.clone());
+        }
+        let last: Option<(i64, String)> = conn
+            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .map_err(|e| map("audit", e))?;
+        let head = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+        self.0 = Some(head.clone());
+        Ok(head)
+    }
+}
+
+fn fail_all(batch: Vec<Job>, err: &StoreError) {
+    for job in batch {
+        let _ = job
+            .reply
+            .send(Err(StoreError::new(err.kind(), err.op(), err.to_string())));
+    }
+}
+
 fn commit_batch(conn: &mut Connection, batch: Vec<Job>, changes: &broadcast::Sender<Change>) {
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
-        Err(e) => {
-            let err = map("begin", e);
-            for job in batch {
-                let _ = job
-                    .reply
-                    .send(Err(StoreError::new(err.kind(), err.op(), err.to_string())));
-            }
-            return;
-        }
+        Err(e) => return fail_all(batch, &map("begin", e)),
     };
+    let mut head = ChainHead::default();
     let mut results = Vec::with_capacity(batch.len());
     let mut announced = Vec::new();
     for job in &batch {
         let result = match tx.savepoint() {
-            Ok(sp) => match apply(&sp, &job.op) {
+            Ok(sp) => match apply(&sp, &job.op, &mut head) {
                 Ok(done) => sp.commit().map(|_| done).map_err(|e| map("commit", e)),
                 Err(e) => Err(e),
             },
             Err(e) => Err(map("savepoint", e)),
         };
-        if result.is_ok() {
-            match &job.op {
-                Op::Create(e, _) => announced.push(Change {
-                    id: e.id,
-                    status: e.status,
-                }),
-                Op::Transition(t) => announced.push(Change {
-                    id: t.id,
-                    status: t.to,
-                }),
-                _ => {}
+        match (&result, &job.op) {
+            (Ok(_), Op::Create(c)) => announced.push(c.2.clone()),
+            (Ok(_), Op::Transition(u)) => {
+                announced.push(Change {
+                    id: u.transition.id,
+                    status: u.transition.to,
+                });
             }
+            // A failed write may have moved the cached chain head.
+            (Err(_), _) => head = ChainHead::default(),
+            _ => {}
         }
         results.push(result);
     }
     if let Err(e) = tx.commit() {
-        let err = map("commit", e);
-        for job in batch {
-            let _ = job
-                .reply
-                .send(Err(StoreError::new(err.kind(), err.op(), err.to_string())));
-        }
-        return;
+        return fail_all(batch, &map("commit", e));
     }
     for (job, result) in batch.into_iter().zip(results) {
         let _ = job.reply.send(result);
@@ -128,50 +260,55 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>, changes: &broadcast::Sen
     }
 }
 
-fn apply(tx: &Connection, op: &Op) -> Result<Done, StoreError> {
+fn apply(conn: &Connection, op: &Op, head: &mut ChainHead) -> Result<Done, StoreError> {
     match op {
-        Op::Create(e, events) => create(tx, e, events).map(|()| Done::Unit),
-        Op::Transition(t) => transition(tx, t).map(|()| Done::Unit),
+        Op::Create(c) => create(conn, &c.0, &c.1, head).map(|()| Done::Unit),
+        Op::Transition(u) => transition(conn, u, head).map(|()| Done::Unit),
         Op::Claim {
             status,
             owner,
             lease,
             limit,
-        } => claim(tx, *status, owner, *lease, *limit).map(Done::Claimed),
-        Op::Renew { id, owner, lease } => renew(tx, *id, owner, Some(*lease)).map(|()| Done::Unit),
-        Op::Release { id, owner } => renew(tx, *id, owner, None).map(|()| Done::Unit),
+        } => claim(conn, *status, owner, *lease, *limit).map(Done::Claimed),
+        Op::Renew { id, owner, lease } => {
+            renew(conn, *id, owner, Some(*lease)).map(|()| Done::Unit)
+        }
+        Op::Release { id, owner } => renew(conn, *id, owner, None).map(|()| Done::Unit),
     }
 }
 
-fn create(tx: &Connection, e: &Execution, events: &[Arc<Event>]) -> Result<(), StoreError> {
+fn create(
+    conn: &Connection,
+    r: &Row,
+    extras: &Extras,
+    head: &mut ChainHead,
+) -> Result<(), StoreError> {
     const OP: &str = "create";
-    let principal = json_text(OP, &*e.principal)?;
-    let failure = e.failure.as_ref().map(|f| json_text(OP, f)).transpose()?;
-    let approval = e.approval.as_ref().map(|a| json_text(OP, a)).transpose()?;
-    let mut stmt = tx
+    let inserted = conn
         .prepare_cached(
             "INSERT INTO executions (id, action, status, principal_id, tenant, principal, inputs, output, \
              failure, approval, lease_owner, lease_until, created_at, updated_at, finished_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )
-        .map_err(|err| map(OP, err))?;
-    let inserted = stmt.execute(params![
-        e.id.to_string(),
-        &*e.action,
-        e.status.as_str(),
-        e.principal.id,
-        e.principal.tenant,
-        principal,
-        e.inputs.as_str(),
-        e.output.as_ref().map(|o| o.as_str()),
-        failure,
-        approval,
-        e.lease.as_ref().map(|l| l.owner.as_str()),
-        e.lease.as_ref().map(|l| to_nanos(l.until)),
-        to_nanos(e.created_at),
-        to_nanos(e.updated_at),
-        e.finished_at.map(to_nanos),
-    ]);
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                r.id,
+                r.action,
+                r.status,
+                r.principal_id,
+                r.tenant,
+                r.principal,
+                r.inputs,
+                r.output,
+                r.failure,
+                r.approval,
+                r.lease.as_ref().map(|l| l.0.as_str()),
+                r.lease.as_ref().map(|l| l.1),
+                r.created_at,
+                r.updated_at,
+                r.finished_at,
+            ])
+        });
     match inserted {
         Ok(_) => {}
         Err(rusqlite::Error::SqliteFailure(f, _))
@@ -180,41 +317,47 @@ fn create(tx: &Connection, e: &Execution, events: &[Arc<Event>]) -> Result<(), S
             return Err(StoreError::new(
                 StoreErrorKind::AlreadyExists,
                 OP,
-                format!("execution {} already exists", e.id),
+                format!("execution {} already exists", r.id),
             ));
         }
         Err(err) => return Err(map(OP, err)),
     }
-    insert_events(tx, events)
+    write_extras(conn, extras, head)
 }
 
-fn insert_events(tx: &Connection, events: &[Arc<Event>]) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
+fn write_extras(conn: &Connection, x: &Extras, head: &mut ChainHead) -> Result<(), StoreError> {
+    if let Some((id, checkpoint, at, state)) = &x.snapshot {
+        conn.prepare_cached("INSERT INTO snapshots (execution_id, checkpoint, captured_at, state) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut st| st.execute(params![id, checkpoint, at, state]))
+            .map_err(|e| map("snapshot", e))?;
     }
-    let mut stmt = tx
-        .prepare_cached("INSERT INTO events (id, execution_id, kind, time, action, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-        .map_err(|e| map("events", e))?;
-    for ev in events {
-        stmt.execute(params![
-            ev.id.to_string(),
-            ev.execution_id.to_string(),
-            ev.kind.as_str(),
-            to_nanos(ev.time),
-            &*ev.action,
-            ev.data.as_str(),
-        ])
-        .map_err(|e| map("events", e))?;
+    for chunk in x.events.chunks(8) {
+        let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO events (id, execution_id, kind, time, action, data) VALUES {rows}"
+        );
+        conn.prepare_cached(&sql)
+            .and_then(|mut st| st.execute(params_from_iter(chunk.iter().flatten())))
+            .map_err(|e| map("events", e))?;
+    }
+    if let Some((execution_id, record)) = &x.audit {
+        let (seq, prev) = head.get(conn)?;
+        let seq = seq + 1;
+        let hash = chain_hash_json(&prev, seq as u64, record.as_bytes());
+        conn.prepare_cached("INSERT INTO audit (seq, execution_id, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut s| s.execute(params![seq, execution_id, record, prev, hash]))
+            .map_err(|e| map("audit", e))?;
+        head.0 = Some((seq, hash));
     }
     Ok(())
 }
 
 fn current_state(
-    tx: &Connection,
+    conn: &Connection,
     id: ExecutionId,
     op: &'static str,
 ) -> Result<(ExecutionStatus, Option<Lease>), StoreError> {
-    let row: Option<(String, Option<String>, Option<i64>)> = tx
+    let row: Option<(String, Option<String>, Option<i64>)> = conn
         .prepare_cached("SELECT status, lease_owner, lease_until FROM executions WHERE id = ?1")
         .and_then(|mut s| {
             s.query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -234,66 +377,65 @@ fn current_state(
     Ok((status, lease))
 }
 
-fn transition(tx: &Connection, t: &Transition) -> Result<(), StoreError> {
+fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(), StoreError> {
     const OP: &str = "transition";
-    let (status, lease) = current_state(tx, t.id, OP)?;
-    t.check_state(status, lease.as_ref(), Utc::now())?;
-    let failure = t.failure.as_ref().map(|f| json_text(OP, f)).transpose()?;
-    let approval = t.approval.as_ref().map(|a| json_text(OP, a)).transpose()?;
-    let terminal = t.to.is_terminal();
-    tx.prepare_cached(
-        "UPDATE executions SET status = ?2, updated_at = ?3, \
-         finished_at = CASE WHEN ?4 THEN ?3 ELSE finished_at END, \
-         output = COALESCE(?5, output), failure = COALESCE(?6, failure), approval = COALESCE(?7, approval), \
-         lease_owner = CASE WHEN ?4 THEN NULL ELSE lease_owner END, \
-         lease_until = CASE WHEN ?4 THEN NULL ELSE lease_until END \
-         WHERE id = ?1 AND status = ?8",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            t.id.to_string(),
-            t.to.as_str(),
-            to_nanos(t.at),
-            terminal,
-            t.output.as_ref().map(|o| o.as_str()),
-            failure,
-            approval,
-            status.as_str(),
-        ])
-    })
-    .map_err(|e| map(OP, e))?;
-    if let Some(s) = &t.snapshot {
-        tx.prepare_cached("INSERT INTO snapshots (execution_id, checkpoint, captured_at, state) VALUES (?1, ?2, ?3, ?4)")
-            .and_then(|mut st| {
-                st.execute(params![s.execution_id.to_string(), s.checkpoint.as_str(), to_nanos(s.captured_at), s.state.as_str()])
-            })
-            .map_err(|e| map("snapshot", e))?;
+    let t = &u.transition;
+    // Only the expected statuses the state machine allows can match; the
+    // lease condition is part of the same statement, so a successful update
+    // needs no read first. When nothing matched, a read explains why.
+    let valid = t
+        .from
+        .iter()
+        .filter(|s| s.can_become(t.to))
+        .fold(StatusSet::EMPTY, StatusSet::with);
+    let statuses: Vec<&str> = valid.iter().map(ExecutionStatus::as_str).collect();
+    let now = to_nanos(Utc::now());
+    let updated = if statuses.is_empty() {
+        0
+    } else {
+        let marks = vec!["?"; statuses.len()].join(", ");
+        let sql = format!(
+            "UPDATE executions SET status = ?1, updated_at = ?2, \
+             finished_at = CASE WHEN ?3 THEN ?2 ELSE finished_at END, \
+             output = COALESCE(?4, output), failure = COALESCE(?5, failure), approval = COALESCE(?6, approval), \
+             lease_owner = CASE WHEN ?3 THEN NULL ELSE lease_owner END, \
+             lease_until = CASE WHEN ?3 THEN NULL ELSE lease_until END \
+             WHERE id = ?7 AND (?8 IS NULL OR (lease_owner = ?8 AND lease_until > ?9)) AND status IN ({marks})"
+        );
+        let terminal = t.to.is_terminal();
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            t.to.as_str().to_owned().into(),
+            to_nanos(t.at).into(),
+            i64::from(terminal).into(),
+            t.output.as_ref().map(|o| o.as_str().to_owned()).into(),
+            u.failure.clone().into(),
+            u.approval.clone().into(),
+            t.id.to_string().into(),
+            t.lease_owner.clone().into(),
+            now.into(),
+        ];
+        values.extend(
+            statuses
+                .iter()
+                .map(|s| rusqlite::types::Value::from((*s).to_owned())),
+        );
+        conn.prepare_cached(&sql)
+            .and_then(|mut s| s.execute(params_from_iter(values)))
+            .map_err(|e| map(OP, e))?
+    };
+    if updated == 0 {
+        let (status, lease) = current_state(conn, t.id, OP)?;
+        t.check_state(status, lease.as_ref(), Utc::now())?;
+        return Err(StoreError::conflict(
+            OP,
+            format!("execution {} changed concurrently", t.id),
+        ));
     }
-    insert_events(tx, &t.events)?;
-    if let Some(record) = &t.audit {
-        let last: Option<(i64, String)> = tx
-            .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
-            .map_err(|e| map("audit", e))?;
-        let (seq, prev) = last.map_or((1, GENESIS_HASH.to_owned()), |(s, h)| (s + 1, h));
-        let entry = AuditEntry::chain(seq as u64, record.clone(), &prev);
-        tx.prepare_cached("INSERT INTO audit (seq, execution_id, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .and_then(|mut s| {
-                s.execute(params![
-                    seq,
-                    record.execution_id.to_string(),
-                    serde_json::to_string(&entry.record).unwrap_or_default(),
-                    entry.prev_hash,
-                    entry.hash,
-                ])
-            })
-            .map_err(|e| map("audit", e))?;
-    }
-    Ok(())
+    write_extras(conn, &u.extras, head)
 }
 
 fn claim(
-    tx: &Connection,
+    conn: &Connection,
     status: ExecutionStatus,
     owner: &str,
     lease: Duration,
@@ -307,7 +449,7 @@ fn claim(
            SELECT id FROM executions WHERE status = ?3 AND (lease_until IS NULL OR lease_until <= ?4) \
            ORDER BY id LIMIT ?5) RETURNING {EXECUTION_COLUMNS}"
     );
-    let mut stmt = tx.prepare_cached(&sql).map_err(|e| map(OP, e))?;
+    let mut stmt = conn.prepare_cached(&sql).map_err(|e| map(OP, e))?;
     let mut rows = stmt
         .query(params![
             owner,
@@ -327,7 +469,7 @@ fn claim(
 
 /// Extends (`Some(lease)`) or releases (`None`) a lease `owner` holds.
 fn renew(
-    tx: &Connection,
+    conn: &Connection,
     id: ExecutionId,
     owner: &str,
     lease: Option<Duration>,
@@ -338,7 +480,7 @@ fn renew(
         "release_lease"
     };
     let now = Utc::now();
-    let (_, current) = current_state(tx, id, op)?;
+    let (_, current) = current_state(conn, id, op)?;
     if !current.is_some_and(|l| l.owner == owner && l.until > now) {
         return Err(StoreError::conflict(
             op,
@@ -346,7 +488,7 @@ fn renew(
         ));
     }
     let until = lease.map(|l| to_nanos(lease_until(now, l)));
-    tx.prepare_cached(
+    conn.prepare_cached(
         "UPDATE executions SET lease_until = ?2, lease_owner = CASE WHEN ?2 IS NULL THEN NULL ELSE lease_owner END \
          WHERE id = ?1",
     )

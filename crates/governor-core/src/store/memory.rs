@@ -10,8 +10,10 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use super::{Change, EventQuery, ExecutionQuery, Store, Transition, WATCH_CAPACITY, lease_until};
-use crate::audit::{AuditEntry, GENESIS_HASH};
+use super::{
+    Change, Creation, EventQuery, ExecutionQuery, Store, Transition, WATCH_CAPACITY, lease_until,
+};
+use crate::audit::{AuditEntry, AuditRecord, GENESIS_HASH};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{Event, EventKind};
 use crate::execution::{Execution, ExecutionId, ExecutionStatus, Lease, Snapshot};
@@ -126,6 +128,28 @@ impl MemoryStore {
 }
 
 impl Inner {
+    /// Book-keeping after a write: finished executions queue for eviction,
+    /// audit records join the chain.
+    fn record(
+        &mut self,
+        id: ExecutionId,
+        status: ExecutionStatus,
+        audit: Option<&AuditRecord>,
+        capacity: usize,
+    ) {
+        if status.is_terminal() {
+            self.finished.push_back(id);
+        }
+        if let Some(record) = audit {
+            self.audit_seq += 1;
+            let prev = self.last_hash.as_deref().unwrap_or(GENESIS_HASH);
+            let entry = AuditEntry::chain(self.audit_seq, record.clone(), prev);
+            self.last_hash = Some(entry.hash.clone());
+            self.audit.push_back(entry);
+        }
+        self.evict(capacity);
+    }
+
     fn evict(&mut self, capacity: usize) {
         while self.finished.len() > capacity {
             let Some(id) = self.finished.pop_front() else {
@@ -147,24 +171,28 @@ impl Inner {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn create(&self, execution: &Execution, events: &[Arc<Event>]) -> Result<(), StoreError> {
+    async fn create(&self, c: &Creation) -> Result<(), StoreError> {
+        c.check()?;
+        let id = c.execution.id;
         let mut inner = self.lock()?;
-        if inner.entries.contains_key(&execution.id) {
+        if inner.entries.contains_key(&id) {
             return Err(StoreError::new(
                 StoreErrorKind::AlreadyExists,
                 "create",
-                format!("execution {} already exists", execution.id),
+                format!("execution {id} already exists"),
             ));
         }
         let mut entry = Entry {
-            execution: execution.clone(),
+            execution: c.execution.clone(),
             snapshots: Vec::new(),
             events: Vec::new(),
         };
-        entry.push_events(events);
-        inner.entries.insert(execution.id, entry);
+        entry.push_events(&c.events);
+        entry.snapshots.extend(c.snapshot.clone());
+        inner.entries.insert(id, entry);
+        inner.record(id, c.execution.status, c.audit.as_ref(), self.capacity);
         drop(inner);
-        self.announce(execution.id, execution.status);
+        self.announce(id, c.execution.status);
         Ok(())
     }
 
@@ -183,17 +211,7 @@ impl Store for MemoryStore {
             entry.snapshots.push(s.clone());
         }
         entry.push_events(&t.events);
-        if t.to.is_terminal() {
-            inner.finished.push_back(t.id);
-        }
-        if let Some(record) = &t.audit {
-            inner.audit_seq += 1;
-            let prev = inner.last_hash.as_deref().unwrap_or(GENESIS_HASH);
-            let entry = AuditEntry::chain(inner.audit_seq, record.clone(), prev);
-            inner.last_hash = Some(entry.hash.clone());
-            inner.audit.push_back(entry);
-        }
-        inner.evict(self.capacity);
+        inner.record(t.id, t.to, t.audit.as_ref(), self.capacity);
         drop(inner);
         self.announce(t.id, t.to);
         Ok(())

@@ -151,6 +151,49 @@ impl Transition {
     }
 }
 
+/// A new execution and everything recorded with it, written atomically.
+///
+/// The execution's status is `Pending`, or a status reachable from
+/// `Pending` when the engine decided the first step before writing
+/// (`Running`, `Denied`, `AwaitingApproval`, ...).
+#[derive(Debug, Clone)]
+pub struct Creation {
+    /// The execution.
+    pub execution: Execution,
+    /// Its first events.
+    pub events: Vec<Arc<Event>>,
+    /// A snapshot to save.
+    pub snapshot: Option<Snapshot>,
+    /// An audit record to chain.
+    pub audit: Option<AuditRecord>,
+}
+
+impl Creation {
+    /// Just the execution, with no events.
+    pub fn new(execution: Execution) -> Self {
+        Self {
+            execution,
+            events: Vec::new(),
+            snapshot: None,
+            audit: None,
+        }
+    }
+
+    /// Checks the initial status against the state machine.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let s = self.execution.status;
+        if s == ExecutionStatus::Pending || ExecutionStatus::Pending.can_become(s) {
+            Ok(())
+        } else {
+            Err(StoreError::new(
+                crate::StoreErrorKind::Invalid,
+                "create",
+                format!("execution {} cannot start as {s}", self.execution.id),
+            ))
+        }
+    }
+}
+
 /// Filters for listing executions. Results are newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionQuery {
@@ -235,9 +278,10 @@ pub struct Change {
 /// Durable storage behind a governor. Object-safe: used as `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Records a new execution (status `Pending`) with its first events.
-    /// Fails with `AlreadyExists` if the id is taken.
-    async fn create(&self, execution: &Execution, events: &[Arc<Event>]) -> Result<(), StoreError>;
+    /// Records a new execution with its first events, snapshot and audit
+    /// record. Fails with `AlreadyExists` if the id is taken and `Invalid`
+    /// if the status is not one an execution can start in.
+    async fn create(&self, creation: &Creation) -> Result<(), StoreError>;
 
     /// Applies a conditional transition atomically. Fails with `NotFound`,
     /// `Conflict` (not in `from`, or lease not held) or `Invalid` (the
@@ -299,8 +343,8 @@ pub const WATCH_CAPACITY: usize = 1024;
 
 #[async_trait]
 impl<S: Store + ?Sized> Store for Arc<S> {
-    async fn create(&self, execution: &Execution, events: &[Arc<Event>]) -> Result<(), StoreError> {
-        (**self).create(execution, events).await
+    async fn create(&self, creation: &Creation) -> Result<(), StoreError> {
+        (**self).create(creation).await
     }
     async fn transition(&self, transition: &Transition) -> Result<(), StoreError> {
         (**self).transition(transition).await

@@ -614,7 +614,7 @@ struct BrokenStore(MemoryStore);
 
 #[async_trait]
 impl Store for BrokenStore {
-    async fn create(&self, _: &Execution, _: &[Arc<Event>]) -> Result<(), StoreError> {
+    async fn create(&self, _: &Creation) -> Result<(), StoreError> {
         Err(StoreError::new(
             StoreErrorKind::Unavailable,
             "create",

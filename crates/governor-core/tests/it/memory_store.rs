@@ -1,7 +1,8 @@
 use std::sync::Arc;
 
 use governor_core::{
-    Execution, ExecutionStatus, Json, MemoryStore, Principal, StatusSet, Store, Transition,
+    Creation, Execution, ExecutionStatus, Json, MemoryStore, Principal, StatusSet, Store,
+    Transition,
 };
 
 governor_core::store_conformance!(async { Arc::new(MemoryStore::new()) as Arc<dyn Store> });
@@ -10,11 +11,11 @@ governor_core::store_conformance!(async { Arc::new(MemoryStore::new()) as Arc<dy
 async fn evicts_oldest_finished_never_pending() {
     let store = MemoryStore::with_capacity(2);
     let pending = Execution::new("a".into(), Arc::new(Principal::new("p")), Json::null());
-    store.create(&pending, &[]).await.unwrap();
+    store.create(&Creation::new(pending.clone())).await.unwrap();
     let mut finished = Vec::new();
     for _ in 0..5 {
         let e = Execution::new("a".into(), Arc::new(Principal::new("p")), Json::null());
-        store.create(&e, &[]).await.unwrap();
+        store.create(&Creation::new(e.clone())).await.unwrap();
         store
             .transition(&Transition::new(
                 e.id,
