@@ -105,14 +105,19 @@ pub fn chain_hash(prev_hash: &str, seq: u64, record: &AuditRecord) -> String {
 
 /// [`chain_hash`] over a record already serialized with `serde_json`.
 pub fn chain_hash_json(prev_hash: &str, seq: u64, record_json: &[u8]) -> String {
+    hex(&chain_digest(prev_hash, seq, record_json))
+}
+
+/// The raw digest behind [`chain_hash_json`].
+pub(crate) fn chain_digest(prev_hash: &str, seq: u64, record_json: &[u8]) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(seq.to_be_bytes());
     h.update(record_json);
-    hex(&h.finalize())
+    h.finalize().into()
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -1,23 +1,26 @@
 //! The in-memory store: fast, bounded, gone when the process exits.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use std::sync::Arc;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use super::{
     Change, Creation, EventQuery, ExecutionQuery, Store, Transition, WATCH_CAPACITY, lease_until,
 };
-use crate::audit::{AuditEntry, AuditRecord, GENESIS_HASH};
+use crate::approval::ApprovalRequest;
+use crate::audit::{AuditEntry, AuditRecord, GENESIS_HASH, chain_digest, hex};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{Event, EventKind};
-use crate::execution::{Execution, ExecutionId, ExecutionStatus, Lease, Snapshot};
+use crate::execution::{
+    Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Lease, Snapshot,
+};
 use crate::json::Json;
+use crate::principal::Principal;
 
 /// An event without the fields its execution already holds.
 #[derive(Debug)]
@@ -28,14 +31,125 @@ struct StoredEvent {
     data: Json,
 }
 
+/// A snapshot without its execution id.
+#[derive(Debug)]
+struct StoredSnapshot {
+    checkpoint: Checkpoint,
+    captured_at: DateTime<Utc>,
+    state: Json,
+}
+
+/// Fields most executions never set, boxed to keep records small.
+#[derive(Debug, Default, Clone)]
+struct Rare {
+    failure: Option<Failure>,
+    approval: Option<ApprovalRequest>,
+    lease: Option<Lease>,
+}
+
+/// An execution as kept in memory.
 #[derive(Debug)]
 struct Entry {
-    execution: Execution,
-    snapshots: Vec<Snapshot>,
+    id: ExecutionId,
+    action: Arc<str>,
+    status: ExecutionStatus,
+    principal: Arc<Principal>,
+    inputs: Json,
+    output: Option<Json>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    rare: Option<Box<Rare>>,
+    snapshots: Vec<StoredSnapshot>,
     events: Vec<StoredEvent>,
 }
 
 impl Entry {
+    fn new(e: &Execution) -> Self {
+        let rare = (e.failure.is_some() || e.approval.is_some() || e.lease.is_some()).then(|| {
+            Box::new(Rare {
+                failure: e.failure.clone(),
+                approval: e.approval.clone(),
+                lease: e.lease.clone(),
+            })
+        });
+        Self {
+            id: e.id,
+            action: Arc::clone(&e.action),
+            status: e.status,
+            principal: Arc::clone(&e.principal),
+            inputs: e.inputs.clone(),
+            output: e.output.clone(),
+            created_at: e.created_at,
+            updated_at: e.updated_at,
+            finished_at: e.finished_at,
+            rare,
+            snapshots: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn execution(&self) -> Execution {
+        let rare = self.rare.as_deref().cloned().unwrap_or_default();
+        Execution {
+            id: self.id,
+            action: Arc::clone(&self.action),
+            status: self.status,
+            principal: Arc::clone(&self.principal),
+            inputs: self.inputs.clone(),
+            output: self.output.clone(),
+            failure: rare.failure,
+            approval: rare.approval,
+            lease: rare.lease,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+        }
+    }
+
+    fn lease(&self) -> Option<&Lease> {
+        self.rare.as_ref().and_then(|r| r.lease.as_ref())
+    }
+
+    fn lease_mut(&mut self) -> &mut Option<Lease> {
+        &mut self.rare.get_or_insert_with(Box::default).lease
+    }
+
+    /// [`Transition::apply_to`] for the compact form.
+    fn apply(&mut self, t: &Transition) {
+        self.status = t.to;
+        self.updated_at = t.at;
+        if t.to.is_terminal() {
+            self.finished_at = Some(t.at);
+            if let Some(r) = &mut self.rare {
+                r.lease = None;
+            }
+        }
+        if let Some(o) = &t.output {
+            self.output = Some(o.clone());
+        }
+        if let Some(f) = &t.failure {
+            self.rare.get_or_insert_with(Box::default).failure = Some(f.clone());
+        }
+        if let Some(a) = &t.approval {
+            self.rare.get_or_insert_with(Box::default).approval = Some(a.clone());
+        }
+    }
+
+    fn push_snapshot(&mut self, s: Option<&Snapshot>) {
+        if let Some(s) = s {
+            // Most executions end with exactly two snapshots.
+            if self.snapshots.capacity() == 0 {
+                self.snapshots.reserve_exact(2);
+            }
+            self.snapshots.push(StoredSnapshot {
+                checkpoint: s.checkpoint,
+                captured_at: s.captured_at,
+                state: s.state.clone(),
+            });
+        }
+    }
+
     fn push_events(&mut self, events: &[Arc<Event>]) {
         self.events.extend(events.iter().map(|e| StoredEvent {
             id: e.id,
@@ -50,21 +164,108 @@ impl Entry {
             id: e.id,
             kind: e.kind,
             time: e.time,
-            execution_id: self.execution.id,
-            action: Arc::clone(&self.execution.action),
+            execution_id: self.id,
+            action: Arc::clone(&self.action),
             data: e.data.clone(),
+        }
+    }
+
+    fn snapshot(&self, s: &StoredSnapshot) -> Snapshot {
+        Snapshot {
+            execution_id: self.id,
+            checkpoint: s.checkpoint,
+            captured_at: s.captured_at,
+            state: s.state.clone(),
+        }
+    }
+}
+
+/// An audit entry with its hash as bytes; its previous hash is the entry
+/// before it (or the hash before the retained window). The fields every
+/// record has are kept inline, the rest boxed only when present.
+#[derive(Debug)]
+struct StoredAudit {
+    seq: u64,
+    execution_id: ExecutionId,
+    status: ExecutionStatus,
+    at: DateTime<Utc>,
+    action: Arc<str>,
+    /// The caller, shared with the execution's record when it is the same.
+    principal: Arc<Principal>,
+    hash: [u8; 32],
+    rest: Option<Box<AuditRest>>,
+}
+
+#[derive(Debug)]
+struct AuditRest {
+    tenant: Option<String>,
+    decisions: Vec<crate::audit::DecisionRecord>,
+    inputs: Option<Json>,
+    output: Option<Json>,
+    failure: Option<String>,
+    tags: Vec<String>,
+}
+
+impl StoredAudit {
+    fn new(seq: u64, r: &AuditRecord, hash: [u8; 32], caller: Option<&Arc<Principal>>) -> Self {
+        let plain = r.tenant.is_none()
+            && r.decisions.is_empty()
+            && r.inputs.is_none()
+            && r.output.is_none()
+            && r.failure.is_none()
+            && r.tags.is_empty();
+        Self {
+            seq,
+            execution_id: r.execution_id,
+            status: r.status,
+            at: r.at,
+            action: Arc::clone(&r.action),
+            principal: caller
+                .filter(|p| p.id == r.principal)
+                .map_or_else(|| Arc::new(Principal::new(r.principal.clone())), Arc::clone),
+            hash,
+            rest: (!plain).then(|| {
+                Box::new(AuditRest {
+                    tenant: r.tenant.clone(),
+                    decisions: r.decisions.clone(),
+                    inputs: r.inputs.clone(),
+                    output: r.output.clone(),
+                    failure: r.failure.clone(),
+                    tags: r.tags.clone(),
+                })
+            }),
+        }
+    }
+
+    fn record(&self) -> AuditRecord {
+        let rest = self.rest.as_deref();
+        AuditRecord {
+            execution_id: self.execution_id,
+            action: Arc::clone(&self.action),
+            principal: self.principal.id.clone(),
+            tenant: rest.and_then(|r| r.tenant.clone()),
+            status: self.status,
+            at: self.at,
+            decisions: rest.map(|r| r.decisions.clone()).unwrap_or_default(),
+            inputs: rest.and_then(|r| r.inputs.clone()),
+            output: rest.and_then(|r| r.output.clone()),
+            failure: rest.and_then(|r| r.failure.clone()),
+            tags: rest.map(|r| r.tags.clone()).unwrap_or_default(),
         }
     }
 }
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: BTreeMap<ExecutionId, Entry>,
+    entries: BTreeMap<ExecutionId, Box<Entry>>,
     /// Finished executions, oldest first: the eviction order.
     finished: VecDeque<ExecutionId>,
-    audit: VecDeque<AuditEntry>,
-    audit_seq: u64,
+    audit: VecDeque<StoredAudit>,
+    /// Hash (hex) of the entry before the oldest one kept.
+    audit_window_prev: Option<String>,
+    /// Hash (hex) of the newest entry.
     last_hash: Option<String>,
+    audit_seq: u64,
 }
 
 /// Keeps everything in process memory, bounded by a capacity: when more
@@ -143,9 +344,12 @@ impl Inner {
         if let Some(record) = audit {
             self.audit_seq += 1;
             let prev = self.last_hash.as_deref().unwrap_or(GENESIS_HASH);
-            let entry = AuditEntry::chain(self.audit_seq, record.clone(), prev);
-            self.last_hash = Some(entry.hash.clone());
-            self.audit.push_back(entry);
+            let json = serde_json::to_vec(record).unwrap_or_default();
+            let hash = chain_digest(prev, self.audit_seq, &json);
+            self.last_hash = Some(hex(&hash));
+            let caller = self.entries.get(&id).map(|e| &e.principal);
+            let stored = StoredAudit::new(self.audit_seq, record, hash, caller);
+            self.audit.push_back(stored);
         }
         self.evict(capacity);
     }
@@ -158,13 +362,16 @@ impl Inner {
             self.entries.remove(&id);
         }
         while self.audit.len() > capacity {
-            self.audit.pop_front();
+            if let Some(gone) = self.audit.pop_front() {
+                self.audit_window_prev = Some(hex(&gone.hash));
+            }
         }
     }
 
     fn entry(&mut self, id: ExecutionId, op: &'static str) -> Result<&mut Entry, StoreError> {
         self.entries
             .get_mut(&id)
+            .map(|b| &mut **b)
             .ok_or_else(|| StoreError::not_found(op, format!("execution {id} does not exist")))
     }
 }
@@ -174,6 +381,9 @@ impl Store for MemoryStore {
     async fn create(&self, c: &Creation) -> Result<(), StoreError> {
         c.check()?;
         let id = c.execution.id;
+        let mut entry = Box::new(Entry::new(&c.execution));
+        entry.push_events(&c.events);
+        entry.push_snapshot(c.snapshot.as_ref());
         let mut inner = self.lock()?;
         if inner.entries.contains_key(&id) {
             return Err(StoreError::new(
@@ -182,13 +392,6 @@ impl Store for MemoryStore {
                 format!("execution {id} already exists"),
             ));
         }
-        let mut entry = Entry {
-            execution: c.execution.clone(),
-            snapshots: Vec::new(),
-            events: Vec::new(),
-        };
-        entry.push_events(&c.events);
-        entry.snapshots.extend(c.snapshot.clone());
         inner.entries.insert(id, entry);
         inner.record(id, c.execution.status, c.audit.as_ref(), self.capacity);
         drop(inner);
@@ -205,11 +408,9 @@ impl Store for MemoryStore {
         } else {
             t.at
         };
-        t.check(&entry.execution, now)?;
-        t.apply_to(&mut entry.execution);
-        if let Some(s) = &t.snapshot {
-            entry.snapshots.push(s.clone());
-        }
+        t.check_state(entry.status, entry.lease(), now)?;
+        entry.apply(t);
+        entry.push_snapshot(t.snapshot.as_ref());
         entry.push_events(&t.events);
         inner.record(t.id, t.to, t.audit.as_ref(), self.capacity);
         drop(inner);
@@ -218,7 +419,7 @@ impl Store for MemoryStore {
     }
 
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
-        Ok(self.lock()?.entries.get(&id).map(|e| e.execution.clone()))
+        Ok(self.lock()?.entries.get(&id).map(|e| e.execution()))
     }
 
     async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
@@ -229,19 +430,21 @@ impl Store for MemoryStore {
         };
         Ok(range
             .rev()
-            .map(|(_, e)| &e.execution)
-            .filter(|e| query.matches(e))
+            .map(|(_, e)| e)
+            .filter(|e| {
+                query.matches_fields(e.id, &e.action, &e.principal.id, e.status, e.created_at)
+            })
             .take(query.effective_limit())
-            .cloned()
+            .map(|e| e.execution())
             .collect())
     }
 
     async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
-        Ok(self
-            .lock()?
+        let inner = self.lock()?;
+        Ok(inner
             .entries
             .get(&id)
-            .map(|e| e.snapshots.clone())
+            .map(|e| e.snapshots.iter().map(|s| e.snapshot(s)).collect())
             .unwrap_or_default())
     }
 
@@ -274,13 +477,24 @@ impl Store for MemoryStore {
 
     async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let inner = self.lock()?;
-        Ok(inner
-            .audit
-            .iter()
-            .filter(|e| e.seq > after)
-            .take(limit)
-            .cloned()
-            .collect())
+        let mut prev = inner
+            .audit_window_prev
+            .clone()
+            .unwrap_or_else(|| GENESIS_HASH.to_owned());
+        let mut out = Vec::new();
+        for e in &inner.audit {
+            let hash = hex(&e.hash);
+            if e.seq > after && out.len() < limit {
+                out.push(AuditEntry {
+                    seq: e.seq,
+                    record: e.record(),
+                    prev_hash: prev,
+                    hash: hash.clone(),
+                });
+            }
+            prev = hash;
+        }
+        Ok(out)
     }
 
     async fn claim(
@@ -298,13 +512,12 @@ impl Store for MemoryStore {
             if claimed.len() >= limit {
                 break;
             }
-            let e = &mut entry.execution;
-            if e.status == status && e.lease.as_ref().is_none_or(|l| l.until <= now) {
-                e.lease = Some(Lease {
+            if entry.status == status && entry.lease().is_none_or(|l| l.until <= now) {
+                *entry.lease_mut() = Some(Lease {
                     owner: owner.to_owned(),
                     until,
                 });
-                claimed.push(e.clone());
+                claimed.push(entry.execution());
             }
         }
         Ok(claimed)
@@ -318,8 +531,7 @@ impl Store for MemoryStore {
     ) -> Result<(), StoreError> {
         let now = Utc::now();
         let mut inner = self.lock()?;
-        let e = &mut inner.entry(id, "renew_lease")?.execution;
-        match &mut e.lease {
+        match inner.entry(id, "renew_lease")?.lease_mut() {
             Some(l) if l.owner == owner && l.until > now => {
                 l.until = lease_until(now, lease);
                 Ok(())
@@ -334,10 +546,10 @@ impl Store for MemoryStore {
     async fn release_lease(&self, id: ExecutionId, owner: &str) -> Result<(), StoreError> {
         let now = Utc::now();
         let mut inner = self.lock()?;
-        let e = &mut inner.entry(id, "release_lease")?.execution;
-        match &e.lease {
+        let lease = inner.entry(id, "release_lease")?.lease_mut();
+        match lease {
             Some(l) if l.owner == owner && l.until > now => {
-                e.lease = None;
+                *lease = None;
                 Ok(())
             }
             _ => Err(StoreError::conflict(

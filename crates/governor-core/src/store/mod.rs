@@ -222,17 +222,26 @@ impl ExecutionQuery {
         }
     }
 
-    /// Whether `e` passes every filter except the cursor and limit.
+    /// Whether `e` passes every filter (the cursor included) but the limit.
     pub fn matches(&self, e: &Execution) -> bool {
-        (self.statuses.is_empty() || self.statuses.contains(&e.status))
-            && self.action.as_deref().is_none_or(|a| a == &*e.action)
-            && self
-                .principal
-                .as_deref()
-                .is_none_or(|p| p == e.principal.id)
-            && self.since.is_none_or(|s| e.created_at >= s)
-            && self.until.is_none_or(|u| e.created_at < u)
-            && self.before.is_none_or(|b| e.id < b)
+        self.matches_fields(e.id, &e.action, &e.principal.id, e.status, e.created_at)
+    }
+
+    /// [`matches`](Self::matches) on the filtered fields alone.
+    pub fn matches_fields(
+        &self,
+        id: ExecutionId,
+        action: &str,
+        principal: &str,
+        status: ExecutionStatus,
+        created_at: DateTime<Utc>,
+    ) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&status))
+            && self.action.as_deref().is_none_or(|a| a == action)
+            && self.principal.as_deref().is_none_or(|p| p == principal)
+            && self.since.is_none_or(|s| created_at >= s)
+            && self.until.is_none_or(|u| created_at < u)
+            && self.before.is_none_or(|b| id < b)
     }
 }
 

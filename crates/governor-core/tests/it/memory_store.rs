@@ -31,3 +31,31 @@ async fn evicts_oldest_finished_never_pending() {
     assert!(store.execution(finished[0]).await.unwrap().is_none());
     assert!(store.execution(finished[4]).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn evicted_audit_entries_leave_a_verifiable_window() {
+    let store = MemoryStore::with_capacity(2);
+    for _ in 0..5 {
+        let e = Execution::new("a".into(), Arc::new(Principal::new("p")), Json::null());
+        let mut c = Creation::new(e.clone());
+        c.execution.status = ExecutionStatus::Denied;
+        c.audit = Some(governor_core::AuditRecord {
+            execution_id: e.id,
+            action: "a".into(),
+            principal: "p".into(),
+            tenant: None,
+            status: ExecutionStatus::Denied,
+            at: e.created_at,
+            decisions: vec![],
+            inputs: None,
+            output: None,
+            failure: None,
+            tags: vec![],
+        });
+        store.create(&c).await.unwrap();
+    }
+    let window = store.audit_entries(0, 10).await.unwrap();
+    assert_eq!(window.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
+    assert_ne!(window[0].prev_hash, governor_core::GENESIS_HASH);
+    assert_eq!(governor_core::verify_chain(&window), Ok(2));
+}
