@@ -92,39 +92,74 @@ impl AuditEntry {
     }
 }
 
-/// The hash linking an entry to its predecessor.
+/// The hash linking an entry to its predecessor:
+/// `sha256(prev_hash || seq || canonical(record))`, hex-encoded.
+///
+/// The canonical form is a fixed binary encoding of the record's fields
+/// (length-prefixed strings, the inputs and output as their stored JSON
+/// text), so every store computes the same hash for the same record
+/// without serializing it first.
 pub fn chain_hash(prev_hash: &str, seq: u64, record: &AuditRecord) -> String {
-    // Serializing a plain struct of strings, numbers and raw JSON cannot
-    // fail; an empty body would still be chained and then fail verification.
-    chain_hash_json(
-        prev_hash,
-        seq,
-        &serde_json::to_vec(record).unwrap_or_default(),
-    )
+    hex(&chain_digest(prev_hash, seq, record))
 }
 
-/// [`chain_hash`] over a record already serialized with `serde_json`.
-pub fn chain_hash_json(prev_hash: &str, seq: u64, record_json: &[u8]) -> String {
-    hex(&chain_digest(prev_hash, seq, record_json))
-}
-
-/// The raw digest behind [`chain_hash_json`].
-pub(crate) fn chain_digest(prev_hash: &str, seq: u64, record_json: &[u8]) -> [u8; 32] {
+/// The raw digest behind [`chain_hash`].
+pub(crate) fn chain_digest(prev_hash: &str, seq: u64, record: &AuditRecord) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(seq.to_be_bytes());
-    h.update(record_json);
+    record.feed(&mut h);
     h.finalize().into()
+}
+
+impl AuditRecord {
+    fn feed(&self, h: &mut Sha256) {
+        fn text(h: &mut Sha256, s: &str) {
+            h.update((s.len() as u64).to_be_bytes());
+            h.update(s.as_bytes());
+        }
+        fn opt(h: &mut Sha256, s: Option<&str>) {
+            match s {
+                Some(s) => {
+                    h.update([1]);
+                    text(h, s);
+                }
+                None => h.update([0]),
+            }
+        }
+        h.update(self.execution_id.as_uuid().as_bytes());
+        text(h, &self.action);
+        text(h, &self.principal);
+        opt(h, self.tenant.as_deref());
+        text(h, self.status.as_str());
+        h.update(self.at.timestamp().to_be_bytes());
+        h.update(self.at.timestamp_subsec_nanos().to_be_bytes());
+        h.update((self.decisions.len() as u64).to_be_bytes());
+        for d in &self.decisions {
+            text(h, &d.policy);
+            text(h, &d.outcome);
+            opt(h, d.reason.as_deref());
+            h.update([u8::from(d.shadow)]);
+        }
+        opt(h, self.inputs.as_ref().map(Json::as_str));
+        opt(h, self.output.as_ref().map(Json::as_str));
+        opt(h, self.failure.as_deref());
+        h.update((self.tags.len() as u64).to_be_bytes());
+        for t in &self.tags {
+            text(h, t);
+        }
+    }
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
+    let mut out = Vec::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 0xf)] as char);
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0xf)]);
     }
-    s
+    // Only ASCII hex digits were pushed.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Where a chain stopped verifying.

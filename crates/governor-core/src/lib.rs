@@ -52,8 +52,7 @@ pub mod testing;
 pub use action::{Action, ActionBuilder, Args, BoxFuture, Call, Hook, HookContext, StateCallback};
 pub use approval::{ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, OnExpiry};
 pub use audit::{
-    AuditEntry, AuditRecord, ChainError, DecisionRecord, GENESIS_HASH, chain_hash, chain_hash_json,
-    verify_chain,
+    AuditEntry, AuditRecord, ChainError, DecisionRecord, GENESIS_HASH, chain_hash, verify_chain,
 };
 pub use config::{ConfigError, PolicyFile, load_policies_from_file, load_policies_from_value};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};

@@ -9,7 +9,7 @@ use chrono::Utc;
 use governor_core::store::lease_until;
 use governor_core::{
     Change, Creation, Execution, ExecutionId, ExecutionStatus, GENESIS_HASH, Lease, StatusSet,
-    StoreError, StoreErrorKind, Transition, chain_hash_json,
+    StoreError, StoreErrorKind, Transition, chain_hash,
 };
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -42,7 +42,7 @@ pub(crate) struct Row {
 pub(crate) struct Extras {
     snapshot: Option<(String, &'static str, i64, String)>,
     events: Vec<[String; 6]>,
-    audit: Option<(String, String)>,
+    audit: Option<(String, String, governor_core::AuditRecord)>,
 }
 
 pub(crate) struct Update {
@@ -111,7 +111,9 @@ fn extras(
             })
             .collect(),
         audit: audit
-            .map(|r| Ok::<_, StoreError>((r.execution_id.to_string(), json_text(op, r)?)))
+            .map(|r| {
+                Ok::<_, StoreError>((r.execution_id.to_string(), json_text(op, r)?, r.clone()))
+            })
             .transpose()?,
     })
 }
@@ -340,10 +342,10 @@ fn write_extras(conn: &Connection, x: &Extras, head: &mut ChainHead) -> Result<(
             .and_then(|mut st| st.execute(params_from_iter(chunk.iter().flatten())))
             .map_err(|e| map("events", e))?;
     }
-    if let Some((execution_id, record)) = &x.audit {
+    if let Some((execution_id, record, parsed)) = &x.audit {
         let (seq, prev) = head.get(conn)?;
         let seq = seq + 1;
-        let hash = chain_hash_json(&prev, seq as u64, record.as_bytes());
+        let hash = chain_hash(&prev, seq as u64, parsed);
         conn.prepare_cached("INSERT INTO audit (seq, execution_id, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
             .and_then(|mut s| s.execute(params![seq, execution_id, record, prev, hash]))
             .map_err(|e| map("audit", e))?;

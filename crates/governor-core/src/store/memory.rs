@@ -344,8 +344,7 @@ impl Inner {
         if let Some(record) = audit {
             self.audit_seq += 1;
             let prev = self.last_hash.as_deref().unwrap_or(GENESIS_HASH);
-            let json = serde_json::to_vec(record).unwrap_or_default();
-            let hash = chain_digest(prev, self.audit_seq, &json);
+            let hash = chain_digest(prev, self.audit_seq, record);
             self.last_hash = Some(hex(&hash));
             let caller = self.entries.get(&id).map(|e| &e.principal);
             let stored = StoredAudit::new(self.audit_seq, record, hash, caller);
