@@ -180,6 +180,7 @@ pub struct Action {
     pub(crate) on_state_saved: Option<StateCallback>,
     pub(crate) redactor: Redactor,
     pub(crate) audit: Option<AuditSettings>,
+    pub(crate) allow_data: Vec<crate::lifecycle::AllowData>,
 }
 
 impl fmt::Debug for Action {
@@ -306,6 +307,7 @@ impl ActionBuilder {
                 on_state_saved: None,
                 redactor: Redactor::default(),
                 audit: None,
+                allow_data: Vec::new(),
             },
         }
     }
@@ -366,6 +368,11 @@ impl ActionBuilder {
             ));
         }
         let a = &mut self.action;
+        a.allow_data = a
+            .policies
+            .iter()
+            .map(|p| crate::lifecycle::AllowData::new(&**p))
+            .collect();
         for p in &a.policies {
             a.redactor.extend(p.sensitive_fields());
             if let Some(s) = p.audit_settings() {

@@ -374,14 +374,12 @@ impl<'a> Run<'a> {
             let decision = policy.evaluate(&self.policy_context(phase)).await;
             let shadow = policy.is_shadow();
             let reason = decision.reason().map(|r| self.redactor.redact_text(r));
-            let data = json_of(&json!({
-                "policy": policy.name(),
-                "policy_type": policy.kind().as_str(),
-                "phase": phase.as_str(),
-                "outcome": decision.outcome(),
-                "reason": reason,
-                "shadow": shadow,
-            }));
+            let data = match (&decision, action.allow_data.get(i)) {
+                // The common case: an allow's event data is the same for
+                // every call, so it was built with the action.
+                (Decision::Allow, Some(cached)) => cached.for_phase(phase),
+                _ => decision_data(&**policy, phase, decision.outcome(), reason.as_deref()),
+            };
             self.queue(self.event(EventKind::PolicyEvaluated, data.clone()));
             self.decisions.push(DecisionRecord {
                 policy: policy.name().to_owned(),
@@ -692,5 +690,46 @@ fn checkpoint_data(checkpoint: Checkpoint) -> Json {
         Checkpoint::PreExecution => PRE.clone(),
         Checkpoint::PostExecution => POST.clone(),
         Checkpoint::AwaitingApproval => json_of(&json!({"checkpoint": checkpoint})),
+    }
+}
+
+/// The data of a `policy.evaluated` event.
+pub(crate) fn decision_data(
+    policy: &dyn Policy,
+    phase: PolicyPhase,
+    outcome: &str,
+    reason: Option<&str>,
+) -> Json {
+    json_of(&json!({
+        "policy": policy.name(),
+        "policy_type": policy.kind().as_str(),
+        "phase": phase.as_str(),
+        "outcome": outcome,
+        "reason": reason,
+        "shadow": policy.is_shadow(),
+    }))
+}
+
+/// A policy's `allow` event data for both phases, built once per action.
+#[derive(Clone)]
+pub(crate) struct AllowData {
+    pre: Json,
+    post: Json,
+}
+
+impl AllowData {
+    pub(crate) fn new(policy: &dyn Policy) -> Self {
+        Self {
+            pre: decision_data(policy, PolicyPhase::PreExecution, "allow", None),
+            post: decision_data(policy, PolicyPhase::PostExecution, "allow", None),
+        }
+    }
+
+    fn for_phase(&self, phase: PolicyPhase) -> Json {
+        if phase == PolicyPhase::PostExecution {
+            self.post.clone()
+        } else {
+            self.pre.clone()
+        }
     }
 }

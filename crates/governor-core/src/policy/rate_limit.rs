@@ -1,5 +1,6 @@
 //! Rate limiting with GCRA: O(1) per check, bounded memory, monotonic time.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -130,15 +131,15 @@ impl RateLimitPolicy {
         self.state.lock().map(|s| s.tats.len()).unwrap_or(0)
     }
 
-    fn key(&self, ctx: &PolicyContext<'_>) -> String {
+    fn key<'c>(&self, ctx: &PolicyContext<'c>) -> Cow<'c, str> {
         match &self.scope {
-            RateLimitScope::Global => String::new(),
-            RateLimitScope::PerPrincipal => ctx.principal.id.clone(),
-            RateLimitScope::PerAction => ctx.action.to_owned(),
+            RateLimitScope::Global => Cow::Borrowed(""),
+            RateLimitScope::PerPrincipal => Cow::Borrowed(ctx.principal.id.as_str()),
+            RateLimitScope::PerAction => Cow::Borrowed(ctx.action),
             RateLimitScope::PerPrincipalAndAction => {
-                format!("{}\u{1f}{}", ctx.principal.id, ctx.action)
+                Cow::Owned(format!("{}\u{1f}{}", ctx.principal.id, ctx.action))
             }
-            RateLimitScope::Custom(f) => f(ctx),
+            RateLimitScope::Custom(f) => Cow::Owned(f(ctx)),
         }
     }
 
@@ -191,7 +192,7 @@ impl Policy for RateLimitPolicy {
         let Ok(mut state) = self.state.lock() else {
             return Decision::deny("rate limiter state is unavailable");
         };
-        let tat = match state.tats.get(key.as_str()) {
+        let tat = match state.tats.get(&*key) {
             Some(tat) => (*tat).max(now),
             None => {
                 if state.tats.len() >= self.max_keys {
@@ -211,10 +212,10 @@ impl Policy for RateLimitPolicy {
             return self.deny(&key, Duration::from_nanos(tat - now - tau));
         }
         let next = tat.saturating_add(t);
-        match state.tats.get_mut(key.as_str()) {
+        match state.tats.get_mut(&*key) {
             Some(slot) => *slot = next,
             None => {
-                state.tats.insert(key.into_boxed_str(), next);
+                state.tats.insert(key.into_owned().into_boxed_str(), next);
             }
         }
         Decision::Allow
@@ -224,7 +225,7 @@ impl Policy for RateLimitPolicy {
         let key = self.key(ctx);
         let t = self.interval();
         if let Ok(mut state) = self.state.lock()
-            && let Some(tat) = state.tats.get_mut(key.as_str())
+            && let Some(tat) = state.tats.get_mut(&*key)
         {
             *tat = tat.saturating_sub(t);
         }
