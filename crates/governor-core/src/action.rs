@@ -181,6 +181,7 @@ pub struct Action {
     pub(crate) redactor: Redactor,
     pub(crate) audit: Option<AuditSettings>,
     pub(crate) allow_data: Vec<crate::lifecycle::AllowData>,
+    pub(crate) policy_names: Vec<Arc<str>>,
 }
 
 impl fmt::Debug for Action {
@@ -308,6 +309,7 @@ impl ActionBuilder {
                 redactor: Redactor::default(),
                 audit: None,
                 allow_data: Vec::new(),
+                policy_names: Vec::new(),
             },
         }
     }

@@ -1,6 +1,7 @@
 //! The audit log: one record per execution outcome, hash-chained so that
 //! any edit, insertion or deletion is detected.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -14,9 +15,9 @@ use crate::json::Json;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     /// The policy.
-    pub policy: String,
+    pub policy: Arc<str>,
     /// `allow`, `warn`, `deny` or `require_approval`.
-    pub outcome: String,
+    pub outcome: Cow<'static, str>,
     /// The reason given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -382,8 +382,12 @@ impl<'a> Run<'a> {
             };
             self.queue(self.event(EventKind::PolicyEvaluated, data.clone()));
             self.decisions.push(DecisionRecord {
-                policy: policy.name().to_owned(),
-                outcome: decision.outcome().to_owned(),
+                policy: action
+                    .policy_names
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::from(policy.name())),
+                outcome: std::borrow::Cow::Borrowed(decision.outcome()),
                 reason,
                 shadow,
             });
