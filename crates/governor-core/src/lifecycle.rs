@@ -363,10 +363,14 @@ impl<'a> Run<'a> {
         Vec<ApprovalSpec>,
         Vec<usize>,
     ) {
-        self.tick();
+        let action = self.action;
+        if phase == PolicyPhase::PreExecution
+            && action.policies.iter().any(|p| p.phase().applies_to(phase))
+        {
+            self.tick();
+        }
         let mut approvals = Vec::new();
         let mut allowed = Vec::new();
-        let action = self.action;
         for (i, policy) in action.policies.iter().enumerate() {
             if !policy.phase().applies_to(phase) {
                 continue;
@@ -532,6 +536,8 @@ impl<'a> Run<'a> {
     }
 
     async fn finish(&mut self, output: Value) -> Result<(), GovernError> {
+        // The action just returned: this step's time is its end.
+        self.tick();
         self.output = Some(Arc::new(output));
         let (denied, _, _) = self.evaluate(PolicyPhase::PostExecution).await;
         if let Some((policy, denial)) = denied {
