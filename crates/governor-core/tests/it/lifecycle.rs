@@ -681,3 +681,20 @@ async fn a_failing_store_is_a_typed_error_and_the_action_does_not_run_unrecorded
     assert_eq!(e.kind(), StoreErrorKind::Unavailable);
     assert!(!*ran.lock().unwrap());
 }
+
+#[tokio::test]
+async fn finish_time_is_taken_after_the_action_returns() {
+    let g = governor();
+    let action = g.action("sleepy").build().unwrap();
+    action
+        .run(Args::new(), || async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            Ok::<_, GovernError>(())
+        })
+        .await
+        .unwrap();
+    let e = only_execution(&g).await;
+    assert!(e.duration_ms().unwrap() >= 30, "{:?}", e.duration_ms());
+    let snaps = g.store().snapshots(e.id).await.unwrap();
+    assert!(snaps[1].captured_at - snaps[0].captured_at >= chrono::Duration::milliseconds(30));
+}
