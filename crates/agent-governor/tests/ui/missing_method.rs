@@ -1,0 +1,10 @@
+use agent_governor::govern;
+
+struct Agent;
+
+#[govern(methods = ["procss"])]
+impl Agent {
+    async fn process(&self) {}
+}
+
+fn main() {}
