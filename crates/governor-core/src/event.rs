@@ -231,7 +231,7 @@ impl EventBus {
     }
 
     /// Publishes an event.
-    pub fn emit(&self, event: Arc<Event>) {
+    pub fn emit(&self, event: Event) {
         tracing::debug!(
             target: "governor::event",
             kind = event.kind.as_str(),
@@ -242,6 +242,7 @@ impl EventBus {
         if !self.has_listeners() {
             return;
         }
+        let event = Arc::new(event);
         if self.inner.stream.receiver_count() > 0 {
             let _ = self.inner.stream.send(Arc::clone(&event));
         }
@@ -350,13 +351,8 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
-    fn event(kind: EventKind) -> Arc<Event> {
-        Arc::new(Event::new(
-            kind,
-            ExecutionId::new(),
-            "a".into(),
-            Json::null(),
-        ))
+    fn event(kind: EventKind) -> Event {
+        Event::new(kind, ExecutionId::new(), "a".into(), Json::null())
     }
 
     #[tokio::test]
@@ -412,7 +408,7 @@ mod tests {
             assert_eq!(k.as_str().parse::<EventKind>().unwrap(), *k);
         }
         let e = event(EventKind::ExecutionStarted);
-        let v = serde_json::to_value(&*e).unwrap();
+        let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "execution.started");
     }
 }

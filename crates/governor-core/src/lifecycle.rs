@@ -92,7 +92,7 @@ struct Run<'a> {
     /// The time of the current lifecycle step (one clock read per step).
     now: DateTime<Utc>,
     /// Events waiting to be stored with the next transition, then published.
-    queued: Vec<Arc<Event>>,
+    queued: Vec<Event>,
     /// Set once the execution reached a terminal or parked status.
     settled: bool,
     /// Whether the execution has been written to the store yet.
@@ -113,7 +113,7 @@ impl<'a> Run<'a> {
         let mut redactor = action.redactor.clone();
         redactor.extend(governor.redactor().fields());
         let stored_input = redact_json(&redactor, &input);
-        let now = Utc::now();
+        let now = crate::ids::now();
         let execution = Execution::at(
             now,
             Arc::clone(&action.name),
@@ -163,17 +163,17 @@ impl<'a> Run<'a> {
 
     /// Reads the clock for the next lifecycle step.
     fn tick(&mut self) {
-        self.now = Utc::now();
+        self.now = crate::ids::now();
     }
 
-    fn event(&self, kind: EventKind, data: Json) -> Arc<Event> {
-        Arc::new(Event::at(
+    fn event(&self, kind: EventKind, data: Json) -> Event {
+        Event::at(
             self.now,
             kind,
             self.execution.id,
             Arc::clone(&self.execution.action),
             data,
-        ))
+        )
     }
 
     fn hook_context(&self) -> HookContext {
@@ -199,7 +199,7 @@ impl<'a> Run<'a> {
 
     /// Queues an event; it is stored with the next transition and
     /// published once stored.
-    fn queue(&mut self, event: Arc<Event>) {
+    fn queue(&mut self, event: Event) {
         self.queued.push(event);
     }
 
@@ -634,7 +634,7 @@ impl Drop for Run<'_> {
             json_of(&json!({"error": failure.message})),
         );
         t.events = std::mem::take(&mut self.queued);
-        t.events.push(Arc::clone(&event));
+        t.events.push(event);
         t.audit = Some(self.audit_record(ExecutionStatus::Cancelled, Some(&failure)));
         t.failure = Some(failure);
         let store = Arc::clone(&self.store);

@@ -56,13 +56,13 @@ fn execution(action: &str, principal: &str) -> Execution {
     )
 }
 
-fn event(e: &Execution, kind: EventKind) -> Arc<Event> {
-    Arc::new(Event::new(
+fn event(e: &Execution, kind: EventKind) -> Event {
+    Event::new(
         kind,
         e.id,
         Arc::clone(&e.action),
         Json::encode(&json!({"k": 1})).unwrap(),
-    ))
+    )
 }
 
 fn record(e: &Execution, status: ExecutionStatus) -> AuditRecord {

@@ -85,7 +85,7 @@ pub(crate) struct Job {
 fn extras(
     op: &'static str,
     snapshot: Option<&governor_core::Snapshot>,
-    events: &[std::sync::Arc<governor_core::Event>],
+    events: &[governor_core::Event],
     audit: Option<&governor_core::AuditRecord>,
 ) -> Result<Extras, StoreError> {
     Ok(Extras {

@@ -150,7 +150,7 @@ impl Entry {
         }
     }
 
-    fn push_events(&mut self, events: &[Arc<Event>]) {
+    fn push_events(&mut self, events: &[Event]) {
         self.events.extend(events.iter().map(|e| StoredEvent {
             id: e.id,
             kind: e.kind,

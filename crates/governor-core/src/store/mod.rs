@@ -50,7 +50,7 @@ pub struct Transition {
     /// A snapshot to save.
     pub snapshot: Option<Snapshot>,
     /// Events to append.
-    pub events: Vec<Arc<Event>>,
+    pub events: Vec<Event>,
     /// An audit record to chain.
     pub audit: Option<AuditRecord>,
 }
@@ -161,7 +161,7 @@ pub struct Creation {
     /// The execution.
     pub execution: Execution,
     /// Its first events.
-    pub events: Vec<Arc<Event>>,
+    pub events: Vec<Event>,
     /// A snapshot to save.
     pub snapshot: Option<Snapshot>,
     /// An audit record to chain.
