@@ -94,23 +94,48 @@ impl AuditEntry {
 }
 
 /// The hash linking an entry to its predecessor:
-/// `sha256(prev_hash || seq || canonical(record))`, hex-encoded.
+/// `sha256(prev || seq || canonical(record))` over the previous hash's 32
+/// raw bytes (zeros for the first entry), hex-encoded.
 ///
 /// The canonical form is a fixed binary encoding of the record's fields
 /// (length-prefixed strings, the inputs and output as their stored JSON
 /// text), so every store computes the same hash for the same record
-/// without serializing it first.
+/// without serializing it first. A `prev_hash` that is not 64 hex digits
+/// chains as zeros, and so fails verification.
 pub fn chain_hash(prev_hash: &str, seq: u64, record: &AuditRecord) -> String {
-    hex(&chain_digest(prev_hash, seq, record))
+    hex(&chain_digest(
+        &unhex(prev_hash).unwrap_or([0; 32]),
+        seq,
+        record,
+    ))
 }
 
 /// The raw digest behind [`chain_hash`].
-pub(crate) fn chain_digest(prev_hash: &str, seq: u64, record: &AuditRecord) -> [u8; 32] {
+pub(crate) fn chain_digest(prev: &[u8; 32], seq: u64, record: &AuditRecord) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(prev_hash.as_bytes());
+    h.update(prev);
     h.update(seq.to_be_bytes());
     record.feed(&mut h);
     h.finalize().into()
+}
+
+/// Parses 64 hex digits.
+pub(crate) fn unhex(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+    }
+    Some(out)
 }
 
 impl AuditRecord {

@@ -105,7 +105,7 @@ impl<'a> Run<'a> {
         let principal = call
             .principal
             .or_else(Principal::current)
-            .unwrap_or_else(|| Arc::new(Principal::anonymous()));
+            .unwrap_or_else(anonymous);
         let input = call
             .args
             .into_value()
@@ -132,7 +132,7 @@ impl<'a> Run<'a> {
             input: Arc::new(input),
             output: None,
             decisions: Vec::new(),
-            queued: Vec::new(),
+            queued: Vec::with_capacity(4),
             now,
             created: false,
             settled: false,
@@ -742,4 +742,11 @@ impl AllowData {
             self.pre.clone()
         }
     }
+}
+
+/// The caller of calls made without one, shared by all of them.
+fn anonymous() -> Arc<Principal> {
+    static ANONYMOUS: std::sync::LazyLock<Arc<Principal>> =
+        std::sync::LazyLock::new(|| Arc::new(Principal::anonymous()));
+    Arc::clone(&ANONYMOUS)
 }

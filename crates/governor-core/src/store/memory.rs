@@ -13,7 +13,7 @@ use super::{
     Change, Creation, EventQuery, ExecutionQuery, Store, Transition, WATCH_CAPACITY, lease_until,
 };
 use crate::approval::ApprovalRequest;
-use crate::audit::{AuditEntry, AuditRecord, GENESIS_HASH, chain_digest, hex};
+use crate::audit::{AuditEntry, AuditRecord, chain_digest, hex};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{Event, EventKind};
 use crate::execution::{
@@ -261,10 +261,10 @@ struct Inner {
     /// Finished executions, oldest first: the eviction order.
     finished: VecDeque<ExecutionId>,
     audit: VecDeque<StoredAudit>,
-    /// Hash (hex) of the entry before the oldest one kept.
-    audit_window_prev: Option<String>,
-    /// Hash (hex) of the newest entry.
-    last_hash: Option<String>,
+    /// Hash of the entry before the oldest one kept.
+    audit_window_prev: [u8; 32],
+    /// Hash of the newest entry.
+    last_hash: [u8; 32],
     audit_seq: u64,
 }
 
@@ -343,9 +343,8 @@ impl Inner {
         }
         if let Some(record) = audit {
             self.audit_seq += 1;
-            let prev = self.last_hash.as_deref().unwrap_or(GENESIS_HASH);
-            let hash = chain_digest(prev, self.audit_seq, record);
-            self.last_hash = Some(hex(&hash));
+            let hash = chain_digest(&self.last_hash, self.audit_seq, record);
+            self.last_hash = hash;
             let caller = self.entries.get(&id).map(|e| &e.principal);
             let stored = StoredAudit::new(self.audit_seq, record, hash, caller);
             self.audit.push_back(stored);
@@ -362,7 +361,7 @@ impl Inner {
         }
         while self.audit.len() > capacity {
             if let Some(gone) = self.audit.pop_front() {
-                self.audit_window_prev = Some(hex(&gone.hash));
+                self.audit_window_prev = gone.hash;
             }
         }
     }
@@ -476,22 +475,18 @@ impl Store for MemoryStore {
 
     async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let inner = self.lock()?;
-        let mut prev = inner
-            .audit_window_prev
-            .clone()
-            .unwrap_or_else(|| GENESIS_HASH.to_owned());
+        let mut prev = &inner.audit_window_prev;
         let mut out = Vec::new();
         for e in &inner.audit {
-            let hash = hex(&e.hash);
             if e.seq > after && out.len() < limit {
                 out.push(AuditEntry {
                     seq: e.seq,
                     record: e.record(),
-                    prev_hash: prev,
-                    hash: hash.clone(),
+                    prev_hash: hex(prev),
+                    hash: hex(&e.hash),
                 });
             }
-            prev = hash;
+            prev = &e.hash;
         }
         Ok(out)
     }
