@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::approval::{ApprovalPolicy, OnExpiry};
 use crate::policy::{
-    AuditPolicy, AuthorizationPolicy, Policy, PolicyKind, PolicyPhase, RateLimitPolicy,
+    AuditPolicy, AuthorizationPolicy, Policy, PolicyExt, PolicyKind, PolicyPhase, RateLimitPolicy,
     ValidationPolicy,
 };
 
@@ -629,35 +629,5 @@ fn approval(
 }
 
 fn shadowed(policy: Arc<dyn Policy>) -> Arc<dyn Policy> {
-    Arc::new(SharedShadow(policy))
-}
-
-struct SharedShadow(Arc<dyn Policy>);
-
-#[async_trait::async_trait]
-impl Policy for SharedShadow {
-    fn name(&self) -> &str {
-        self.0.name()
-    }
-    fn kind(&self) -> PolicyKind {
-        self.0.kind()
-    }
-    fn phase(&self) -> PolicyPhase {
-        self.0.phase()
-    }
-    fn is_shadow(&self) -> bool {
-        true
-    }
-    async fn evaluate(&self, ctx: &crate::policy::PolicyContext<'_>) -> crate::policy::Decision {
-        self.0.evaluate(ctx).await
-    }
-    fn release(&self, ctx: &crate::policy::PolicyContext<'_>) {
-        self.0.release(ctx);
-    }
-    fn sensitive_fields(&self) -> &[String] {
-        self.0.sensitive_fields()
-    }
-    fn audit_settings(&self) -> Option<&crate::policy::AuditSettings> {
-        self.0.audit_settings()
-    }
+    Arc::new(policy.shadow())
 }

@@ -46,12 +46,6 @@ impl<P: Policy> IntoPolicy for Result<P, GovernError> {
     }
 }
 
-impl IntoPolicy for Arc<dyn Policy> {
-    fn into_policy(self) -> Result<Arc<dyn Policy>, GovernError> {
-        Ok(self)
-    }
-}
-
 pub fn policy(p: impl IntoPolicy) -> Result<Arc<dyn Policy>, GovernError> {
     p.into_policy()
 }

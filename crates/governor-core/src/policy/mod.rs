@@ -352,6 +352,36 @@ impl<P: Policy> Policy for Shadow<P> {
     }
 }
 
+/// Shared policies (`Arc<dyn Policy>`, as loaded from files) are policies
+/// too, so they can be wrapped (e.g. in [`Shadow`]) like any other.
+#[async_trait]
+impl<P: Policy + ?Sized> Policy for Arc<P> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn kind(&self) -> PolicyKind {
+        (**self).kind()
+    }
+    fn phase(&self) -> PolicyPhase {
+        (**self).phase()
+    }
+    fn is_shadow(&self) -> bool {
+        (**self).is_shadow()
+    }
+    async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
+        (**self).evaluate(ctx).await
+    }
+    fn release(&self, ctx: &PolicyContext<'_>) {
+        (**self).release(ctx);
+    }
+    fn sensitive_fields(&self) -> &[String] {
+        (**self).sensitive_fields()
+    }
+    fn audit_settings(&self) -> Option<&AuditSettings> {
+        (**self).audit_settings()
+    }
+}
+
 /// Adapters available on every policy.
 pub trait PolicyExt: Policy + Sized {
     /// Records what this policy would decide without enforcing it.

@@ -242,3 +242,16 @@ fn policies_load_from_values_and_disabled_entries_are_skipped() {
     assert_eq!(file.policies().len(), 1);
     assert!(file.entries[1].warnings.is_empty());
 }
+
+#[tokio::test]
+async fn shadow_entries_record_without_enforcing() {
+    let file = PolicyFile::parse(
+        "policies:\n  - type: authorization\n    name: WouldDeny\n    required_roles: [admin]\n    shadow: true\n",
+        Format::Yaml,
+    )
+    .unwrap();
+    assert!(file.entries[0].policy.is_shadow());
+    call(file.policies(), Principal::new("nobody"), 1)
+        .await
+        .unwrap();
+}
