@@ -166,6 +166,37 @@ impl Event {
     }
 }
 
+/// A live stream of events from [`EventBus::subscribe`].
+pub struct EventStream {
+    rx: broadcast::Receiver<Arc<Event>>,
+    inner: Arc<Inner>,
+}
+
+impl EventStream {
+    /// The next event. `Err(Lagged(n))` means `n` events were skipped
+    /// because this stream fell behind; `Err(Closed)` that the bus is gone.
+    pub async fn recv(&mut self) -> Result<Arc<Event>, broadcast::error::RecvError> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is ready.
+    pub fn try_recv(&mut self) -> Result<Arc<Event>, broadcast::error::TryRecvError> {
+        self.rx.try_recv()
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        self.inner.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream").finish_non_exhaustive()
+    }
+}
+
 /// Identifies a registered handler, for [`EventBus::off`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct HandlerId(u64);
@@ -180,6 +211,8 @@ struct Inner {
     stream: broadcast::Sender<Arc<Event>>,
     slots: RwLock<Vec<Slot>>,
     slot_count: AtomicUsize,
+    /// Live [`EventStream`]s.
+    streams: AtomicUsize,
     next_id: AtomicU64,
     dropped: AtomicU64,
 }
@@ -219,6 +252,7 @@ impl EventBus {
                 stream,
                 slots: RwLock::new(Vec::new()),
                 slot_count: AtomicUsize::new(0),
+                streams: AtomicUsize::new(0),
                 next_id: AtomicU64::new(1),
                 dropped: AtomicU64::new(0),
             }),
@@ -227,7 +261,11 @@ impl EventBus {
 
     /// Whether anyone (handler or stream) is listening.
     pub fn has_listeners(&self) -> bool {
-        self.inner.slot_count.load(Ordering::Relaxed) > 0 || self.inner.stream.receiver_count() > 0
+        // `broadcast::Sender::receiver_count` takes a lock; the streams are
+        // counted here instead, so a call with nobody listening pays two
+        // atomic loads per event.
+        self.inner.slot_count.load(Ordering::Relaxed) > 0
+            || self.inner.streams.load(Ordering::Relaxed) > 0
     }
 
     /// Publishes an event.
@@ -243,7 +281,7 @@ impl EventBus {
             return;
         }
         let event = Arc::new(event);
-        if self.inner.stream.receiver_count() > 0 {
+        if self.inner.streams.load(Ordering::Relaxed) > 0 {
             let _ = self.inner.stream.send(Arc::clone(&event));
         }
         if self.inner.slot_count.load(Ordering::Relaxed) == 0 {
@@ -264,8 +302,12 @@ impl EventBus {
 
     /// A live stream of every event from now on. A receiver that falls
     /// more than 4,096 events behind skips ahead (`RecvError::Lagged`).
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.inner.stream.subscribe()
+    pub fn subscribe(&self) -> EventStream {
+        self.inner.streams.fetch_add(1, Ordering::Relaxed);
+        EventStream {
+            rx: self.inner.stream.subscribe(),
+            inner: Arc::clone(&self.inner),
+        }
     }
 
     /// Runs `handler` for every event of `kind` (or every event, with

@@ -56,7 +56,7 @@ pub use audit::{
 };
 pub use config::{ConfigError, PolicyFile, load_policies_from_file, load_policies_from_value};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};
-pub use event::{Event, EventBus, EventKind, HandlerId};
+pub use event::{Event, EventBus, EventKind, EventStream, HandlerId};
 pub use execution::{
     Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Lease, Snapshot, StatusSet,
     UnknownStatus,
