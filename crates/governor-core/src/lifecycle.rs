@@ -89,6 +89,8 @@ struct Run<'a> {
     input: Arc<Value>,
     output: Option<Arc<Value>>,
     decisions: Vec<DecisionRecord>,
+    /// Pre-execution policies that allowed the call (to give quota back).
+    allowed: Vec<usize>,
     /// The time of the current lifecycle step (one clock read per step).
     now: DateTime<Utc>,
     /// Events waiting to be stored with the next transition, then published.
@@ -133,6 +135,7 @@ impl<'a> Run<'a> {
             output: None,
             decisions: Vec::new(),
             queued: Vec::with_capacity(4),
+            allowed: Vec::new(),
             now,
             created: false,
             settled: false,
@@ -414,12 +417,10 @@ impl<'a> Run<'a> {
 
     async fn pre_policies(&mut self) -> Result<(), GovernError> {
         let (denied, approvals, allowed) = self.evaluate(PolicyPhase::PreExecution).await;
+        self.allowed = allowed;
         if let Some((policy, denial)) = denied {
             // Quota-like state is given back: the call never happened.
-            let ctx = self.policy_context(PolicyPhase::PreExecution);
-            for i in allowed {
-                self.action.policies[i].release(&ctx);
-            }
+            self.release_allowed();
             let error = self.denial_error(&*policy, denial, PolicyPhase::PreExecution);
             let failure = failure_of(&error, policy.name());
             self.settle_failed(ExecutionStatus::Denied, failure, EventKind::ExecutionDenied)
@@ -429,10 +430,30 @@ impl<'a> Run<'a> {
         if approvals.is_empty() {
             return Ok(());
         }
-        self.park(approvals).await?;
+        if let Err(e) = self.park(approvals).await {
+            self.release_unrecorded();
+            return Err(e);
+        }
         Err(GovernError::Pending {
             execution_id: self.id(),
         })
+    }
+
+    /// Gives back what the policies that allowed this call took.
+    fn release_allowed(&mut self) {
+        let allowed = std::mem::take(&mut self.allowed);
+        let ctx = self.policy_context(PolicyPhase::PreExecution);
+        for i in allowed {
+            self.action.policies[i].release(&ctx);
+        }
+    }
+
+    /// After a failed first write the call never happened: its quota is
+    /// given back.
+    fn release_unrecorded(&mut self) {
+        if !self.created {
+            self.release_allowed();
+        }
     }
 
     fn denial_error(&self, policy: &dyn Policy, denial: Denial, phase: PolicyPhase) -> GovernError {
@@ -528,7 +549,10 @@ impl<'a> Run<'a> {
                 checkpoint_data(Checkpoint::PreExecution),
             ));
         }
-        self.apply(t).await?;
+        if let Err(e) = self.apply(t).await {
+            self.release_unrecorded();
+            return Err(e);
+        }
         if self.capture_state {
             self.state_saved(Checkpoint::PreExecution, false);
         }

@@ -609,60 +609,10 @@ async fn unserializable_arguments_are_a_typed_error_and_nothing_runs() {
     );
 }
 
-/// A store whose writes fail, like a locked or full disk.
-struct BrokenStore(MemoryStore);
-
-#[async_trait]
-impl Store for BrokenStore {
-    async fn create(&self, _: &Creation) -> Result<(), StoreError> {
-        Err(StoreError::new(
-            StoreErrorKind::Unavailable,
-            "create",
-            "disk full",
-        ))
-    }
-    async fn transition(&self, t: &Transition) -> Result<(), StoreError> {
-        self.0.transition(t).await
-    }
-    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
-        self.0.execution(id).await
-    }
-    async fn executions(&self, q: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
-        self.0.executions(q).await
-    }
-    async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
-        self.0.snapshots(id).await
-    }
-    async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
-        self.0.events(q).await
-    }
-    async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.0.audit_entries(after, limit).await
-    }
-    async fn claim(
-        &self,
-        s: ExecutionStatus,
-        o: &str,
-        l: Duration,
-        n: usize,
-    ) -> Result<Vec<Execution>, StoreError> {
-        self.0.claim(s, o, l, n).await
-    }
-    async fn renew_lease(&self, id: ExecutionId, o: &str, l: Duration) -> Result<(), StoreError> {
-        self.0.renew_lease(id, o, l).await
-    }
-    async fn release_lease(&self, id: ExecutionId, o: &str) -> Result<(), StoreError> {
-        self.0.release_lease(id, o).await
-    }
-    fn watch(&self) -> tokio::sync::broadcast::Receiver<Change> {
-        self.0.watch()
-    }
-}
-
 #[tokio::test]
 async fn a_failing_store_is_a_typed_error_and_the_action_does_not_run_unrecorded() {
     let g = Governor::builder()
-        .store(BrokenStore(MemoryStore::new()))
+        .store(FailingStore::new(usize::MAX))
         .build()
         .unwrap();
     let action = g.action("pay").build().unwrap();
@@ -697,4 +647,90 @@ async fn finish_time_is_taken_after_the_action_returns() {
     assert!(e.duration_ms().unwrap() >= 30, "{:?}", e.duration_ms());
     let snaps = g.store().snapshots(e.id).await.unwrap();
     assert!(snaps[1].captured_at - snaps[0].captured_at >= chrono::Duration::milliseconds(30));
+}
+
+/// Fails its first `failures` creates, like a disk that filled up (and,
+/// for a finite count, was cleared again).
+struct FailingStore {
+    inner: MemoryStore,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+impl FailingStore {
+    fn new(failures: usize) -> Self {
+        Self {
+            inner: MemoryStore::new(),
+            failures: std::sync::atomic::AtomicUsize::new(failures),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for FailingStore {
+    async fn create(&self, c: &Creation) -> Result<(), StoreError> {
+        let left = self.failures.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.failures
+                .store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "create",
+                "disk full",
+            ));
+        }
+        self.inner.create(c).await
+    }
+    async fn transition(&self, t: &Transition) -> Result<(), StoreError> {
+        self.inner.transition(t).await
+    }
+    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        self.inner.execution(id).await
+    }
+    async fn executions(&self, q: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
+        self.inner.executions(q).await
+    }
+    async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
+        self.inner.snapshots(id).await
+    }
+    async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        self.inner.events(q).await
+    }
+    async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_entries(after, limit).await
+    }
+    async fn claim(
+        &self,
+        s: ExecutionStatus,
+        o: &str,
+        l: Duration,
+        n: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.inner.claim(s, o, l, n).await
+    }
+    async fn renew_lease(&self, id: ExecutionId, o: &str, l: Duration) -> Result<(), StoreError> {
+        self.inner.renew_lease(id, o, l).await
+    }
+    async fn release_lease(&self, id: ExecutionId, o: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(id, o).await
+    }
+    fn watch(&self) -> tokio::sync::broadcast::Receiver<Change> {
+        self.inner.watch()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unrecorded_call_gives_its_quota_back() {
+    let g = Governor::builder()
+        .store(FailingStore::new(1))
+        .build()
+        .unwrap();
+    let action = g
+        .action("pay")
+        .policy(RateLimitPolicy::new(1, Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    let call = || action.run(Args::new(), || async { Ok::<_, GovernError>(()) });
+    assert!(matches!(call().await, Err(GovernError::Store(_))));
+    call().await.unwrap();
+    assert!(matches!(call().await, Err(GovernError::RateLimited { .. })));
 }
