@@ -11,6 +11,16 @@ use rusqlite::Row;
 
 use crate::error::corrupt;
 
+/// Ids are stored as their 16 bytes, which sort like the ids.
+pub(crate) fn blob(id: uuid::Uuid) -> Vec<u8> {
+    id.as_bytes().to_vec()
+}
+
+fn uuid_at(op: &'static str, row: &Row<'_>, i: usize) -> Result<uuid::Uuid, StoreError> {
+    let bytes: Vec<u8> = row.get(i).map_err(|e| crate::error::map(op, e))?;
+    uuid::Uuid::from_slice(&bytes).map_err(|e| corrupt(op, format!("stored id: {e}")))
+}
+
 /// Timestamps are stored as nanoseconds since the epoch: exact, sortable.
 pub(crate) fn to_nanos(t: DateTime<Utc>) -> i64 {
     t.timestamp_nanos_opt().unwrap_or(i64::MAX)
@@ -50,9 +60,7 @@ pub(crate) fn execution(op: &'static str, row: &Row<'_>) -> Result<Execution, St
     let get_int = |i: usize| -> Result<Option<i64>, StoreError> {
         row.get(i).map_err(|e| crate::error::map(op, e))
     };
-    let id: ExecutionId = get_text(0)?
-        .parse()
-        .map_err(|e| corrupt(op, format!("execution id: {e}")))?;
+    let id = ExecutionId::from_uuid(uuid_at(op, row, 0)?);
     let status: ExecutionStatus = get_text(2)?.parse().map_err(|e| corrupt(op, e))?;
     let principal: Principal = parse(op, "principal", &get_text(3)?)?;
     let inputs = Json::parse(&get_text(4)?).map_err(|e| corrupt(op, format!("inputs: {e}")))?;
@@ -87,7 +95,7 @@ pub(crate) fn execution(op: &'static str, row: &Row<'_>) -> Result<Execution, St
 }
 
 /// The columns [`event`] reads, in order.
-pub(crate) const EVENT_COLUMNS: &str = "id, execution_id, kind, time, action, data";
+pub(crate) const EVENT_COLUMNS: &str = "e.id, e.execution_id, e.kind, e.time, x.action, e.data";
 
 pub(crate) fn event(op: &'static str, row: &Row<'_>) -> Result<Event, StoreError> {
     let text = |i: usize| -> Result<String, StoreError> {
@@ -95,12 +103,8 @@ pub(crate) fn event(op: &'static str, row: &Row<'_>) -> Result<Event, StoreError
     };
     let time: i64 = row.get(3).map_err(|e| crate::error::map(op, e))?;
     Ok(Event {
-        id: text(0)?
-            .parse()
-            .map_err(|e| corrupt(op, format!("event id: {e}")))?,
-        execution_id: text(1)?
-            .parse()
-            .map_err(|e| corrupt(op, format!("execution id: {e}")))?,
+        id: uuid_at(op, row, 0)?,
+        execution_id: ExecutionId::from_uuid(uuid_at(op, row, 1)?),
         kind: text(2)?.parse::<EventKind>().map_err(|e| corrupt(op, e))?,
         time: from_nanos(time),
         action: Arc::from(text(4)?),

@@ -36,12 +36,14 @@ use async_trait::async_trait;
 use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY};
 use governor_core::{
     AuditEntry, AuditRecord, Change, Checkpoint, Creation, Event, Execution, ExecutionId,
-    ExecutionStatus, Json, Snapshot, Store, StoreError, StoreErrorKind, Transition,
+    ExecutionStatus, GENESIS_HASH, Json, Snapshot, Store, StoreError, StoreErrorKind, Transition,
 };
 use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as SqlValue};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::codec::{EVENT_COLUMNS, EXECUTION_COLUMNS, event, execution, from_nanos, to_nanos};
+use crate::codec::{
+    EVENT_COLUMNS, EXECUTION_COLUMNS, blob, event, execution, from_nanos, to_nanos,
+};
 use crate::error::{closed, corrupt, map};
 pub use crate::schema::SCHEMA_VERSION;
 use crate::writer::{Done, Job, Op};
@@ -230,13 +232,13 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, Store
 
 /// The smallest v7 id text at `t` shifted by `slack_ms` (ids can run a
 /// little ahead of their creation time when many are made in one ms).
-fn id_at_ms(t: chrono::DateTime<chrono::Utc>, slack_ms: i64) -> String {
+fn id_at_ms(t: chrono::DateTime<chrono::Utc>, slack_ms: i64) -> Vec<u8> {
     let ms = (t.timestamp_millis() + slack_ms).clamp(0, 0xFFFF_FFFF_FFFF) as u64;
-    format!(
-        "{:08x}-{:04x}-7000-8000-000000000000",
-        ms >> 16,
-        ms & 0xFFFF
-    )
+    let mut id = [0u8; 16];
+    id[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    id[6] = 0x70;
+    id[8] = 0x80;
+    id.to_vec()
 }
 
 fn unit(done: Done) -> Result<(), StoreError> {
@@ -271,7 +273,7 @@ impl Store for SqliteStore {
             let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1");
             let mut stmt = c.prepare_cached(&sql).map_err(|e| map("execution", e))?;
             let mut rows = stmt
-                .query([id.to_string()])
+                .query([blob(id.as_uuid())])
                 .map_err(|e| map("execution", e))?;
             match rows.next().map_err(|e| map("execution", e))? {
                 Some(row) => execution("execution", row).map(Some),
@@ -311,7 +313,7 @@ impl Store for SqliteStore {
             // primary key can seek; `created_at` keeps the bound exact.
             filter(
                 " AND id >= ?",
-                query.since.map(|t| SqlValue::Text(id_at_ms(t, -1_000))),
+                query.since.map(|t| SqlValue::Blob(id_at_ms(t, -1_000))),
             );
             filter(
                 " AND created_at >= ?",
@@ -319,7 +321,7 @@ impl Store for SqliteStore {
             );
             filter(
                 " AND id < ?",
-                query.until.map(|t| SqlValue::Text(id_at_ms(t, 1_000))),
+                query.until.map(|t| SqlValue::Blob(id_at_ms(t, 1_000))),
             );
             filter(
                 " AND created_at < ?",
@@ -327,7 +329,7 @@ impl Store for SqliteStore {
             );
             filter(
                 " AND id < ?",
-                query.before.map(|b| SqlValue::Text(b.to_string())),
+                query.before.map(|b| SqlValue::Blob(blob(b.as_uuid()))),
             );
             sql.push_str(&format!(
                 " ORDER BY id DESC LIMIT {}",
@@ -354,7 +356,7 @@ impl Store for SqliteStore {
                     "SELECT checkpoint, captured_at, state FROM snapshots WHERE execution_id = ?1 ORDER BY captured_at, checkpoint = 'post_execution'",
                 )
                 .map_err(|e| map(OP, e))?;
-            let mut rows = stmt.query([id.to_string()]).map_err(|e| map(OP, e))?;
+            let mut rows = stmt.query([blob(id.as_uuid())]).map_err(|e| map(OP, e))?;
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
                 let checkpoint: String = row.get(0).map_err(|e| map(OP, e))?;
@@ -375,15 +377,15 @@ impl Store for SqliteStore {
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
         let query = query.clone();
         self.read(move |c| {
-            let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1");
+            let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events e JOIN executions x ON x.id = e.execution_id WHERE 1 = 1");
             let mut params: Vec<SqlValue> = Vec::new();
             if let Some(id) = query.execution_id {
-                sql.push_str(" AND execution_id = ?");
-                params.push(SqlValue::Text(id.to_string()));
+                sql.push_str(" AND e.execution_id = ?");
+                params.push(SqlValue::Blob(blob(id.as_uuid())));
             }
             if !query.kinds.is_empty() {
                 let marks = vec!["?"; query.kinds.len()].join(", ");
-                sql.push_str(&format!(" AND kind IN ({marks})"));
+                sql.push_str(&format!(" AND e.kind IN ({marks})"));
                 params.extend(
                     query
                         .kinds
@@ -392,10 +394,10 @@ impl Store for SqliteStore {
                 );
             }
             if let Some(after) = query.after {
-                sql.push_str(" AND id > ?");
-                params.push(SqlValue::Text(after.to_string()));
+                sql.push_str(" AND e.id > ?");
+                params.push(SqlValue::Blob(blob(after)));
             }
-            sql.push_str(&format!(" ORDER BY id LIMIT {}", query.effective_limit()));
+            sql.push_str(&format!(" ORDER BY e.id LIMIT {}", query.effective_limit()));
             let mut stmt = c.prepare_cached(&sql).map_err(|e| map("events", e))?;
             let mut rows = stmt
                 .query(params_from_iter(params))
@@ -412,22 +414,34 @@ impl Store for SqliteStore {
     async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(move |c| {
             const OP: &str = "audit_entries";
+            // The entry at `after` is read too: its hash is the next one's
+            // `prev_hash`, which is not stored twice.
             let mut stmt = c
-                .prepare_cached("SELECT seq, record, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2")
+                .prepare_cached(
+                    "SELECT seq, record, hash FROM audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+                )
                 .map_err(|e| map(OP, e))?;
-            let mut rows = stmt.query([after as i64, limit.min(100_000) as i64]).map_err(|e| map(OP, e))?;
+            let limit = limit.min(100_000) as i64;
+            let mut rows = stmt
+                .query([after as i64, limit + 1])
+                .map_err(|e| map(OP, e))?;
+            let mut prev = GENESIS_HASH.to_owned();
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
                 let seq: i64 = row.get(0).map_err(|e| map(OP, e))?;
-                let record: String = row.get(1).map_err(|e| map(OP, e))?;
-                let record: AuditRecord =
-                    serde_json::from_str(&record).map_err(|e| corrupt(OP, format!("audit record {seq}: {e}")))?;
-                out.push(AuditEntry {
-                    seq: seq as u64,
-                    record,
-                    prev_hash: row.get(2).map_err(|e| map(OP, e))?,
-                    hash: row.get(3).map_err(|e| map(OP, e))?,
-                });
+                let hash: String = row.get(2).map_err(|e| map(OP, e))?;
+                if seq as u64 > after && (out.len() as i64) < limit {
+                    let record: String = row.get(1).map_err(|e| map(OP, e))?;
+                    let record: AuditRecord = serde_json::from_str(&record)
+                        .map_err(|e| corrupt(OP, format!("audit record {seq}: {e}")))?;
+                    out.push(AuditEntry {
+                        seq: seq as u64,
+                        record,
+                        prev_hash: prev,
+                        hash: hash.clone(),
+                    });
+                }
+                prev = hash;
             }
             Ok(out)
         })

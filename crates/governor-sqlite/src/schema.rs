@@ -6,6 +6,9 @@ use crate::error::map;
 use governor_core::StoreError;
 
 /// Every index costs a B-tree write per row on the hot path, so only the
+/// lookups the API needs are indexed, ids are 16-byte blobs, and nothing
+/// another row holds is repeated (an event's action comes from its
+/// execution, an audit entry's previous hash from the entry before). The
 /// lookups the API needs are indexed: by status, action and principal
 /// (with the id for ordering), events by execution. Time ranges use the
 /// time-ordered ids.
@@ -14,7 +17,7 @@ use governor_core::StoreError;
 /// append a new one.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE executions (
-    id           TEXT PRIMARY KEY,
+    id           BLOB PRIMARY KEY,
     action       TEXT NOT NULL,
     status       TEXT NOT NULL,
     principal_id TEXT NOT NULL,
@@ -35,7 +38,7 @@ CREATE INDEX executions_action ON executions (action, id);
 CREATE INDEX executions_principal ON executions (principal_id, id);
 
 CREATE TABLE snapshots (
-    execution_id TEXT NOT NULL,
+    execution_id BLOB NOT NULL,
     captured_at  INTEGER NOT NULL,
     checkpoint   TEXT NOT NULL,
     state        TEXT NOT NULL,
@@ -43,20 +46,18 @@ CREATE TABLE snapshots (
 ) WITHOUT ROWID;
 
 CREATE TABLE events (
-    id           TEXT PRIMARY KEY,
-    execution_id TEXT NOT NULL,
+    id           BLOB PRIMARY KEY,
+    execution_id BLOB NOT NULL,
     kind         TEXT NOT NULL,
     time         INTEGER NOT NULL,
-    action       TEXT NOT NULL,
     data         TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX events_execution ON events (execution_id, id);
 
 CREATE TABLE audit (
     seq          INTEGER PRIMARY KEY,
-    execution_id TEXT NOT NULL,
+    execution_id BLOB NOT NULL,
     record       TEXT NOT NULL,
-    prev_hash    TEXT NOT NULL,
     hash         TEXT NOT NULL
 );
 "#];

@@ -14,15 +14,16 @@ use governor_core::{
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::codec::{EXECUTION_COLUMNS, execution, from_nanos, json_text, to_nanos};
+use crate::codec::{EXECUTION_COLUMNS, blob, execution, from_nanos, json_text, to_nanos};
 use crate::error::map;
+use rusqlite::types::Value as SqlValue;
 
 /// Most writes committed together.
 const MAX_BATCH: usize = 512;
 
 /// An execution row, encoded.
 pub(crate) struct Row {
-    id: String,
+    id: Vec<u8>,
     action: String,
     status: &'static str,
     principal_id: String,
@@ -40,9 +41,10 @@ pub(crate) struct Row {
 
 /// What is written alongside a row change.
 pub(crate) struct Extras {
-    snapshot: Option<(String, &'static str, i64, String)>,
-    events: Vec<[String; 6]>,
-    audit: Option<(String, String, governor_core::AuditRecord)>,
+    snapshot: Option<(Vec<u8>, &'static str, i64, String)>,
+    /// Five values per event: id, execution id, kind, time, data.
+    events: Vec<SqlValue>,
+    audit: Option<(Vec<u8>, String, governor_core::AuditRecord)>,
 }
 
 pub(crate) struct Update {
@@ -91,7 +93,7 @@ fn extras(
     Ok(Extras {
         snapshot: snapshot.map(|s| {
             (
-                s.execution_id.to_string(),
+                blob(s.execution_id.as_uuid()),
                 s.checkpoint.as_str(),
                 to_nanos(s.captured_at),
                 s.state.as_str().to_owned(),
@@ -99,20 +101,19 @@ fn extras(
         }),
         events: events
             .iter()
-            .map(|e| {
+            .flat_map(|e| {
                 [
-                    e.id.to_string(),
-                    e.execution_id.to_string(),
-                    e.kind.as_str().to_owned(),
-                    to_nanos(e.time).to_string(),
-                    e.action.to_string(),
-                    e.data.as_str().to_owned(),
+                    SqlValue::Blob(blob(e.id)),
+                    SqlValue::Blob(blob(e.execution_id.as_uuid())),
+                    SqlValue::Text(e.kind.as_str().to_owned()),
+                    SqlValue::Integer(to_nanos(e.time)),
+                    SqlValue::Text(e.data.as_str().to_owned()),
                 ]
             })
             .collect(),
         audit: audit
             .map(|r| {
-                Ok::<_, StoreError>((r.execution_id.to_string(), json_text(op, r)?, r.clone()))
+                Ok::<_, StoreError>((blob(r.execution_id.as_uuid()), json_text(op, r)?, r.clone()))
             })
             .transpose()?,
     })
@@ -124,7 +125,7 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
     c.check()?;
     let e = &c.execution;
     let row = Row {
-        id: e.id.to_string(),
+        id: blob(e.id.as_uuid()),
         action: e.action.to_string(),
         status: e.status.as_str(),
         principal_id: e.principal.id.clone(),
@@ -319,7 +320,10 @@ fn create(
             return Err(StoreError::new(
                 StoreErrorKind::AlreadyExists,
                 OP,
-                format!("execution {} already exists", r.id),
+                format!(
+                    "execution {} already exists",
+                    uuid::Uuid::from_slice(&r.id).unwrap_or_default()
+                ),
             ));
         }
         Err(err) => return Err(map(OP, err)),
@@ -333,22 +337,22 @@ fn write_extras(conn: &Connection, x: &Extras, head: &mut ChainHead) -> Result<(
             .and_then(|mut st| st.execute(params![id, checkpoint, at, state]))
             .map_err(|e| map("snapshot", e))?;
     }
-    for chunk in x.events.chunks(8) {
-        let rows = vec!["(?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let sql = format!(
-            "INSERT INTO events (id, execution_id, kind, time, action, data) VALUES {rows}"
-        );
+    for chunk in x.events.chunks(8 * 5) {
+        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len() / 5].join(", ");
+        let sql = format!("INSERT INTO events (id, execution_id, kind, time, data) VALUES {rows}");
         conn.prepare_cached(&sql)
-            .and_then(|mut st| st.execute(params_from_iter(chunk.iter().flatten())))
+            .and_then(|mut st| st.execute(params_from_iter(chunk.iter())))
             .map_err(|e| map("events", e))?;
     }
     if let Some((execution_id, record, parsed)) = &x.audit {
         let (seq, prev) = head.get(conn)?;
         let seq = seq + 1;
         let hash = chain_hash(&prev, seq as u64, parsed);
-        conn.prepare_cached("INSERT INTO audit (seq, execution_id, record, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5)")
-            .and_then(|mut s| s.execute(params![seq, execution_id, record, prev, hash]))
-            .map_err(|e| map("audit", e))?;
+        conn.prepare_cached(
+            "INSERT INTO audit (seq, execution_id, record, hash) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .and_then(|mut s| s.execute(params![seq, execution_id, record, hash]))
+        .map_err(|e| map("audit", e))?;
         head.0 = Some((seq, hash));
     }
     Ok(())
@@ -362,8 +366,10 @@ fn current_state(
     let row: Option<(String, Option<String>, Option<i64>)> = conn
         .prepare_cached("SELECT status, lease_owner, lease_until FROM executions WHERE id = ?1")
         .and_then(|mut s| {
-            s.query_row([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
+            s.query_row([blob(id.as_uuid())], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
         })
         .map_err(|e| map(op, e))?;
     let (status, owner, until) =
@@ -412,7 +418,7 @@ fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(),
             t.output.as_ref().map(|o| o.as_str().to_owned()).into(),
             u.failure.clone().into(),
             u.approval.clone().into(),
-            t.id.to_string().into(),
+            blob(t.id.as_uuid()).into(),
             t.lease_owner.clone().into(),
             now.into(),
         ];
@@ -494,7 +500,7 @@ fn renew(
         "UPDATE executions SET lease_until = ?2, lease_owner = CASE WHEN ?2 IS NULL THEN NULL ELSE lease_owner END \
          WHERE id = ?1",
     )
-    .and_then(|mut s| s.execute(params![id.to_string(), until]))
+    .and_then(|mut s| s.execute(params![blob(id.as_uuid()), until]))
     .map_err(|e| map(op, e))?;
     Ok(())
 }
