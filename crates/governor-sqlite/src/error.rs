@@ -13,7 +13,12 @@ pub(crate) fn map(op: &'static str, e: rusqlite::Error) -> StoreError {
                     StoreErrorKind::Unavailable
                 }
                 ErrorCode::ReadOnly | ErrorCode::PermissionDenied => StoreErrorKind::Unavailable,
-                ErrorCode::ConstraintViolation => StoreErrorKind::AlreadyExists,
+                // Primary key and unique violations mean "already there";
+                // any other constraint means the write itself was wrong.
+                ErrorCode::ConstraintViolation if matches!(f.extended_code, 1555 | 2067) => {
+                    StoreErrorKind::AlreadyExists
+                }
+                ErrorCode::ConstraintViolation => StoreErrorKind::Invalid,
                 ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreErrorKind::Corrupt,
                 _ => StoreErrorKind::Other,
             };

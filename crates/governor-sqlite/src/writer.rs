@@ -314,9 +314,8 @@ fn create(
         });
     match inserted {
         Ok(_) => {}
-        Err(rusqlite::Error::SqliteFailure(f, _))
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
+        // 1555: SQLITE_CONSTRAINT_PRIMARYKEY.
+        Err(rusqlite::Error::SqliteFailure(f, _)) if f.extended_code == 1555 => {
             return Err(StoreError::new(
                 StoreErrorKind::AlreadyExists,
                 OP,

@@ -121,18 +121,32 @@ async fn deleting_or_editing_an_audit_row_breaks_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.db");
     {
-        let g = Governor::builder().store(SqliteStore::open(&path).await.unwrap()).build().unwrap();
+        let g = Governor::builder()
+            .store(SqliteStore::open(&path).await.unwrap())
+            .build()
+            .unwrap();
         let a = g.action("pay").build().unwrap();
         for i in 0..4 {
-            a.run(Args::new().arg("i", &i), || async { Ok::<_, GovernError>(()) }).await.unwrap();
+            a.run(Args::new().arg("i", &i), || async {
+                Ok::<_, GovernError>(())
+            })
+            .await
+            .unwrap();
         }
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute("DELETE FROM audit WHERE seq = 2", []).unwrap();
     let store = SqliteStore::open(&path).await.unwrap();
     let entries = store.audit_entries(0, 10).await.unwrap();
-    assert!(verify_chain(&entries).is_err(), "a deleted entry must be detected");
-    conn.execute("UPDATE audit SET record = replace(record, 'pay', 'refund') WHERE seq = 3", []).unwrap();
+    assert!(
+        verify_chain(&entries).is_err(),
+        "a deleted entry must be detected"
+    );
+    conn.execute(
+        "UPDATE audit SET record = replace(record, 'pay', 'refund') WHERE seq = 3",
+        [],
+    )
+    .unwrap();
     let entries = store.audit_entries(2, 10).await.unwrap();
     assert_eq!(verify_chain(&entries), Err(ChainError::Tampered { seq: 3 }));
 }
