@@ -63,7 +63,8 @@ impl FromStr for ExecutionId {
 /// Where an execution is in its life.
 ///
 /// `Pending → Denied | AwaitingApproval | Running | Failed | Cancelled`;
-/// `AwaitingApproval → Approved | Rejected | Expired | Cancelled`;
+/// `AwaitingApproval → AwaitingApproval` (a stage decided, more to go)
+/// `| Approved | Rejected | Expired | Cancelled`;
 /// `Approved → Running`; `Running → Completed | Failed | Cancelled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -143,8 +144,10 @@ impl ExecutionStatus {
             (
                 Pending,
                 Denied | AwaitingApproval | Running | Failed | Cancelled
-            ) | (AwaitingApproval, Approved | Rejected | Expired | Cancelled)
-                | (Approved, Running | Failed | Cancelled)
+            ) | (
+                AwaitingApproval,
+                AwaitingApproval | Approved | Rejected | Expired | Cancelled
+            ) | (Approved, Running | Failed | Cancelled)
                 | (Running, Completed | Failed | Cancelled)
         )
     }
@@ -292,6 +295,10 @@ pub struct Execution {
     /// When the execution reached a terminal status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// Incremented by every stored change: the basis of compare-and-set
+    /// updates that keep the status (recording one stage's decision).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Execution {
@@ -320,6 +327,7 @@ impl Execution {
             created_at: now,
             updated_at: now,
             finished_at: None,
+            version: 0,
         }
     }
 

@@ -31,7 +31,7 @@ macro_rules! store_conformance {
             listing_filters_and_pages, events_filter_and_order, audit_log_is_chained,
             claims_are_exclusive_and_expire, concurrent_claims_are_disjoint,
             lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip,
-            creation_can_start_past_pending);
+            creation_can_start_past_pending, versions_make_updates_conditional);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -620,5 +620,53 @@ pub async fn creation_can_start_past_pending(store: Arc<dyn Store>) {
     assert_eq!(
         store.create(&Creation::new(done)).await.unwrap_err().kind(),
         StoreErrorKind::Invalid
+    );
+}
+
+pub async fn versions_make_updates_conditional(store: Arc<dyn Store>) {
+    let e = parked(&store).await;
+    let read = store.execution(e.id).await.unwrap().unwrap();
+    assert_eq!(
+        read.version, 1,
+        "create is version 0, each transition adds one"
+    );
+
+    let mut stale = Transition::new(
+        e.id,
+        ExecutionStatus::AwaitingApproval,
+        ExecutionStatus::AwaitingApproval,
+    );
+    stale.expect_version = Some(0);
+    assert_eq!(
+        store.transition(&stale).await.unwrap_err().kind(),
+        StoreErrorKind::Conflict
+    );
+
+    // Many deciders read the same version; exactly one stage decision lands.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let mut t = Transition::new(
+                e.id,
+                ExecutionStatus::AwaitingApproval,
+                ExecutionStatus::AwaitingApproval,
+            );
+            t.expect_version = Some(1);
+            store.transition(&t).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(err) => assert_eq!(err.kind(), StoreErrorKind::Conflict),
+        }
+    }
+    assert_eq!(wins, 1);
+    let after = store.execution(e.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.status, after.version),
+        (ExecutionStatus::AwaitingApproval, 2)
     );
 }

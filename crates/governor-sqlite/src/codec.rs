@@ -48,7 +48,7 @@ fn parse<T: serde::de::DeserializeOwned>(
 
 /// The columns [`execution`] reads, in order.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, action, status, principal, inputs, output, failure, approval, \
-     lease_owner, lease_until, created_at, updated_at, finished_at";
+     lease_owner, lease_until, created_at, updated_at, finished_at, version";
 
 pub(crate) fn execution(op: &'static str, row: &Row<'_>) -> Result<Execution, StoreError> {
     let get_text = |i: usize| -> Result<String, StoreError> {
@@ -91,6 +91,9 @@ pub(crate) fn execution(op: &'static str, row: &Row<'_>) -> Result<Execution, St
         created_at: from_nanos(get_int(10)?.unwrap_or(0)),
         updated_at: from_nanos(get_int(11)?.unwrap_or(0)),
         finished_at: get_int(12)?.map(from_nanos),
+        version: get_int(13)?
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0),
     })
 }
 

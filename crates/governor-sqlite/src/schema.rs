@@ -31,7 +31,8 @@ CREATE TABLE executions (
     lease_until  INTEGER,
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL,
-    finished_at  INTEGER
+    finished_at  INTEGER,
+    version      INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX executions_status ON executions (status, id);
 CREATE INDEX executions_action ON executions (action, id);

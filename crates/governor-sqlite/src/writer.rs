@@ -37,6 +37,7 @@ pub(crate) struct Row {
     created_at: i64,
     updated_at: i64,
     finished_at: Option<i64>,
+    version: i64,
 }
 
 /// What is written alongside a row change.
@@ -142,6 +143,7 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
         created_at: to_nanos(e.created_at),
         updated_at: to_nanos(e.updated_at),
         finished_at: e.finished_at.map(to_nanos),
+        version: i64::try_from(e.version).unwrap_or(i64::MAX),
     };
     let extras = extras(OP, c.snapshot.as_ref(), &c.events, c.audit.as_ref())?;
     Ok(Op::Create(Box::new((
@@ -290,8 +292,8 @@ fn create(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO executions (id, action, status, principal_id, tenant, principal, inputs, output, \
-             failure, approval, lease_owner, lease_until, created_at, updated_at, finished_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+             failure, approval, lease_owner, lease_until, created_at, updated_at, finished_at, version) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -310,6 +312,7 @@ fn create(
                 r.created_at,
                 r.updated_at,
                 r.finished_at,
+                r.version,
             ])
         });
     match inserted {
@@ -361,17 +364,20 @@ fn current_state(
     conn: &Connection,
     id: ExecutionId,
     op: &'static str,
-) -> Result<(ExecutionStatus, Option<Lease>), StoreError> {
-    let row: Option<(String, Option<String>, Option<i64>)> = conn
-        .prepare_cached("SELECT status, lease_owner, lease_until FROM executions WHERE id = ?1")
+) -> Result<(ExecutionStatus, Option<Lease>, u64), StoreError> {
+    type Found = (String, Option<String>, Option<i64>, i64);
+    let row: Option<Found> = conn
+        .prepare_cached(
+            "SELECT status, lease_owner, lease_until, version FROM executions WHERE id = ?1",
+        )
         .and_then(|mut s| {
             s.query_row([blob(id.as_uuid())], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .optional()
         })
         .map_err(|e| map(op, e))?;
-    let (status, owner, until) =
+    let (status, owner, until, version) =
         row.ok_or_else(|| StoreError::not_found(op, format!("execution {id} does not exist")))?;
     let status = status.parse().map_err(|e| crate::error::corrupt(op, e))?;
     let lease = match (owner, until) {
@@ -381,7 +387,7 @@ fn current_state(
         }),
         _ => None,
     };
-    Ok((status, lease))
+    Ok((status, lease, u64::try_from(version).unwrap_or(0)))
 }
 
 fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(), StoreError> {
@@ -402,12 +408,13 @@ fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(),
     } else {
         let marks = vec!["?"; statuses.len()].join(", ");
         let sql = format!(
-            "UPDATE executions SET status = ?1, updated_at = ?2, \
+            "UPDATE executions SET status = ?1, updated_at = ?2, version = version + 1, \
              finished_at = CASE WHEN ?3 THEN ?2 ELSE finished_at END, \
              output = COALESCE(?4, output), failure = COALESCE(?5, failure), approval = COALESCE(?6, approval), \
              lease_owner = CASE WHEN ?3 THEN NULL ELSE lease_owner END, \
              lease_until = CASE WHEN ?3 THEN NULL ELSE lease_until END \
-             WHERE id = ?7 AND (?8 IS NULL OR (lease_owner = ?8 AND lease_until > ?9)) AND status IN ({marks})"
+             WHERE id = ?7 AND (?8 IS NULL OR (lease_owner = ?8 AND lease_until > ?9)) \
+             AND (?10 IS NULL OR version = ?10) AND status IN ({marks})"
         );
         let terminal = t.to.is_terminal();
         let mut values: Vec<rusqlite::types::Value> = vec![
@@ -420,6 +427,7 @@ fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(),
             blob(t.id.as_uuid()).into(),
             t.lease_owner.clone().into(),
             now.into(),
+            t.expect_version.and_then(|v| i64::try_from(v).ok()).into(),
         ];
         values.extend(
             statuses
@@ -431,8 +439,9 @@ fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(),
             .map_err(|e| map(OP, e))?
     };
     if updated == 0 {
-        let (status, lease) = current_state(conn, t.id, OP)?;
+        let (status, lease, version) = current_state(conn, t.id, OP)?;
         t.check_state(status, lease.as_ref(), Utc::now())?;
+        t.check_version(version)?;
         return Err(StoreError::conflict(
             OP,
             format!("execution {} changed concurrently", t.id),
@@ -487,7 +496,7 @@ fn renew(
         "release_lease"
     };
     let now = Utc::now();
-    let (_, current) = current_state(conn, id, op)?;
+    let (_, current, _) = current_state(conn, id, op)?;
     if !current.is_some_and(|l| l.owner == owner && l.until > now) {
         return Err(StoreError::conflict(
             op,

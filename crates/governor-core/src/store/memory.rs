@@ -59,6 +59,7 @@ struct Entry {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     finished_at: Option<DateTime<Utc>>,
+    version: u64,
     rare: Option<Box<Rare>>,
     snapshots: Vec<StoredSnapshot>,
     events: Vec<StoredEvent>,
@@ -83,6 +84,7 @@ impl Entry {
             created_at: e.created_at,
             updated_at: e.updated_at,
             finished_at: e.finished_at,
+            version: e.version,
             rare,
             snapshots: Vec::new(),
             events: Vec::new(),
@@ -104,6 +106,7 @@ impl Entry {
             created_at: self.created_at,
             updated_at: self.updated_at,
             finished_at: self.finished_at,
+            version: self.version,
         }
     }
 
@@ -118,6 +121,7 @@ impl Entry {
     /// [`Transition::apply_to`] for the compact form.
     fn apply(&mut self, t: &Transition) {
         self.status = t.to;
+        self.version += 1;
         self.updated_at = t.at;
         if t.to.is_terminal() {
             self.finished_at = Some(t.at);
@@ -407,6 +411,7 @@ impl Store for MemoryStore {
             t.at
         };
         t.check_state(entry.status, entry.lease(), now)?;
+        t.check_version(entry.version)?;
         entry.apply(t);
         entry.push_snapshot(t.snapshot.as_ref());
         entry.push_events(&t.events);

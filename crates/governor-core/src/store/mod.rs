@@ -47,6 +47,9 @@ pub struct Transition {
     pub approval: Option<ApprovalRequest>,
     /// If set, the change only succeeds while this owner holds the lease.
     pub lease_owner: Option<String>,
+    /// If set, the change only succeeds if the execution's version is
+    /// still this one (nobody changed it since it was read).
+    pub expect_version: Option<u64>,
     /// A snapshot to save.
     pub snapshot: Option<Snapshot>,
     /// Events to append.
@@ -77,6 +80,7 @@ impl Transition {
             failure: None,
             approval: None,
             lease_owner: None,
+            expect_version: None,
             snapshot: None,
             events: Vec::new(),
             audit: None,
@@ -87,6 +91,7 @@ impl Transition {
     /// whole records), after the caller checked `from` and the lease.
     pub fn apply_to(&self, e: &mut Execution) {
         e.status = self.to;
+        e.version += 1;
         e.updated_at = self.at;
         if self.to.is_terminal() {
             e.finished_at = Some(self.at);
@@ -106,7 +111,23 @@ impl Transition {
     /// Checks the transition against the execution's current state: the
     /// expected status, the state machine, and the lease.
     pub fn check(&self, current: &Execution, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.check_state(current.status, current.lease.as_ref(), now)
+        self.check_state(current.status, current.lease.as_ref(), now)?;
+        self.check_version(current.version)
+    }
+
+    /// Checks [`expect_version`](Self::expect_version) against the
+    /// execution's current version.
+    pub fn check_version(&self, version: u64) -> Result<(), StoreError> {
+        match self.expect_version {
+            Some(expected) if expected != version => Err(StoreError::conflict(
+                "transition",
+                format!(
+                    "execution {} changed since it was read (version {version}, expected {expected})",
+                    self.id
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// [`check`](Self::check) for backends that read only the status and
