@@ -75,6 +75,20 @@ impl ApprovalSpec {
     }
 }
 
+/// One human decision on a stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageDecision {
+    /// The authenticated approver's id.
+    pub approver: String,
+    /// Approved (`true`) or rejected.
+    pub approved: bool,
+    /// The reason given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
 /// One stage of a parked execution's approval request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApprovalStage {
@@ -83,6 +97,29 @@ pub struct ApprovalStage {
     /// When the stage stops accepting decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The decisions made on this stage, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decisions: Vec<StageDecision>,
+}
+
+impl ApprovalStage {
+    /// Whether an approval decided this stage.
+    pub fn is_approved(&self) -> bool {
+        self.decisions.iter().any(|d| d.approved)
+    }
+
+    /// Whether `who` is one of this stage's approvers: by id, by the
+    /// `email` attribute (case-insensitive), or by `role:<name>`.
+    pub fn is_approver(&self, who: &Principal) -> bool {
+        let email = who.attributes.get("email").and_then(|v| v.as_str());
+        self.spec
+            .approvers
+            .iter()
+            .any(|a| match a.strip_prefix("role:") {
+                Some(role) => who.has_role(role),
+                None => *a == who.id || email.is_some_and(|e| e.eq_ignore_ascii_case(a)),
+            })
+    }
 }
 
 /// The approval request an execution is parked with. Several approval
@@ -102,6 +139,7 @@ impl ApprovalRequest {
         let stages = specs
             .into_iter()
             .map(|spec| ApprovalStage {
+                decisions: Vec::new(),
                 expires_at: spec
                     .expires_in
                     .and_then(|d| chrono::Duration::from_std(d).ok())
@@ -113,6 +151,14 @@ impl ApprovalRequest {
             requested_at: now,
             stages,
         }
+    }
+
+    /// The stage waiting for a decision (the first not yet approved).
+    pub fn current_stage(&self) -> Option<(usize, &ApprovalStage)> {
+        self.stages
+            .iter()
+            .enumerate()
+            .find(|(_, s)| !s.is_approved())
     }
 
     /// Every approver named by any stage.

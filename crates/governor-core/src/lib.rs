@@ -33,6 +33,7 @@ mod action;
 mod approval;
 mod audit;
 pub mod config;
+mod decide;
 mod error;
 mod event;
 mod execution;
@@ -50,11 +51,14 @@ pub mod store;
 pub mod testing;
 
 pub use action::{Action, ActionBuilder, Args, BoxFuture, Call, Hook, HookContext, StateCallback};
-pub use approval::{ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, OnExpiry};
+pub use approval::{
+    ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, OnExpiry, StageDecision,
+};
 pub use audit::{
     AuditEntry, AuditRecord, ChainError, DecisionRecord, GENESIS_HASH, chain_hash, verify_chain,
 };
 pub use config::{ConfigError, PolicyFile, load_policies_from_file, load_policies_from_value};
+pub use decide::{ApprovalError, Verdict};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};
 pub use event::{Event, EventBus, EventKind, EventStream, HandlerId};
 pub use execution::{

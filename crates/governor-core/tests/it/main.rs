@@ -1,6 +1,7 @@
 //! Integration tests for governor-core.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod approvals;
 mod config;
 mod lifecycle;
 mod memory_store;

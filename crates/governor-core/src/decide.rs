@@ -1,0 +1,271 @@
+//! Human decisions on parked executions: authenticated, authorized, one
+//! winner per stage.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::json;
+
+use crate::approval::StageDecision;
+use crate::audit::{AuditRecord, DecisionRecord};
+use crate::error::{StoreError, StoreErrorKind};
+use crate::event::{Event, EventKind};
+use crate::execution::{Execution, ExecutionId, ExecutionStatus, Failure};
+use crate::governor::Governor;
+use crate::json::Json;
+use crate::principal::Principal;
+use crate::store::Transition;
+
+/// What an approver decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Let the action run (or move on to the next stage).
+    Approve,
+    /// Refuse it; the reason reaches the caller.
+    Reject,
+}
+
+/// Why a decision was not recorded.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No such execution.
+    #[error("execution {execution_id} does not exist")]
+    NotFound {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+    /// The execution never asked for a decision.
+    #[error("execution {execution_id} is {status} and has no approval request")]
+    NotPending {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// Its status.
+        status: ExecutionStatus,
+    },
+    /// The principal may not decide this stage.
+    #[error(
+        "`{approver}` is not an approver of stage {stage} (`{policy}`) of execution {execution_id}"
+    )]
+    NotAnApprover {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// Who tried.
+        approver: String,
+        /// The stage (from 1).
+        stage: usize,
+        /// The policy that asked.
+        policy: String,
+    },
+    /// The requester tried to approve their own request.
+    #[error("`{approver}` made the request for execution {execution_id} and may not approve it")]
+    SelfApproval {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// The requester.
+        approver: String,
+    },
+    /// The policy requires a reason and none was given.
+    #[error("a reason is required to decide execution {execution_id} (policy `{policy}`)")]
+    ReasonRequired {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// The policy.
+        policy: String,
+    },
+    /// The stage expired before the decision.
+    #[error("the approval request for execution {execution_id} expired")]
+    Expired {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+    /// Someone else decided first (or the request expired meanwhile).
+    #[error("execution {execution_id} was already decided; the other decision stands")]
+    Conflict {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Governor {
+    /// Approves the stage of `id` that is waiting, as `approver`.
+    pub async fn approve(
+        &self,
+        id: ExecutionId,
+        approver: &Principal,
+        reason: Option<&str>,
+    ) -> Result<Execution, ApprovalError> {
+        self.decide(id, approver, Verdict::Approve, reason).await
+    }
+
+    /// Rejects `id` as `approver`; the reason reaches the caller.
+    pub async fn reject(
+        &self,
+        id: ExecutionId,
+        approver: &Principal,
+        reason: Option<&str>,
+    ) -> Result<Execution, ApprovalError> {
+        self.decide(id, approver, Verdict::Reject, reason).await
+    }
+
+    /// Records a decision on the waiting stage of `id`.
+    ///
+    /// `approver` must be an authenticated principal listed by the stage
+    /// (id, email attribute, or `role:<name>`); the requester may not
+    /// approve their own request unless the policy allows it; a policy with
+    /// `require_reason` needs one. The first decision wins: a concurrent
+    /// second one gets [`ApprovalError::Conflict`]. Approving the last stage
+    /// makes the execution `Approved`; rejecting any stage makes it
+    /// `Rejected`. Returns the execution as stored after the decision.
+    pub async fn decide(
+        &self,
+        id: ExecutionId,
+        approver: &Principal,
+        verdict: Verdict,
+        reason: Option<&str>,
+    ) -> Result<Execution, ApprovalError> {
+        let store = self.store();
+        let Some(execution) = store.execution(id).await? else {
+            return Err(ApprovalError::NotFound { execution_id: id });
+        };
+        let (transition, event) = decision_transition(&execution, approver, verdict, reason)?;
+        store
+            .transition(&transition)
+            .await
+            .map_err(|e| match e.kind() {
+                StoreErrorKind::Conflict => ApprovalError::Conflict { execution_id: id },
+                _ => ApprovalError::Store(e),
+            })?;
+        let mut updated = execution;
+        transition.apply_to(&mut updated);
+        self.events().emit(event);
+        Ok(updated)
+    }
+}
+
+fn decision_transition(
+    e: &Execution,
+    approver: &Principal,
+    verdict: Verdict,
+    reason: Option<&str>,
+) -> Result<(Transition, Event), ApprovalError> {
+    let id = e.id;
+    let Some(request) = &e.approval else {
+        return Err(ApprovalError::NotPending {
+            execution_id: id,
+            status: e.status,
+        });
+    };
+    if e.status != ExecutionStatus::AwaitingApproval {
+        // It was waiting, and a decision (or expiry) got there first.
+        return Err(ApprovalError::Conflict { execution_id: id });
+    }
+    let Some((index, stage)) = request.current_stage() else {
+        return Err(ApprovalError::NotPending {
+            execution_id: id,
+            status: e.status,
+        });
+    };
+    let now = Utc::now();
+    let policy = stage.spec.policy.clone();
+    if stage.expires_at.is_some_and(|t| t <= now) {
+        return Err(ApprovalError::Expired { execution_id: id });
+    }
+    if !stage.is_approver(approver) || approver.is_anonymous() {
+        return Err(ApprovalError::NotAnApprover {
+            execution_id: id,
+            approver: approver.id.clone(),
+            stage: index + 1,
+            policy,
+        });
+    }
+    if approver.id == e.principal.id
+        && verdict == Verdict::Approve
+        && !stage.spec.allow_self_approval
+    {
+        return Err(ApprovalError::SelfApproval {
+            execution_id: id,
+            approver: approver.id.clone(),
+        });
+    }
+    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+    if stage.spec.require_reason && reason.is_none() {
+        return Err(ApprovalError::ReasonRequired {
+            execution_id: id,
+            policy,
+        });
+    }
+
+    let approved = verdict == Verdict::Approve;
+    let mut updated = request.clone();
+    updated.stages[index].decisions.push(StageDecision {
+        approver: approver.id.clone(),
+        approved,
+        reason: reason.map(str::to_owned),
+        at: now,
+    });
+    let last = index + 1 == updated.stages.len();
+    let to = match (approved, last) {
+        (false, _) => ExecutionStatus::Rejected,
+        (true, true) => ExecutionStatus::Approved,
+        (true, false) => ExecutionStatus::AwaitingApproval,
+    };
+    let mut t = Transition::at(now, id, ExecutionStatus::AwaitingApproval, to);
+    t.expect_version = Some(e.version);
+    t.approval = Some(updated);
+    let outcome = if approved { "approved" } else { "rejected" };
+    let data = json!({
+        "stage": index + 1,
+        "policy": policy,
+        "approver": approver.id,
+        "reason": reason,
+        "next_status": to,
+    });
+    let kind = if approved {
+        EventKind::ApprovalGranted
+    } else {
+        EventKind::ApprovalRejected
+    };
+    let event = Event::at(
+        now,
+        kind,
+        id,
+        Arc::clone(&e.action),
+        Json::encode(&data).unwrap_or_else(|_| Json::null()),
+    );
+    if !approved {
+        let message = format!(
+            "rejected by `{}`: {}",
+            approver.id,
+            reason.unwrap_or("no reason given")
+        );
+        t.failure = Some(Failure::new("rejected", message).with_policy(policy.clone()));
+    }
+    t.audit = Some(AuditRecord {
+        execution_id: id,
+        action: Arc::clone(&e.action),
+        principal: e.principal.id.clone(),
+        tenant: e.principal.tenant.clone(),
+        status: to,
+        at: now,
+        decisions: vec![DecisionRecord {
+            policy: Arc::from(policy.as_str()),
+            outcome: Cow::Borrowed(outcome),
+            reason: Some(match reason {
+                Some(r) => format!("by `{}`: {r}", approver.id),
+                None => format!("by `{}`", approver.id),
+            }),
+            shadow: false,
+        }],
+        inputs: None,
+        output: None,
+        failure: t.failure.as_ref().map(|f| f.message.clone()),
+        tags: Vec::new(),
+    });
+    t.events.push(event.clone());
+    Ok((t, event))
+}

@@ -1,0 +1,267 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor_core::store::EventQuery;
+use governor_core::*;
+use serde_json::json;
+
+fn governor() -> Governor {
+    Governor::builder().build().unwrap()
+}
+
+fn cfo() -> Principal {
+    Principal::new("carol").with_attribute("email", "CFO@company.com")
+}
+
+async fn park(g: &Governor, policies: Vec<Arc<dyn Policy>>) -> ExecutionId {
+    let action = g
+        .action("wire_transfer")
+        .policies(policies)
+        .build()
+        .unwrap();
+    let err = action
+        .run_as(
+            Principal::new("agent-7"),
+            Args::new().arg("amount", &50_000),
+            || async { Ok::<_, GovernError>(()) },
+        )
+        .await
+        .unwrap_err();
+    match err {
+        GovernError::Pending { execution_id } => execution_id,
+        other => panic!("expected pending, got {other:?}"),
+    }
+}
+
+fn cfo_policy() -> Arc<dyn Policy> {
+    ApprovalPolicy::new(["cfo@company.com"]).boxed()
+}
+
+#[tokio::test]
+async fn a_listed_approver_approves_and_it_is_recorded() {
+    let g = governor();
+    let id = park(&g, vec![cfo_policy()]).await;
+    let e = g.approve(id, &cfo(), Some("budgeted")).await.unwrap();
+    assert_eq!(e.status, ExecutionStatus::Approved);
+    let stored = g.execution(id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ExecutionStatus::Approved);
+    let d = &stored.approval.unwrap().stages[0].decisions[0];
+    assert_eq!(
+        (d.approver.as_str(), d.approved, d.reason.as_deref()),
+        ("carol", true, Some("budgeted"))
+    );
+    let kinds: Vec<_> = g
+        .store()
+        .events(&EventQuery {
+            execution_id: Some(id),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.contains(&EventKind::ApprovalGranted), "{kinds:?}");
+    let audit = g.store().audit_entries(0, 10).await.unwrap();
+    assert_eq!(
+        audit.last().unwrap().record.status,
+        ExecutionStatus::Approved
+    );
+    assert_eq!(verify_chain(&audit), Ok(2));
+}
+
+#[tokio::test]
+async fn a_rejection_carries_its_reason() {
+    let g = governor();
+    let id = park(&g, vec![cfo_policy()]).await;
+    let e = g
+        .reject(id, &cfo(), Some("vendor not on the approved list"))
+        .await
+        .unwrap();
+    assert_eq!(e.status, ExecutionStatus::Rejected);
+    let stored = g.execution(id).await.unwrap().unwrap();
+    let failure = stored.failure.unwrap();
+    assert_eq!(failure.kind, "rejected");
+    assert!(
+        failure.message.contains("vendor not on the approved list"),
+        "{}",
+        failure.message
+    );
+    assert!(stored.finished_at.is_some());
+}
+
+#[tokio::test]
+async fn only_listed_authenticated_approvers_may_decide() {
+    let g = governor();
+    let id = park(&g, vec![cfo_policy()]).await;
+    for who in [
+        Principal::new("mallory"),
+        Principal::new("anonymous-intern"),
+        Principal::anonymous(),
+    ] {
+        let err = g.approve(id, &who, Some("trust me")).await.unwrap_err();
+        assert!(
+            matches!(err, ApprovalError::NotAnApprover { stage: 1, .. }),
+            "{err:?}"
+        );
+    }
+    assert_eq!(
+        g.execution(id).await.unwrap().unwrap().status,
+        ExecutionStatus::AwaitingApproval
+    );
+    let by_role = park(&g, vec![ApprovalPolicy::new(["role:treasury"]).boxed()]).await;
+    let treasurer = Principal::new("tess").with_roles(["treasury"]);
+    assert_eq!(
+        g.approve(by_role, &treasurer, None).await.unwrap().status,
+        ExecutionStatus::Approved
+    );
+}
+
+#[tokio::test]
+async fn the_requester_may_not_approve_their_own_request_unless_allowed() {
+    let g = governor();
+    let requester = Principal::new("agent-7");
+    let id = park(&g, vec![ApprovalPolicy::new(["agent-7"]).boxed()]).await;
+    let err = g.approve(id, &requester, None).await.unwrap_err();
+    assert!(matches!(err, ApprovalError::SelfApproval { .. }), "{err:?}");
+    let allowed = park(
+        &g,
+        vec![
+            ApprovalPolicy::new(["agent-7"])
+                .allow_self_approval(true)
+                .boxed(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        g.approve(allowed, &requester, None).await.unwrap().status,
+        ExecutionStatus::Approved
+    );
+}
+
+#[tokio::test]
+async fn require_reason_is_enforced() {
+    let g = governor();
+    let id = park(
+        &g,
+        vec![
+            ApprovalPolicy::new(["cfo@company.com"])
+                .require_reason(true)
+                .boxed(),
+        ],
+    )
+    .await;
+    for reason in [None, Some("   ")] {
+        let err = g.approve(id, &cfo(), reason).await.unwrap_err();
+        assert!(
+            matches!(err, ApprovalError::ReasonRequired { .. }),
+            "{err:?}"
+        );
+    }
+    g.approve(id, &cfo(), Some("fine")).await.unwrap();
+}
+
+#[tokio::test]
+async fn stages_are_decided_in_order_by_their_own_approvers() {
+    let g = governor();
+    let id = park(
+        &g,
+        vec![
+            ApprovalPolicy::new(["ai-safety@company.com"])
+                .named("Safety")
+                .boxed(),
+            ApprovalPolicy::new(["security@company.com"])
+                .named("Security")
+                .boxed(),
+        ],
+    )
+    .await;
+    let safety = Principal::new("sam").with_attribute("email", "ai-safety@company.com");
+    let security = Principal::new("sec").with_attribute("email", "security@company.com");
+    let err = g.approve(id, &security, None).await.unwrap_err();
+    assert!(
+        matches!(err, ApprovalError::NotAnApprover { stage: 1, .. }),
+        "{err:?}"
+    );
+    let after_one = g.approve(id, &safety, None).await.unwrap();
+    assert_eq!(after_one.status, ExecutionStatus::AwaitingApproval);
+    let request = after_one.approval.clone().unwrap();
+    assert_eq!(request.current_stage().unwrap().0, 1);
+    let done = g.approve(id, &security, None).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Approved);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_fifty_concurrent_decisions_exactly_one_wins() {
+    let g = governor();
+    let id = park(&g, vec![cfo_policy()]).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let g = g.clone();
+        tasks.push(tokio::spawn(async move {
+            let verdict = if i % 2 == 0 {
+                Verdict::Approve
+            } else {
+                Verdict::Reject
+            };
+            g.decide(id, &cfo(), verdict, Some("race")).await
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(ApprovalError::Conflict { .. }) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    let decisions = g
+        .execution(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .approval
+        .unwrap()
+        .stages[0]
+        .decisions
+        .len();
+    assert_eq!(decisions, 1, "exactly one decision is recorded");
+}
+
+#[tokio::test]
+async fn expired_requests_and_plain_executions_cannot_be_decided() {
+    let g = governor();
+    let id = park(
+        &g,
+        vec![
+            ApprovalPolicy::new(["cfo@company.com"])
+                .expires_in(Some(Duration::ZERO))
+                .boxed(),
+        ],
+    )
+    .await;
+    let err = g.approve(id, &cfo(), None).await.unwrap_err();
+    assert!(matches!(err, ApprovalError::Expired { .. }), "{err:?}");
+
+    let plain = g.action("plain").build().unwrap();
+    plain
+        .run(Args::new(), || async { Ok::<_, GovernError>(json!(1)) })
+        .await
+        .unwrap();
+    let done = g
+        .store()
+        .executions(&ExecutionQuery {
+            action: Some("plain".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let err = g.approve(done[0].id, &cfo(), None).await.unwrap_err();
+    assert!(matches!(err, ApprovalError::NotPending { .. }), "{err:?}");
+    let missing = g
+        .approve(ExecutionId::new(), &cfo(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, ApprovalError::NotFound { .. }));
+}
