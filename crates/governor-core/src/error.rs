@@ -55,6 +55,16 @@ pub enum GovernError {
         /// How long until a call with the same key would be allowed.
         retry_after: Duration,
     },
+    /// A human rejected the call (or nobody decided before it expired).
+    #[error("execution {execution_id} was rejected: {reason}")]
+    Rejected {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// The approval policy that asked.
+        policy: String,
+        /// Who rejected it and why, for the caller (or its model) to read.
+        reason: String,
+    },
     /// The call needs a human decision; the execution is parked durably
     /// under this id.
     #[error("execution {execution_id} is awaiting approval")]
@@ -108,6 +118,7 @@ impl GovernError {
             | Self::Invalid { execution_id, .. }
             | Self::RateLimited { execution_id, .. }
             | Self::Pending { execution_id }
+            | Self::Rejected { execution_id, .. }
             | Self::Hook { execution_id, .. }
             | Self::Cancelled { execution_id } => Some(*execution_id),
             Self::Serialization { .. } | Self::Config(_) | Self::Store(_) => None,

@@ -51,8 +51,14 @@ impl Action {
             let mut run = Run::begin(self, call).await?;
             tracing::Span::current().record("execution_id", tracing::field::display(run.id()));
             run.pre_actions().await?;
-            run.pre_policies().await?;
-            run.start().await?;
+            let from = match run.pre_policies().await? {
+                Gate::Proceed => ExecutionStatus::Pending,
+                Gate::Parked { wait } => {
+                    run.await_decision(wait).await?;
+                    ExecutionStatus::Approved
+                }
+            };
+            run.start(from).await?;
             match f().await {
                 Ok(value) => {
                     let output = match output(&value) {
@@ -415,7 +421,7 @@ impl<'a> Run<'a> {
         (None, approvals, allowed)
     }
 
-    async fn pre_policies(&mut self) -> Result<(), GovernError> {
+    async fn pre_policies(&mut self) -> Result<Gate, GovernError> {
         let (denied, approvals, allowed) = self.evaluate(PolicyPhase::PreExecution).await;
         self.allowed = allowed;
         if let Some((policy, denial)) = denied {
@@ -428,15 +434,62 @@ impl<'a> Run<'a> {
             return Err(error);
         }
         if approvals.is_empty() {
-            return Ok(());
+            return Ok(Gate::Proceed);
         }
+        let wait = approvals.iter().map(|a| a.wait).max().unwrap_or_default();
         if let Err(e) = self.park(approvals).await {
             self.release_unrecorded();
             return Err(e);
         }
-        Err(GovernError::Pending {
-            execution_id: self.id(),
-        })
+        Ok(Gate::Parked { wait })
+    }
+
+    /// The sync pattern: waits up to `wait` for a human decision on the
+    /// parked execution, made anywhere. Returns when it is approved; a
+    /// rejection or expiry ends the call with its reason; when `wait` runs
+    /// out the caller gets `Pending` and the execution stays parked.
+    async fn await_decision(&mut self, wait: std::time::Duration) -> Result<(), GovernError> {
+        let id = self.id();
+        let pending = GovernError::Pending { execution_id: id };
+        if wait.is_zero() {
+            return Err(pending);
+        }
+        // Subscribe before reading, so a decision made between the two is
+        // seen by the read or announced on the subscription, never lost.
+        let mut changes = self.store.watch();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Some(current) = self.store.execution(id).await? else {
+                return Err(pending);
+            };
+            match current.status {
+                ExecutionStatus::AwaitingApproval => {}
+                ExecutionStatus::Approved => {
+                    self.execution = current;
+                    return Ok(());
+                }
+                ExecutionStatus::Rejected | ExecutionStatus::Expired => {
+                    let failure = current
+                        .failure
+                        .unwrap_or_else(|| Failure::new("rejected", "rejected"));
+                    return Err(GovernError::Rejected {
+                        execution_id: id,
+                        policy: failure.policy.unwrap_or_default(),
+                        reason: failure.message,
+                    });
+                }
+                // Resumed elsewhere: its result is on the record.
+                _ => return Err(pending),
+            }
+            // Another process's decision is not announced here; the poll
+            // interval bounds how late it is noticed.
+            let poll = tokio::time::sleep(DECISION_POLL);
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => return Err(pending),
+                () = poll => {}
+                _ = changes.recv() => {}
+            }
+        }
     }
 
     /// Gives back what the policies that allowed this call took.
@@ -533,14 +586,9 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn start(&mut self) -> Result<(), GovernError> {
+    async fn start(&mut self, from: ExecutionStatus) -> Result<(), GovernError> {
         self.tick();
-        let mut t = Transition::at(
-            self.now,
-            self.id(),
-            ExecutionStatus::Pending,
-            ExecutionStatus::Running,
-        );
+        let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::Running);
         if self.capture_state {
             t.snapshot =
                 Some(self.snapshot(Checkpoint::PreExecution, self.execution.inputs.clone()));
@@ -774,3 +822,15 @@ fn anonymous() -> Arc<Principal> {
         std::sync::LazyLock::new(|| Arc::new(Principal::anonymous()));
     Arc::clone(&ANONYMOUS)
 }
+
+/// What the pre-execution policies decided.
+enum Gate {
+    /// Run now.
+    Proceed,
+    /// Parked for approval; the caller may wait this long.
+    Parked { wait: std::time::Duration },
+}
+
+/// How often a waiting caller re-reads a parked execution, for decisions
+/// made by other processes (same-process decisions wake it at once).
+const DECISION_POLL: std::time::Duration = std::time::Duration::from_millis(20);

@@ -265,3 +265,137 @@ async fn expired_requests_and_plain_executions_cannot_be_decided() {
         .unwrap_err();
     assert!(matches!(missing, ApprovalError::NotFound { .. }));
 }
+
+async fn wait_until_parked(g: &Governor) -> ExecutionId {
+    for _ in 0..500 {
+        let parked = g
+            .store()
+            .executions(&ExecutionQuery {
+                statuses: vec![ExecutionStatus::AwaitingApproval],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if let Some(e) = parked.first() {
+            return e.id;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("nothing was parked");
+}
+
+fn waiting_action(g: &Governor) -> Action {
+    g.action("large_transfer")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]).wait(Duration::from_secs(10)))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_caller_continues_when_approved() {
+    let g = governor();
+    let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let action = Arc::new(waiting_action(&g));
+    let r = Arc::clone(&ran);
+    let caller = tokio::spawn({
+        let action = Arc::clone(&action);
+        async move {
+            action
+                .run_as(
+                    Principal::new("agent-7"),
+                    Args::new().arg("amount", &50_000),
+                    || async move {
+                        r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok::<_, GovernError>(json!({"status": "completed"}))
+                    },
+                )
+                .await
+        }
+    });
+    let id = wait_until_parked(&g).await;
+    g.approve(id, &cfo(), Some("ok")).await.unwrap();
+    let out = caller.await.unwrap().unwrap();
+    assert_eq!(out["status"], "completed");
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+    let e = g.execution(id).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Completed);
+    assert_eq!(e.approval.unwrap().stages[0].decisions[0].approver, "carol");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_caller_gets_the_rejection_reason() {
+    let g = governor();
+    let action = Arc::new(waiting_action(&g));
+    let caller = tokio::spawn({
+        let action = Arc::clone(&action);
+        async move {
+            action
+                .run(Args::new(), || async { Ok::<_, GovernError>(()) })
+                .await
+        }
+    });
+    let id = wait_until_parked(&g).await;
+    g.reject(id, &cfo(), Some("use the cheaper vendor"))
+        .await
+        .unwrap();
+    let err = caller.await.unwrap().unwrap_err();
+    let GovernError::Rejected {
+        reason,
+        execution_id,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*execution_id, id);
+    assert!(reason.contains("use the cheaper vendor"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_made_as_soon_as_the_request_is_announced_is_not_lost() {
+    // The original lost every decision made by a handler of the request
+    // (it registered the request only after notifying handlers).
+    let g = governor();
+    let decider = g.clone();
+    g.events()
+        .on_async(EventKind::ApprovalRequested, move |event: Arc<Event>| {
+            let g = decider.clone();
+            async move {
+                g.approve(event.execution_id, &cfo(), Some("auto-check passed"))
+                    .await
+                    .unwrap();
+            }
+        })
+        .unwrap();
+    let action = waiting_action(&g);
+    let out: i32 = action
+        .run(Args::new(), || async { Ok::<_, GovernError>(7) })
+        .await
+        .unwrap();
+    assert_eq!(out, 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_the_wait_runs_out_the_caller_gets_the_ticket_and_the_request_stays_open() {
+    let g = governor();
+    let action = g
+        .action("slow_approval")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]).wait(Duration::from_millis(200)))
+        .build()
+        .unwrap();
+    let err = action
+        .run(Args::new(), || async { Ok::<_, GovernError>(()) })
+        .await
+        .unwrap_err();
+    let GovernError::Pending { execution_id } = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        g.execution(execution_id).await.unwrap().unwrap().status,
+        ExecutionStatus::AwaitingApproval
+    );
+    assert_eq!(
+        g.approve(execution_id, &cfo(), None).await.unwrap().status,
+        ExecutionStatus::Approved
+    );
+}
