@@ -14,7 +14,11 @@ use agent_governor::{Action, EventKind};
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
     let n = if quick { 200 } else { 5_000 };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let g = Governor::builder().store(MemoryStore::new()).build().unwrap();
         let action: Arc<Action> = Arc::new(

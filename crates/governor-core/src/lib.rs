@@ -37,6 +37,7 @@ mod decide;
 mod error;
 mod event;
 mod execution;
+mod expiry;
 mod governor;
 mod ids;
 mod json;
@@ -65,6 +66,7 @@ pub use execution::{
     Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Lease, Snapshot, StatusSet,
     UnknownStatus,
 };
+pub use expiry::EXPIRY_APPROVER;
 pub use governor::{Governor, GovernorBuilder};
 pub use json::Json;
 pub use policy::{

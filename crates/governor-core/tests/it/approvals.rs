@@ -399,3 +399,112 @@ async fn when_the_wait_runs_out_the_caller_gets_the_ticket_and_the_request_stays
         ExecutionStatus::Approved
     );
 }
+
+fn expiring(on_expiry: OnExpiry) -> Arc<dyn Policy> {
+    ApprovalPolicy::new(["cfo@company.com"])
+        .expires_in(Some(Duration::ZERO))
+        .on_expiry(on_expiry)
+        .boxed()
+}
+
+#[tokio::test]
+async fn expiry_rejects_durably_even_with_nobody_waiting() {
+    let g = governor();
+    let id = park(&g, vec![expiring(OnExpiry::Reject)]).await;
+    assert_eq!(g.sweep_expired().await.unwrap(), 1);
+    assert_eq!(g.sweep_expired().await.unwrap(), 0, "applied once");
+    let e = g.execution(id).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Expired);
+    assert_eq!(e.failure.unwrap().kind, "expired");
+    let timeouts = g
+        .store()
+        .events(&EventQuery {
+            execution_id: Some(id),
+            kinds: vec![EventKind::ApprovalTimeout],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(timeouts.len(), 1);
+    assert!(matches!(
+        g.approve(id, &cfo(), None).await,
+        Err(ApprovalError::Conflict { .. })
+    ));
+}
+
+#[tokio::test]
+async fn expiry_can_approve_or_escalate() {
+    let g = governor();
+    let approved = park(&g, vec![expiring(OnExpiry::Approve)]).await;
+    let escalated = park(
+        &g,
+        vec![expiring(OnExpiry::Escalate {
+            approvers: vec!["ceo@company.com".into()],
+            expires_in: Some(Duration::from_secs(3600)),
+        })],
+    )
+    .await;
+    assert_eq!(g.sweep_expired().await.unwrap(), 2);
+
+    let a = g.execution(approved).await.unwrap().unwrap();
+    assert_eq!(a.status, ExecutionStatus::Approved);
+    assert_eq!(
+        a.approval.unwrap().stages[0].decisions[0].approver,
+        EXPIRY_APPROVER
+    );
+
+    let e = g.execution(escalated).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::AwaitingApproval);
+    assert_eq!(
+        e.approval.as_ref().unwrap().stages[0].spec.approvers,
+        vec!["ceo@company.com"]
+    );
+    assert!(matches!(
+        g.approve(escalated, &cfo(), None).await,
+        Err(ApprovalError::NotAnApprover { .. })
+    ));
+    let ceo = Principal::new("cee").with_attribute("email", "ceo@company.com");
+    assert_eq!(
+        g.approve(escalated, &ceo, None).await.unwrap().status,
+        ExecutionStatus::Approved
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sweeping_one_store_apply_each_expiry_once() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let a = Governor::builder()
+        .shared_store(Arc::clone(&store))
+        .build()
+        .unwrap();
+    let b = Governor::builder().shared_store(store).build().unwrap();
+    for _ in 0..20 {
+        park(&a, vec![expiring(OnExpiry::Reject)]).await;
+    }
+    let (x, y) = tokio::join!(a.sweep_expired(), b.sweep_expired());
+    assert_eq!(x.unwrap() + y.unwrap(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_caller_learns_that_its_request_expired() {
+    let g = governor();
+    let sweeper = g.spawn_expiry_sweeper(Duration::from_millis(10));
+    let action = g
+        .action("needs_cfo")
+        .policy(
+            ApprovalPolicy::new(["cfo@company.com"])
+                .wait(Duration::from_secs(10))
+                .expires_in(Some(Duration::from_millis(50))),
+        )
+        .build()
+        .unwrap();
+    let err = action
+        .run(Args::new(), || async { Ok::<_, GovernError>(()) })
+        .await
+        .unwrap_err();
+    sweeper.abort();
+    let GovernError::Rejected { reason, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(reason.contains("expired"), "{reason}");
+}

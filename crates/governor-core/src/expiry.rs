@@ -1,0 +1,162 @@
+//! Expiry: requests nobody decided in time get their policy's `on_expiry`,
+//! applied durably by whichever instance sweeps first.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::approval::{OnExpiry, StageDecision};
+use crate::audit::{AuditRecord, DecisionRecord};
+use crate::error::{StoreError, StoreErrorKind};
+use crate::event::{Event, EventKind};
+use crate::execution::{Execution, ExecutionStatus, Failure};
+use crate::governor::Governor;
+use crate::json::Json;
+use crate::store::{ExecutionQuery, Transition};
+
+/// The approver recorded for decisions made by `on_expiry`.
+pub const EXPIRY_APPROVER: &str = "system:expiry";
+
+impl Governor {
+    /// Applies `on_expiry` to every parked execution whose waiting stage
+    /// has expired, and returns how many it changed. Safe to run from
+    /// several instances at once: each change is conditional on the
+    /// execution's version, so every expiry is applied once.
+    pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
+        let store = self.store();
+        let now = Utc::now();
+        let mut handled = 0;
+        let mut before = None;
+        loop {
+            let page = store
+                .executions(&ExecutionQuery {
+                    statuses: vec![ExecutionStatus::AwaitingApproval],
+                    before,
+                    limit: 500,
+                    ..Default::default()
+                })
+                .await?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.id);
+            for e in &page {
+                let Some((t, event)) = expiry_transition(e, now) else {
+                    continue;
+                };
+                match store.transition(&t).await {
+                    Ok(()) => {
+                        handled += 1;
+                        self.events().emit(event);
+                    }
+                    // Decided or swept elsewhere meanwhile.
+                    Err(err) if err.kind() == StoreErrorKind::Conflict => {}
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        Ok(handled)
+    }
+
+    /// Runs [`sweep_expired`](Self::sweep_expired) every `every` until the
+    /// returned task is aborted. Errors are logged and retried next round.
+    pub fn spawn_expiry_sweeper(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let governor = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = governor.sweep_expired().await {
+                    tracing::warn!("expiry sweep failed: {e}");
+                }
+            }
+        })
+    }
+}
+
+fn expiry_transition(e: &Execution, now: DateTime<Utc>) -> Option<(Transition, Event)> {
+    let request = e.approval.as_ref()?;
+    let (index, stage) = request.current_stage()?;
+    if stage.expires_at.is_none_or(|t| t > now) {
+        return None;
+    }
+    let policy = stage.spec.policy.clone();
+    let mut updated = request.clone();
+    let last = index + 1 == updated.stages.len();
+    let (to, outcome, failure) = match &stage.spec.on_expiry {
+        OnExpiry::Reject => {
+            let message =
+                format!("nobody decided before the approval request expired (policy `{policy}`)");
+            (
+                ExecutionStatus::Expired,
+                "expired",
+                Some(Failure::new("expired", message).with_policy(policy.clone())),
+            )
+        }
+        OnExpiry::Approve => {
+            updated.stages[index].decisions.push(StageDecision {
+                approver: EXPIRY_APPROVER.to_owned(),
+                approved: true,
+                reason: Some("approved on expiry, as the policy says".to_owned()),
+                at: now,
+            });
+            let to = if last {
+                ExecutionStatus::Approved
+            } else {
+                ExecutionStatus::AwaitingApproval
+            };
+            (to, "approved_on_expiry", None)
+        }
+        OnExpiry::Escalate {
+            approvers,
+            expires_in,
+        } => {
+            let s = &mut updated.stages[index];
+            s.spec.approvers = approvers.clone();
+            s.spec.on_expiry = OnExpiry::Reject;
+            s.expires_at = expires_in
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .and_then(|d| now.checked_add_signed(d));
+            (ExecutionStatus::AwaitingApproval, "escalated", None)
+        }
+    };
+    let mut t = Transition::at(now, e.id, ExecutionStatus::AwaitingApproval, to);
+    t.expect_version = Some(e.version);
+    let data = json!({
+        "stage": index + 1,
+        "policy": policy,
+        "on_expiry": outcome,
+        "approvers": updated.stages[index].spec.approvers,
+        "next_status": to,
+    });
+    let event = Event::at(
+        now,
+        EventKind::ApprovalTimeout,
+        e.id,
+        Arc::clone(&e.action),
+        Json::encode(&data).unwrap_or_else(|_| Json::null()),
+    );
+    t.audit = Some(AuditRecord {
+        execution_id: e.id,
+        action: Arc::clone(&e.action),
+        principal: e.principal.id.clone(),
+        tenant: e.principal.tenant.clone(),
+        status: to,
+        at: now,
+        decisions: vec![DecisionRecord {
+            policy: Arc::from(policy.as_str()),
+            outcome: Cow::Borrowed(outcome),
+            reason: Some(format!("by `{EXPIRY_APPROVER}`")),
+            shadow: false,
+        }],
+        inputs: None,
+        output: None,
+        failure: failure.as_ref().map(|f| f.message.clone()),
+        tags: Vec::new(),
+    });
+    t.failure = failure;
+    t.approval = Some(updated);
+    t.events.push(event.clone());
+    Some((t, event))
+}
