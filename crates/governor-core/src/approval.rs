@@ -49,6 +49,21 @@ pub struct ApprovalSpec {
     pub require_reason: bool,
     /// Whether the requester may approve their own request.
     pub allow_self_approval: bool,
+    /// How many distinct approvers must approve (default 1).
+    #[serde(default = "one")]
+    pub quorum: u32,
+    /// Whether one rejection rejects the request (default) or is only
+    /// recorded while others may still reach the quorum.
+    #[serde(default = "yes")]
+    pub veto: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl ApprovalSpec {
@@ -64,6 +79,8 @@ impl ApprovalSpec {
             on_expiry: OnExpiry::Reject,
             require_reason: false,
             allow_self_approval: false,
+            quorum: 1,
+            veto: true,
         }
     }
 
@@ -105,7 +122,17 @@ pub struct ApprovalStage {
 impl ApprovalStage {
     /// Whether an approval decided this stage.
     pub fn is_approved(&self) -> bool {
-        self.decisions.iter().any(|d| d.approved)
+        self.approvals() >= self.spec.quorum.max(1) as usize
+    }
+
+    /// Distinct approvers who approved (decisions are one per approver).
+    pub fn approvals(&self) -> usize {
+        self.decisions.iter().filter(|d| d.approved).count()
+    }
+
+    /// Whether `approver` already decided this stage.
+    pub fn has_decided(&self, approver: &str) -> bool {
+        self.decisions.iter().any(|d| d.approver == approver)
     }
 
     /// Whether `who` is one of this stage's approvers: by id, by the
@@ -243,6 +270,16 @@ impl ApprovalPolicy {
     #[must_use]
     pub fn require_reason(mut self, require: bool) -> Self {
         self.spec.require_reason = require;
+        self
+    }
+
+    /// Requires `quorum` distinct approvers (M of N). With `veto` (the
+    /// default) one rejection rejects; without it a rejection is recorded
+    /// and the others may still reach the quorum.
+    #[must_use]
+    pub fn quorum(mut self, quorum: u32, veto: bool) -> Self {
+        self.spec.quorum = quorum.max(1);
+        self.spec.veto = veto;
         self
     }
 

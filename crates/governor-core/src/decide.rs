@@ -66,6 +66,17 @@ pub enum ApprovalError {
         /// The requester.
         approver: String,
     },
+    /// This approver already decided this stage (quorums count distinct
+    /// approvers).
+    #[error("`{approver}` already decided stage {stage} of execution {execution_id}")]
+    AlreadyDecided {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// The approver.
+        approver: String,
+        /// The stage (from 1).
+        stage: usize,
+    },
     /// The policy requires a reason and none was given.
     #[error("a reason is required to decide execution {execution_id} (policy `{policy}`)")]
     ReasonRequired {
@@ -200,6 +211,13 @@ fn decision_transition(
         });
     }
 
+    if stage.has_decided(&approver.id) {
+        return Err(ApprovalError::AlreadyDecided {
+            execution_id: id,
+            approver: approver.id.clone(),
+            stage: index + 1,
+        });
+    }
     let approved = verdict == Verdict::Approve;
     let mut updated = request.clone();
     updated.stages[index].decisions.push(StageDecision {
@@ -208,11 +226,15 @@ fn decision_transition(
         reason: reason.map(str::to_owned),
         at: now,
     });
+    let decided = &updated.stages[index];
     let last = index + 1 == updated.stages.len();
-    let to = match (approved, last) {
-        (false, _) => ExecutionStatus::Rejected,
-        (true, true) => ExecutionStatus::Approved,
-        (true, false) => ExecutionStatus::AwaitingApproval,
+    let to = if !approved && decided.spec.veto {
+        ExecutionStatus::Rejected
+    } else if decided.is_approved() && last {
+        ExecutionStatus::Approved
+    } else {
+        // More approvals needed on this stage, or the next stage is up.
+        ExecutionStatus::AwaitingApproval
     };
     let mut t = Transition::at(now, id, ExecutionStatus::AwaitingApproval, to);
     t.expect_version = Some(e.version);
@@ -237,7 +259,7 @@ fn decision_transition(
         Arc::clone(&e.action),
         Json::encode(&data).unwrap_or_else(|_| Json::null()),
     );
-    if !approved {
+    if to == ExecutionStatus::Rejected {
         let message = format!(
             "rejected by `{}`: {}",
             approver.id,

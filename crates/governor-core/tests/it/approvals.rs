@@ -508,3 +508,65 @@ async fn a_waiting_caller_learns_that_its_request_expired() {
     };
     assert!(reason.contains("expired"), "{reason}");
 }
+
+fn board() -> Arc<dyn Policy> {
+    ApprovalPolicy::new(["ann", "bob", "cy"])
+        .quorum(2, true)
+        .boxed()
+}
+
+#[tokio::test]
+async fn a_quorum_needs_distinct_approvers_and_one_rejection_vetoes() {
+    let g = governor();
+    let (ann, bob, cy) = (
+        Principal::new("ann"),
+        Principal::new("bob"),
+        Principal::new("cy"),
+    );
+
+    let id = park(&g, vec![board()]).await;
+    assert_eq!(
+        g.approve(id, &ann, None).await.unwrap().status,
+        ExecutionStatus::AwaitingApproval
+    );
+    assert!(matches!(
+        g.approve(id, &ann, None).await,
+        Err(ApprovalError::AlreadyDecided { .. })
+    ));
+    assert_eq!(
+        g.approve(id, &bob, None).await.unwrap().status,
+        ExecutionStatus::Approved
+    );
+
+    let vetoed = park(&g, vec![board()]).await;
+    g.approve(vetoed, &ann, None).await.unwrap();
+    let e = g
+        .reject(vetoed, &cy, Some("conflict of interest"))
+        .await
+        .unwrap();
+    assert_eq!(e.status, ExecutionStatus::Rejected);
+    assert!(e.failure.unwrap().message.contains("conflict of interest"));
+}
+
+#[tokio::test]
+async fn without_veto_a_rejection_is_recorded_and_the_quorum_can_still_pass() {
+    let g = governor();
+    let id = park(
+        &g,
+        vec![
+            ApprovalPolicy::new(["ann", "bob", "cy"])
+                .quorum(2, false)
+                .boxed(),
+        ],
+    )
+    .await;
+    let after = g
+        .reject(id, &Principal::new("ann"), Some("not convinced"))
+        .await
+        .unwrap();
+    assert_eq!(after.status, ExecutionStatus::AwaitingApproval);
+    g.approve(id, &Principal::new("bob"), None).await.unwrap();
+    let done = g.approve(id, &Principal::new("cy"), None).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Approved);
+    assert_eq!(done.approval.unwrap().stages[0].decisions.len(), 3);
+}
