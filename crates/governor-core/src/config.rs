@@ -160,6 +160,37 @@ struct RawPolicy {
     timeout_seconds: Option<f64>,
     on_timeout: Option<String>,
     require_reason: Option<bool>,
+    // approval additions (the approvals issue)
+    wait_seconds: Option<f64>,
+    expires_in_seconds: Option<ExpiresIn>,
+    escalate_to: Option<Vec<String>>,
+    escalate_expires_in_seconds: Option<ExpiresIn>,
+    quorum: Option<u32>,
+    veto: Option<bool>,
+    allow_self_approval: Option<bool>,
+}
+
+/// Seconds, or `never`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+enum ExpiresIn {
+    Seconds(f64),
+    Never(Never),
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Never {
+    Never,
+}
+
+impl ExpiresIn {
+    fn duration(self) -> Option<Result<Duration, ()>> {
+        match self {
+            Self::Seconds(s) => Some(Duration::try_from_secs_f64(s).map_err(|_| ())),
+            Self::Never(Never::Never) => None,
+        }
+    }
 }
 
 /// One loaded policy with what the file said about it.
@@ -409,7 +440,17 @@ fn check_keys(
     p: &RawPolicy,
     at: &Locator<'_>,
 ) -> Result<(), ConfigError> {
-    let present: [(&str, bool); 22] = [
+    let present: [(&str, bool); 29] = [
+        ("wait_seconds", p.wait_seconds.is_some()),
+        ("expires_in_seconds", p.expires_in_seconds.is_some()),
+        ("escalate_to", p.escalate_to.is_some()),
+        (
+            "escalate_expires_in_seconds",
+            p.escalate_expires_in_seconds.is_some(),
+        ),
+        ("quorum", p.quorum.is_some()),
+        ("veto", p.veto.is_some()),
+        ("allow_self_approval", p.allow_self_approval.is_some()),
         ("strict", p.strict.is_some()),
         ("input_schema", p.input_schema.is_some()),
         ("output_schema", p.output_schema.is_some()),
@@ -464,6 +505,13 @@ fn check_keys(
             "timeout_seconds",
             "on_timeout",
             "require_reason",
+            "wait_seconds",
+            "expires_in_seconds",
+            "escalate_to",
+            "escalate_expires_in_seconds",
+            "quorum",
+            "veto",
+            "allow_self_approval",
         ],
     };
     for (key, set) in present {
@@ -603,28 +651,68 @@ fn approval(
                 .at(at.key(i, "approvers")),
         );
     }
-    let on_expiry = match p.on_timeout.as_deref().unwrap_or("reject") {
-        "reject" => OnExpiry::Reject,
-        "approve" => OnExpiry::Approve,
-        other => {
+    let escalate_expires = match p.escalate_expires_in_seconds {
+        None => Some(Duration::from_secs(3600)),
+        Some(e) => e.duration().transpose().map_err(|()| {
+            ConfigError::new("escalate_expires_in_seconds must be a non-negative number or `never`")
+                .at(at.key(i, "escalate_expires_in_seconds"))
+        })?,
+    };
+    let escalation = p.escalate_to.clone().map(|approvers| OnExpiry::Escalate {
+        approvers,
+        expires_in: escalate_expires,
+    });
+    let on_expiry = match (p.on_timeout.as_deref().unwrap_or("reject"), escalation) {
+        ("reject", _) => OnExpiry::Reject,
+        ("approve", _) => OnExpiry::Approve,
+        ("escalate", Some(escalate)) => escalate,
+        ("escalate", None) => {
+            return Err(ConfigError::new(
+                "on_timeout `escalate` needs `escalate_to` (the approvers to escalate to)",
+            )
+            .at(at.key(i, "on_timeout")));
+        }
+        (other, _) => {
             return Err(ConfigError::new(format!(
-                "on_timeout `{other}` is not supported here (expected reject or approve; escalation takes \
-                 `on_expiry` with `escalate_to`)"
+                "on_timeout `{other}` is not supported (expected reject, approve or escalate)"
             ))
             .at(at.key(i, "on_timeout")));
         }
     };
-    let timeout = p.timeout_seconds.unwrap_or(3600.0);
-    let expires = Duration::try_from_secs_f64(timeout).map_err(|_| {
-        ConfigError::new("timeout_seconds must be a non-negative number")
-            .at(at.key(i, "timeout_seconds"))
+    if p.timeout_seconds.is_some() && p.expires_in_seconds.is_some() {
+        return Err(ConfigError::new(
+            "give either `timeout_seconds` or `expires_in_seconds`, not both",
+        )
+        .at(at.key(i, "expires_in_seconds")));
+    }
+    let expires = match p.expires_in_seconds {
+        Some(e) => e.duration(),
+        None => {
+            Some(Duration::try_from_secs_f64(p.timeout_seconds.unwrap_or(3600.0)).map_err(|_| ()))
+        }
+    }
+    .transpose()
+    .map_err(|()| {
+        let key = if p.expires_in_seconds.is_some() {
+            "expires_in_seconds"
+        } else {
+            "timeout_seconds"
+        };
+        ConfigError::new(format!("{key} must be a non-negative number or `never`"))
+            .at(at.key(i, key))
+    })?;
+    let wait = Duration::try_from_secs_f64(p.wait_seconds.unwrap_or(0.0)).map_err(|_| {
+        ConfigError::new("wait_seconds must be a non-negative number").at(at.key(i, "wait_seconds"))
     })?;
     Ok(Arc::new(
         ApprovalPolicy::new(approvers)
             .named(name)
-            .expires_in(Some(expires))
+            .wait(wait)
+            .expires_in(expires)
             .on_expiry(on_expiry)
-            .require_reason(p.require_reason.unwrap_or(false)),
+            .require_reason(p.require_reason.unwrap_or(false))
+            .quorum(p.quorum.unwrap_or(1), p.veto.unwrap_or(true))
+            .allow_self_approval(p.allow_self_approval.unwrap_or(false)),
     ))
 }
 

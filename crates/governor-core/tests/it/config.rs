@@ -255,3 +255,70 @@ async fn shadow_entries_record_without_enforcing() {
         .await
         .unwrap();
 }
+
+#[test]
+fn approval_additions_load_with_their_meaning() {
+    let file = PolicyFile::parse(
+        "policies:
+  - type: approval
+    name: Board
+    approvers: [ann, bob, cy]
+    quorum: 2
+    veto: false
+    wait_seconds: 5
+    expires_in_seconds: never
+  - type: approval
+    name: Cfo
+    approvers: [cfo@company.com]
+    timeout_seconds: 60
+    on_timeout: escalate
+    escalate_to: [ceo@company.com]
+    escalate_expires_in_seconds: 600
+    allow_self_approval: true
+",
+        Format::Yaml,
+    )
+    .unwrap();
+    let ctx_input = json!({});
+    let who = Principal::new("x");
+    let ctx = PolicyContext {
+        execution_id: ExecutionId::new(),
+        action: "a",
+        phase: PolicyPhase::PreExecution,
+        input: &ctx_input,
+        output: None,
+        principal: &who,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let specs: Vec<ApprovalSpec> = file
+        .policies()
+        .iter()
+        .map(|p| match rt.block_on(p.evaluate(&ctx)) {
+            Decision::RequireApproval(spec) => spec,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        (specs[0].quorum, specs[0].veto, specs[0].expires_in),
+        (2, false, None)
+    );
+    assert_eq!(specs[0].wait, std::time::Duration::from_secs(5));
+    assert_eq!(
+        specs[1].on_expiry,
+        OnExpiry::Escalate {
+            approvers: vec!["ceo@company.com".into()],
+            expires_in: Some(std::time::Duration::from_secs(600))
+        }
+    );
+    assert!(specs[1].allow_self_approval);
+
+    let bad = PolicyFile::parse(
+        "policies:\n  - type: approval\n    approvers: [a]\n    on_timeout: escalate\n",
+        Format::Yaml,
+    )
+    .unwrap_err();
+    assert!(bad.message.contains("escalate_to"), "{bad}");
+    assert_eq!(bad.line, Some(4));
+}
