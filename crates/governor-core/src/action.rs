@@ -75,6 +75,11 @@ impl Hook {
     }
 }
 
+/// Runs an action from its stored arguments (a JSON object bound by name)
+/// when a parked execution is resumed; returns its output as JSON or the
+/// error's message.
+pub type ResumeFn = Arc<dyn Fn(Value) -> BoxFuture<'static, Result<Value, String>> + Send + Sync>;
+
 /// Called with the execution id and the saved state each time state is
 /// saved (before the action runs, and when a call is parked for approval).
 pub type StateCallback = Arc<dyn Fn(ExecutionId, &Value) + Send + Sync>;
@@ -182,6 +187,7 @@ pub struct Action {
     pub(crate) audit: Option<AuditSettings>,
     pub(crate) allow_data: Vec<crate::lifecycle::AllowData>,
     pub(crate) policy_names: Vec<Arc<str>>,
+    pub(crate) resume: Option<ResumeFn>,
 }
 
 impl fmt::Debug for Action {
@@ -310,6 +316,7 @@ impl ActionBuilder {
                 audit: None,
                 allow_data: Vec::new(),
                 policy_names: Vec::new(),
+                resume: None,
             },
         }
     }
@@ -362,6 +369,43 @@ impl ActionBuilder {
         self
     }
 
+    /// Makes the action resumable: after a human approves a parked call,
+    /// `handler` runs it from the stored arguments (deserialized into `I`,
+    /// a struct whose fields are the parameters), on whichever instance
+    /// calls [`Governor::resume`]. Building the action registers it with
+    /// its governor under its name.
+    pub fn resumable<I, T, E, F, Fut>(mut self, handler: F) -> Self
+    where
+        I: serde::de::DeserializeOwned,
+        T: Serialize,
+        E: fmt::Display,
+        F: Fn(I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let handler = Arc::new(handler);
+        self.action.resume = Some(Arc::new(
+            move |input: Value| -> BoxFuture<'static, Result<Value, String>> {
+                match serde_json::from_value::<I>(input) {
+                    Ok(args) => {
+                        let fut = handler(args);
+                        Box::pin(async move {
+                            match fut.await {
+                                Ok(out) => serde_json::to_value(out).map_err(|e| e.to_string()),
+                                Err(e) => Err(e.to_string()),
+                            }
+                        })
+                    }
+                    Err(e) => {
+                        let message =
+                            format!("stored arguments do not fit the action's parameters: {e}");
+                        Box::pin(async move { Err(message) })
+                    }
+                }
+            },
+        ));
+        self
+    }
+
     /// Builds the action.
     pub fn build(mut self) -> Result<Action, GovernError> {
         if self.action.name.trim().is_empty() {
@@ -391,6 +435,9 @@ impl ActionBuilder {
                     }
                 }
             }
+        }
+        if self.action.resume.is_some() {
+            self.action.governor().register(&self.action);
         }
         Ok(self.action)
     }

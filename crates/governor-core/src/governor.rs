@@ -1,9 +1,10 @@
 //! The governor: the store, the event bus and the defaults every governed
 //! action shares.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
-use crate::action::ActionBuilder;
+use crate::action::{Action, ActionBuilder};
 use crate::error::{GovernError, StoreError};
 use crate::event::EventBus;
 use crate::execution::{Execution, ExecutionId};
@@ -11,6 +12,9 @@ use crate::redact::Redactor;
 use crate::store::{MemoryStore, Store};
 
 struct Inner {
+    /// Resumable actions by name. Kept without their governor (which is
+    /// this one) so that the registry does not keep itself alive.
+    actions: RwLock<HashMap<Arc<str>, Action>>,
     store: Arc<dyn Store>,
     events: EventBus,
     redactor: Redactor,
@@ -84,6 +88,21 @@ impl Governor {
         self.inner.capture_state
     }
 
+    /// Registers a resumable action under its name (replacing one with the
+    /// same name). [`ActionBuilder::resumable`] does this on build.
+    pub fn register(&self, action: &Action) {
+        let mut detached = action.clone();
+        detached.governor = crate::action::GovernorRef::Global;
+        if let Ok(mut actions) = self.inner.actions.write() {
+            actions.insert(Arc::clone(&action.name), detached);
+        }
+    }
+
+    /// The resumable action registered under `name`.
+    pub(crate) fn registered(&self, name: &str) -> Option<Action> {
+        self.inner.actions.read().ok()?.get(name).cloned()
+    }
+
     /// Looks an execution up.
     pub async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
         self.inner.store.execution(id).await
@@ -153,6 +172,7 @@ impl GovernorBuilder {
     fn build_unchecked(self) -> Governor {
         Governor {
             inner: Arc::new(Inner {
+                actions: RwLock::new(HashMap::new()),
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 events: self.events.unwrap_or_default(),
                 redactor: self.redactor,

@@ -47,11 +47,14 @@ pub mod macro_support;
 pub mod policy;
 mod principal;
 mod redact;
+mod resume;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use action::{Action, ActionBuilder, Args, BoxFuture, Call, Hook, HookContext, StateCallback};
+pub use action::{
+    Action, ActionBuilder, Args, BoxFuture, Call, Hook, HookContext, ResumeFn, StateCallback,
+};
 pub use approval::{
     ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, OnExpiry, StageDecision,
 };
@@ -76,6 +79,7 @@ pub use policy::{
 };
 pub use principal::Principal;
 pub use redact::{REDACTED, Redactor};
+pub use resume::ResumeError;
 pub use store::{Change, Creation, EventQuery, ExecutionQuery, MemoryStore, Store, Transition};
 
 /// The crate README's examples, compiled as doc tests.

@@ -18,6 +18,7 @@ use crate::event::{Event, EventBus, EventKind};
 use crate::execution::{
     Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Snapshot, StatusSet,
 };
+use crate::governor::Governor;
 use crate::json::Json;
 use crate::policy::{Decision, Denial, Policy, PolicyContext, PolicyKind, PolicyPhase};
 use crate::principal::Principal;
@@ -164,6 +165,44 @@ impl<'a> Run<'a> {
             creation.events.into_iter().for_each(|e| run.events.emit(e));
         }
         Ok(run)
+    }
+
+    /// A run picking up an approved execution from the store.
+    fn resumed(
+        action: &'a Action,
+        governor: &Governor,
+        execution: Execution,
+        input: Value,
+    ) -> Run<'a> {
+        let mut redactor = action.redactor.clone();
+        redactor.extend(governor.redactor().fields());
+        let now = crate::ids::now();
+        let mut run = Run {
+            action,
+            store: Arc::clone(governor.store()),
+            events: governor.events().clone(),
+            redactor,
+            capture_state: action
+                .capture_state
+                .unwrap_or_else(|| governor.capture_state()),
+            execution,
+            input: Arc::new(input),
+            output: None,
+            decisions: Vec::new(),
+            queued: Vec::with_capacity(4),
+            allowed: Vec::new(),
+            now,
+            created: true,
+            settled: false,
+        };
+        let restored = run.event(
+            EventKind::StateRestored,
+            checkpoint_data(Checkpoint::AwaitingApproval),
+        );
+        let resumed = run.event(EventKind::ExecutionResumed, Json::null());
+        run.queue(restored);
+        run.queue(resumed);
+        run
     }
 
     fn id(&self) -> ExecutionId {
@@ -834,3 +873,25 @@ enum Gate {
 /// How often a waiting caller re-reads a parked execution, for decisions
 /// made by other processes (same-process decisions wake it at once).
 const DECISION_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Runs an approved execution with its action's resume handler, through the
+/// same steps as a call that was approved while its caller waited: the
+/// `Approved → Running` change (only one runner can make it), the handler,
+/// post-execution policies and post-actions, completion.
+pub(crate) async fn run_resumed(
+    governor: &Governor,
+    action: &Action,
+    execution: Execution,
+    input: Value,
+    handler: &crate::action::ResumeFn,
+) -> Result<(), GovernError> {
+    let mut run = Run::resumed(action, governor, execution, input.clone());
+    run.start(ExecutionStatus::Approved).await?;
+    match handler(input).await {
+        Ok(output) => run.finish(output).await,
+        Err(message) => {
+            run.action_failed(message).await;
+            Ok(())
+        }
+    }
+}

@@ -5,3 +5,4 @@ mod approvals;
 mod config;
 mod lifecycle;
 mod memory_store;
+mod resume;

@@ -150,3 +150,59 @@ async fn deleting_or_editing_an_audit_row_breaks_the_chain() {
     let entries = store.audit_entries(2, 10).await.unwrap();
     assert_eq!(verify_chain(&entries), Err(ChainError::Tampered { seq: 3 }));
 }
+
+#[derive(serde::Deserialize)]
+struct Transfer {
+    amount: f64,
+}
+
+fn transfer_action(g: &Governor) -> Action {
+    g.action("large_wire_transfer")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]))
+        .resumable(|t: Transfer| async move {
+            Ok::<_, GovernError>(serde_json::json!({"sent": t.amount}))
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_call_survives_a_restart_and_completes_after_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let id = {
+        // The first process: the agent's call is parked and the process ends.
+        let g = Governor::builder()
+            .store(SqliteStore::open(&path).await.unwrap())
+            .build()
+            .unwrap();
+        let err = transfer_action(&g)
+            .run(Args::new().arg("amount", &50_000.0), || async {
+                Ok::<_, GovernError>(serde_json::json!(null))
+            })
+            .await
+            .unwrap_err();
+        let GovernError::Pending { execution_id } = err else {
+            panic!("{err:?}")
+        };
+        execution_id
+    };
+    // Hours later, another process: the CFO approves and it completes.
+    let g = Governor::builder()
+        .store(SqliteStore::open(&path).await.unwrap())
+        .build()
+        .unwrap();
+    let _registered = transfer_action(&g);
+    let cfo = Principal::new("carol").with_attribute("email", "cfo@company.com");
+    g.approve(id, &cfo, Some("checked the invoice"))
+        .await
+        .unwrap();
+    let done = g.resume(id).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    assert_eq!(
+        done.output.unwrap().value(),
+        serde_json::json!({"sent": 50000.0})
+    );
+    let audit = g.store().audit_entries(0, 100).await.unwrap();
+    assert_eq!(verify_chain(&audit), Ok(3), "parked, approved, completed");
+}

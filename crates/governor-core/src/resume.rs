@@ -1,0 +1,125 @@
+//! Resuming approved executions: the async pattern's second half.
+
+use std::time::Duration;
+
+use crate::error::{GovernError, StoreError, StoreErrorKind};
+use crate::execution::{Execution, ExecutionId, ExecutionStatus};
+use crate::governor::Governor;
+use crate::redact::REDACTED;
+
+/// Why an execution could not be resumed.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// No such execution.
+    #[error("execution {execution_id} does not exist")]
+    NotFound {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+    /// Only approved executions can be resumed.
+    #[error("execution {execution_id} is {status}; only approved executions can be resumed")]
+    NotApproved {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// Its status.
+        status: ExecutionStatus,
+    },
+    /// No resumable action with this name is registered on this governor.
+    #[error("no resumable action `{action}` is registered here (build it with `.resumable(...)`)")]
+    NotRegistered {
+        /// The action.
+        action: String,
+    },
+    /// The stored arguments were redacted, so the action cannot run with
+    /// them faithfully.
+    #[error(
+        "the stored arguments of execution {execution_id} contain redacted fields; resuming it needs the \
+         original arguments, which are not kept"
+    )]
+    RedactedInputs {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+    /// Another runner took it first.
+    #[error("execution {execution_id} is already being resumed elsewhere")]
+    Conflict {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Governor {
+    /// Runs an approved execution now, with its stored arguments, through
+    /// the action registered under its name, and returns it as stored
+    /// afterwards (`Completed`, or `Failed` with the reason). The original
+    /// execution is the one that completes; the execution id is the
+    /// idempotency key: of several concurrent resumes exactly one runs.
+    pub async fn resume(&self, id: ExecutionId) -> Result<Execution, ResumeError> {
+        let store = self.store();
+        let Some(execution) = store.execution(id).await? else {
+            return Err(ResumeError::NotFound { execution_id: id });
+        };
+        if execution.status != ExecutionStatus::Approved {
+            return Err(ResumeError::NotApproved {
+                execution_id: id,
+                status: execution.status,
+            });
+        }
+        let action =
+            self.registered(&execution.action)
+                .ok_or_else(|| ResumeError::NotRegistered {
+                    action: execution.action.to_string(),
+                })?;
+        let Some(handler) = action.resume.clone() else {
+            return Err(ResumeError::NotRegistered {
+                action: execution.action.to_string(),
+            });
+        };
+        if execution.inputs.as_str().contains(REDACTED) {
+            return Err(ResumeError::RedactedInputs { execution_id: id });
+        }
+        let input = execution.inputs.value();
+        match crate::lifecycle::run_resumed(self, &action, execution, input, &handler).await {
+            Ok(()) => {}
+            Err(GovernError::Store(e)) if e.kind() == StoreErrorKind::Conflict => {
+                return Err(ResumeError::Conflict { execution_id: id });
+            }
+            Err(GovernError::Store(e)) => return Err(ResumeError::Store(e)),
+            // Post-execution denials and hook failures are recorded on the
+            // execution, which is returned below.
+            Err(_) => {}
+        }
+        store
+            .execution(id)
+            .await?
+            .ok_or(ResumeError::NotFound { execution_id: id })
+    }
+
+    /// Waits until execution `id` reaches a terminal status (or `timeout`
+    /// passes) and returns it as stored then.
+    pub async fn wait_for_result(
+        &self,
+        id: ExecutionId,
+        timeout: Duration,
+    ) -> Result<Execution, ResumeError> {
+        let mut changes = self.store().watch();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let Some(e) = self.store().execution(id).await? else {
+                return Err(ResumeError::NotFound { execution_id: id });
+            };
+            if e.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+                return Ok(e);
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+                _ = changes.recv() => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,186 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use governor_core::*;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+struct Transfer {
+    amount: f64,
+    recipient: String,
+}
+
+fn cfo() -> Principal {
+    Principal::new("carol").with_attribute("email", "cfo@company.com")
+}
+
+/// Builds the seed's large transfer: parked for the CFO, resumable.
+fn large_transfer(g: &Governor, runs: Arc<AtomicUsize>) -> Action {
+    g.action("large_wire_transfer")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]))
+        .resumable(move |t: Transfer| {
+            let runs = Arc::clone(&runs);
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, GovernError>(
+                    json!({"status": "completed", "amount": t.amount, "to": t.recipient}),
+                )
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+async fn request(action: &Action) -> ExecutionId {
+    let err = action
+        .run_as(
+            Principal::new("agent-7"),
+            Args::new()
+                .arg("amount", &50_000.0)
+                .arg("recipient", "BigCorp"),
+            || async { Ok::<_, GovernError>(json!("ran in place")) },
+        )
+        .await
+        .unwrap_err();
+    match err {
+        GovernError::Pending { execution_id } => execution_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_approved_execution_resumes_and_the_original_completes() {
+    let g = Governor::builder().build().unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let action = large_transfer(&g, Arc::clone(&runs));
+    let id = request(&action).await;
+
+    let early = g.resume(id).await.unwrap_err();
+    assert!(
+        matches!(
+            early,
+            ResumeError::NotApproved {
+                status: ExecutionStatus::AwaitingApproval,
+                ..
+            }
+        ),
+        "{early:?}"
+    );
+
+    g.approve(id, &cfo(), None).await.unwrap();
+    let done = g.resume(id).await.unwrap();
+    assert_eq!(
+        done.id, id,
+        "the original execution completes, not a new one"
+    );
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    assert_eq!(done.output.unwrap().value()["to"], "BigCorp");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        g.resume(id).await,
+        Err(ResumeError::NotApproved { .. })
+    ));
+    assert_eq!(
+        g.wait_for_result(id, Duration::from_secs(1))
+            .await
+            .unwrap()
+            .status,
+        ExecutionStatus::Completed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_resumes_exactly_one_runs() {
+    let g = Governor::builder().build().unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let action = large_transfer(&g, Arc::clone(&runs));
+    let id = request(&action).await;
+    g.approve(id, &cfo(), None).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let g = g.clone();
+        tasks.push(tokio::spawn(async move { g.resume(id).await }));
+    }
+    let mut completed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(e) => {
+                assert_eq!(e.status, ExecutionStatus::Completed);
+                completed += 1;
+            }
+            Err(ResumeError::Conflict { .. } | ResumeError::NotApproved { .. }) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert!(completed >= 1);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the action ran exactly once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_result_sees_a_resume_made_elsewhere() {
+    let g = Governor::builder().build().unwrap();
+    let action = large_transfer(&g, Arc::default());
+    let id = request(&action).await;
+    let waiter = tokio::spawn({
+        let g = g.clone();
+        async move { g.wait_for_result(id, Duration::from_secs(10)).await }
+    });
+    g.approve(id, &cfo(), None).await.unwrap();
+    g.resume(id).await.unwrap();
+    assert_eq!(
+        waiter.await.unwrap().unwrap().status,
+        ExecutionStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn unknown_actions_and_redacted_arguments_are_refused() {
+    let g = Governor::builder().build().unwrap();
+    let plain = g
+        .action("not_resumable")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]))
+        .build()
+        .unwrap();
+    let id = request(&plain).await;
+    g.approve(id, &cfo(), None).await.unwrap();
+    assert!(matches!(
+        g.resume(id).await,
+        Err(ResumeError::NotRegistered { .. })
+    ));
+
+    let secret = g
+        .action("with_secrets")
+        .policy(AuditPolicy::new().sensitive_fields(["recipient"]))
+        .policy(ApprovalPolicy::new(["cfo@company.com"]))
+        .resumable(|t: Transfer| async move { Ok::<_, GovernError>(t.amount) })
+        .build()
+        .unwrap();
+    let id = request(&secret).await;
+    g.approve(id, &cfo(), None).await.unwrap();
+    assert!(matches!(
+        g.resume(id).await,
+        Err(ResumeError::RedactedInputs { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_failing_resumed_action_is_recorded_as_failed() {
+    let g = Governor::builder().build().unwrap();
+    let action = g
+        .action("flaky_transfer")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]))
+        .resumable(|_: Value| async { Err::<Value, _>("bank API is down") })
+        .build()
+        .unwrap();
+    let id = request(&action).await;
+    g.approve(id, &cfo(), None).await.unwrap();
+    let e = g.resume(id).await.unwrap();
+    assert_eq!(e.status, ExecutionStatus::Failed);
+    assert_eq!(e.failure.unwrap().message, "bank API is down");
+}
