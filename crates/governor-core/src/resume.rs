@@ -123,3 +123,57 @@ impl Governor {
         }
     }
 }
+
+/// How long a worker's claim on an approved execution lasts before
+/// another worker may take it.
+const WORKER_LEASE: Duration = Duration::from_secs(300);
+
+impl Governor {
+    /// One round of a resume worker: claims up to `limit` approved
+    /// executions for `owner` and resumes those whose action is registered
+    /// here (others are released for instances that have it). Returns how
+    /// many it completed or failed.
+    pub async fn resume_approved(&self, owner: &str, limit: usize) -> Result<usize, StoreError> {
+        let claimed = self
+            .store()
+            .claim(ExecutionStatus::Approved, owner, WORKER_LEASE, limit)
+            .await?;
+        let mut finished = 0;
+        for e in claimed {
+            if self.registered(&e.action).is_none() {
+                let _ = self.store().release_lease(e.id, owner).await;
+                continue;
+            }
+            match self.resume(e.id).await {
+                Ok(_) => finished += 1,
+                Err(ResumeError::Store(err)) => return Err(err),
+                Err(err) => tracing::warn!(execution_id = %e.id, "resume worker `{owner}`: {err}"),
+            }
+        }
+        Ok(finished)
+    }
+
+    /// Resumes approved executions in the background (the seed's
+    /// AutoResumeManager): every `every`, one [`resume_approved`] round.
+    /// Workers on several instances share the work; each execution runs
+    /// once. Abort the returned task to stop.
+    ///
+    /// [`resume_approved`]: Self::resume_approved
+    pub fn spawn_resume_worker(
+        &self,
+        owner: impl Into<String>,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let governor = self.clone();
+        let owner = owner.into();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                if let Err(e) = governor.resume_approved(&owner, 16).await {
+                    tracing::warn!("resume worker `{owner}` failed: {e}");
+                }
+            }
+        })
+    }
+}

@@ -184,3 +184,38 @@ async fn a_failing_resumed_action_is_recorded_as_failed() {
     assert_eq!(e.status, ExecutionStatus::Failed);
     assert_eq!(e.failure.unwrap().message, "bank API is down");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_resume_approved_executions_once_each() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let a = Governor::builder()
+        .shared_store(Arc::clone(&store))
+        .build()
+        .unwrap();
+    let b = Governor::builder().shared_store(store).build().unwrap();
+    let action = large_transfer(&a, Arc::clone(&runs));
+    let _same_on_b = large_transfer(&b, Arc::clone(&runs));
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let id = request(&action).await;
+        a.approve(id, &cfo(), None).await.unwrap();
+        ids.push(id);
+    }
+    let wa = a.spawn_resume_worker("worker-a", Duration::from_millis(5));
+    let wb = b.spawn_resume_worker("worker-b", Duration::from_millis(5));
+    for id in &ids {
+        let e = a
+            .wait_for_result(*id, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(e.status, ExecutionStatus::Completed);
+    }
+    wa.abort();
+    wb.abort();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        20,
+        "every execution ran exactly once"
+    );
+}
