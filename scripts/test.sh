@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for example in basic_usage govern_impl criteria_based_governance; do
+for example in basic_usage govern_impl criteria_based_governance financial_approval_system; do
     echo "== example $example"
     cargo run -q -p agent-governor --example "$example"
 done
