@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::action::{Action, ActionBuilder};
+use crate::channel::{ApprovalChannel, ApprovalNotice};
 use crate::error::{GovernError, StoreError};
 use crate::event::EventBus;
 use crate::execution::{Execution, ExecutionId};
@@ -16,6 +17,7 @@ struct Inner {
     /// this one) so that the registry does not keep itself alive.
     actions: RwLock<HashMap<Arc<str>, Action>>,
     store: Arc<dyn Store>,
+    channels: Vec<Arc<dyn ApprovalChannel>>,
     events: EventBus,
     redactor: Redactor,
     capture_state: bool,
@@ -103,6 +105,31 @@ impl Governor {
         self.inner.actions.read().ok()?.get(name).cloned()
     }
 
+    /// Tells every channel about a request that was just stored, each in
+    /// its own task (a slow or failing channel delays nothing).
+    pub(crate) fn notify_channels(&self, notice: ApprovalNotice) {
+        if self.inner.channels.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "approval channels need a Tokio runtime; request {} not announced",
+                notice.execution_id
+            );
+            return;
+        };
+        let notice = Arc::new(notice);
+        for channel in &self.inner.channels {
+            let (channel, governor, notice) =
+                (Arc::clone(channel), self.clone(), Arc::clone(&notice));
+            runtime.spawn(async move {
+                if let Err(e) = channel.notify(&governor, &notice).await {
+                    tracing::warn!(channel = channel.name(), execution_id = %notice.execution_id, "approval channel failed: {e}");
+                }
+            });
+        }
+    }
+
     /// Looks an execution up.
     pub async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
         self.inner.store.execution(id).await
@@ -113,6 +140,7 @@ impl Governor {
 #[must_use]
 pub struct GovernorBuilder {
     store: Option<Arc<dyn Store>>,
+    channels: Vec<Arc<dyn ApprovalChannel>>,
     events: Option<EventBus>,
     redactor: Redactor,
     capture_state: bool,
@@ -122,6 +150,7 @@ impl Default for GovernorBuilder {
     fn default() -> Self {
         Self {
             store: None,
+            channels: Vec::new(),
             events: None,
             redactor: Redactor::default(),
             capture_state: true,
@@ -139,6 +168,12 @@ impl GovernorBuilder {
     /// A store shared with other components.
     pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// Adds a channel told about every new approval request.
+    pub fn channel(mut self, channel: impl ApprovalChannel) -> Self {
+        self.channels.push(Arc::new(channel));
         self
     }
 
@@ -174,6 +209,7 @@ impl GovernorBuilder {
             inner: Arc::new(Inner {
                 actions: RwLock::new(HashMap::new()),
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                channels: self.channels,
                 events: self.events.unwrap_or_default(),
                 redactor: self.redactor,
                 capture_state: self.capture_state,

@@ -32,6 +32,7 @@
 mod action;
 mod approval;
 mod audit;
+mod channel;
 pub mod config;
 mod decide;
 mod error;
@@ -61,6 +62,7 @@ pub use approval::{
 pub use audit::{
     AuditEntry, AuditRecord, ChainError, DecisionRecord, GENESIS_HASH, chain_hash, verify_chain,
 };
+pub use channel::{ApprovalChannel, ApprovalNotice, CallbackChannel, CliChannel};
 pub use config::{ConfigError, PolicyFile, load_policies_from_file, load_policies_from_value};
 pub use decide::{ApprovalError, Verdict};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};

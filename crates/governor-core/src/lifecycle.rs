@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::action::{Action, Call, HookContext};
 use crate::approval::{ApprovalRequest, ApprovalSpec};
 use crate::audit::{AuditRecord, DecisionRecord};
+use crate::channel::ApprovalNotice;
 use crate::error::GovernError;
 use crate::event::{Event, EventBus, EventKind};
 use crate::execution::{
@@ -88,6 +89,7 @@ impl Action {
 /// cancelled.
 struct Run<'a> {
     action: &'a Action,
+    governor: Governor,
     store: Arc<dyn Store>,
     events: EventBus,
     redactor: Redactor,
@@ -131,6 +133,7 @@ impl<'a> Run<'a> {
         );
         let mut run = Run {
             action,
+            governor: governor.clone(),
             store: Arc::clone(governor.store()),
             events: governor.events().clone(),
             redactor,
@@ -179,6 +182,7 @@ impl<'a> Run<'a> {
         let now = crate::ids::now();
         let mut run = Run {
             action,
+            governor: governor.clone(),
             store: Arc::clone(governor.store()),
             events: governor.events().clone(),
             redactor,
@@ -596,7 +600,19 @@ impl<'a> Run<'a> {
         t.snapshot = Some(snapshot);
         t.audit = Some(self.audit_record(ExecutionStatus::AwaitingApproval, None));
         t.approval = Some(request);
+        let notice = ApprovalNotice {
+            execution_id: self.id(),
+            action: self.execution.action.to_string(),
+            requester: self.execution.principal.id.clone(),
+            inputs: self.execution.inputs.clone(),
+            request: t
+                .approval
+                .clone()
+                .unwrap_or_else(|| ApprovalRequest::new(Vec::new())),
+        };
         self.apply(t).await?;
+        // Only now, with the request durable, may anyone hear about it.
+        self.governor.notify_channels(notice);
         self.state_saved(Checkpoint::AwaitingApproval, true);
         Ok(())
     }
