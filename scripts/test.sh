@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-for example in basic_usage govern_impl criteria_based_governance financial_approval_system; do
+for example in basic_usage govern_impl criteria_based_governance financial_approval_system \
+    approval_patterns manual_resume multi_stage_approval state_callback; do
     echo "== example $example"
     cargo run -q -p agent-governor --example "$example"
 done
