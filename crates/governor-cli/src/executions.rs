@@ -168,6 +168,19 @@ async fn show(db: &Path, id: ExecutionId, json: bool) -> anyhow::Result<ExitCode
                 s.spec.policy,
                 s.spec.approvers.join(", ")
             );
+            for d in &s.decisions {
+                let verdict = if d.approved { "approved" } else { "rejected" };
+                let reason = d
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default();
+                out!(
+                    "             {verdict} by {} at {}{reason}",
+                    d.approver,
+                    time(d.at)
+                );
+            }
         }
     }
     out!("\ntimeline");
