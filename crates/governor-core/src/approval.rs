@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::json::Json;
 use crate::policy::{Decision, Policy, PolicyContext, PolicyKind, PolicyPhase};
 use crate::principal::Principal;
 
@@ -157,6 +158,10 @@ pub struct ApprovalRequest {
     pub requested_at: DateTime<Utc>,
     /// The stages, decided in order.
     pub stages: Vec<ApprovalStage>,
+    /// Arguments an approver changed; the action runs with these. The
+    /// execution's `inputs` keep what was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_inputs: Option<Json>,
 }
 
 impl ApprovalRequest {
@@ -177,6 +182,7 @@ impl ApprovalRequest {
         Self {
             requested_at: now,
             stages,
+            edited_inputs: None,
         }
     }
 

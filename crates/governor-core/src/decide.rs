@@ -77,6 +77,23 @@ pub enum ApprovalError {
         /// The stage (from 1).
         stage: usize,
     },
+    /// Edited arguments failed the action's validation.
+    #[error("the edited arguments of execution {execution_id} are invalid: {reason}")]
+    InvalidEdit {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// What the validation said.
+        reason: String,
+    },
+    /// Edits need the action to be resumable here, and its arguments free of
+    /// redacted fields.
+    #[error("execution {execution_id} cannot be approved with edits: {reason}")]
+    NotEditable {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// Why.
+        reason: String,
+    },
     /// The policy requires a reason and none was given.
     #[error("a reason is required to decide execution {execution_id} (policy `{policy}`)")]
     ReasonRequired {
@@ -143,7 +160,86 @@ impl Governor {
         let Some(execution) = store.execution(id).await? else {
             return Err(ApprovalError::NotFound { execution_id: id });
         };
-        let (transition, event) = decision_transition(&execution, approver, verdict, reason)?;
+        self.record_decision(execution, approver, verdict, reason, None)
+            .await
+    }
+
+    /// Approves with changed arguments (`edits`: the complete new arguments,
+    /// an object bound by parameter name). The edits must pass the
+    /// action's validation policies again; the action then runs with them
+    /// when resumed, while the execution's `inputs` keep what was asked for
+    /// and the audit record of the decision keeps the edits. The action
+    /// must be registered as resumable here; a caller that was still
+    /// waiting gets `Pending` and the execution continues through resume.
+    pub async fn approve_with_edits(
+        &self,
+        id: ExecutionId,
+        approver: &Principal,
+        edits: serde_json::Value,
+        reason: Option<&str>,
+    ) -> Result<Execution, ApprovalError> {
+        let Some(execution) = self.store().execution(id).await? else {
+            return Err(ApprovalError::NotFound { execution_id: id });
+        };
+        let not_editable = |reason: &str| ApprovalError::NotEditable {
+            execution_id: id,
+            reason: reason.to_owned(),
+        };
+        let action = self
+            .registered(&execution.action)
+            .ok_or_else(|| not_editable("its action is not registered as resumable here"))?;
+        if !edits.is_object() {
+            return Err(ApprovalError::InvalidEdit {
+                execution_id: id,
+                reason: "edits must be an object of named arguments".into(),
+            });
+        }
+        let mut redactor = action.redactor.clone();
+        redactor.extend(self.redactor().fields());
+        if execution.inputs.as_str().contains(crate::redact::REDACTED)
+            || redactor.redact(&edits) != edits
+        {
+            return Err(not_editable(
+                "its arguments contain sensitive fields, which are never stored in clear",
+            ));
+        }
+        for policy in action
+            .policies
+            .iter()
+            .filter(|p| p.kind() == crate::policy::PolicyKind::Validation)
+        {
+            let ctx = crate::policy::PolicyContext {
+                execution_id: id,
+                action: &execution.action,
+                phase: crate::policy::PolicyPhase::PreExecution,
+                input: &edits,
+                output: None,
+                principal: &execution.principal,
+            };
+            if let crate::policy::Decision::Deny(d) = policy.evaluate(&ctx).await {
+                return Err(ApprovalError::InvalidEdit {
+                    execution_id: id,
+                    reason: d.reason,
+                });
+            }
+        }
+        let edits = Json::from(&edits);
+        self.record_decision(execution, approver, Verdict::Approve, reason, Some(edits))
+            .await
+    }
+
+    async fn record_decision(
+        &self,
+        execution: Execution,
+        approver: &Principal,
+        verdict: Verdict,
+        reason: Option<&str>,
+        edits: Option<Json>,
+    ) -> Result<Execution, ApprovalError> {
+        let store = self.store();
+        let id = execution.id;
+        let (transition, event) =
+            decision_transition(&execution, approver, verdict, reason, edits)?;
         store
             .transition(&transition)
             .await
@@ -163,6 +259,7 @@ fn decision_transition(
     approver: &Principal,
     verdict: Verdict,
     reason: Option<&str>,
+    edits: Option<Json>,
 ) -> Result<(Transition, Event), ApprovalError> {
     let id = e.id;
     let Some(request) = &e.approval else {
@@ -238,6 +335,9 @@ fn decision_transition(
     };
     let mut t = Transition::at(now, id, ExecutionStatus::AwaitingApproval, to);
     t.expect_version = Some(e.version);
+    if edits.is_some() {
+        updated.edited_inputs = edits.clone();
+    }
     t.approval = Some(updated);
     let outcome = if approved { "approved" } else { "rejected" };
     let data = json!({
@@ -246,6 +346,7 @@ fn decision_transition(
         "approver": approver.id,
         "reason": reason,
         "next_status": to,
+        "edited": edits.is_some(),
     });
     let kind = if approved {
         EventKind::ApprovalGranted
@@ -277,13 +378,24 @@ fn decision_transition(
         decisions: vec![DecisionRecord {
             policy: Arc::from(policy.as_str()),
             outcome: Cow::Borrowed(outcome),
-            reason: Some(match reason {
-                Some(r) => format!("by `{}`: {r}", approver.id),
-                None => format!("by `{}`", approver.id),
-            }),
+            reason: Some(format!(
+                "by `{}`{}{}",
+                approver.id,
+                if t.approval
+                    .as_ref()
+                    .is_some_and(|a| a.edited_inputs.is_some())
+                {
+                    " with edits"
+                } else {
+                    ""
+                },
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
+            )),
             shadow: false,
         }],
-        inputs: None,
+        // The audit keeps both versions: the request's inputs are on the
+        // execution's first record, the edits on this one.
+        inputs: edits,
         output: None,
         failure: t.failure.as_ref().map(|f| f.message.clone()),
         tags: Vec::new(),

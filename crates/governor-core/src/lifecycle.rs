@@ -507,6 +507,17 @@ impl<'a> Run<'a> {
             };
             match current.status {
                 ExecutionStatus::AwaitingApproval => {}
+                // Approved with changed arguments: the closure this caller
+                // holds has the old ones, so the execution continues through
+                // `resume` (a worker or the caller's own code) instead.
+                ExecutionStatus::Approved
+                    if current
+                        .approval
+                        .as_ref()
+                        .is_some_and(|a| a.edited_inputs.is_some()) =>
+                {
+                    return Err(pending);
+                }
                 ExecutionStatus::Approved => {
                     self.execution = current;
                     return Ok(());

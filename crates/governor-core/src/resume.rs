@@ -79,10 +79,16 @@ impl Governor {
                 action: execution.action.to_string(),
             });
         };
-        if execution.inputs.as_str().contains(REDACTED) {
+        // Arguments an approver edited replace the requested ones.
+        let stored = execution
+            .approval
+            .as_ref()
+            .and_then(|a| a.edited_inputs.clone())
+            .unwrap_or_else(|| execution.inputs.clone());
+        if stored.as_str().contains(REDACTED) {
             return Err(ResumeError::RedactedInputs { execution_id: id });
         }
-        let input = execution.inputs.value();
+        let input = stored.value();
         match crate::lifecycle::run_resumed(self, &action, execution, input, &handler).await {
             Ok(()) => {}
             Err(GovernError::Store(e)) if e.kind() == StoreErrorKind::Conflict => {

@@ -219,3 +219,147 @@ async fn workers_resume_approved_executions_once_each() {
         "every execution ran exactly once"
     );
 }
+
+fn checked_transfer(g: &Governor, paid: Arc<std::sync::Mutex<Vec<f64>>>, wait: Duration) -> Action {
+    g.action("checked_transfer")
+        .policy(
+            ValidationPolicy::new().input_validator(|i: &Value| -> Result<(), String> {
+                match i["amount"].as_f64() {
+                    Some(a) if a > 0.0 => Ok(()),
+                    _ => Err("amount must be positive".into()),
+                }
+            }),
+        )
+        .policy(ApprovalPolicy::new(["cfo@company.com"]).wait(wait))
+        .resumable(move |t: Transfer| {
+            let paid = Arc::clone(&paid);
+            async move {
+                paid.lock().unwrap().push(t.amount);
+                Ok::<_, GovernError>(json!({"sent": t.amount, "to": t.recipient}))
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_approver_can_change_the_arguments_and_the_action_runs_with_them() {
+    let g = Governor::builder().build().unwrap();
+    let paid = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let action = checked_transfer(&g, Arc::clone(&paid), Duration::ZERO);
+    let id = request(&action).await;
+
+    let bad = g
+        .approve_with_edits(
+            id,
+            &cfo(),
+            json!({"amount": -1.0, "recipient": "BigCorp"}),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(bad, Err(ApprovalError::InvalidEdit { .. })),
+        "{bad:?}"
+    );
+    let not_object = g.approve_with_edits(id, &cfo(), json!(5), None).await;
+    assert!(matches!(not_object, Err(ApprovalError::InvalidEdit { .. })));
+    assert_eq!(
+        g.execution(id).await.unwrap().unwrap().status,
+        ExecutionStatus::AwaitingApproval
+    );
+
+    let edits = json!({"amount": 9_000.0, "recipient": "BigCorp"});
+    g.approve_with_edits(
+        id,
+        &cfo(),
+        edits.clone(),
+        Some("capped at the monthly limit"),
+    )
+    .await
+    .unwrap();
+    let done = g.resume(id).await.unwrap();
+    assert_eq!(done.output.unwrap().value()["sent"], 9_000.0);
+    assert_eq!(*paid.lock().unwrap(), vec![9_000.0]);
+    assert_eq!(
+        done.inputs.value()["amount"],
+        50_000.0,
+        "the request is kept as asked"
+    );
+    let audit = g.store().audit_entries(0, 10).await.unwrap();
+    let decision = audit
+        .iter()
+        .find(|a| a.record.status == ExecutionStatus::Approved)
+        .unwrap();
+    assert_eq!(
+        decision.record.inputs.as_ref().unwrap().value(),
+        edits,
+        "the audit keeps the edits"
+    );
+    assert!(
+        decision.record.decisions[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("with edits")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_caller_hands_edited_calls_over_to_resume() {
+    let g = Governor::builder().build().unwrap();
+    let paid = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let action = Arc::new(checked_transfer(
+        &g,
+        Arc::clone(&paid),
+        Duration::from_secs(10),
+    ));
+    let caller = tokio::spawn({
+        let action = Arc::clone(&action);
+        async move { request(&action).await }
+    });
+    let id = loop {
+        let parked = g
+            .store()
+            .executions(&ExecutionQuery {
+                statuses: vec![ExecutionStatus::AwaitingApproval],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if let Some(e) = parked.first() {
+            break e.id;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    g.approve_with_edits(
+        id,
+        &cfo(),
+        json!({"amount": 10.0, "recipient": "Acme"}),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(caller.await.unwrap(), id, "the caller got its ticket back");
+    assert!(
+        paid.lock().unwrap().is_empty(),
+        "nothing ran with the old arguments"
+    );
+    g.resume(id).await.unwrap();
+    assert_eq!(*paid.lock().unwrap(), vec![10.0]);
+}
+
+#[tokio::test]
+async fn edits_need_a_resumable_action() {
+    let g = Governor::builder().build().unwrap();
+    let plain = g
+        .action("plain_transfer")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]))
+        .build()
+        .unwrap();
+    let id = request(&plain).await;
+    let err = g
+        .approve_with_edits(id, &cfo(), json!({"amount": 1.0}), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApprovalError::NotEditable { .. }), "{err:?}");
+}
