@@ -403,3 +403,51 @@ fn decision_transition(
     t.events.push(event.clone());
     Ok((t, event))
 }
+
+impl Governor {
+    /// Approves the waiting stage of `id` and grants the same for `window`:
+    /// the requester's later calls of this action pass this stage's policy
+    /// without asking (only with identical arguments if `same_arguments`).
+    /// The approver is checked exactly as for [`approve`](Self::approve).
+    pub async fn approve_and_grant(
+        &self,
+        id: ExecutionId,
+        approver: &Principal,
+        reason: Option<&str>,
+        window: std::time::Duration,
+        same_arguments: bool,
+    ) -> Result<(Execution, crate::grant::Grant), ApprovalError> {
+        let Some(execution) = self.store().execution(id).await? else {
+            return Err(ApprovalError::NotFound { execution_id: id });
+        };
+        let policy = execution
+            .approval
+            .as_ref()
+            .and_then(|a| a.current_stage())
+            .map(|(_, s)| s.spec.policy.clone())
+            .ok_or(ApprovalError::NotPending {
+                execution_id: id,
+                status: execution.status,
+            })?;
+        let now = Utc::now();
+        let grant = crate::grant::Grant {
+            id: uuid::Uuid::now_v7(),
+            action: execution.action.to_string(),
+            policy,
+            principal: execution.principal.id.clone(),
+            arguments: same_arguments.then(|| execution.inputs.clone()),
+            until: chrono::Duration::from_std(window)
+                .ok()
+                .and_then(|w| now.checked_add_signed(w))
+                .unwrap_or(now),
+            granted_by: approver.id.clone(),
+            reason: reason.map(str::to_owned),
+            created_at: now,
+        };
+        let decided = self
+            .record_decision(execution, approver, Verdict::Approve, reason, None)
+            .await?;
+        self.store().put_grant(&grant).await?;
+        Ok((decided, grant))
+    }
+}

@@ -40,6 +40,7 @@ mod event;
 mod execution;
 mod expiry;
 mod governor;
+mod grant;
 mod ids;
 mod json;
 mod lifecycle;
@@ -73,6 +74,7 @@ pub use execution::{
 };
 pub use expiry::EXPIRY_APPROVER;
 pub use governor::{Governor, GovernorBuilder};
+pub use grant::Grant;
 pub use json::Json;
 pub use policy::{
     AuditPolicy, AuthorizationPolicy, Decision, Denial, FieldError, Policy, PolicyContext,

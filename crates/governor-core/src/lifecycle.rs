@@ -427,14 +427,30 @@ impl<'a> Run<'a> {
             if !policy.phase().applies_to(phase) {
                 continue;
             }
-            let decision = policy.evaluate(&self.policy_context(phase)).await;
+            let mut decision = policy.evaluate(&self.policy_context(phase)).await;
             let shadow = policy.is_shadow();
-            let reason = decision.reason().map(|r| self.redactor.redact_text(r));
+            let mut granted = None;
+            if let (Decision::RequireApproval(spec), false) = (&decision, shadow)
+                && let Some(grant) = self.standing_grant(&spec.policy).await
+            {
+                granted = Some(format!(
+                    "approved by standing grant {} from `{}` until {}",
+                    grant.id, grant.granted_by, grant.until
+                ));
+                decision = Decision::Allow;
+            }
+            let outcome = if granted.is_some() {
+                "granted"
+            } else {
+                decision.outcome()
+            };
+            let reason =
+                granted.or_else(|| decision.reason().map(|r| self.redactor.redact_text(r)));
             let data = match (&decision, action.allow_data.get(i)) {
                 // The common case: an allow's event data is the same for
                 // every call, so it was built with the action.
-                (Decision::Allow, Some(cached)) => cached.for_phase(phase),
-                _ => decision_data(&**policy, phase, decision.outcome(), reason.as_deref()),
+                (Decision::Allow, Some(cached)) if outcome == "allow" => cached.for_phase(phase),
+                _ => decision_data(&**policy, phase, outcome, reason.as_deref()),
             };
             self.queue(self.event(EventKind::PolicyEvaluated, data.clone()));
             self.decisions.push(DecisionRecord {
@@ -443,7 +459,7 @@ impl<'a> Run<'a> {
                     .get(i)
                     .cloned()
                     .unwrap_or_else(|| Arc::from(policy.name())),
-                outcome: std::borrow::Cow::Borrowed(decision.outcome()),
+                outcome: std::borrow::Cow::Borrowed(outcome),
                 reason,
                 shadow,
             });
@@ -542,6 +558,28 @@ impl<'a> Run<'a> {
                 () = tokio::time::sleep_until(deadline) => return Err(pending),
                 () = poll => {}
                 _ = changes.recv() => {}
+            }
+        }
+    }
+
+    /// A grant letting this call pass approval `policy`, if one exists.
+    /// A store failure here means "no grant": the call asks a human.
+    async fn standing_grant(&self, policy: &str) -> Option<crate::grant::Grant> {
+        match self
+            .store
+            .grants(
+                &self.execution.action,
+                &self.execution.principal.id,
+                self.now,
+            )
+            .await
+        {
+            Ok(grants) => grants
+                .into_iter()
+                .find(|g| g.covers(policy, &self.input, self.now)),
+            Err(e) => {
+                tracing::warn!(execution_id = %self.id(), "could not read standing grants: {e}");
+                None
             }
         }
     }

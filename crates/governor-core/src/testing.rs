@@ -31,7 +31,7 @@ macro_rules! store_conformance {
             listing_filters_and_pages, events_filter_and_order, audit_log_is_chained,
             claims_are_exclusive_and_expire, concurrent_claims_are_disjoint,
             lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip,
-            creation_can_start_past_pending, versions_make_updates_conditional);
+            creation_can_start_past_pending, versions_make_updates_conditional, grants_are_found_while_valid);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -669,4 +669,43 @@ pub async fn versions_make_updates_conditional(store: Arc<dyn Store>) {
         (after.status, after.version),
         (ExecutionStatus::AwaitingApproval, 2)
     );
+}
+
+pub async fn grants_are_found_while_valid(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let grant = |principal: &str, until| crate::grant::Grant {
+        id: uuid::Uuid::now_v7(),
+        action: "pay".into(),
+        policy: "CfoApproval".into(),
+        principal: principal.into(),
+        arguments: Some(Json::encode(&json!({"amount": 5})).unwrap()),
+        until,
+        granted_by: "carol".into(),
+        reason: Some("weekly payroll".into()),
+        created_at: now,
+    };
+    let valid = grant("agent-7", now + chrono::Duration::hours(1));
+    store.put_grant(&valid).await.unwrap();
+    store
+        .put_grant(&grant("agent-7", now - chrono::Duration::seconds(1)))
+        .await
+        .unwrap();
+    store
+        .put_grant(&grant("agent-8", now + chrono::Duration::hours(1)))
+        .await
+        .unwrap();
+    let found = store.grants("pay", "agent-7", now).await.unwrap();
+    assert_eq!(found, vec![valid.clone()]);
+    assert!(
+        store
+            .grants("refund", "agent-7", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let later = store
+        .grants("pay", "agent-7", now + chrono::Duration::hours(2))
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "a lapsed grant is not returned");
 }

@@ -33,12 +33,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY};
 use governor_core::{
     AuditEntry, AuditRecord, Change, Checkpoint, Creation, Event, Execution, ExecutionId,
-    ExecutionStatus, GENESIS_HASH, Json, Snapshot, Store, StoreError, StoreErrorKind, Transition,
+    ExecutionStatus, GENESIS_HASH, Grant, Json, Snapshot, Store, StoreError, StoreErrorKind,
+    Transition,
 };
-use rusqlite::{Connection, OpenFlags, params_from_iter, types::Value as SqlValue};
+use rusqlite::{Connection, OpenFlags, params, params_from_iter, types::Value as SqlValue};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::codec::{
@@ -506,6 +508,40 @@ impl Store for SqliteStore {
 
     fn watch(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    async fn put_grant(&self, grant: &Grant) -> Result<(), StoreError> {
+        let op = Op::PutGrant {
+            id: blob(grant.id),
+            action: grant.action.clone(),
+            principal: grant.principal.clone(),
+            json: codec::json_text("put_grant", grant)?,
+            until: to_nanos(grant.until),
+        };
+        unit(self.write(op, "put_grant").await?)
+    }
+
+    async fn grants(
+        &self,
+        action: &str,
+        principal: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let (action, principal) = (action.to_owned(), principal.to_owned());
+        self.read(move |c| {
+            const OP: &str = "grants";
+            let mut stmt = c
+                .prepare_cached("SELECT grant_json FROM grants WHERE action = ?1 AND principal_id = ?2 AND until > ?3")
+                .map_err(|e| map(OP, e))?;
+            let mut rows = stmt.query(params![action, principal, to_nanos(now)]).map_err(|e| map(OP, e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
+                let text: String = row.get(0).map_err(|e| map(OP, e))?;
+                out.push(serde_json::from_str(&text).map_err(|e| corrupt(OP, format!("grant: {e}")))?);
+            }
+            Ok(out)
+        })
+        .await
     }
 }
 

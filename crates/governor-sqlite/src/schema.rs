@@ -15,7 +15,8 @@ use governor_core::StoreError;
 ///
 /// Each entry moves the schema one version up. Never edit a shipped entry;
 /// append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE executions (
     id           BLOB PRIMARY KEY,
     action       TEXT NOT NULL,
@@ -61,7 +62,18 @@ CREATE TABLE audit (
     record       TEXT NOT NULL,
     hash         TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE grants (
+    id           BLOB PRIMARY KEY,
+    action       TEXT NOT NULL,
+    principal_id TEXT NOT NULL,
+    grant_json   TEXT NOT NULL,
+    until        INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX grants_lookup ON grants (action, principal_id, until);
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

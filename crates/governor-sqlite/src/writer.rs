@@ -73,6 +73,13 @@ pub(crate) enum Op {
         id: ExecutionId,
         owner: String,
     },
+    PutGrant {
+        id: Vec<u8>,
+        action: String,
+        principal: String,
+        json: String,
+        until: i64,
+    },
 }
 
 pub(crate) enum Done {
@@ -279,6 +286,13 @@ fn apply(conn: &Connection, op: &Op, head: &mut ChainHead) -> Result<Done, Store
             renew(conn, *id, owner, Some(*lease)).map(|()| Done::Unit)
         }
         Op::Release { id, owner } => renew(conn, *id, owner, None).map(|()| Done::Unit),
+        Op::PutGrant { id, action, principal, json, until } => conn
+            .prepare_cached(
+                "INSERT INTO grants (id, action, principal_id, grant_json, until) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![id, action, principal, json, until]))
+            .map(|_| Done::Unit)
+            .map_err(|e| map("put_grant", e)),
     }
 }
 

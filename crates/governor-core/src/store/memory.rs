@@ -19,6 +19,7 @@ use crate::event::{Event, EventKind};
 use crate::execution::{
     Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Lease, Snapshot,
 };
+use crate::grant::Grant;
 use crate::json::Json;
 use crate::principal::Principal;
 
@@ -270,6 +271,7 @@ struct Inner {
     /// Hash of the newest entry.
     last_hash: [u8; 32],
     audit_seq: u64,
+    grants: Vec<Grant>,
 }
 
 /// Keeps everything in process memory, bounded by a capacity: when more
@@ -560,5 +562,29 @@ impl Store for MemoryStore {
 
     fn watch(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
+    }
+
+    async fn put_grant(&self, grant: &Grant) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        // Lapsed grants go when a new one arrives, so the list stays small.
+        let now = Utc::now();
+        inner.grants.retain(|g| g.until > now);
+        inner.grants.push(grant.clone());
+        Ok(())
+    }
+
+    async fn grants(
+        &self,
+        action: &str,
+        principal: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let inner = self.lock()?;
+        Ok(inner
+            .grants
+            .iter()
+            .filter(|g| g.action == action && g.principal == principal && g.until > now)
+            .cloned()
+            .collect())
     }
 }

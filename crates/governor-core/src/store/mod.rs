@@ -23,6 +23,7 @@ use crate::event::{Event, EventKind};
 use crate::execution::{
     Execution, ExecutionId, ExecutionStatus, Failure, Lease, Snapshot, StatusSet,
 };
+use crate::grant::Grant;
 use crate::json::Json;
 
 pub use memory::MemoryStore;
@@ -358,6 +359,17 @@ pub trait Store: Send + Sync + 'static {
     /// Announcements of status changes made through this store handle
     /// (backends that can also report other processes' changes do).
     fn watch(&self) -> broadcast::Receiver<Change>;
+
+    /// Stores a standing grant.
+    async fn put_grant(&self, grant: &Grant) -> Result<(), StoreError>;
+
+    /// The grants for `action` and `principal` still valid at `now`.
+    async fn grants(
+        &self,
+        action: &str,
+        principal: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Grant>, StoreError>;
 }
 
 /// When a lease of length `lease` taken at `now` lapses.
@@ -416,5 +428,16 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn watch(&self) -> broadcast::Receiver<Change> {
         (**self).watch()
+    }
+    async fn put_grant(&self, grant: &Grant) -> Result<(), StoreError> {
+        (**self).put_grant(grant).await
+    }
+    async fn grants(
+        &self,
+        action: &str,
+        principal: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Grant>, StoreError> {
+        (**self).grants(action, principal, now).await
     }
 }

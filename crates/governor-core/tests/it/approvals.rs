@@ -570,3 +570,83 @@ async fn without_veto_a_rejection_is_recorded_and_the_quorum_can_still_pass() {
     assert_eq!(done.status, ExecutionStatus::Approved);
     assert_eq!(done.approval.unwrap().stages[0].decisions.len(), 3);
 }
+
+#[tokio::test]
+async fn a_standing_grant_lets_repeated_calls_pass_for_its_window() {
+    let g = governor();
+    let action = g
+        .action("wire_transfer")
+        .policy(cfo_policy())
+        .build()
+        .unwrap();
+    let call = |amount: i64, who: &'static str| {
+        action.run_as(
+            Principal::new(who),
+            Args::new().arg("amount", &amount),
+            move || async move { Ok::<_, GovernError>(amount) },
+        )
+    };
+    let first = match call(100, "agent-7").await {
+        Err(GovernError::Pending { execution_id }) => execution_id,
+        other => panic!("{other:?}"),
+    };
+    let (e, grant) = g
+        .approve_and_grant(
+            first,
+            &cfo(),
+            Some("payroll run"),
+            Duration::from_secs(3600),
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(e.status, ExecutionStatus::Approved);
+    assert_eq!(grant.granted_by, "carol");
+
+    assert_eq!(
+        call(100, "agent-7").await.unwrap(),
+        100,
+        "same principal, same arguments: passes"
+    );
+    assert!(
+        matches!(call(999, "agent-7").await, Err(GovernError::Pending { .. })),
+        "other arguments ask again"
+    );
+    assert!(
+        matches!(call(100, "agent-8").await, Err(GovernError::Pending { .. })),
+        "other principals ask again"
+    );
+
+    let audit = g.store().audit_entries(0, 100).await.unwrap();
+    let passed = audit
+        .iter()
+        .find(|a| a.record.status == ExecutionStatus::Completed)
+        .unwrap();
+    let d = &passed.record.decisions[0];
+    assert_eq!(d.outcome, "granted");
+    assert!(d.reason.as_deref().unwrap().contains("standing grant"));
+}
+
+#[tokio::test]
+async fn grants_are_checked_like_approvals() {
+    let g = governor();
+    let id = park(&g, vec![cfo_policy()]).await;
+    let err = g
+        .approve_and_grant(
+            id,
+            &Principal::new("mallory"),
+            None,
+            Duration::from_secs(60),
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApprovalError::NotAnApprover { .. }));
+    assert!(
+        g.store()
+            .grants("wire_transfer", "agent-7", chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -716,6 +716,17 @@ impl Store for FailingStore {
     fn watch(&self) -> tokio::sync::broadcast::Receiver<Change> {
         self.inner.watch()
     }
+    async fn put_grant(&self, g: &Grant) -> Result<(), StoreError> {
+        self.inner.put_grant(g).await
+    }
+    async fn grants(
+        &self,
+        a: &str,
+        p: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Grant>, StoreError> {
+        self.inner.grants(a, p, now).await
+    }
 }
 
 #[tokio::test(start_paused = true)]
