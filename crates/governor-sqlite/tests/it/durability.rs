@@ -206,3 +206,54 @@ async fn a_parked_call_survives_a_restart_and_completes_after_approval() {
     let audit = g.store().audit_entries(0, 100).await.unwrap();
     assert_eq!(verify_chain(&audit), Ok(3), "parked, approved, completed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_sees_a_decision_written_through_another_handle_of_the_file() {
+    // Two store handles on one file share nothing in memory, like two
+    // processes: the waiter can only learn of the decision from the file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let here = Governor::builder()
+        .store(SqliteStore::open(&path).await.unwrap())
+        .build()
+        .unwrap();
+    let there = Governor::builder()
+        .store(SqliteStore::open(&path).await.unwrap())
+        .build()
+        .unwrap();
+    let action = here
+        .action("deploy")
+        .policy(ApprovalPolicy::new(["sre-lead"]).wait(std::time::Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let caller = tokio::spawn(async move {
+        action
+            .run(Args::new().arg("service", "api"), || async {
+                Ok::<_, GovernError>("deployed")
+            })
+            .await
+    });
+    let id = loop {
+        let parked = there
+            .store()
+            .executions(&ExecutionQuery {
+                statuses: vec![ExecutionStatus::AwaitingApproval],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if let Some(e) = parked.first() {
+            break e.id;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    there
+        .approve(id, &Principal::new("sre-lead"), None)
+        .await
+        .unwrap();
+    assert_eq!(caller.await.unwrap().unwrap(), "deployed");
+    assert_eq!(
+        here.execution(id).await.unwrap().unwrap().status,
+        ExecutionStatus::Completed
+    );
+}
