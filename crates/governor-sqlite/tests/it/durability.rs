@@ -257,3 +257,90 @@ async fn a_waiter_sees_a_decision_written_through_another_handle_of_the_file() {
         ExecutionStatus::Completed
     );
 }
+
+/// Runs only as the child of `killing_a_waiting_process_loses_nothing`:
+/// makes a call that waits for approval, and is killed while waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run as a child process by killing_a_waiting_process_loses_nothing"]
+async fn child_waiting_for_approval() {
+    let Ok(path) = std::env::var("GOVERNOR_CHILD_DB") else {
+        return;
+    };
+    let g = Governor::builder()
+        .store(SqliteStore::open(&path).await.unwrap())
+        .build()
+        .unwrap();
+    let action = transfer_action_waiting(&g);
+    let _ = action
+        .run(Args::new().arg("amount", &777.0), || async {
+            Ok::<_, GovernError>(serde_json::json!("in place"))
+        })
+        .await;
+}
+
+fn transfer_action_waiting(g: &Governor) -> Action {
+    g.action("large_wire_transfer")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]).wait(std::time::Duration::from_secs(600)))
+        .resumable(|t: Transfer| async move {
+            Ok::<_, GovernError>(serde_json::json!({"sent": t.amount}))
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_waiting_process_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    // Create the file first so parent and child agree on the schema.
+    drop(SqliteStore::open(&path).await.unwrap());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "durability::child_waiting_for_approval",
+        ])
+        .env("GOVERNOR_CHILD_DB", &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let here = Governor::builder()
+        .store(SqliteStore::open(&path).await.unwrap())
+        .build()
+        .unwrap();
+    let id = loop {
+        let parked = here
+            .store()
+            .executions(&ExecutionQuery {
+                statuses: vec![ExecutionStatus::AwaitingApproval],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if let Some(e) = parked.first() {
+            break e.id;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child exited before parking its call"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    child.kill().unwrap(); // SIGKILL: no cleanup runs in the child.
+    child.wait().unwrap();
+
+    let _registered = transfer_action_waiting(&here);
+    let cfo = Principal::new("carol").with_attribute("email", "cfo@company.com");
+    here.approve(id, &cfo, None).await.unwrap();
+    let done = here.resume(id).await.unwrap();
+    assert_eq!(done.status, ExecutionStatus::Completed);
+    assert_eq!(
+        done.output.unwrap().value(),
+        serde_json::json!({"sent": 777.0})
+    );
+    assert!(
+        matches!(here.resume(id).await, Err(ResumeError::NotApproved { .. })),
+        "completed exactly once"
+    );
+}
