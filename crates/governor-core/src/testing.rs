@@ -31,7 +31,8 @@ macro_rules! store_conformance {
             listing_filters_and_pages, events_filter_and_order, audit_log_is_chained,
             claims_are_exclusive_and_expire, concurrent_claims_are_disjoint,
             lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip,
-            creation_can_start_past_pending, versions_make_updates_conditional, grants_are_found_while_valid);
+            creation_can_start_past_pending, versions_make_updates_conditional, grants_are_found_while_valid,
+            abandoned_runs_are_taken_over);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -708,4 +709,76 @@ pub async fn grants_are_found_while_valid(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(later.is_empty(), "a lapsed grant is not returned");
+}
+
+pub async fn abandoned_runs_are_taken_over(store: Arc<dyn Store>) {
+    use crate::execution::Lease;
+    // Run in place by its caller: no lease, never taken over.
+    let in_place = created(&store, "pay", "a").await;
+    store
+        .transition(&Transition::new(
+            in_place.id,
+            ExecutionStatus::Pending,
+            ExecutionStatus::Running,
+        ))
+        .await
+        .unwrap();
+    // Resumed by a worker that then died: its lease lapses.
+    let e = parked(&store).await;
+    store
+        .transition(&Transition::new(
+            e.id,
+            ExecutionStatus::AwaitingApproval,
+            ExecutionStatus::Approved,
+        ))
+        .await
+        .unwrap();
+    let mut run = Transition::new(e.id, ExecutionStatus::Approved, ExecutionStatus::Running);
+    run.lease = Some(Lease {
+        owner: "dead".into(),
+        until: Utc::now() + chrono::Duration::milliseconds(200),
+    });
+    store.transition(&run).await.unwrap();
+    assert_eq!(
+        store
+            .execution(e.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease
+            .unwrap()
+            .owner,
+        "dead"
+    );
+    assert!(
+        store
+            .claim_abandoned("w2", Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "lease still held"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let taken = store
+        .claim_abandoned("w2", Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.iter().map(|e| e.id).collect::<Vec<_>>(), vec![e.id]);
+    assert!(
+        store
+            .claim_abandoned("w3", Duration::from_secs(60), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The dead worker's completion is refused; the new owner's lands.
+    let mut late = Transition::new(e.id, ExecutionStatus::Running, ExecutionStatus::Completed);
+    late.lease_owner = Some("dead".into());
+    assert_eq!(
+        store.transition(&late).await.unwrap_err().kind(),
+        StoreErrorKind::Conflict
+    );
+    let mut done = Transition::new(e.id, ExecutionStatus::Running, ExecutionStatus::Completed);
+    done.lease_owner = Some("w2".into());
+    store.transition(&done).await.unwrap();
 }

@@ -457,18 +457,33 @@ impl Store for SqliteStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
-        match self
-            .write(
-                Op::Claim {
-                    status,
-                    owner: owner.to_owned(),
-                    lease,
-                    limit,
-                },
-                "claim",
-            )
-            .await?
-        {
+        let op = Op::Claim {
+            status,
+            owner: owner.to_owned(),
+            lease,
+            limit,
+            abandoned: false,
+        };
+        match self.write(op, "claim").await? {
+            Done::Claimed(v) => Ok(v),
+            Done::Unit => Ok(Vec::new()),
+        }
+    }
+
+    async fn claim_abandoned(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let op = Op::Claim {
+            status: ExecutionStatus::Running,
+            owner: owner.to_owned(),
+            lease,
+            limit,
+            abandoned: true,
+        };
+        match self.write(op, "claim_abandoned").await? {
             Done::Claimed(v) => Ok(v),
             Done::Unit => Ok(Vec::new()),
         }

@@ -63,6 +63,7 @@ pub(crate) enum Op {
         owner: String,
         lease: Duration,
         limit: usize,
+        abandoned: bool,
     },
     Renew {
         id: ExecutionId,
@@ -276,12 +277,9 @@ fn apply(conn: &Connection, op: &Op, head: &mut ChainHead) -> Result<Done, Store
     match op {
         Op::Create(c) => create(conn, &c.0, &c.1, head).map(|()| Done::Unit),
         Op::Transition(u) => transition(conn, u, head).map(|()| Done::Unit),
-        Op::Claim {
-            status,
-            owner,
-            lease,
-            limit,
-        } => claim(conn, *status, owner, *lease, *limit).map(Done::Claimed),
+        Op::Claim { status, owner, lease, limit, abandoned } => {
+            claim(conn, *status, owner, *lease, *limit, *abandoned).map(Done::Claimed)
+        }
         Op::Renew { id, owner, lease } => {
             renew(conn, *id, owner, Some(*lease)).map(|()| Done::Unit)
         }
@@ -425,8 +423,8 @@ fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(),
             "UPDATE executions SET status = ?1, updated_at = ?2, version = version + 1, \
              finished_at = CASE WHEN ?3 THEN ?2 ELSE finished_at END, \
              output = COALESCE(?4, output), failure = COALESCE(?5, failure), approval = COALESCE(?6, approval), \
-             lease_owner = CASE WHEN ?3 THEN NULL ELSE lease_owner END, \
-             lease_until = CASE WHEN ?3 THEN NULL ELSE lease_until END \
+             lease_owner = CASE WHEN ?3 THEN NULL ELSE COALESCE(?11, lease_owner) END, \
+             lease_until = CASE WHEN ?3 THEN NULL ELSE COALESCE(?12, lease_until) END \
              WHERE id = ?7 AND (?8 IS NULL OR (lease_owner = ?8 AND lease_until > ?9)) \
              AND (?10 IS NULL OR version = ?10) AND status IN ({marks})"
         );
@@ -442,6 +440,8 @@ fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(),
             t.lease_owner.clone().into(),
             now.into(),
             t.expect_version.and_then(|v| i64::try_from(v).ok()).into(),
+            t.lease.as_ref().map(|l| l.owner.clone()).into(),
+            t.lease.as_ref().map(|l| to_nanos(l.until)).into(),
         ];
         values.extend(
             statuses
@@ -470,13 +470,21 @@ fn claim(
     owner: &str,
     lease: Duration,
     limit: usize,
+    abandoned: bool,
 ) -> Result<Vec<Execution>, StoreError> {
     const OP: &str = "claim";
     let now = Utc::now();
     let until = to_nanos(lease_until(now, lease));
+    // Abandoned work had a lease that lapsed; free work has none or a
+    // lapsed one.
+    let lapsed = if abandoned {
+        "lease_until IS NOT NULL AND lease_until <= ?4"
+    } else {
+        "(lease_until IS NULL OR lease_until <= ?4)"
+    };
     let sql = format!(
         "UPDATE executions SET lease_owner = ?1, lease_until = ?2 WHERE id IN (\
-           SELECT id FROM executions WHERE status = ?3 AND (lease_until IS NULL OR lease_until <= ?4) \
+           SELECT id FROM executions WHERE status = ?3 AND {lapsed} \
            ORDER BY id LIMIT ?5) RETURNING {EXECUTION_COLUMNS}"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(|e| map(OP, e))?;

@@ -133,6 +133,9 @@ impl Entry {
         if let Some(o) = &t.output {
             self.output = Some(o.clone());
         }
+        if let (Some(l), false) = (&t.lease, t.to.is_terminal()) {
+            *self.lease_mut() = Some(l.clone());
+        }
         if let Some(f) = &t.failure {
             self.rare.get_or_insert_with(Box::default).failure = Some(f.clone());
         }
@@ -514,6 +517,33 @@ impl Store for MemoryStore {
                 break;
             }
             if entry.status == status && entry.lease().is_none_or(|l| l.until <= now) {
+                *entry.lease_mut() = Some(Lease {
+                    owner: owner.to_owned(),
+                    until,
+                });
+                claimed.push(entry.execution());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn claim_abandoned(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let now = Utc::now();
+        let until = lease_until(now, lease);
+        let mut inner = self.lock()?;
+        let mut claimed = Vec::new();
+        for entry in inner.entries.values_mut() {
+            if claimed.len() >= limit {
+                break;
+            }
+            if entry.status == ExecutionStatus::Running
+                && entry.lease().is_some_and(|l| l.until <= now)
+            {
                 *entry.lease_mut() = Some(Lease {
                     owner: owner.to_owned(),
                     until,

@@ -51,6 +51,8 @@ pub struct Transition {
     /// If set, the change only succeeds if the execution's version is
     /// still this one (nobody changed it since it was read).
     pub expect_version: Option<u64>,
+    /// Sets the work lease (on a successful, non-terminal change).
+    pub lease: Option<Lease>,
     /// A snapshot to save.
     pub snapshot: Option<Snapshot>,
     /// Events to append.
@@ -82,6 +84,7 @@ impl Transition {
             approval: None,
             lease_owner: None,
             expect_version: None,
+            lease: None,
             snapshot: None,
             events: Vec::new(),
             audit: None,
@@ -106,6 +109,9 @@ impl Transition {
         }
         if let Some(a) = &self.approval {
             e.approval = Some(a.clone());
+        }
+        if let (Some(l), false) = (&self.lease, self.to.is_terminal()) {
+            e.lease = Some(l.clone());
         }
     }
 
@@ -345,6 +351,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError>;
 
+    /// Takes over up to `limit` running executions whose lease lapsed (their
+    /// runner died), for `owner`. Running executions that never had a lease
+    /// (run in place by their caller) are not taken.
+    async fn claim_abandoned(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError>;
+
     /// Extends a lease `owner` holds. `Conflict` if it is not held.
     async fn renew_lease(
         &self,
@@ -414,6 +430,14 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
         (**self).claim(status, owner, lease, limit).await
+    }
+    async fn claim_abandoned(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        (**self).claim_abandoned(owner, lease, limit).await
     }
     async fn renew_lease(
         &self,

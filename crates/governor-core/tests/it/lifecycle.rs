@@ -716,6 +716,14 @@ impl Store for FailingStore {
     fn watch(&self) -> tokio::sync::broadcast::Receiver<Change> {
         self.inner.watch()
     }
+    async fn claim_abandoned(
+        &self,
+        o: &str,
+        l: Duration,
+        n: usize,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.inner.claim_abandoned(o, l, n).await
+    }
     async fn put_grant(&self, g: &Grant) -> Result<(), StoreError> {
         self.inner.put_grant(g).await
     }
