@@ -21,6 +21,8 @@ struct Inner {
     events: EventBus,
     redactor: Redactor,
     capture_state: bool,
+    resume_lease: std::time::Duration,
+    instance: String,
 }
 
 /// Owns the store and the event bus; governed actions run through it.
@@ -90,6 +92,17 @@ impl Governor {
         self.inner.capture_state
     }
 
+    /// How long a resumed run's lease lasts between renewals; a runner that
+    /// dies stops renewing and its work is taken over after this long.
+    pub fn resume_lease(&self) -> std::time::Duration {
+        self.inner.resume_lease
+    }
+
+    /// This governor's identity as a lease owner.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
     /// Registers a resumable action under its name (replacing one with the
     /// same name). [`ActionBuilder::resumable`] does this on build.
     pub fn register(&self, action: &Action) {
@@ -144,6 +157,7 @@ pub struct GovernorBuilder {
     events: Option<EventBus>,
     redactor: Redactor,
     capture_state: bool,
+    resume_lease: std::time::Duration,
 }
 
 impl Default for GovernorBuilder {
@@ -154,6 +168,7 @@ impl Default for GovernorBuilder {
             events: None,
             redactor: Redactor::default(),
             capture_state: true,
+            resume_lease: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -193,6 +208,13 @@ impl GovernorBuilder {
         self
     }
 
+    /// How long a resumed run's lease lasts between renewals (default 60 s):
+    /// work of a runner that died is taken over after this long.
+    pub fn resume_lease(mut self, lease: std::time::Duration) -> Self {
+        self.resume_lease = lease;
+        self
+    }
+
     /// Whether snapshots are captured by default (default: true).
     pub fn capture_state(mut self, capture: bool) -> Self {
         self.capture_state = capture;
@@ -213,6 +235,8 @@ impl GovernorBuilder {
                 events: self.events.unwrap_or_default(),
                 redactor: self.redactor,
                 capture_state: self.capture_state,
+                resume_lease: self.resume_lease,
+                instance: format!("governor-{}", uuid::Uuid::now_v7()),
             }),
         }
     }

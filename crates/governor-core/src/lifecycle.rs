@@ -98,6 +98,10 @@ struct Run<'a> {
     input: Arc<Value>,
     output: Option<Arc<Value>>,
     decisions: Vec<DecisionRecord>,
+    /// A lease the `Running` transition takes (resumed runs).
+    take_lease: Option<crate::execution::Lease>,
+    /// The lease owner later transitions must hold (resumed runs).
+    lease_owner: Option<String>,
     /// Pre-execution policies that allowed the call (to give quota back).
     allowed: Vec<usize>,
     /// The time of the current lifecycle step (one clock read per step).
@@ -146,6 +150,8 @@ impl<'a> Run<'a> {
             decisions: Vec::new(),
             queued: Vec::with_capacity(4),
             allowed: Vec::new(),
+            take_lease: None,
+            lease_owner: None,
             now,
             created: false,
             settled: false,
@@ -195,6 +201,8 @@ impl<'a> Run<'a> {
             decisions: Vec::new(),
             queued: Vec::with_capacity(4),
             allowed: Vec::new(),
+            take_lease: None,
+            lease_owner: None,
             now,
             created: true,
             settled: false,
@@ -256,6 +264,9 @@ impl<'a> Run<'a> {
     }
 
     async fn apply(&mut self, mut t: Transition) -> Result<(), GovernError> {
+        if t.lease_owner.is_none() {
+            t.lease_owner = self.lease_owner.clone();
+        }
         if !self.queued.is_empty() {
             let mut events = std::mem::take(&mut self.queued);
             events.append(&mut t.events);
@@ -693,6 +704,8 @@ impl<'a> Run<'a> {
     async fn start(&mut self, from: ExecutionStatus) -> Result<(), GovernError> {
         self.tick();
         let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::Running);
+        let taking = self.take_lease.take();
+        t.lease = taking.clone();
         if self.capture_state {
             t.snapshot =
                 Some(self.snapshot(Checkpoint::PreExecution, self.execution.inputs.clone()));
@@ -703,8 +716,14 @@ impl<'a> Run<'a> {
         }
         if let Err(e) = self.apply(t).await {
             self.release_unrecorded();
+            if matches!(&e, GovernError::Store(s) if s.kind() == crate::StoreErrorKind::Conflict) {
+                // Someone else started it (a worker, a waiting caller): it
+                // is theirs, and dropping this run must not cancel it.
+                self.settled = true;
+            }
             return Err(e);
         }
+        self.lease_owner = taking.map(|l| l.owner);
         if self.capture_state {
             self.state_saved(Checkpoint::PreExecution, false);
         }
@@ -801,6 +820,7 @@ impl Drop for Run<'_> {
             .with(ExecutionStatus::Running);
         self.tick();
         let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::Cancelled);
+        t.lease_owner = self.lease_owner.clone();
         let failure = Failure::new(
             "cancelled",
             "the caller stopped waiting before the call finished",
@@ -949,10 +969,39 @@ pub(crate) async fn run_resumed(
     execution: Execution,
     input: Value,
     handler: &crate::action::ResumeFn,
+    taken_over: bool,
 ) -> Result<(), GovernError> {
+    let owner = governor.instance().to_owned();
+    let lease = governor.resume_lease();
+    let id = execution.id;
     let mut run = Run::resumed(action, governor, execution, input.clone());
-    run.start(ExecutionStatus::Approved).await?;
-    match handler(input).await {
+    if taken_over {
+        // Already `Running` under a lease just claimed from a dead runner.
+        run.lease_owner = Some(owner.clone());
+    } else {
+        run.take_lease = Some(crate::execution::Lease {
+            owner: owner.clone(),
+            until: crate::store::lease_until(chrono::Utc::now(), lease),
+        });
+        run.start(ExecutionStatus::Approved).await?;
+    }
+    // Renew the lease while the action runs, so that only a runner that
+    // died loses it.
+    let work = handler(input);
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval((lease / 3).max(std::time::Duration::from_millis(1)));
+    renew.tick().await;
+    let result = loop {
+        tokio::select! {
+            result = &mut work => break result,
+            _ = renew.tick() => {
+                if let Err(e) = governor.store().renew_lease(id, &owner, lease).await {
+                    tracing::warn!(execution_id = %id, "could not renew the resume lease: {e}");
+                }
+            }
+        }
+    };
+    match result {
         Ok(output) => run.finish(output).await,
         Err(message) => {
             run.action_failed(message).await;

@@ -59,8 +59,7 @@ impl Governor {
     /// execution is the one that completes; the execution id is the
     /// idempotency key: of several concurrent resumes exactly one runs.
     pub async fn resume(&self, id: ExecutionId) -> Result<Execution, ResumeError> {
-        let store = self.store();
-        let Some(execution) = store.execution(id).await? else {
+        let Some(execution) = self.store().execution(id).await? else {
             return Err(ResumeError::NotFound { execution_id: id });
         };
         if execution.status != ExecutionStatus::Approved {
@@ -69,6 +68,18 @@ impl Governor {
                 status: execution.status,
             });
         }
+        self.run_stored(execution, false).await
+    }
+
+    /// Runs `execution` from its stored (or edited) arguments: either an
+    /// approved one, or (`taken_over`) a running one whose lease this
+    /// governor just claimed from a runner that died.
+    async fn run_stored(
+        &self,
+        execution: Execution,
+        taken_over: bool,
+    ) -> Result<Execution, ResumeError> {
+        let id = execution.id;
         let action =
             self.registered(&execution.action)
                 .ok_or_else(|| ResumeError::NotRegistered {
@@ -89,7 +100,9 @@ impl Governor {
             return Err(ResumeError::RedactedInputs { execution_id: id });
         }
         let input = stored.value();
-        match crate::lifecycle::run_resumed(self, &action, execution, input, &handler).await {
+        match crate::lifecycle::run_resumed(self, &action, execution, input, &handler, taken_over)
+            .await
+        {
             Ok(()) => {}
             Err(GovernError::Store(e)) if e.kind() == StoreErrorKind::Conflict => {
                 return Err(ResumeError::Conflict { execution_id: id });
@@ -99,7 +112,7 @@ impl Governor {
             // execution, which is returned below.
             Err(_) => {}
         }
-        store
+        self.store()
             .execution(id)
             .await?
             .ok_or(ResumeError::NotFound { execution_id: id })
@@ -135,16 +148,17 @@ impl Governor {
 const WORKER_LEASE: Duration = Duration::from_secs(300);
 
 impl Governor {
-    /// One round of a resume worker: claims up to `limit` approved
-    /// executions for `owner` and resumes those whose action is registered
-    /// here (others are released for instances that have it). Returns how
-    /// many it completed or failed.
+    /// One round of a resume worker: takes over abandoned runs (see
+    /// [`take_over_abandoned`](Self::take_over_abandoned)), then claims up
+    /// to `limit` approved executions for `owner` and resumes those whose
+    /// action is registered here (others are released for instances that
+    /// have it). Returns how many it completed or failed.
     pub async fn resume_approved(&self, owner: &str, limit: usize) -> Result<usize, StoreError> {
+        let mut finished = self.take_over_abandoned(limit).await?;
         let claimed = self
             .store()
             .claim(ExecutionStatus::Approved, owner, WORKER_LEASE, limit)
             .await?;
-        let mut finished = 0;
         for e in claimed {
             if self.registered(&e.action).is_none() {
                 let _ = self.store().release_lease(e.id, owner).await;
@@ -154,6 +168,30 @@ impl Governor {
                 Ok(_) => finished += 1,
                 Err(ResumeError::Store(err)) => return Err(err),
                 Err(err) => tracing::warn!(execution_id = %e.id, "resume worker `{owner}`: {err}"),
+            }
+        }
+        Ok(finished)
+    }
+
+    /// Takes over runs whose runner died (its lease lapsed) and runs them
+    /// again from their stored arguments. The execution id is the action's
+    /// idempotency key: it may run more than once after a crash, but only
+    /// one completion is recorded (a late one from the old runner is
+    /// refused because it no longer holds the lease).
+    pub async fn take_over_abandoned(&self, limit: usize) -> Result<usize, StoreError> {
+        let taken = self
+            .store()
+            .claim_abandoned(self.instance(), self.resume_lease(), limit)
+            .await?;
+        let mut finished = 0;
+        for e in taken {
+            let id = e.id;
+            match self.run_stored(e, true).await {
+                Ok(_) => finished += 1,
+                Err(ResumeError::Store(err)) => return Err(err),
+                Err(err) => {
+                    tracing::warn!(execution_id = %id, "taking over an abandoned run: {err}")
+                }
             }
         }
         Ok(finished)

@@ -115,6 +115,14 @@ async fn of_concurrent_resumes_exactly_one_runs() {
         }
     }
     assert!(completed >= 1);
+    // Give a losing resumer's drop a chance to misbehave, then check.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let e = g.execution(id).await.unwrap().unwrap();
+    assert_eq!(
+        e.status,
+        ExecutionStatus::Completed,
+        "a losing resumer must not cancel the winner"
+    );
     assert_eq!(
         runs.load(Ordering::SeqCst),
         1,
@@ -362,4 +370,89 @@ async fn edits_need_a_resumable_action() {
         .await
         .unwrap_err();
     assert!(matches!(err, ApprovalError::NotEditable { .. }), "{err:?}");
+}
+
+fn slow_transfer(g: &Governor, runs: Arc<AtomicUsize>, takes: Duration) -> Action {
+    g.action("slow_transfer")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]))
+        .resumable(move |t: Transfer| {
+            let runs = Arc::clone(&runs);
+            async move {
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(takes).await;
+                Ok::<_, GovernError>(t.amount)
+            }
+        })
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_runner_keeps_its_lease_and_nobody_takes_its_work() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let lease = Duration::from_millis(90);
+    let a = Governor::builder()
+        .shared_store(Arc::clone(&store))
+        .resume_lease(lease)
+        .build()
+        .unwrap();
+    let b = Governor::builder()
+        .shared_store(store)
+        .resume_lease(lease)
+        .build()
+        .unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let action = slow_transfer(&a, Arc::clone(&runs), Duration::from_millis(400));
+    let _on_b = slow_transfer(&b, Arc::clone(&runs), Duration::from_millis(400));
+    let id = request(&action).await;
+    a.approve(id, &cfo(), None).await.unwrap();
+    let running = tokio::spawn({
+        let a = a.clone();
+        async move { a.resume(id).await }
+    });
+    let mut taken = 0;
+    for _ in 0..40 {
+        taken += b.take_over_abandoned(10).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        running.await.unwrap().unwrap().status,
+        ExecutionStatus::Completed
+    );
+    assert_eq!(taken, 0, "the renewed lease kept the work with its runner");
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_work_of_a_runner_that_died_is_taken_over_and_completes_once() {
+    let g = Governor::builder()
+        .resume_lease(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let action = slow_transfer(&g, Arc::clone(&runs), Duration::ZERO);
+    let id = request(&action).await;
+    g.approve(id, &cfo(), None).await.unwrap();
+    // A worker started it and died: `Running`, with a lease nobody renews.
+    let mut started = Transition::new(id, ExecutionStatus::Approved, ExecutionStatus::Running);
+    started.lease = Some(Lease {
+        owner: "dead-worker".into(),
+        until: chrono::Utc::now() + chrono::Duration::milliseconds(50),
+    });
+    g.store().transition(&started).await.unwrap();
+    assert_eq!(
+        g.resume_approved("worker-2", 10).await.unwrap(),
+        0,
+        "not before the lease lapses"
+    );
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(g.resume_approved("worker-2", 10).await.unwrap(), 1);
+    let e = g.execution(id).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Completed);
+    assert!(e.lease.is_none());
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    // The dead worker, back from the grave, cannot complete it again.
+    let mut late = Transition::new(id, ExecutionStatus::Running, ExecutionStatus::Completed);
+    late.lease_owner = Some("dead-worker".into());
+    assert!(g.store().transition(&late).await.is_err());
 }
