@@ -344,3 +344,102 @@ async fn killing_a_waiting_process_loses_nothing() {
         "completed exactly once"
     );
 }
+
+fn worker_action(g: &Governor, takes: std::time::Duration) -> Action {
+    g.action("long_transfer")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]))
+        .resumable(move |t: Transfer| async move {
+            tokio::time::sleep(takes).await;
+            Ok::<_, GovernError>(serde_json::json!({"sent": t.amount}))
+        })
+        .build()
+        .unwrap()
+}
+
+/// Runs only as the child of `killing_a_worker_mid_run_loses_nothing`: a
+/// resume worker whose action takes a minute, killed while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run as a child process by killing_a_worker_mid_run_loses_nothing"]
+async fn child_worker_mid_run() {
+    let Ok(path) = std::env::var("GOVERNOR_CHILD_DB") else {
+        return;
+    };
+    let g = Governor::builder()
+        .store(SqliteStore::open(&path).await.unwrap())
+        .resume_lease(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let _action = worker_action(&g, std::time::Duration::from_secs(60));
+    let _ = g.resume_approved("child-worker", 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_worker_mid_run_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let here = Governor::builder()
+        .store(SqliteStore::open(&path).await.unwrap())
+        .resume_lease(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let action = worker_action(&here, std::time::Duration::ZERO);
+    let id = match action
+        .run(Args::new().arg("amount", &42.0), || async {
+            Ok::<_, GovernError>(serde_json::json!(0))
+        })
+        .await
+    {
+        Err(GovernError::Pending { execution_id }) => execution_id,
+        other => panic!("{other:?}"),
+    };
+    here.approve(
+        id,
+        &Principal::new("carol").with_attribute("email", "cfo@company.com"),
+        None,
+    )
+    .await
+    .unwrap();
+
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "durability::child_worker_mid_run"])
+        .env("GOVERNOR_CHILD_DB", &path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    loop {
+        let e = here.execution(id).await.unwrap().unwrap();
+        if e.status == ExecutionStatus::Running {
+            assert_ne!(
+                e.lease.as_ref().map(|l| l.owner.as_str()),
+                Some(here.instance())
+            );
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the child exited before running the action"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap(); // SIGKILL mid-run: the lease is no longer renewed.
+    child.wait().unwrap();
+
+    let mut taken = 0;
+    for _ in 0..200 {
+        taken += here.take_over_abandoned(10).await.unwrap();
+        if taken > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(taken, 1, "the dead worker's run was taken over");
+    let e = here.execution(id).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Completed);
+    assert_eq!(e.output.unwrap().value(), serde_json::json!({"sent": 42.0}));
+    assert_eq!(
+        here.take_over_abandoned(10).await.unwrap(),
+        0,
+        "completed exactly once"
+    );
+}
