@@ -135,27 +135,7 @@ impl<'a> Run<'a> {
             principal,
             stored_input.clone(),
         );
-        let mut run = Run {
-            action,
-            governor: governor.clone(),
-            store: Arc::clone(governor.store()),
-            events: governor.events().clone(),
-            redactor,
-            capture_state: action
-                .capture_state
-                .unwrap_or_else(|| governor.capture_state()),
-            execution,
-            input: Arc::new(input),
-            output: None,
-            decisions: Vec::new(),
-            queued: Vec::with_capacity(4),
-            allowed: Vec::new(),
-            take_lease: None,
-            lease_owner: None,
-            now,
-            created: false,
-            settled: false,
-        };
+        let mut run = Run::new(action, governor, redactor, execution, input, now);
         let started = run.event(EventKind::ExecutionStarted, stored_input);
         run.queue(started);
         if !action.pre.is_empty() {
@@ -176,17 +156,15 @@ impl<'a> Run<'a> {
         Ok(run)
     }
 
-    /// A run picking up an approved execution from the store.
-    fn resumed(
+    fn new(
         action: &'a Action,
         governor: &Governor,
+        redactor: Redactor,
         execution: Execution,
         input: Value,
+        now: DateTime<Utc>,
     ) -> Run<'a> {
-        let mut redactor = action.redactor.clone();
-        redactor.extend(governor.redactor().fields());
-        let now = crate::ids::now();
-        let mut run = Run {
+        Run {
             action,
             governor: governor.clone(),
             store: Arc::clone(governor.store()),
@@ -204,9 +182,29 @@ impl<'a> Run<'a> {
             take_lease: None,
             lease_owner: None,
             now,
-            created: true,
+            created: false,
             settled: false,
-        };
+        }
+    }
+
+    /// A run picking up an approved execution from the store.
+    fn resumed(
+        action: &'a Action,
+        governor: &Governor,
+        execution: Execution,
+        input: Value,
+    ) -> Run<'a> {
+        let mut redactor = action.redactor.clone();
+        redactor.extend(governor.redactor().fields());
+        let mut run = Run::new(
+            action,
+            governor,
+            redactor,
+            execution,
+            input,
+            crate::ids::now(),
+        );
+        run.created = true;
         let restored = run.event(
             EventKind::StateRestored,
             checkpoint_data(Checkpoint::AwaitingApproval),

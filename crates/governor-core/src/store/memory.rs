@@ -330,6 +330,33 @@ impl MemoryStore {
         })
     }
 
+    /// Leases up to `limit` executions that `claimable` accepts to `owner`.
+    fn claim_where(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+        claimable: impl Fn(&Entry, DateTime<Utc>) -> bool,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let now = Utc::now();
+        let until = lease_until(now, lease);
+        let mut inner = self.lock()?;
+        let mut claimed = Vec::new();
+        for entry in inner.entries.values_mut() {
+            if claimed.len() >= limit {
+                break;
+            }
+            if claimable(entry, now) {
+                *entry.lease_mut() = Some(Lease {
+                    owner: owner.to_owned(),
+                    until,
+                });
+                claimed.push(entry.execution());
+            }
+        }
+        Ok(claimed)
+    }
+
     fn announce(&self, id: ExecutionId, status: ExecutionStatus) {
         if self.changes.receiver_count() > 0 {
             let _ = self.changes.send(Change { id, status });
@@ -508,23 +535,9 @@ impl Store for MemoryStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
-        let now = Utc::now();
-        let until = lease_until(now, lease);
-        let mut inner = self.lock()?;
-        let mut claimed = Vec::new();
-        for entry in inner.entries.values_mut() {
-            if claimed.len() >= limit {
-                break;
-            }
-            if entry.status == status && entry.lease().is_none_or(|l| l.until <= now) {
-                *entry.lease_mut() = Some(Lease {
-                    owner: owner.to_owned(),
-                    until,
-                });
-                claimed.push(entry.execution());
-            }
-        }
-        Ok(claimed)
+        self.claim_where(owner, lease, limit, |e, now| {
+            e.status == status && e.lease().is_none_or(|l| l.until <= now)
+        })
     }
 
     async fn claim_abandoned(
@@ -533,25 +546,9 @@ impl Store for MemoryStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<Execution>, StoreError> {
-        let now = Utc::now();
-        let until = lease_until(now, lease);
-        let mut inner = self.lock()?;
-        let mut claimed = Vec::new();
-        for entry in inner.entries.values_mut() {
-            if claimed.len() >= limit {
-                break;
-            }
-            if entry.status == ExecutionStatus::Running
-                && entry.lease().is_some_and(|l| l.until <= now)
-            {
-                *entry.lease_mut() = Some(Lease {
-                    owner: owner.to_owned(),
-                    until,
-                });
-                claimed.push(entry.execution());
-            }
-        }
-        Ok(claimed)
+        self.claim_where(owner, lease, limit, |e, now| {
+            e.status == ExecutionStatus::Running && e.lease().is_some_and(|l| l.until <= now)
+        })
     }
 
     async fn renew_lease(

@@ -266,7 +266,7 @@ async fn expired_requests_and_plain_executions_cannot_be_decided() {
     assert!(matches!(missing, ApprovalError::NotFound { .. }));
 }
 
-async fn wait_until_parked(g: &Governor) -> ExecutionId {
+pub(crate) async fn wait_until_parked(g: &Governor) -> ExecutionId {
     for _ in 0..500 {
         let parked = g
             .store()

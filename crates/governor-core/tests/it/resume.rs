@@ -325,20 +325,7 @@ async fn a_waiting_caller_hands_edited_calls_over_to_resume() {
         let action = Arc::clone(&action);
         async move { request(&action).await }
     });
-    let id = loop {
-        let parked = g
-            .store()
-            .executions(&ExecutionQuery {
-                statuses: vec![ExecutionStatus::AwaitingApproval],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        if let Some(e) = parked.first() {
-            break e.id;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    };
+    let id = super::approvals::wait_until_parked(&g).await;
     g.approve_with_edits(
         id,
         &cfo(),
