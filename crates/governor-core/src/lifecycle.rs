@@ -60,7 +60,21 @@ impl Action {
                     ExecutionStatus::Approved
                 }
             };
-            run.start(from).await?;
+            match run.start(from).await {
+                Ok(()) => {}
+                // Approved, but started elsewhere first (a manual resume):
+                // the result will be on the record under this id.
+                Err(GovernError::Store(e))
+                    if from == ExecutionStatus::Approved
+                        && e.kind() == crate::StoreErrorKind::Conflict =>
+                {
+                    return Err(GovernError::Pending {
+                        execution_id: run.id(),
+                    }
+                    .into());
+                }
+                Err(e) => return Err(e.into()),
+            }
             match f().await {
                 Ok(value) => {
                     let output = match output(&value) {
@@ -505,7 +519,7 @@ impl<'a> Run<'a> {
             return Ok(Gate::Proceed);
         }
         let wait = approvals.iter().map(|a| a.wait).max().unwrap_or_default();
-        if let Err(e) = self.park(approvals).await {
+        if let Err(e) = self.park(approvals, wait).await {
             self.release_unrecorded();
             return Err(e);
         }
@@ -640,7 +654,11 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn park(&mut self, specs: Vec<ApprovalSpec>) -> Result<(), GovernError> {
+    async fn park(
+        &mut self,
+        specs: Vec<ApprovalSpec>,
+        wait: std::time::Duration,
+    ) -> Result<(), GovernError> {
         let request = ApprovalRequest::new(specs);
         let mut t = Transition::at(
             self.now,
@@ -658,6 +676,14 @@ impl<'a> Run<'a> {
         t.snapshot = Some(snapshot);
         t.audit = Some(self.audit_record(ExecutionStatus::AwaitingApproval, None));
         t.approval = Some(request);
+        if !wait.is_zero() {
+            // While its caller waits, the execution is the caller's: resume
+            // workers leave it alone until the wait is over.
+            t.lease = Some(crate::execution::Lease {
+                owner: self.governor.instance().to_owned(),
+                until: crate::store::lease_until(self.now, wait),
+            });
+        }
         let notice = ApprovalNotice {
             execution_id: self.id(),
             action: self.execution.action.to_string(),
@@ -703,6 +729,8 @@ impl<'a> Run<'a> {
         self.tick();
         let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::Running);
         let taking = self.take_lease.take();
+        // A caller continuing in place drops the lease it held while waiting.
+        t.clear_lease = taking.is_none();
         t.lease = taking.clone();
         if self.capture_state {
             t.snapshot =

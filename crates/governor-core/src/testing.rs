@@ -713,16 +713,36 @@ pub async fn grants_are_found_while_valid(store: Arc<dyn Store>) {
 
 pub async fn abandoned_runs_are_taken_over(store: Arc<dyn Store>) {
     use crate::execution::Lease;
-    // Run in place by its caller: no lease, never taken over.
-    let in_place = created(&store, "pay", "a").await;
-    store
-        .transition(&Transition::new(
-            in_place.id,
-            ExecutionStatus::Pending,
-            ExecutionStatus::Running,
-        ))
-        .await
-        .unwrap();
+    // Run in place by its caller, who held a lease while waiting and
+    // dropped it on starting: never taken over.
+    let in_place = parked(&store).await;
+    let mut decided = Transition::new(
+        in_place.id,
+        ExecutionStatus::AwaitingApproval,
+        ExecutionStatus::Approved,
+    );
+    decided.lease = Some(Lease {
+        owner: "caller".into(),
+        until: Utc::now() + chrono::Duration::milliseconds(50),
+    });
+    store.transition(&decided).await.unwrap();
+    let mut start = Transition::new(
+        in_place.id,
+        ExecutionStatus::Approved,
+        ExecutionStatus::Running,
+    );
+    start.clear_lease = true;
+    store.transition(&start).await.unwrap();
+    assert!(
+        store
+            .execution(in_place.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease
+            .is_none(),
+        "clear_lease removes it"
+    );
     // Resumed by a worker that then died: its lease lapses.
     let e = parked(&store).await;
     store

@@ -423,8 +423,8 @@ fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(),
             "UPDATE executions SET status = ?1, updated_at = ?2, version = version + 1, \
              finished_at = CASE WHEN ?3 THEN ?2 ELSE finished_at END, \
              output = COALESCE(?4, output), failure = COALESCE(?5, failure), approval = COALESCE(?6, approval), \
-             lease_owner = CASE WHEN ?3 THEN NULL ELSE COALESCE(?11, lease_owner) END, \
-             lease_until = CASE WHEN ?3 THEN NULL ELSE COALESCE(?12, lease_until) END \
+             lease_owner = CASE WHEN ?3 THEN NULL ELSE COALESCE(?11, CASE WHEN ?13 THEN NULL ELSE lease_owner END) END, \
+             lease_until = CASE WHEN ?3 THEN NULL ELSE COALESCE(?12, CASE WHEN ?13 THEN NULL ELSE lease_until END) END \
              WHERE id = ?7 AND (?8 IS NULL OR (lease_owner = ?8 AND lease_until > ?9)) \
              AND (?10 IS NULL OR version = ?10) AND status IN ({marks})"
         );
@@ -442,6 +442,7 @@ fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(),
             t.expect_version.and_then(|v| i64::try_from(v).ok()).into(),
             t.lease.as_ref().map(|l| l.owner.clone()).into(),
             t.lease.as_ref().map(|l| to_nanos(l.until)).into(),
+            i64::from(t.clear_lease).into(),
         ];
         values.extend(
             statuses

@@ -133,6 +133,11 @@ impl Entry {
         if let Some(o) = &t.output {
             self.output = Some(o.clone());
         }
+        if t.clear_lease
+            && let Some(r) = &mut self.rare
+        {
+            r.lease = None;
+        }
         if let (Some(l), false) = (&t.lease, t.to.is_terminal()) {
             *self.lease_mut() = Some(l.clone());
         }

@@ -53,6 +53,8 @@ pub struct Transition {
     pub expect_version: Option<u64>,
     /// Sets the work lease (on a successful, non-terminal change).
     pub lease: Option<Lease>,
+    /// Removes the work lease (terminal changes always do).
+    pub clear_lease: bool,
     /// A snapshot to save.
     pub snapshot: Option<Snapshot>,
     /// Events to append.
@@ -85,6 +87,7 @@ impl Transition {
             lease_owner: None,
             expect_version: None,
             lease: None,
+            clear_lease: false,
             snapshot: None,
             events: Vec::new(),
             audit: None,
@@ -109,6 +112,9 @@ impl Transition {
         }
         if let Some(a) = &self.approval {
             e.approval = Some(a.clone());
+        }
+        if self.clear_lease {
+            e.lease = None;
         }
         if let (Some(l), false) = (&self.lease, self.to.is_terminal()) {
             e.lease = Some(l.clone());

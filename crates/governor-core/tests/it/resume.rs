@@ -443,3 +443,43 @@ async fn the_work_of_a_runner_that_died_is_taken_over_and_completes_once() {
     late.lease_owner = Some("dead-worker".into());
     assert!(g.store().transition(&late).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_leave_a_call_alone_while_its_caller_waits() {
+    let g = Governor::builder().build().unwrap();
+    let resumed = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&resumed);
+    let action = Arc::new(
+        g.action("quick_transfer")
+            .policy(ApprovalPolicy::new(["cfo@company.com"]).wait(Duration::from_secs(10)))
+            .resumable(move |_: Value| {
+                r.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<_, GovernError>(json!("by a worker")) }
+            })
+            .build()
+            .unwrap(),
+    );
+    let worker = g.spawn_resume_worker("eager", Duration::from_millis(1));
+    let caller = tokio::spawn({
+        let action = Arc::clone(&action);
+        async move {
+            action
+                .run(Args::new(), || async {
+                    Ok::<_, GovernError>(json!("in place"))
+                })
+                .await
+        }
+    });
+    let id = super::approvals::wait_until_parked(&g).await;
+    g.approve(id, &cfo(), None).await.unwrap();
+    assert_eq!(caller.await.unwrap().unwrap(), json!("in place"));
+    worker.abort();
+    assert_eq!(
+        resumed.load(Ordering::SeqCst),
+        0,
+        "the waiting caller ran it, not the worker"
+    );
+    let e = g.execution(id).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Completed);
+    assert!(e.lease.is_none());
+}
