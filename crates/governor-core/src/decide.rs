@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::approval::StageDecision;
@@ -353,13 +353,7 @@ fn decision_transition(
     } else {
         EventKind::ApprovalRejected
     };
-    let event = Event::at(
-        now,
-        kind,
-        id,
-        Arc::clone(&e.action),
-        Json::encode(&data).unwrap_or_else(|_| Json::null()),
-    );
+    let event = decision_event(e, kind, now, &data);
     if to == ExecutionStatus::Rejected {
         let message = format!(
             "rejected by `{}`: {}",
@@ -368,38 +362,24 @@ fn decision_transition(
         );
         t.failure = Some(Failure::new("rejected", message).with_policy(policy.clone()));
     }
-    t.audit = Some(AuditRecord {
-        execution_id: id,
-        action: Arc::clone(&e.action),
-        principal: e.principal.id.clone(),
-        tenant: e.principal.tenant.clone(),
-        status: to,
-        at: now,
-        decisions: vec![DecisionRecord {
-            policy: Arc::from(policy.as_str()),
-            outcome: Cow::Borrowed(outcome),
-            reason: Some(format!(
-                "by `{}`{}{}",
-                approver.id,
-                if t.approval
-                    .as_ref()
-                    .is_some_and(|a| a.edited_inputs.is_some())
-                {
-                    " with edits"
-                } else {
-                    ""
-                },
-                reason.map(|r| format!(": {r}")).unwrap_or_default()
-            )),
-            shadow: false,
-        }],
-        // The audit keeps both versions: the request's inputs are on the
-        // execution's first record, the edits on this one.
-        inputs: edits,
-        output: None,
-        failure: t.failure.as_ref().map(|f| f.message.clone()),
-        tags: Vec::new(),
-    });
+    let by = format!(
+        "by `{}`{}{}",
+        approver.id,
+        if edits.is_some() { " with edits" } else { "" },
+        reason.map(|r| format!(": {r}")).unwrap_or_default()
+    );
+    // The audit keeps both versions: the request's inputs are on the
+    // execution's first record, the edits on this one.
+    t.audit = Some(decision_audit(
+        e,
+        &policy,
+        outcome,
+        by,
+        to,
+        now,
+        t.failure.as_ref(),
+        edits,
+    ));
     t.events.push(event.clone());
     Ok((t, event))
 }
@@ -449,5 +429,53 @@ impl Governor {
             .await?;
         self.store().put_grant(&grant).await?;
         Ok((decided, grant))
+    }
+}
+
+/// The event announcing a decision (human or `on_expiry`) on `e`.
+pub(crate) fn decision_event(
+    e: &Execution,
+    kind: EventKind,
+    now: DateTime<Utc>,
+    data: &serde_json::Value,
+) -> Event {
+    Event::at(
+        now,
+        kind,
+        e.id,
+        Arc::clone(&e.action),
+        Json::encode(data).unwrap_or_else(|_| Json::null()),
+    )
+}
+
+/// The audit record of a decision (human or `on_expiry`) on `e`.
+#[expect(clippy::too_many_arguments, reason = "one flat record of one decision; a builder would only rename the fields")]
+pub(crate) fn decision_audit(
+    e: &Execution,
+    policy: &str,
+    outcome: &'static str,
+    by: String,
+    to: ExecutionStatus,
+    at: DateTime<Utc>,
+    failure: Option<&Failure>,
+    inputs: Option<Json>,
+) -> AuditRecord {
+    AuditRecord {
+        execution_id: e.id,
+        action: Arc::clone(&e.action),
+        principal: e.principal.id.clone(),
+        tenant: e.principal.tenant.clone(),
+        status: to,
+        at,
+        decisions: vec![DecisionRecord {
+            policy: Arc::from(policy),
+            outcome: Cow::Borrowed(outcome),
+            reason: Some(by),
+            shadow: false,
+        }],
+        inputs,
+        output: None,
+        failure: failure.map(|f| f.message.clone()),
+        tags: Vec::new(),
     }
 }

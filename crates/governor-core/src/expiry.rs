@@ -1,20 +1,17 @@
 //! Expiry: requests nobody decided in time get their policy's `on_expiry`,
 //! applied durably by whichever instance sweeps first.
 
-use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::approval::{OnExpiry, StageDecision};
-use crate::audit::{AuditRecord, DecisionRecord};
+use crate::decide::{decision_audit, decision_event};
 use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{Event, EventKind};
 use crate::execution::{Execution, ExecutionStatus, Failure};
 use crate::governor::Governor;
-use crate::json::Json;
 use crate::store::{ExecutionQuery, Transition};
 
 /// The approver recorded for decisions made by `on_expiry`.
@@ -130,31 +127,18 @@ fn expiry_transition(e: &Execution, now: DateTime<Utc>) -> Option<(Transition, E
         "approvers": updated.stages[index].spec.approvers,
         "next_status": to,
     });
-    let event = Event::at(
+    let event = decision_event(e, EventKind::ApprovalTimeout, now, &data);
+    let by = format!("by `{EXPIRY_APPROVER}`");
+    t.audit = Some(decision_audit(
+        e,
+        &policy,
+        outcome,
+        by,
+        to,
         now,
-        EventKind::ApprovalTimeout,
-        e.id,
-        Arc::clone(&e.action),
-        Json::encode(&data).unwrap_or_else(|_| Json::null()),
-    );
-    t.audit = Some(AuditRecord {
-        execution_id: e.id,
-        action: Arc::clone(&e.action),
-        principal: e.principal.id.clone(),
-        tenant: e.principal.tenant.clone(),
-        status: to,
-        at: now,
-        decisions: vec![DecisionRecord {
-            policy: Arc::from(policy.as_str()),
-            outcome: Cow::Borrowed(outcome),
-            reason: Some(format!("by `{EXPIRY_APPROVER}`")),
-            shadow: false,
-        }],
-        inputs: None,
-        output: None,
-        failure: failure.as_ref().map(|f| f.message.clone()),
-        tags: Vec::new(),
-    });
+        failure.as_ref(),
+        None,
+    ));
     t.failure = failure;
     t.approval = Some(updated);
     t.events.push(event.clone());
