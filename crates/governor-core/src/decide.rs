@@ -449,7 +449,10 @@ pub(crate) fn decision_event(
 }
 
 /// The audit record of a decision (human or `on_expiry`) on `e`.
-#[expect(clippy::too_many_arguments, reason = "one flat record of one decision; a builder would only rename the fields")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one flat record of one decision; a builder would only rename the fields"
+)]
 pub(crate) fn decision_audit(
     e: &Execution,
     policy: &str,

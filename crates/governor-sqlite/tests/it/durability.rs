@@ -294,17 +294,7 @@ async fn killing_a_waiting_process_loses_nothing() {
     let path = dir.path().join("g.db");
     // Create the file first so parent and child agree on the schema.
     drop(SqliteStore::open(&path).await.unwrap());
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "durability::child_waiting_for_approval",
-        ])
-        .env("GOVERNOR_CHILD_DB", &path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child("durability::child_waiting_for_approval", &path);
     let here = Governor::builder()
         .store(SqliteStore::open(&path).await.unwrap())
         .build()
@@ -400,13 +390,7 @@ async fn killing_a_worker_mid_run_loses_nothing() {
     .await
     .unwrap();
 
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "durability::child_worker_mid_run"])
-        .env("GOVERNOR_CHILD_DB", &path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_child("durability::child_worker_mid_run", &path);
     loop {
         let e = here.execution(id).await.unwrap().unwrap();
         if e.status == ExecutionStatus::Running {
@@ -442,4 +426,16 @@ async fn killing_a_worker_mid_run_loses_nothing() {
         0,
         "completed exactly once"
     );
+}
+
+/// Runs one of this binary's ignored `child_*` tests as a separate process
+/// working on the SQLite file at `path`.
+fn spawn_child(test: &str, path: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", test])
+        .env("GOVERNOR_CHILD_DB", path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
 }
