@@ -118,7 +118,8 @@ fn report(workload: &str, store: &str, s: &Stats, extra: &str) {
 
 async fn memory_benchmarks(n: usize) {
     let admin = Principal::new("bench").with_roles(["admin"]);
-    // `GOVERNOR_BENCH_ONLY=b` runs one workload (for profiling).
+    // `GOVERNOR_BENCH_ONLY=b` (a, c, retained) runs one workload (for
+    // profiling).
     let only = std::env::var("GOVERNOR_BENCH_ONLY").unwrap_or_default();
     let run = |w: &str| only.is_empty() || only == w;
     if run("a") {
@@ -128,20 +129,20 @@ async fn memory_benchmarks(n: usize) {
         .await;
         report("a_bare", "none", &s, "");
     }
-    if !run("b") && !run("c") {
+    if run("b") {
+        let s = sequential(n, |i| async move {
+            black_box(
+                governed_default(i as f64 + 1.0, "Acme".into())
+                    .await
+                    .unwrap(),
+            );
+        })
+        .await;
+        report("b_govern_default", "memory", &s, "");
+    }
+    if !run("c") {
         return;
     }
-
-    let s = sequential(n, |i| async move {
-        black_box(
-            governed_default(i as f64 + 1.0, "Acme".into())
-                .await
-                .unwrap(),
-        );
-    })
-    .await;
-    report("b_govern_default", "memory", &s, "");
-
     let s = admin
         .clone()
         .scope(sequential(n, |i| async move {
@@ -265,6 +266,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if std::env::var("GOVERNOR_BENCH_ONLY").is_ok_and(|w| w != "retained") {
+        return;
+    }
     rt.block_on(async {
         let bytes = retained_bytes(if quick { 20_000 } else { 500_000 }).await;
         println!("{{\"workload\":\"b_govern_default\",\"store\":\"memory\",\"retained_bytes_per_execution\":{bytes:.0}}}");

@@ -726,7 +726,9 @@ impl<'a> Run<'a> {
     }
 
     async fn start(&mut self, from: ExecutionStatus) -> Result<(), GovernError> {
-        self.tick();
+        if !self.straight_through(from) {
+            self.tick();
+        }
         let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::Running);
         let taking = self.take_lease.take();
         // A caller continuing in place drops the lease it held while waiting.
@@ -754,6 +756,19 @@ impl<'a> Run<'a> {
             self.state_saved(Checkpoint::PreExecution, false);
         }
         Ok(())
+    }
+
+    /// Whether nothing has run since the call began (no pre-actions, no
+    /// pre-execution policies, no wait), so the start time is the
+    /// beginning's time and the clock need not be read again.
+    fn straight_through(&self, from: ExecutionStatus) -> bool {
+        from == ExecutionStatus::Pending
+            && self.action.pre.is_empty()
+            && !self
+                .action
+                .policies
+                .iter()
+                .any(|p| p.phase().applies_to(PolicyPhase::PreExecution))
     }
 
     async fn finish(&mut self, output: Value) -> Result<(), GovernError> {
@@ -792,12 +807,14 @@ impl<'a> Run<'a> {
             .num_microseconds()
             .unwrap_or(0) as f64
             / 1000.0;
-        t.events.push(self.event(
-            EventKind::ExecutionCompleted,
-            Json::raw(format!(
-                "{{\"output\":{stored_output},\"duration_ms\":{duration_ms}}}"
-            )),
-        ));
+        let mut data = String::with_capacity(stored_output.as_str().len() + 40);
+        data.push_str("{\"output\":");
+        data.push_str(stored_output.as_str());
+        data.push_str(",\"duration_ms\":");
+        data.push_str(&duration_ms.to_string());
+        data.push('}');
+        t.events
+            .push(self.event(EventKind::ExecutionCompleted, Json::raw(data)));
         t.audit = Some(self.audit_record(ExecutionStatus::Completed, None));
         t.output = Some(stored_output);
         self.apply(t).await
