@@ -47,6 +47,7 @@
 //! | `name = "..."` | the action name (default: the function's name; for `impl` blocks, a prefix replacing the type name) |
 //! | `context = expr` | the caller: a [`Principal`] or `Option<Principal>`, evaluated per call (it may use the arguments); default: the task-local [`Principal::scope`] |
 //! | `on_state_saved = closure` | `Fn(ExecutionId, &serde_json::Value)`, called when state is saved |
+//! | `resumable = false` | do not register the function for resuming (needed when its body is not `Send`) |
 //! | `methods = ["a", "b"]` | on an `impl` block: which methods (default: every `pub async fn`) |
 //! | `crate = path` | where `agent_governor` is, if renamed |
 //!
@@ -55,6 +56,16 @@
 //! `Result<T, GovernError>`. Policies see arguments by parameter name
 //! (`amount`, not `args[0]`). On an `impl` block, each selected method is
 //! the action `Type.method`; `self` is recorded only if it is `Serialize`.
+//!
+//! A free function is registered for resuming by its action name when the
+//! program is linked: [`Governor::resume`] and resume workers run approved
+//! executions through its body, on any instance, even one that never
+//! called it. That needs owned arguments that are also
+//! `serde::Deserialize` (a function with a `&str` argument, generics, or a
+//! non-`Deserialize` argument is simply not resumable) and a `Send` body
+//! (a compile error names `resumable = false` otherwise). Methods are not
+//! registered (there is no `self` to resume with); register them with
+//! [`ActionBuilder::resumable`].
 //!
 //! ## Lifecycle
 //!

@@ -297,7 +297,7 @@ impl Call {
 /// Configures an [`Action`].
 #[must_use]
 pub struct ActionBuilder {
-    action: Action,
+    pub(crate) action: Action,
 }
 
 impl ActionBuilder {

@@ -113,8 +113,18 @@ impl Governor {
         }
     }
 
-    /// The resumable action registered under `name`.
+    /// The resumable action registered under `name`: built explicitly, or
+    /// a `#[govern]` function linked into this program (built now if no
+    /// call has built it yet).
     pub(crate) fn registered(&self, name: &str) -> Option<Action> {
+        if let Some(action) = self.registered_now(name) {
+            return Some(action);
+        }
+        crate::macro_support::register_linked(name);
+        self.registered_now(name)
+    }
+
+    fn registered_now(&self, name: &str) -> Option<Action> {
         self.inner.actions.read().ok()?.get(name).cloned()
     }
 

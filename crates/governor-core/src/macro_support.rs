@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
-use serde_json::Value;
+pub use serde_json::Value;
 
 use crate::action::{Action, ActionBuilder, Args};
 use crate::error::GovernError;
@@ -166,6 +166,103 @@ impl<T: fmt::Debug + ?Sized> RecordDebug for Rec<'_, T> {
     fn record_error(&self) -> String {
         format!("{:?}", self.0)
     }
+}
+
+/// A `#[govern]` function registered at link time, so that an instance
+/// which never called it can still resume its approved executions.
+pub struct Registration {
+    /// The action's name.
+    pub name: &'static str,
+    /// Builds the action (which registers it with its governor).
+    pub init: fn() -> Result<(), GovernError>,
+}
+
+inventory::collect!(Registration);
+
+pub use inventory;
+
+/// Builds every `#[govern]` action named `name` linked into this program,
+/// registering the resumable ones with their governors.
+pub(crate) fn register_linked(name: &str) {
+    for registration in inventory::iter::<Registration> {
+        if registration.name == name
+            && let Err(e) = (registration.init)()
+        {
+            tracing::warn!("could not build governed action `{name}` to resume it: {e}");
+        }
+    }
+}
+
+/// Makes the action resumable with a handler the macro wrote.
+pub fn resume_with<F>(mut builder: ActionBuilder, handler: F) -> ActionBuilder
+where
+    F: Fn(Value) -> BoxFuture<'static, Result<Value, String>> + Send + Sync + 'static,
+{
+    builder.action.resume = Some(Arc::new(handler));
+    builder
+}
+
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// Restores one argument of type `T` from stored arguments, by autoref
+/// specialization: by serde when `T` is `DeserializeOwned`; otherwise the
+/// action is not resumable.
+pub struct Restore<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Restore<T> {
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        Self(std::marker::PhantomData)
+    }
+}
+
+pub trait RestoreSerde<T> {
+    fn restorable(&self) -> bool;
+    fn restore(&self, args: &mut Value, name: &str) -> Result<T, String>;
+}
+
+impl<T: serde::de::DeserializeOwned> RestoreSerde<T> for &Restore<T> {
+    fn restorable(&self) -> bool {
+        true
+    }
+    fn restore(&self, args: &mut Value, name: &str) -> Result<T, String> {
+        let value = args.get_mut(name).map(Value::take).unwrap_or(Value::Null);
+        serde_json::from_value(value)
+            .map_err(|e| format!("stored argument `{name}` does not fit its parameter: {e}"))
+    }
+}
+
+pub trait RestoreNone<T> {
+    fn restorable(&self) -> bool;
+    fn restore(&self, args: &mut Value, name: &str) -> Result<T, String>;
+}
+
+impl<T> RestoreNone<T> for Restore<T> {
+    fn restorable(&self) -> bool {
+        false
+    }
+    fn restore(&self, _args: &mut Value, name: &str) -> Result<T, String> {
+        Err(format!(
+            "argument `{name}` cannot be restored (its type is not Deserialize)"
+        ))
+    }
+}
+
+/// Boxes a resumed body's future for a resume worker, which may run it on
+/// any thread. A `#[govern]` function whose body is not `Send` fails to
+/// compile here: mark it `#[govern(resumable = false)]`.
+pub fn resumable_body_must_be_send_or_use_resumable_false<F>(
+    body: F,
+) -> BoxFuture<'static, Result<Value, String>>
+where
+    F: std::future::Future<Output = Result<Value, String>> + Send + 'static,
+{
+    Box::pin(body)
+}
+
+/// A handler's failure before its body runs.
+pub fn resume_failed(message: String) -> BoxFuture<'static, Result<Value, String>> {
+    Box::pin(async move { Err(message) })
 }
 
 /// Pins the output type of a future (the body of a governed function), so

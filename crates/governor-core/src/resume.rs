@@ -26,7 +26,10 @@ pub enum ResumeError {
         status: ExecutionStatus,
     },
     /// No resumable action with this name is registered on this governor.
-    #[error("no resumable action `{action}` is registered here (build it with `.resumable(...)`)")]
+    #[error(
+        "no resumable action `{action}` is registered here (a `#[govern]` function linked into this \
+         program, or an action built with `.resumable(...)`)"
+    )]
     NotRegistered {
         /// The action.
         action: String,

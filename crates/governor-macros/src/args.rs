@@ -18,9 +18,10 @@ pub(crate) struct GovernArgs {
     pub(crate) on_state_saved: Option<Expr>,
     pub(crate) methods: Option<(Ident, Vec<LitStr>)>,
     pub(crate) krate: Option<Path>,
+    pub(crate) resumable: Option<LitBool>,
 }
 
-const KEYS: &str = "policies, pre, post, capture_state, governor, store, name, context, on_state_saved, methods, crate";
+const KEYS: &str = "policies, pre, post, capture_state, governor, store, name, context, on_state_saved, methods, resumable, crate";
 
 impl GovernArgs {
     pub(crate) fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -40,6 +41,7 @@ impl GovernArgs {
                 "context" => set(&mut args.context, input.parse()?, dup)?,
                 "on_state_saved" => set(&mut args.on_state_saved, input.parse()?, dup)?,
                 "crate" => set(&mut args.krate, input.parse()?, dup)?,
+                "resumable" => set(&mut args.resumable, input.parse()?, dup)?,
                 "methods" => {
                     let list: ExprArray = input.parse()?;
                     let names = list

@@ -4,8 +4,8 @@ use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{
-    Attribute, Block, Expr, FnArg, GenericArgument, ImplItem, Item, ItemImpl, Pat, PathArguments,
-    ReturnType, Signature, Type, Visibility,
+    Attribute, Block, Expr, FnArg, GenericArgument, ImplItem, Item, ItemImpl, LitBool, Pat,
+    PathArguments, ReturnType, Signature, Type, Visibility,
 };
 
 use crate::args::GovernArgs;
@@ -118,7 +118,7 @@ fn expand_fn(
     attrs: &[Attribute],
     vis: &Visibility,
     sig: &Signature,
-    block: &Block,
+    block_orig: &Block,
     action_name: &str,
     in_impl: bool,
 ) -> syn::Result<TokenStream> {
@@ -135,6 +135,7 @@ fn expand_fn(
     let p = quote!(#krate::__private);
 
     let mut binds = Vec::new();
+    let mut params = Vec::new();
     let mut bind_self = quote!();
     for input in &sig.inputs {
         match input {
@@ -153,6 +154,7 @@ fn expand_fn(
                     let name = ident.to_string();
                     let name = name.strip_prefix("r#").unwrap_or(&name);
                     binds.push(quote_spanned!(pt.ty.span()=> .arg(#name, &#ident)));
+                    params.push((id.clone(), (*pt.ty).clone()));
                 }
                 other => {
                     return Err(syn::Error::new_spanned(
@@ -204,6 +206,22 @@ fn expand_fn(
         .as_ref()
         .map(|c| quote!(.maybe_principal(#p::caller(#c))));
 
+    // A free function whose arguments are owned, named types is resumable:
+    // its body moves into a sibling function that both the call and a
+    // resume worker run.
+    let wanted = args.resumable.as_ref().is_none_or(LitBool::value);
+    let resumable = wanted
+        && !in_impl
+        && sig.generics.params.is_empty()
+        && params.iter().all(|(_, t)| owned(t));
+    let body_fn = format_ident!("__governor_body_{}", sig.ident);
+    let inner_block: Block = if resumable {
+        let idents = params.iter().map(|(id, _)| &id.ident);
+        syn::parse_quote!({ #body_fn(#(#idents),*).await })
+    } else {
+        block_orig.clone()
+    };
+    let block = &inner_block;
     let (output_ty, body) = match returns(sig) {
         Returns::Result(ty) => {
             let body = if contains_impl_trait(&ty) {
@@ -230,6 +248,16 @@ fn expand_fn(
     };
     let mut new_sig = sig.clone();
     new_sig.output = syn::parse_quote!(-> #output_ty);
+    if resumable {
+        // The wrapper only records and forwards its arguments.
+        for input in &mut new_sig.inputs {
+            if let FnArg::Typed(pt) = input
+                && let Pat::Ident(id) = &mut *pt.pat
+            {
+                id.mutability = None;
+            }
+        }
+    }
     // The action is built once, in a sibling function, so policy
     // expressions cannot see (or be shadowed by) the call's arguments.
     let helper = format_ident!("__governor_action_{}", sig.ident);
@@ -239,7 +267,16 @@ fn expand_fn(
         quote!(#helper)
     };
 
+    let (resume, registration, body_item) = if resumable {
+        resume_parts(&p, sig, block_orig, &params, &body, name)
+    } else {
+        (quote!(), quote!(), quote!())
+    };
+
     Ok(quote! {
+        #body_item
+        #registration
+
         #[doc(hidden)]
         #[allow(non_snake_case, clippy::needless_question_mark)]
         fn #helper() -> ::core::result::Result<&'static #p::Action, #p::GovernError> {
@@ -252,6 +289,7 @@ fn expand_fn(
                 #(#post)*
                 #capture
                 #saved
+                #resume
                 __b.build()
             })
         }
@@ -283,4 +321,94 @@ fn expand_fn(
                 .await
         }
     })
+}
+
+/// Whether a parameter type can be restored from stored arguments: no
+/// borrowed or `impl` types (whether it is `Deserialize` is decided when
+/// the action is built).
+fn owned(ty: &Type) -> bool {
+    let text = ty.to_token_stream().to_string();
+    !text.contains('&')
+        && !text.contains('\'')
+        && !text
+            .split(|c: char| !c.is_alphanumeric() && c != '_')
+            .any(|word| matches!(word, "impl" | "dyn" | "Self"))
+}
+
+/// The parts that make a free `#[govern]` function resumable: the body as
+/// its own function, the resume handler given to the builder, and the
+/// link-time registration by name.
+fn resume_parts(
+    p: &TokenStream,
+    sig: &Signature,
+    block: &Block,
+    params: &[(syn::PatIdent, Type)],
+    body: &TokenStream,
+    name: &str,
+) -> (TokenStream, TokenStream, TokenStream) {
+    let helper = format_ident!("__governor_action_{}", sig.ident);
+    let body_fn = format_ident!("__governor_body_{}", sig.ident);
+    let mut body_sig = sig.clone();
+    body_sig.ident = body_fn.clone();
+    // Every argument is recorded, so none is unused (as before the body
+    // moved here).
+    let idents = params.iter().map(|(id, _)| &id.ident);
+    let body_item = quote! {
+        #[doc(hidden)]
+        #[allow(non_snake_case, clippy::too_many_arguments)]
+        #body_sig {
+            let _ = (#(&#idents,)*);
+            #block
+        }
+    };
+    let restores = params.iter().map(|(id, ty)| {
+        let ident = &id.ident;
+        let key = ident.to_string();
+        let key = key.strip_prefix("r#").unwrap_or(&key).to_owned();
+        quote! {
+            let #ident: #ty = match (&&#p::Restore::<#ty>::new()).restore(&mut __gov_in, #key) {
+                ::core::result::Result::Ok(v) => v,
+                ::core::result::Result::Err(e) => return #p::resume_failed(e),
+            };
+        }
+    });
+    let checks = params
+        .iter()
+        .map(|(_, ty)| quote!(&& (&&#p::Restore::<#ty>::new()).restorable()));
+    let resume = quote! {
+        #[allow(unused_imports)]
+        use #p::{RestoreNone as _, RestoreSerde as _};
+        let __b = if true #(#checks)* {
+            #p::resume_with(__b, |mut __gov_in: #p::Value| {
+                #[allow(unused_imports)]
+                use #p::{
+                    RecordDebug as _, RecordDisplay as _, RecordOpaque as _, RecordSerialize as _,
+                    RestoreNone as _, RestoreSerde as _,
+                };
+                #(#restores)*
+                let __gov_body = async move {
+                    match #body.await {
+                        ::core::result::Result::Ok(__gov_out) => (&&#p::Rec(&__gov_out))
+                            .record_output()
+                            .unwrap_or(::core::result::Result::Ok(#p::Value::Null)),
+                        ::core::result::Result::Err(__gov_err) => {
+                            ::core::result::Result::Err((&&#p::Rec(&__gov_err)).record_error())
+                        }
+                    }
+                };
+                #p::resumable_body_must_be_send_or_use_resumable_false(__gov_body)
+            })
+        } else {
+            __b
+        };
+    };
+    let registration = quote! {
+        #p::inventory::submit! {
+            #p::Registration {
+                name: #name,
+                init: || #helper().map(|_| ()),
+            }
+        }
+    };
+    (resume, registration, body_item)
 }

@@ -3,3 +3,4 @@
 
 mod govern_fn;
 mod govern_impl;
+mod resume;
