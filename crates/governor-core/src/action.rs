@@ -188,6 +188,11 @@ pub struct Action {
     pub(crate) allow_data: Vec<crate::lifecycle::AllowData>,
     pub(crate) policy_names: Vec<Arc<str>>,
     pub(crate) resume: Option<ResumeFn>,
+    /// A label folded into the policy version (see
+    /// [`ActionBuilder::policy_version`]).
+    pub(crate) policy_label: Option<String>,
+    /// The version of the policies approvals are bound to.
+    pub(crate) policy_version: Arc<str>,
 }
 
 impl fmt::Debug for Action {
@@ -214,6 +219,12 @@ impl Action {
     /// The policies, in evaluation order.
     pub fn policies(&self) -> &[Arc<dyn Policy>] {
         &self.policies
+    }
+
+    /// The version of the policies that approvals of this action are
+    /// bound to (see [`ActionBuilder::policy_version`]).
+    pub fn policy_version(&self) -> &str {
+        &self.policy_version
     }
 
     /// The governor this action records into.
@@ -317,6 +328,8 @@ impl ActionBuilder {
                 allow_data: Vec::new(),
                 policy_names: Vec::new(),
                 resume: None,
+                policy_label: None,
+                policy_version: Arc::from(""),
             },
         }
     }
@@ -406,6 +419,16 @@ impl ActionBuilder {
         self
     }
 
+    /// A label for this action's policy code (say `"refunds-2026-11"`).
+    /// Approvals are bound to the policy version, computed from each
+    /// policy's settings and this label: a call approved under another
+    /// version is evaluated again before it runs. Change the label when a
+    /// policy's code (a closure) changes in a way its settings do not show.
+    pub fn policy_version(mut self, label: impl Into<String>) -> Self {
+        self.action.policy_label = Some(label.into());
+        self
+    }
+
     /// Builds the action.
     pub fn build(mut self) -> Result<Action, GovernError> {
         if self.action.name.trim().is_empty() {
@@ -436,6 +459,10 @@ impl ActionBuilder {
                 }
             }
         }
+        self.action.policy_version = crate::binding::policy_version(
+            &self.action.policies,
+            self.action.policy_label.as_deref(),
+        );
         if self.action.resume.is_some() {
             self.action.governor().register(&self.action);
         }

@@ -162,6 +162,15 @@ pub struct ApprovalRequest {
     /// execution's `inputs` keep what was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub edited_inputs: Option<Json>,
+    /// The digest of what is approved: action, requester, the arguments
+    /// that will run (the edits, once an approver made some) and the
+    /// policy version. A run whose digest differs is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The action's policy version when the request was made; if the
+    /// policies change before the call runs, they are evaluated again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
 }
 
 impl ApprovalRequest {
@@ -183,6 +192,8 @@ impl ApprovalRequest {
             requested_at: now,
             stages,
             edited_inputs: None,
+            digest: None,
+            policy_version: None,
         }
     }
 
@@ -330,6 +341,10 @@ impl Policy for ApprovalPolicy {
             return Decision::Allow;
         }
         Decision::RequireApproval(self.spec.clone())
+    }
+    fn fingerprint(&self) -> String {
+        let spec = serde_json::to_string(&self.spec).unwrap_or_default();
+        format!("{spec} auto:{}", self.auto_approve.is_some())
     }
 }
 

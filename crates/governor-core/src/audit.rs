@@ -57,6 +57,10 @@ pub struct AuditRecord {
     /// Compliance tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// For a decision: the digest of what was approved (see
+    /// [`ApprovalRequest::digest`](crate::ApprovalRequest::digest)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_digest: Option<String>,
 }
 
 /// A record's place in the chain.
@@ -174,6 +178,12 @@ impl AuditRecord {
         for t in &self.tags {
             text(h, t);
         }
+        // Fed only when present, so records written before the field
+        // existed keep their hashes.
+        if let Some(d) = &self.approved_digest {
+            h.update(b"d");
+            text(h, d);
+        }
     }
 }
 
@@ -252,6 +262,7 @@ mod tests {
             output: None,
             failure: None,
             tags: vec![],
+            approved_digest: None,
         }
     }
 

@@ -335,9 +335,14 @@ fn decision_transition(
     };
     let mut t = Transition::at(now, id, ExecutionStatus::AwaitingApproval, to);
     t.expect_version = Some(e.version);
-    if edits.is_some() {
-        updated.edited_inputs = edits.clone();
+    if let Some(edits) = &edits {
+        updated.edited_inputs = Some(edits.clone());
+        // What is approved now is the edited call.
+        if let Some(version) = updated.policy_version.clone() {
+            updated.bind(e, edits, &version);
+        }
     }
+    let approved_digest = updated.digest.clone().filter(|_| approved);
     t.approval = Some(updated);
     let outcome = if approved { "approved" } else { "rejected" };
     let data = json!({
@@ -370,16 +375,9 @@ fn decision_transition(
     );
     // The audit keeps both versions: the request's inputs are on the
     // execution's first record, the edits on this one.
-    t.audit = Some(decision_audit(
-        e,
-        &policy,
-        outcome,
-        by,
-        to,
-        now,
-        t.failure.as_ref(),
-        edits,
-    ));
+    let mut record = decision_audit(e, &policy, outcome, by, to, now, t.failure.as_ref(), edits);
+    record.approved_digest = approved_digest;
+    t.audit = Some(record);
     t.events.push(event.clone());
     Ok((t, event))
 }
@@ -480,5 +478,6 @@ pub(crate) fn decision_audit(
         output: None,
         failure: failure.map(|f| f.message.clone()),
         tags: Vec::new(),
+        approved_digest: None,
     }
 }

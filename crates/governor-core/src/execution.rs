@@ -147,8 +147,10 @@ impl ExecutionStatus {
             ) | (
                 AwaitingApproval,
                 AwaitingApproval | Approved | Rejected | Expired | Cancelled
-            ) | (Approved, Running | Failed | Cancelled)
-                | (Running, Completed | Failed | Cancelled)
+            ) | (
+                Approved,
+                Running | Failed | Cancelled | Denied | AwaitingApproval
+            ) | (Running, Completed | Failed | Cancelled)
         )
     }
 }

@@ -129,16 +129,11 @@ fn expiry_transition(e: &Execution, now: DateTime<Utc>) -> Option<(Transition, E
     });
     let event = decision_event(e, EventKind::ApprovalTimeout, now, &data);
     let by = format!("by `{EXPIRY_APPROVER}`");
-    t.audit = Some(decision_audit(
-        e,
-        &policy,
-        outcome,
-        by,
-        to,
-        now,
-        failure.as_ref(),
-        None,
-    ));
+    let mut record = decision_audit(e, &policy, outcome, by, to, now, failure.as_ref(), None);
+    if to == ExecutionStatus::Approved {
+        record.approved_digest = updated.digest.clone();
+    }
+    t.audit = Some(record);
     t.failure = failure;
     t.approval = Some(updated);
     t.events.push(event.clone());

@@ -32,6 +32,7 @@
 mod action;
 mod approval;
 mod audit;
+mod binding;
 mod channel;
 pub mod config;
 mod decide;

@@ -13,6 +13,7 @@ use tracing::Instrument;
 use crate::action::{Action, Call, HookContext};
 use crate::approval::{ApprovalRequest, ApprovalSpec};
 use crate::audit::{AuditRecord, DecisionRecord};
+use crate::binding::Check;
 use crate::channel::ApprovalNotice;
 use crate::error::GovernError;
 use crate::event::{Event, EventBus, EventKind};
@@ -57,6 +58,8 @@ impl Action {
                 Gate::Proceed => ExecutionStatus::Pending,
                 Gate::Parked { wait } => {
                     run.await_decision(wait).await?;
+                    let inputs = run.execution.inputs.clone();
+                    run.recheck(&inputs).await?;
                     ExecutionStatus::Approved
                 }
             };
@@ -332,6 +335,7 @@ impl<'a> Run<'a> {
             tags: settings
                 .map(|s| s.compliance_tags.clone())
                 .unwrap_or_default(),
+            approved_digest: None,
         }
     }
 
@@ -519,7 +523,7 @@ impl<'a> Run<'a> {
             return Ok(Gate::Proceed);
         }
         let wait = approvals.iter().map(|a| a.wait).max().unwrap_or_default();
-        if let Err(e) = self.park(approvals, wait).await {
+        if let Err(e) = self.park(approvals, wait, ExecutionStatus::Pending).await {
             self.release_unrecorded();
             return Err(e);
         }
@@ -583,6 +587,66 @@ impl<'a> Run<'a> {
                 _ = changes.recv() => {}
             }
         }
+    }
+
+    /// Before an approved call runs (in place or resumed with `inputs`):
+    /// what runs must be what was approved, and policies that changed
+    /// since are evaluated again. Ends the call if it is not what was
+    /// approved or is now denied; parks it again (`Pending`) if the new
+    /// policies ask for an approval nobody gave yet.
+    pub(crate) async fn recheck(&mut self, inputs: &Json) -> Result<(), GovernError> {
+        match crate::binding::check(&self.execution, inputs, &self.action.policy_version) {
+            Check::Intact => Ok(()),
+            Check::Mismatch => {
+                let error = GovernError::Denied {
+                    execution_id: self.id(),
+                    action: self.execution.action.to_string(),
+                    policy: BINDING_POLICY.into(),
+                    rule: Some("digest".into()),
+                    reason: "what would run is not what was approved: the action, arguments or \
+                             requester changed after the decision"
+                        .into(),
+                    phase: PolicyPhase::PreExecution,
+                };
+                let failure = failure_of(&error, BINDING_POLICY);
+                self.settle_failed(ExecutionStatus::Failed, failure, EventKind::PolicyViolated)
+                    .await?;
+                Err(error)
+            }
+            Check::PoliciesChanged => self.reevaluate().await,
+        }
+    }
+
+    /// Evaluates the pre-execution policies again for an approved call
+    /// whose action's policies changed since it was approved.
+    async fn reevaluate(&mut self) -> Result<(), GovernError> {
+        let (denied, approvals, allowed) = self.evaluate(PolicyPhase::PreExecution).await;
+        self.allowed = allowed;
+        if let Some((policy, denial)) = denied {
+            self.release_allowed();
+            let error = self.denial_error(&*policy, denial, PolicyPhase::PreExecution);
+            let failure = failure_of(&error, policy.name());
+            self.settle_failed(ExecutionStatus::Denied, failure, EventKind::ExecutionDenied)
+                .await?;
+            return Err(error);
+        }
+        let previous = self.execution.approval.clone();
+        let missing: Vec<ApprovalSpec> = approvals
+            .into_iter()
+            .filter(|spec| !previous.as_ref().is_some_and(|r| r.covers(spec)))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.park(
+            missing,
+            std::time::Duration::ZERO,
+            ExecutionStatus::Approved,
+        )
+        .await?;
+        Err(GovernError::Pending {
+            execution_id: self.id(),
+        })
     }
 
     /// A grant letting this call pass approval `policy`, if one exists.
@@ -654,18 +718,21 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Parks the call from `from` (`Pending`, or `Approved` when changed
+    /// policies ask again) with a request for `specs`, bound to the
+    /// arguments it will run with.
     async fn park(
         &mut self,
         specs: Vec<ApprovalSpec>,
         wait: std::time::Duration,
+        from: ExecutionStatus,
     ) -> Result<(), GovernError> {
-        let request = ApprovalRequest::new(specs);
-        let mut t = Transition::at(
-            self.now,
-            self.id(),
-            ExecutionStatus::Pending,
-            ExecutionStatus::AwaitingApproval,
-        );
+        let mut request = ApprovalRequest::new(specs);
+        let inputs = self.execution.inputs.clone();
+        request.bind(&self.execution, &inputs, &self.action.policy_version);
+        let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::AwaitingApproval);
+        // A worker's claim on an approved execution ends with re-parking.
+        t.clear_lease = from == ExecutionStatus::Approved;
         let snapshot = self.snapshot(Checkpoint::AwaitingApproval, self.execution.inputs.clone());
         t.events
             .push(self.event(EventKind::ApprovalRequested, json_of(&request)));
@@ -998,6 +1065,9 @@ enum Gate {
     Parked { wait: std::time::Duration },
 }
 
+/// The name under which a refused approval binding is recorded.
+pub(crate) const BINDING_POLICY: &str = "approval binding";
+
 /// How often a waiting caller re-reads a parked execution, for decisions
 /// made by other processes (same-process decisions wake it at once).
 const DECISION_POLL: std::time::Duration = std::time::Duration::from_millis(20);
@@ -1010,10 +1080,11 @@ pub(crate) async fn run_resumed(
     governor: &Governor,
     action: &Action,
     execution: Execution,
-    input: Value,
+    stored: &Json,
     handler: &crate::action::ResumeFn,
     taken_over: bool,
 ) -> Result<(), GovernError> {
+    let input = stored.value();
     let owner = governor.instance().to_owned();
     let lease = governor.resume_lease();
     let id = execution.id;
@@ -1026,6 +1097,7 @@ pub(crate) async fn run_resumed(
             owner: owner.clone(),
             until: crate::store::lease_until(chrono::Utc::now(), lease),
         });
+        run.recheck(stored).await?;
         run.start(ExecutionStatus::Approved).await?;
     }
     // Renew the lease while the action runs, so that only a runner that

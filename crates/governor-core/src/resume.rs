@@ -44,6 +44,17 @@ pub enum ResumeError {
         /// The execution.
         execution_id: ExecutionId,
     },
+    /// What would run (action, requester, arguments) is not what was
+    /// approved: the stored execution changed after the decision. The
+    /// execution was failed and the refusal audited.
+    #[error(
+        "execution {execution_id} is not what was approved (its action, requester or arguments \
+         changed after the decision); it was failed instead of run"
+    )]
+    NotWhatWasApproved {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
     /// Another runner took it first.
     #[error("execution {execution_id} is already being resumed elsewhere")]
     Conflict {
@@ -102,11 +113,15 @@ impl Governor {
         if stored.as_str().contains(REDACTED) {
             return Err(ResumeError::RedactedInputs { execution_id: id });
         }
-        let input = stored.value();
-        match crate::lifecycle::run_resumed(self, &action, execution, input, &handler, taken_over)
+        match crate::lifecycle::run_resumed(self, &action, execution, &stored, &handler, taken_over)
             .await
         {
             Ok(()) => {}
+            Err(GovernError::Denied { policy, .. })
+                if policy == crate::lifecycle::BINDING_POLICY =>
+            {
+                return Err(ResumeError::NotWhatWasApproved { execution_id: id });
+            }
             Err(GovernError::Store(e)) if e.kind() == StoreErrorKind::Conflict => {
                 return Err(ResumeError::Conflict { execution_id: id });
             }

@@ -126,4 +126,7 @@ impl Policy for AuditPolicy {
     fn audit_settings(&self) -> Option<&AuditSettings> {
         Some(&self.settings)
     }
+    fn fingerprint(&self) -> String {
+        format!("{:?} {:?}", self.settings, self.sensitive_fields)
+    }
 }

@@ -319,6 +319,18 @@ pub trait Policy: Send + Sync + 'static {
     fn audit_settings(&self) -> Option<&AuditSettings> {
         None
     }
+
+    /// Text that changes whenever the policy's settings change. It is part
+    /// of the action's policy version, which every approval is bound to:
+    /// a call approved under other settings is evaluated again before it
+    /// runs. The default is empty (only name, kind, phase and shadow mode
+    /// count); a policy whose behaviour is code cannot describe that code,
+    /// so bump [`ActionBuilder::policy_version`] when it changes.
+    ///
+    /// [`ActionBuilder::policy_version`]: crate::ActionBuilder::policy_version
+    fn fingerprint(&self) -> String {
+        String::new()
+    }
 }
 
 /// A policy in shadow (log-only) mode; see [`PolicyExt::shadow`].
@@ -350,6 +362,9 @@ impl<P: Policy> Policy for Shadow<P> {
     fn audit_settings(&self) -> Option<&AuditSettings> {
         self.0.audit_settings()
     }
+    fn fingerprint(&self) -> String {
+        self.0.fingerprint()
+    }
 }
 
 /// Shared policies (`Arc<dyn Policy>`, as loaded from files) are policies
@@ -379,6 +394,9 @@ impl<P: Policy + ?Sized> Policy for Arc<P> {
     }
     fn audit_settings(&self) -> Option<&AuditSettings> {
         (**self).audit_settings()
+    }
+    fn fingerprint(&self) -> String {
+        (**self).fingerprint()
     }
 }
 

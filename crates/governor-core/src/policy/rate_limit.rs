@@ -230,6 +230,12 @@ impl Policy for RateLimitPolicy {
             *tat = tat.saturating_sub(t);
         }
     }
+    fn fingerprint(&self) -> String {
+        format!(
+            "{} per {:?} burst {:?} {:?}",
+            self.max_calls, self.window, self.burst, self.scope
+        )
+    }
 }
 
 #[cfg(test)]

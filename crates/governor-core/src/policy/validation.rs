@@ -50,6 +50,8 @@ impl IntoViolations for Vec<FieldError> {
 #[derive(Default, Clone)]
 struct Checks {
     schema: Option<Arc<jsonschema::Validator>>,
+    /// The schema's text, for the policy's fingerprint.
+    schema_text: String,
     validators: Vec<Validator>,
 }
 
@@ -134,6 +136,7 @@ impl ValidationPolicy {
     /// Validates inputs against a JSON Schema document.
     pub fn input_schema(mut self, schema: &Value) -> Result<Self, GovernError> {
         self.input.schema = Some(compile(&self.name, "input", schema)?);
+        self.input.schema_text = schema.to_string();
         Ok(self)
     }
 
@@ -147,6 +150,7 @@ impl ValidationPolicy {
     /// Validates outputs against a JSON Schema document.
     pub fn output_schema(mut self, schema: &Value) -> Result<Self, GovernError> {
         self.output.schema = Some(compile(&self.name, "output", schema)?);
+        self.output.schema_text = schema.to_string();
         Ok(self)
     }
 
@@ -252,6 +256,17 @@ impl Policy for ValidationPolicy {
         } else {
             Decision::Warn(reason)
         }
+    }
+    fn fingerprint(&self) -> String {
+        format!(
+            "strict {} phase {:?} input {} +{} output {} +{}",
+            self.strict,
+            self.phase,
+            self.input.schema_text,
+            self.input.validators.len(),
+            self.output.schema_text,
+            self.output.validators.len(),
+        )
     }
 }
 

@@ -217,6 +217,7 @@ struct AuditRest {
     output: Option<Json>,
     failure: Option<String>,
     tags: Vec<String>,
+    approved_digest: Option<String>,
 }
 
 impl StoredAudit {
@@ -226,7 +227,8 @@ impl StoredAudit {
             && r.inputs.is_none()
             && r.output.is_none()
             && r.failure.is_none()
-            && r.tags.is_empty();
+            && r.tags.is_empty()
+            && r.approved_digest.is_none();
         Self {
             seq,
             execution_id: r.execution_id,
@@ -245,6 +247,7 @@ impl StoredAudit {
                     output: r.output.clone(),
                     failure: r.failure.clone(),
                     tags: r.tags.clone(),
+                    approved_digest: r.approved_digest.clone(),
                 })
             }),
         }
@@ -264,6 +267,7 @@ impl StoredAudit {
             output: rest.and_then(|r| r.output.clone()),
             failure: rest.and_then(|r| r.failure.clone()),
             tags: rest.map(|r| r.tags.clone()).unwrap_or_default(),
+            approved_digest: rest.and_then(|r| r.approved_digest.clone()),
         }
     }
 }

@@ -51,6 +51,7 @@ async fn evicted_audit_entries_leave_a_verifiable_window() {
             output: None,
             failure: None,
             tags: vec![],
+            approved_digest: None,
         });
         store.create(&c).await.unwrap();
     }

@@ -208,6 +208,50 @@ async fn a_parked_call_survives_a_restart_and_completes_after_approval() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_edited_in_the_database_after_approval_do_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let g = Governor::builder()
+        .store(SqliteStore::open(&path).await.unwrap())
+        .build()
+        .unwrap();
+    let err = transfer_action(&g)
+        .run(Args::new().arg("amount", &50_000.0), || async {
+            Ok::<_, GovernError>(serde_json::json!(null))
+        })
+        .await
+        .unwrap_err();
+    let GovernError::Pending { execution_id: id } = err else {
+        panic!("{err:?}")
+    };
+    let cfo = Principal::new("carol").with_attribute("email", "cfo@company.com");
+    g.approve(id, &cfo, Some("50k is fine")).await.unwrap();
+    // Someone with the database file raises the amount after approval.
+    let changed = rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute(
+            "UPDATE executions SET inputs = '{\"amount\":5000000.0}' WHERE id = ?1",
+            [id.as_uuid().as_bytes().as_slice()],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    let err = g.resume(id).await.unwrap_err();
+    assert!(
+        matches!(err, ResumeError::NotWhatWasApproved { .. }),
+        "{err:?}"
+    );
+    let e = g.execution(id).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Failed);
+    assert!(e.output.is_none(), "nothing ran");
+    let audit = g.store().audit_entries(0, 100).await.unwrap();
+    assert_eq!(
+        verify_chain(&audit),
+        Ok(3),
+        "parked, approved (with the digest), refused"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_sees_a_decision_written_through_another_handle_of_the_file() {
     // Two store handles on one file share nothing in memory, like two
     // processes: the waiter can only learn of the decision from the file.

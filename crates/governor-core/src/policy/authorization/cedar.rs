@@ -26,6 +26,11 @@ impl CedarRules {
         })
     }
 
+    /// The policy text as Cedar prints it.
+    pub(super) fn fingerprint(&self) -> String {
+        self.policies.to_string()
+    }
+
     pub(super) fn authorize(&self, ctx: &PolicyContext<'_>) -> Result<(), Denial> {
         let fail = |what: &str, e: String| Denial::new(format!("cedar {what}: {e}")).rule("cedar");
         let principal =

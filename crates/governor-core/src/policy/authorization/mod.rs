@@ -239,6 +239,23 @@ impl Policy for AuthorizationPolicy {
             ),
         }
     }
+    fn fingerprint(&self) -> String {
+        let conditions: Vec<&str> = self.conditions.iter().map(|(n, _)| n.as_str()).collect();
+        #[cfg(feature = "cedar")]
+        let cedar = self.cedar.as_ref().map(|c| c.fingerprint());
+        #[cfg(not(feature = "cedar"))]
+        let cedar: Option<String> = None;
+        format!(
+            "roles {:?} {:?} permissions {:?} anonymous {} conditions {conditions:?} authorizer {} \
+             on_failure {:?} cedar {cedar:?}",
+            self.roles,
+            self.role_match,
+            self.permissions,
+            self.allow_anonymous,
+            self.authorizer.is_some(),
+            self.on_failure,
+        )
+    }
 }
 
 #[cfg(test)]
