@@ -193,6 +193,8 @@ pub struct Action {
     pub(crate) policy_label: Option<String>,
     /// The version of the policies approvals are bound to.
     pub(crate) policy_version: Arc<str>,
+    /// Whether the kill switch applies (not to pausing and lifting).
+    pub(crate) pausable: bool,
 }
 
 impl fmt::Debug for Action {
@@ -330,6 +332,7 @@ impl ActionBuilder {
                 resume: None,
                 policy_label: None,
                 policy_version: Arc::from(""),
+                pausable: true,
             },
         }
     }

@@ -65,6 +65,19 @@ pub enum GovernError {
         /// Who rejected it and why, for the caller (or its model) to read.
         reason: String,
     },
+    /// The action is paused by the kill switch in deny mode; the call was
+    /// recorded as denied and did not run.
+    #[error("`{action}` is paused by `{by}`: {reason}")]
+    Paused {
+        /// The denied execution.
+        execution_id: ExecutionId,
+        /// The governed action.
+        action: String,
+        /// Who paused it.
+        by: String,
+        /// Why.
+        reason: String,
+    },
     /// The call needs a human decision; the execution is parked durably
     /// under this id.
     #[error("execution {execution_id} is awaiting approval")]
@@ -118,6 +131,7 @@ impl GovernError {
             | Self::Invalid { execution_id, .. }
             | Self::RateLimited { execution_id, .. }
             | Self::Pending { execution_id }
+            | Self::Paused { execution_id, .. }
             | Self::Rejected { execution_id, .. }
             | Self::Hook { execution_id, .. }
             | Self::Cancelled { execution_id } => Some(*execution_id),

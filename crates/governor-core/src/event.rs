@@ -60,6 +60,8 @@ event_kinds! {
     ExecutionDenied => "execution.denied",
     /// A parked execution was resumed.
     ExecutionResumed => "execution.resumed",
+    /// The kill switch held a call that was cleared to run.
+    ExecutionHeld => "execution.held",
     /// A snapshot was saved.
     StateCaptured => "state.captured",
     /// A snapshot was loaded for replay or resume.

@@ -143,13 +143,13 @@ impl ExecutionStatus {
             (self, to),
             (
                 Pending,
-                Denied | AwaitingApproval | Running | Failed | Cancelled
+                Denied | AwaitingApproval | Approved | Running | Failed | Cancelled
             ) | (
                 AwaitingApproval,
                 AwaitingApproval | Approved | Rejected | Expired | Cancelled
             ) | (
                 Approved,
-                Running | Failed | Cancelled | Denied | AwaitingApproval
+                Approved | Running | Failed | Cancelled | Denied | AwaitingApproval
             ) | (Running, Completed | Failed | Cancelled)
         )
     }

@@ -23,6 +23,7 @@ struct Inner {
     capture_state: bool,
     resume_lease: std::time::Duration,
     instance: String,
+    pauses: crate::pause::PauseCache,
 }
 
 /// Owns the store and the event bus; governed actions run through it.
@@ -98,6 +99,10 @@ impl Governor {
         self.inner.resume_lease
     }
 
+    pub(crate) fn pause_cache(&self) -> &crate::pause::PauseCache {
+        &self.inner.pauses
+    }
+
     /// This governor's identity as a lease owner.
     pub fn instance(&self) -> &str {
         &self.inner.instance
@@ -168,6 +173,7 @@ pub struct GovernorBuilder {
     redactor: Redactor,
     capture_state: bool,
     resume_lease: std::time::Duration,
+    pause_refresh: std::time::Duration,
 }
 
 impl Default for GovernorBuilder {
@@ -179,6 +185,7 @@ impl Default for GovernorBuilder {
             redactor: Redactor::default(),
             capture_state: true,
             resume_lease: std::time::Duration::from_secs(60),
+            pause_refresh: std::time::Duration::from_secs(1),
         }
     }
 }
@@ -225,6 +232,13 @@ impl GovernorBuilder {
         self
     }
 
+    /// How often this instance re-reads the store's pauses (default 1 s):
+    /// the longest a pause made by another instance takes to apply here.
+    pub fn pause_refresh(mut self, every: std::time::Duration) -> Self {
+        self.pause_refresh = every;
+        self
+    }
+
     /// Whether snapshots are captured by default (default: true).
     pub fn capture_state(mut self, capture: bool) -> Self {
         self.capture_state = capture;
@@ -247,6 +261,7 @@ impl GovernorBuilder {
                 capture_state: self.capture_state,
                 resume_lease: self.resume_lease,
                 instance: format!("governor-{}", uuid::Uuid::now_v7()),
+                pauses: crate::pause::PauseCache::new(self.pause_refresh),
             }),
         }
     }

@@ -47,6 +47,7 @@ mod json;
 mod lifecycle;
 #[doc(hidden)]
 pub mod macro_support;
+mod pause;
 pub mod policy;
 mod principal;
 mod redact;
@@ -77,6 +78,7 @@ pub use expiry::EXPIRY_APPROVER;
 pub use governor::{Governor, GovernorBuilder};
 pub use grant::Grant;
 pub use json::Json;
+pub use pause::{LIFT_ACTION, PAUSE_ACTION, PAUSE_PERMISSION, Pause, PauseMode};
 pub use policy::{
     AuditPolicy, AuthorizationPolicy, Decision, Denial, FieldError, Policy, PolicyContext,
     PolicyExt, PolicyKind, PolicyPhase, RateLimitPolicy, ValidationPolicy, async_policy_fn,

@@ -22,6 +22,7 @@ use crate::execution::{
 };
 use crate::governor::Governor;
 use crate::json::Json;
+use crate::pause::{Pause, PauseMode};
 use crate::policy::{Decision, Denial, Policy, PolicyContext, PolicyKind, PolicyPhase};
 use crate::principal::Principal;
 use crate::redact::Redactor;
@@ -53,6 +54,7 @@ impl Action {
         async move {
             let mut run = Run::begin(self, call).await?;
             tracing::Span::current().record("execution_id", tracing::field::display(run.id()));
+            run.deny_if_paused().await?;
             run.pre_actions().await?;
             let from = match run.pre_policies().await? {
                 Gate::Proceed => ExecutionStatus::Pending,
@@ -63,6 +65,7 @@ impl Action {
                     ExecutionStatus::Approved
                 }
             };
+            run.hold_if_paused(from).await?;
             match run.start(from).await {
                 Ok(()) => {}
                 // Approved, but started elsewhere first (a manual resume):
@@ -649,6 +652,72 @@ impl<'a> Run<'a> {
         })
     }
 
+    /// The kill switch on a new call: denied at once in deny mode, before
+    /// any hook or policy runs.
+    async fn deny_if_paused(&mut self) -> Result<(), GovernError> {
+        if !self.action.pausable {
+            return Ok(());
+        }
+        match self.governor.paused_at(&self.action.name, self.now).await {
+            Some(pause) if pause.mode == PauseMode::Deny => self.deny_paused(pause).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// The kill switch on a call cleared to run (from `Pending`, or
+    /// `Approved` in place): a new call in deny mode is denied; otherwise
+    /// it is held as `Approved` for a resume worker after the lift, and the
+    /// caller gets `Pending`.
+    async fn hold_if_paused(&mut self, from: ExecutionStatus) -> Result<(), GovernError> {
+        if !self.action.pausable {
+            return Ok(());
+        }
+        let Some(pause) = self.governor.paused_at(&self.action.name, self.now).await else {
+            return Ok(());
+        };
+        if from == ExecutionStatus::Pending && pause.mode == PauseMode::Deny {
+            self.release_allowed();
+            return self.deny_paused(pause).await;
+        }
+        self.tick();
+        let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::Approved);
+        t.clear_lease = true;
+        let reason = format!("paused by `{}`: {}", pause.by, pause.reason);
+        t.events.push(self.event(
+            EventKind::ExecutionHeld,
+            json_of(&json!({"by": pause.by, "reason": pause.reason})),
+        ));
+        self.decisions.push(DecisionRecord {
+            policy: Arc::from(KILL_SWITCH),
+            outcome: std::borrow::Cow::Borrowed("hold"),
+            reason: Some(reason),
+            shadow: false,
+        });
+        t.audit = Some(self.audit_record(ExecutionStatus::Approved, None));
+        if let Err(e) = self.apply(t).await {
+            self.release_unrecorded();
+            return Err(e);
+        }
+        // Held, not ended: the execution stays for a worker after the lift.
+        self.settled = true;
+        Err(GovernError::Pending {
+            execution_id: self.id(),
+        })
+    }
+
+    async fn deny_paused(&mut self, pause: Pause) -> Result<(), GovernError> {
+        let error = GovernError::Paused {
+            execution_id: self.id(),
+            action: self.execution.action.to_string(),
+            by: pause.by,
+            reason: pause.reason,
+        };
+        let failure = Failure::new("paused", error.to_string()).with_policy(KILL_SWITCH);
+        self.settle_failed(ExecutionStatus::Denied, failure, EventKind::ExecutionDenied)
+            .await?;
+        Err(error)
+    }
+
     /// A grant letting this call pass approval `policy`, if one exists.
     /// A store failure here means "no grant": the call asks a human.
     async fn standing_grant(&self, policy: &str) -> Option<crate::grant::Grant> {
@@ -1066,6 +1135,9 @@ enum Gate {
 }
 
 /// The name under which a refused approval binding is recorded.
+/// The name under which the kill switch's decisions are recorded.
+pub(crate) const KILL_SWITCH: &str = "kill switch";
+
 pub(crate) const BINDING_POLICY: &str = "approval binding";
 
 /// How often a waiting caller re-reads a parked execution, for decisions

@@ -55,6 +55,17 @@ pub enum ResumeError {
         /// The execution.
         execution_id: ExecutionId,
     },
+    /// The action is paused by the kill switch; the execution stays as it
+    /// is until the pause is lifted.
+    #[error("`{action}` is paused by `{by}`: {reason}")]
+    Paused {
+        /// The action.
+        action: String,
+        /// Who paused it.
+        by: String,
+        /// Why.
+        reason: String,
+    },
     /// Another runner took it first.
     #[error("execution {execution_id} is already being resumed elsewhere")]
     Conflict {
@@ -104,6 +115,13 @@ impl Governor {
                 action: execution.action.to_string(),
             });
         };
+        if let Some(pause) = self.paused(&execution.action).await {
+            return Err(ResumeError::Paused {
+                action: execution.action.to_string(),
+                by: pause.by,
+                reason: pause.reason,
+            });
+        }
         // Arguments an approver edited replace the requested ones.
         let stored = execution
             .approval
@@ -178,7 +196,9 @@ impl Governor {
             .claim(ExecutionStatus::Approved, owner, WORKER_LEASE, limit)
             .await?;
         for e in claimed {
-            if self.registered(&e.action).is_none() {
+            // Not runnable here (yet): left for an instance that has the
+            // action, or for after the pause is lifted.
+            if self.registered(&e.action).is_none() || self.paused(&e.action).await.is_some() {
                 let _ = self.store().release_lease(e.id, owner).await;
                 continue;
             }
@@ -204,6 +224,10 @@ impl Governor {
         let mut finished = 0;
         for e in taken {
             let id = e.id;
+            if self.paused(&e.action).await.is_some() {
+                // The claim lapses and the run is taken over after the lift.
+                continue;
+            }
             match self.run_stored(e, true).await {
                 Ok(_) => finished += 1,
                 Err(ResumeError::Store(err)) => return Err(err),

@@ -32,7 +32,7 @@ macro_rules! store_conformance {
             claims_are_exclusive_and_expire, concurrent_claims_are_disjoint,
             lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip,
             creation_can_start_past_pending, versions_make_updates_conditional, grants_are_found_while_valid,
-            abandoned_runs_are_taken_over);
+            abandoned_runs_are_taken_over, pauses_are_kept_until_lifted);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -671,6 +671,44 @@ pub async fn versions_make_updates_conditional(store: Arc<dyn Store>) {
         (after.status, after.version),
         (ExecutionStatus::AwaitingApproval, 2)
     );
+}
+
+pub async fn pauses_are_kept_until_lifted(store: Arc<dyn Store>) {
+    use crate::pause::{Pause, PauseMode};
+    let pause = |action: Option<&str>, mode| Pause {
+        action: action.map(str::to_owned),
+        mode,
+        by: "sre-on-call".into(),
+        reason: "incident 42: refunds misfire".into(),
+        since: Utc::now(),
+    };
+    assert!(store.pauses().await.unwrap().is_empty());
+    store
+        .put_pause(&pause(Some("refund"), PauseMode::Deny))
+        .await
+        .unwrap();
+    store
+        .put_pause(&pause(None, PauseMode::Hold))
+        .await
+        .unwrap();
+    // Pausing the same action again replaces its pause.
+    let hold = pause(Some("refund"), PauseMode::Hold);
+    store.put_pause(&hold).await.unwrap();
+    let mut all = store.pauses().await.unwrap();
+    all.sort_by(|a, b| a.key().cmp(b.key()));
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].action, None);
+    assert_eq!(all[1], hold);
+    assert!(store.remove_pause("refund").await.unwrap());
+    assert!(
+        !store.remove_pause("refund").await.unwrap(),
+        "already lifted"
+    );
+    let left = store.pauses().await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert!(left[0].covers("anything"));
+    assert!(store.remove_pause("").await.unwrap());
+    assert!(store.pauses().await.unwrap().is_empty());
 }
 
 pub async fn grants_are_found_while_valid(store: Arc<dyn Store>) {

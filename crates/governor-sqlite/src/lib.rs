@@ -37,7 +37,7 @@ use chrono::{DateTime, Utc};
 use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY};
 use governor_core::{
     AuditEntry, AuditRecord, Change, Checkpoint, Creation, Event, Execution, ExecutionId,
-    ExecutionStatus, GENESIS_HASH, Grant, Json, Snapshot, Store, StoreError, StoreErrorKind,
+    ExecutionStatus, GENESIS_HASH, Grant, Json, Pause, Snapshot, Store, StoreError, StoreErrorKind,
     Transition,
 };
 use rusqlite::{Connection, OpenFlags, params, params_from_iter, types::Value as SqlValue};
@@ -246,7 +246,7 @@ fn id_at_ms(t: chrono::DateTime<chrono::Utc>, slack_ms: i64) -> Vec<u8> {
 fn unit(done: Done) -> Result<(), StoreError> {
     match done {
         Done::Unit => Ok(()),
-        Done::Claimed(_) => Err(StoreError::new(
+        Done::Claimed(_) | Done::Removed(_) => Err(StoreError::new(
             StoreErrorKind::Other,
             "write",
             "unexpected reply",
@@ -466,7 +466,7 @@ impl Store for SqliteStore {
         };
         match self.write(op, "claim").await? {
             Done::Claimed(v) => Ok(v),
-            Done::Unit => Ok(Vec::new()),
+            Done::Unit | Done::Removed(_) => Ok(Vec::new()),
         }
     }
 
@@ -485,7 +485,7 @@ impl Store for SqliteStore {
         };
         match self.write(op, "claim_abandoned").await? {
             Done::Claimed(v) => Ok(v),
-            Done::Unit => Ok(Vec::new()),
+            Done::Unit | Done::Removed(_) => Ok(Vec::new()),
         }
     }
 
@@ -553,6 +553,47 @@ impl Store for SqliteStore {
             while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
                 let text: String = row.get(0).map_err(|e| map(OP, e))?;
                 out.push(serde_json::from_str(&text).map_err(|e| corrupt(OP, format!("grant: {e}")))?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
+        let op = Op::PutPause {
+            scope: pause.key().to_owned(),
+            json: codec::json_text("put_pause", pause)?,
+        };
+        unit(self.write(op, "put_pause").await?)
+    }
+
+    async fn remove_pause(&self, key: &str) -> Result<bool, StoreError> {
+        let op = Op::RemovePause {
+            scope: key.to_owned(),
+        };
+        match self.write(op, "remove_pause").await? {
+            Done::Removed(removed) => Ok(removed),
+            _ => Err(StoreError::new(
+                StoreErrorKind::Other,
+                "remove_pause",
+                "unexpected reply",
+            )),
+        }
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        self.read(|c| {
+            const OP: &str = "pauses";
+            let mut stmt = c
+                .prepare_cached("SELECT pause_json FROM pauses")
+                .map_err(|e| map(OP, e))?;
+            let mut rows = stmt.query([]).map_err(|e| map(OP, e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
+                let text: String = row.get(0).map_err(|e| map(OP, e))?;
+                out.push(
+                    serde_json::from_str(&text).map_err(|e| corrupt(OP, format!("pause: {e}")))?,
+                );
             }
             Ok(out)
         })

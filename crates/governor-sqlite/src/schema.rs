@@ -73,6 +73,12 @@ CREATE TABLE grants (
 ) WITHOUT ROWID;
 CREATE INDEX grants_lookup ON grants (action, principal_id, until);
 "#,
+    r#"
+CREATE TABLE pauses (
+    scope        TEXT PRIMARY KEY,
+    pause_json   TEXT NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.

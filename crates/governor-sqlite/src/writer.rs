@@ -81,11 +81,19 @@ pub(crate) enum Op {
         json: String,
         until: i64,
     },
+    PutPause {
+        scope: String,
+        json: String,
+    },
+    RemovePause {
+        scope: String,
+    },
 }
 
 pub(crate) enum Done {
     Unit,
     Claimed(Vec<Execution>),
+    Removed(bool),
 }
 
 pub(crate) struct Job {
@@ -291,6 +299,16 @@ fn apply(conn: &Connection, op: &Op, head: &mut ChainHead) -> Result<Done, Store
             .and_then(|mut s| s.execute(params![id, action, principal, json, until]))
             .map(|_| Done::Unit)
             .map_err(|e| map("put_grant", e)),
+        Op::PutPause { scope, json } => conn
+            .prepare_cached("INSERT OR REPLACE INTO pauses (scope, pause_json) VALUES (?1, ?2)")
+            .and_then(|mut s| s.execute(params![scope, json]))
+            .map(|_| Done::Unit)
+            .map_err(|e| map("put_pause", e)),
+        Op::RemovePause { scope } => conn
+            .prepare_cached("DELETE FROM pauses WHERE scope = ?1")
+            .and_then(|mut s| s.execute(params![scope]))
+            .map(|n| Done::Removed(n > 0))
+            .map_err(|e| map("remove_pause", e)),
     }
 }
 

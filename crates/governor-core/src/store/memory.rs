@@ -21,6 +21,7 @@ use crate::execution::{
 };
 use crate::grant::Grant;
 use crate::json::Json;
+use crate::pause::Pause;
 use crate::principal::Principal;
 
 /// An event without the fields its execution already holds.
@@ -284,6 +285,7 @@ struct Inner {
     last_hash: [u8; 32],
     audit_seq: u64,
     grants: Vec<Grant>,
+    pauses: BTreeMap<String, Pause>,
 }
 
 /// Keeps everything in process memory, bounded by a capacity: when more
@@ -622,5 +624,19 @@ impl Store for MemoryStore {
             .filter(|g| g.action == action && g.principal == principal && g.until > now)
             .cloned()
             .collect())
+    }
+
+    async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
+        let mut inner = self.lock()?;
+        inner.pauses.insert(pause.key().to_owned(), pause.clone());
+        Ok(())
+    }
+
+    async fn remove_pause(&self, key: &str) -> Result<bool, StoreError> {
+        Ok(self.lock()?.pauses.remove(key).is_some())
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        Ok(self.lock()?.pauses.values().cloned().collect())
     }
 }

@@ -25,6 +25,7 @@ use crate::execution::{
 };
 use crate::grant::Grant;
 use crate::json::Json;
+use crate::pause::Pause;
 
 pub use memory::MemoryStore;
 
@@ -392,6 +393,16 @@ pub trait Store: Send + Sync + 'static {
         principal: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Grant>, StoreError>;
+
+    /// Stores a pause, replacing the one with the same [`Pause::key`].
+    async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError>;
+
+    /// Removes the pause with `key` (an action name, or `""` for every
+    /// action); whether there was one.
+    async fn remove_pause(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Every active pause.
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
 }
 
 /// When a lease of length `lease` taken at `now` lapses.
@@ -469,5 +480,14 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Grant>, StoreError> {
         (**self).grants(action, principal, now).await
+    }
+    async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
+        (**self).put_pause(pause).await
+    }
+    async fn remove_pause(&self, key: &str) -> Result<bool, StoreError> {
+        (**self).remove_pause(key).await
+    }
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        (**self).pauses().await
     }
 }

@@ -735,6 +735,15 @@ impl Store for FailingStore {
     ) -> Result<Vec<Grant>, StoreError> {
         self.inner.grants(a, p, now).await
     }
+    async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
+        self.inner.put_pause(pause).await
+    }
+    async fn remove_pause(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.remove_pause(key).await
+    }
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        self.inner.pauses().await
+    }
 }
 
 #[tokio::test(start_paused = true)]

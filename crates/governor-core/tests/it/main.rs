@@ -7,4 +7,5 @@ mod channels;
 mod config;
 mod lifecycle;
 mod memory_store;
+mod pause;
 mod resume;
