@@ -1,5 +1,7 @@
-//! Approval round trip in one process: from the moment an approver calls
-//! `Governor::approve` until the waiting caller's action starts running.
+//! Approval round trip: from the moment an approver decides until the
+//! waiting caller's action starts running, in one process (memory store)
+//! and across processes (an approver child process on one SQLite file);
+//! and resume throughput.
 //!
 //! Run: `cargo bench -p agent-governor --bench approval`
 
@@ -11,6 +13,9 @@ use std::time::{Duration, Instant};
 use agent_governor::prelude::*;
 use agent_governor::{Action, EventKind, Store};
 
+/// Set in the approver child process: the database file to approve in.
+const APPROVER_ENV: &str = "GOVERNOR_BENCH_APPROVER";
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick" || a == "--test");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -18,8 +23,95 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if let Ok(path) = std::env::var(APPROVER_ENV) {
+        rt.block_on(approver(path.into()));
+        return;
+    }
     rt.block_on(round_trip(if quick { 200 } else { 5_000 }));
+    rt.block_on(cross_process_round_trip(if quick { 20 } else { 500 }));
     rt.block_on(resume_throughput(if quick { 500 } else { 10_000 }));
+}
+
+fn print_latencies(workload: &str, store: &str, mut samples: Vec<u64>) {
+    samples.sort_unstable();
+    let n = samples.len();
+    let at = |q: f64| samples[((n as f64 - 1.0) * q) as usize] as f64 / 1000.0;
+    println!(
+        "{{\"workload\":\"{workload}\",\"store\":\"{store}\",\"p50_us\":{:.1},\"p99_us\":{:.1},\"samples\":{n}}}",
+        at(0.5),
+        at(0.99)
+    );
+}
+
+/// The child process: approves every request it finds in the file until
+/// it is killed.
+async fn approver(path: std::path::PathBuf) {
+    let g = Governor::builder()
+        .store(agent_governor::sqlite::SqliteStore::open(&path).await.unwrap())
+        .build()
+        .unwrap();
+    let cfo = Principal::new("cfo");
+    let query = agent_governor::ExecutionQuery {
+        statuses: vec![ExecutionStatus::AwaitingApproval],
+        limit: 64,
+        ..Default::default()
+    };
+    loop {
+        for e in g.store().executions(&query).await.unwrap() {
+            // A conflict means it was decided already.
+            let _ = g.approve(e.id, &cfo, None).await;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A caller waits in this process; another process approves through the
+/// same SQLite file. Measured from the decision's recorded time to the
+/// moment the caller's action starts (one machine, one clock).
+async fn cross_process_round_trip(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("round_trip.db");
+    let g = Governor::builder()
+        .store(agent_governor::sqlite::SqliteStore::open(&path).await.unwrap())
+        .build()
+        .unwrap();
+    let action = g
+        .action("transfer")
+        .policy(ApprovalPolicy::new(["cfo"]).wait(Duration::from_secs(30)))
+        .build()
+        .unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(APPROVER_ENV, &path)
+        .spawn()
+        .unwrap();
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let started: Arc<Mutex<Option<chrono::DateTime<chrono::Utc>>>> = Arc::default();
+        let s = Arc::clone(&started);
+        action
+            .run(Args::new().arg("i", &i), || async move {
+                *s.lock().unwrap() = Some(chrono::Utc::now());
+                Ok::<_, GovernError>(())
+            })
+            .await
+            .unwrap();
+        let continued = started.lock().unwrap().unwrap();
+        let e = g
+            .store()
+            .executions(&agent_governor::ExecutionQuery {
+                limit: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .remove(0);
+        let decided = e.approval.unwrap().stages[0].decisions[0].at;
+        let micros = (continued - decided).num_microseconds().unwrap_or(0).max(0);
+        samples.push(micros as u64 * 1000);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    print_latencies("approval_round_trip_cross_process", "sqlite", samples);
 }
 
 /// From `approve` until the waiting caller's action starts.
@@ -62,13 +154,7 @@ async fn round_trip(n: usize) {
         let continued = started.lock().unwrap().unwrap();
         samples.push(continued.duration_since(decided).as_nanos() as u64);
     }
-    samples.sort_unstable();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize] as f64 / 1000.0;
-    println!(
-        "{{\"workload\":\"approval_round_trip\",\"store\":\"memory\",\"p50_us\":{:.1},\"p99_us\":{:.1},\"samples\":{n}}}",
-        at(0.5),
-        at(0.99)
-    );
+    print_latencies("approval_round_trip", "memory", samples);
 }
 
 #[derive(serde::Deserialize)]
