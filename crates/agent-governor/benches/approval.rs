@@ -47,7 +47,11 @@ fn print_latencies(workload: &str, store: &str, mut samples: Vec<u64>) {
 /// it is killed.
 async fn approver(path: std::path::PathBuf) {
     let g = Governor::builder()
-        .store(agent_governor::sqlite::SqliteStore::open(&path).await.unwrap())
+        .store(
+            agent_governor::sqlite::SqliteStore::open(&path)
+                .await
+                .unwrap(),
+        )
         .build()
         .unwrap();
     let cfo = Principal::new("cfo");
@@ -72,7 +76,11 @@ async fn cross_process_round_trip(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("round_trip.db");
     let g = Governor::builder()
-        .store(agent_governor::sqlite::SqliteStore::open(&path).await.unwrap())
+        .store(
+            agent_governor::sqlite::SqliteStore::open(&path)
+                .await
+                .unwrap(),
+        )
         .build()
         .unwrap();
     let action = g

@@ -11,6 +11,7 @@ macro_rules! out {
 mod demo;
 mod executions;
 mod output;
+mod pause;
 mod policy;
 
 use std::path::PathBuf;
@@ -42,6 +43,19 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Kill switch: pause one action (or every action) until lifted.
+    Pause(pause::PauseArgs),
+    /// Lift a pause.
+    Lift(pause::LiftArgs),
+    /// List active pauses.
+    Pauses {
+        /// The SQLite database.
+        #[arg(long, env = "GOVERNOR_DB", default_value = "governor.db")]
+        db: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Run the demo: an agent making governed transfers on a SQLite file.
     Demo(demo::Args),
@@ -80,6 +94,9 @@ fn main() -> ExitCode {
             Command::Audit {
                 command: AuditCommand::Verify { db, json },
             } => executions::verify(&db, json).await,
+            Command::Pause(args) => pause::pause(args).await,
+            Command::Lift(args) => pause::lift(args).await,
+            Command::Pauses { db, json } => pause::list(db, json).await,
             Command::Demo(args) => demo::run(args).await,
         }
     });

@@ -142,3 +142,70 @@ fn a_missing_database_is_a_clear_error() {
             .contains("no governor database at `/nonexistent/governor.db`")
     );
 }
+
+#[test]
+fn pause_list_and_lift_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pause.db");
+    let db = db.to_str().unwrap();
+    assert!(governor(&["demo", "--db", db]).status.success());
+
+    let paused = governor(&[
+        "pause",
+        "--db",
+        db,
+        "--action",
+        "wire_transfer",
+        "--mode",
+        "hold",
+        "--reason",
+        "incident 42",
+        "--as",
+        "sre-on-call",
+    ]);
+    assert!(paused.status.success(), "{paused:?}");
+    assert!(stdout(&paused).contains("paused wire_transfer"));
+
+    let list = governor(&["pauses", "--db", db, "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list[0]["action"], "wire_transfer");
+    assert_eq!(list[0]["mode"], "hold");
+    assert_eq!(list[0]["by"], "sre-on-call");
+    assert!(stdout(&governor(&["pauses", "--db", db])).contains("incident 42"));
+
+    let lift = [
+        "lift",
+        "--db",
+        db,
+        "--action",
+        "wire_transfer",
+        "--reason",
+        "fixed",
+        "--as",
+        "sre-on-call",
+    ];
+    assert!(governor(&lift).status.success());
+    assert_eq!(
+        governor(&lift).status.code(),
+        Some(1),
+        "nothing left to lift"
+    );
+
+    let ops = governor(&[
+        "executions",
+        "list",
+        "--db",
+        db,
+        "--action",
+        "governor.pause",
+        "--json",
+    ]);
+    let ops: serde_json::Value = serde_json::from_slice(&ops.stdout).unwrap();
+    assert_eq!(
+        ops.as_array().unwrap().len(),
+        1,
+        "the pause is a recorded execution"
+    );
+    let verify = governor(&["audit", "verify", "--db", db]);
+    assert!(verify.status.success(), "{verify:?}");
+}

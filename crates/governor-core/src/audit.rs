@@ -46,10 +46,19 @@ pub struct AuditRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<DecisionRecord>,
     /// Redacted inputs, when an audit policy asks for them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json::present"
+    )]
     pub inputs: Option<Json>,
-    /// Redacted output, when an audit policy asks for it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Redacted output, when an audit policy asks for it (JSON `null` for
+    /// an action returning nothing; absent when not logged).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::json::present"
+    )]
     pub output: Option<Json>,
     /// Why it did not complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -86,6 +86,13 @@ impl Serialize for Json {
     }
 }
 
+/// Deserializes a present field as `Some`, even when it is JSON `null`
+/// (serde's default reads `null` as `None`), so that a stored `null` value
+/// reads back as it was written. Absent fields are `None` via `default`.
+pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
+    Json::deserialize(d).map(Some)
+}
+
 impl<'de> Deserialize<'de> for Json {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(deserializer).map_err(D::Error::custom)?;
