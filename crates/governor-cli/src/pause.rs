@@ -22,15 +22,8 @@ pub(crate) struct PauseArgs {
     /// Deny new calls, or hold them for resume workers after the lift.
     #[arg(long, value_enum, default_value_t = Mode::Deny)]
     mode: Mode,
-    /// Why (recorded in the audit log).
-    #[arg(long)]
-    reason: String,
-    /// The operator's id (recorded in the audit log).
-    #[arg(long = "as")]
-    operator: String,
-    /// The SQLite database.
-    #[arg(long, env = "GOVERNOR_DB", default_value = "governor.db")]
-    db: PathBuf,
+    #[command(flatten)]
+    by: Operator,
 }
 
 /// What to lift.
@@ -39,6 +32,13 @@ pub(crate) struct LiftArgs {
     /// The paused action (default: the pause of every action).
     #[arg(long)]
     action: Option<String>,
+    #[command(flatten)]
+    by: Operator,
+}
+
+/// Who acts, why, and on which database.
+#[derive(Args)]
+pub(crate) struct Operator {
     /// Why (recorded in the audit log).
     #[arg(long)]
     reason: String,
@@ -65,7 +65,7 @@ fn operator(id: &str) -> Principal {
 }
 
 pub(crate) async fn pause(args: PauseArgs) -> anyhow::Result<ExitCode> {
-    let g = governor(&args.db).await?;
+    let g = governor(&args.by.db).await?;
     let mode = match args.mode {
         Mode::Deny => PauseMode::Deny,
         Mode::Hold => PauseMode::Hold,
@@ -74,8 +74,8 @@ pub(crate) async fn pause(args: PauseArgs) -> anyhow::Result<ExitCode> {
         .pause(
             args.action.as_deref(),
             mode,
-            &operator(&args.operator),
-            &args.reason,
+            &operator(&args.by.operator),
+            &args.by.reason,
         )
         .await?;
     crate::write_stdout(&format!(
@@ -88,12 +88,12 @@ pub(crate) async fn pause(args: PauseArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(crate) async fn lift(args: LiftArgs) -> anyhow::Result<ExitCode> {
-    let g = governor(&args.db).await?;
+    let g = governor(&args.by.db).await?;
     let what = args.action.as_deref().unwrap_or("every action");
     if g.lift(
         args.action.as_deref(),
-        &operator(&args.operator),
-        &args.reason,
+        &operator(&args.by.operator),
+        &args.by.reason,
     )
     .await?
     {

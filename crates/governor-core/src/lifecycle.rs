@@ -510,7 +510,9 @@ impl<'a> Run<'a> {
         (None, approvals, allowed)
     }
 
-    async fn pre_policies(&mut self) -> Result<Gate, GovernError> {
+    /// Evaluates the pre-execution policies; a denial ends the call.
+    /// Returns the approvals asked for.
+    async fn pre_checks(&mut self) -> Result<Vec<ApprovalSpec>, GovernError> {
         let (denied, approvals, allowed) = self.evaluate(PolicyPhase::PreExecution).await;
         self.allowed = allowed;
         if let Some((policy, denial)) = denied {
@@ -522,6 +524,11 @@ impl<'a> Run<'a> {
                 .await?;
             return Err(error);
         }
+        Ok(approvals)
+    }
+
+    async fn pre_policies(&mut self) -> Result<Gate, GovernError> {
+        let approvals = self.pre_checks().await?;
         if approvals.is_empty() {
             return Ok(Gate::Proceed);
         }
@@ -623,16 +630,7 @@ impl<'a> Run<'a> {
     /// Evaluates the pre-execution policies again for an approved call
     /// whose action's policies changed since it was approved.
     async fn reevaluate(&mut self) -> Result<(), GovernError> {
-        let (denied, approvals, allowed) = self.evaluate(PolicyPhase::PreExecution).await;
-        self.allowed = allowed;
-        if let Some((policy, denial)) = denied {
-            self.release_allowed();
-            let error = self.denial_error(&*policy, denial, PolicyPhase::PreExecution);
-            let failure = failure_of(&error, policy.name());
-            self.settle_failed(ExecutionStatus::Denied, failure, EventKind::ExecutionDenied)
-                .await?;
-            return Err(error);
-        }
+        let approvals = self.pre_checks().await?;
         let previous = self.execution.approval.clone();
         let missing: Vec<ApprovalSpec> = approvals
             .into_iter()

@@ -44,18 +44,20 @@ async fn pay(amount: f64, mut to: String) -> Result<String, PayError> {
     Ok(format!("paid {amount} to {to}"))
 }
 
+/// Parks a payment (the approval comes before the body checks anything).
+async fn park_payment(amount: f64, to: &str) -> ExecutionId {
+    park(async {
+        pay(amount, to.into()).await.map(drop).map_err(|e| match e {
+            PayError::Governance(g) => g,
+            PayError::Blocked(_) => unreachable!("parked before the body runs"),
+        })
+    })
+    .await
+}
+
 #[tokio::test]
 async fn an_approved_call_resumes_through_the_function_itself() {
-    let id = park(async {
-        pay(5000.0, "Acme".into())
-            .await
-            .map(drop)
-            .map_err(|e| match e {
-                PayError::Governance(g) => g,
-                PayError::Blocked(_) => unreachable!(),
-            })
-    })
-    .await;
+    let id = park_payment(5000.0, "Acme").await;
     PAY.approve(id, &cfo(), Some("budgeted")).await.unwrap();
     let before = PAID.load(Ordering::SeqCst);
     assert_eq!(PAY.resume_approved("worker", 10).await.unwrap(), 1);
@@ -70,16 +72,7 @@ async fn an_approved_call_resumes_through_the_function_itself() {
 
 #[tokio::test]
 async fn a_resumed_function_error_fails_the_execution_with_its_message() {
-    let id = park(async {
-        pay(10.0, "Mallory".into())
-            .await
-            .map(drop)
-            .map_err(|e| match e {
-                PayError::Governance(g) => g,
-                PayError::Blocked(_) => unreachable!(),
-            })
-    })
-    .await;
+    let id = park_payment(10.0, "Mallory").await;
     PAY.approve(id, &cfo(), None).await.unwrap();
     let done = PAY.resume(id).await.unwrap();
     assert_eq!(done.status, ExecutionStatus::Failed);
