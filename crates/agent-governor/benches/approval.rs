@@ -43,17 +43,21 @@ fn print_latencies(workload: &str, store: &str, mut samples: Vec<u64>) {
     );
 }
 
-/// The child process: approves every request it finds in the file until
-/// it is killed.
-async fn approver(path: std::path::PathBuf) {
-    let g = Governor::builder()
+async fn sqlite_governor(path: &std::path::Path) -> Governor {
+    Governor::builder()
         .store(
-            agent_governor::sqlite::SqliteStore::open(&path)
+            agent_governor::sqlite::SqliteStore::open(path)
                 .await
                 .unwrap(),
         )
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// The child process: approves every request it finds in the file until
+/// it is killed.
+async fn approver(path: std::path::PathBuf) {
+    let g = sqlite_governor(&path).await;
     let cfo = Principal::new("cfo");
     let query = agent_governor::ExecutionQuery {
         statuses: vec![ExecutionStatus::AwaitingApproval],
@@ -75,14 +79,7 @@ async fn approver(path: std::path::PathBuf) {
 async fn cross_process_round_trip(n: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("round_trip.db");
-    let g = Governor::builder()
-        .store(
-            agent_governor::sqlite::SqliteStore::open(&path)
-                .await
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
+    let g = sqlite_governor(&path).await;
     let action = g
         .action("transfer")
         .policy(ApprovalPolicy::new(["cfo"]).wait(Duration::from_secs(30)))

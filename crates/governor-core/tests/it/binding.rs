@@ -15,21 +15,22 @@ struct Refund {
     amount: u32,
 }
 
-/// A resumable refund action with these policies (building it registers
-/// it, replacing an earlier version, as a redeploy would).
-fn refund(g: &Governor, runs: &Arc<AtomicUsize>, policies: Vec<Arc<dyn Policy>>) -> Action {
+/// A resumable `refund` action counting its runs in `runs`.
+pub(crate) fn refund_builder(g: &Governor, runs: &Arc<AtomicUsize>) -> ActionBuilder {
     let runs = Arc::clone(runs);
-    g.action("refund")
-        .policies(policies)
-        .resumable(move |r: Refund| {
-            let runs = Arc::clone(&runs);
-            async move {
-                runs.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, GovernError>(json!({"refunded": r.amount}))
-            }
-        })
-        .build()
-        .unwrap()
+    g.action("refund").resumable(move |r: Refund| {
+        let runs = Arc::clone(&runs);
+        async move {
+            runs.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, GovernError>(json!({"refunded": r.amount}))
+        }
+    })
+}
+
+/// The refund action with these policies (building it registers it,
+/// replacing an earlier version, as a redeploy would).
+fn refund(g: &Governor, runs: &Arc<AtomicUsize>, policies: Vec<Arc<dyn Policy>>) -> Action {
+    refund_builder(g, runs).policies(policies).build().unwrap()
 }
 
 fn approval(approvers: &[&str]) -> Arc<dyn Policy> {
@@ -182,19 +183,9 @@ async fn changed_approvers_ask_again_and_the_new_decision_lets_it_run() {
 #[tokio::test]
 async fn a_new_version_with_the_same_approval_runs_without_asking_again() {
     let (g, runs, id) = approved(vec![approval(&["cfo"])]).await;
-    let action = g
-        .action("refund")
+    let action = refund_builder(&g, &runs)
         .policies(vec![approval(&["cfo"])])
-        .policy_version("refunds-v2");
-    let runs2 = Arc::clone(&runs);
-    let action = action
-        .resumable(move |r: Refund| {
-            let runs = Arc::clone(&runs2);
-            async move {
-                runs.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, GovernError>(json!({"refunded": r.amount}))
-            }
-        })
+        .policy_version("refunds-v2")
         .build()
         .unwrap();
     let first = g.execution(id).await.unwrap().unwrap();

@@ -6,32 +6,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use governor_core::*;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::approvals::wait_until_parked;
+use crate::binding::refund_builder;
 
 fn sre() -> Principal {
     Principal::new("sre-on-call").with_permissions([PAUSE_PERMISSION])
 }
 
-#[derive(Deserialize)]
-struct Refund {
-    amount: u32,
-}
-
 fn refund(g: &Governor, runs: &Arc<AtomicUsize>) -> Action {
-    let runs = Arc::clone(runs);
-    g.action("refund")
-        .resumable(move |r: Refund| {
-            let runs = Arc::clone(&runs);
-            async move {
-                runs.fetch_add(1, Ordering::SeqCst);
-                Ok::<_, GovernError>(json!({"refunded": r.amount}))
-            }
-        })
-        .build()
-        .unwrap()
+    refund_builder(g, runs).build().unwrap()
 }
 
 async fn call(action: &Action, runs: &Arc<AtomicUsize>) -> Result<u32, GovernError> {
@@ -200,19 +185,8 @@ async fn another_instance_on_the_store_honours_the_pause() {
 async fn a_caller_approved_during_a_pause_is_held_not_run() {
     let g = Governor::builder().build().unwrap();
     let runs = Arc::new(AtomicUsize::new(0));
-    let action = g
-        .action("refund")
+    let action = refund_builder(&g, &runs)
         .policy(ApprovalPolicy::new(["cfo"]).wait(Duration::from_secs(10)))
-        .resumable({
-            let runs = Arc::clone(&runs);
-            move |r: Refund| {
-                let runs = Arc::clone(&runs);
-                async move {
-                    runs.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, GovernError>(json!({"refunded": r.amount}))
-                }
-            }
-        })
         .build()
         .unwrap();
     let waiting = tokio::spawn({

@@ -166,32 +166,35 @@ fn transfer_action(g: &Governor) -> Action {
         .unwrap()
 }
 
+async fn sqlite_governor(path: &std::path::Path) -> Governor {
+    Governor::builder()
+        .store(SqliteStore::open(path).await.unwrap())
+        .build()
+        .unwrap()
+}
+
+/// Makes the agent's $50,000 transfer, which is parked for the CFO.
+async fn park_transfer(g: &Governor) -> ExecutionId {
+    let err = transfer_action(g)
+        .run(Args::new().arg("amount", &50_000.0), || async {
+            Ok::<_, GovernError>(serde_json::json!(null))
+        })
+        .await
+        .unwrap_err();
+    let GovernError::Pending { execution_id } = err else {
+        panic!("{err:?}")
+    };
+    execution_id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_call_survives_a_restart_and_completes_after_approval() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.db");
-    let id = {
-        // The first process: the agent's call is parked and the process ends.
-        let g = Governor::builder()
-            .store(SqliteStore::open(&path).await.unwrap())
-            .build()
-            .unwrap();
-        let err = transfer_action(&g)
-            .run(Args::new().arg("amount", &50_000.0), || async {
-                Ok::<_, GovernError>(serde_json::json!(null))
-            })
-            .await
-            .unwrap_err();
-        let GovernError::Pending { execution_id } = err else {
-            panic!("{err:?}")
-        };
-        execution_id
-    };
+    // The first process: the agent's call is parked and the process ends.
+    let id = park_transfer(&sqlite_governor(&path).await).await;
     // Hours later, another process: the CFO approves and it completes.
-    let g = Governor::builder()
-        .store(SqliteStore::open(&path).await.unwrap())
-        .build()
-        .unwrap();
+    let g = sqlite_governor(&path).await;
     let _registered = transfer_action(&g);
     let cfo = Principal::new("carol").with_attribute("email", "cfo@company.com");
     g.approve(id, &cfo, Some("checked the invoice"))
@@ -211,19 +214,8 @@ async fn a_parked_call_survives_a_restart_and_completes_after_approval() {
 async fn arguments_edited_in_the_database_after_approval_do_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.db");
-    let g = Governor::builder()
-        .store(SqliteStore::open(&path).await.unwrap())
-        .build()
-        .unwrap();
-    let err = transfer_action(&g)
-        .run(Args::new().arg("amount", &50_000.0), || async {
-            Ok::<_, GovernError>(serde_json::json!(null))
-        })
-        .await
-        .unwrap_err();
-    let GovernError::Pending { execution_id: id } = err else {
-        panic!("{err:?}")
-    };
+    let g = sqlite_governor(&path).await;
+    let id = park_transfer(&g).await;
     let cfo = Principal::new("carol").with_attribute("email", "cfo@company.com");
     g.approve(id, &cfo, Some("50k is fine")).await.unwrap();
     // Someone with the database file raises the amount after approval.
