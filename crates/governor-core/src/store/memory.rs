@@ -1,6 +1,6 @@
 //! The in-memory store: fast, bounded, gone when the process exits.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque, btree_map};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -89,7 +89,8 @@ impl Entry {
             version: e.version,
             rare,
             snapshots: Vec::new(),
-            events: Vec::new(),
+            // A straight-through call ends with four events.
+            events: Vec::with_capacity(4),
         }
     }
 
@@ -222,7 +223,7 @@ struct AuditRest {
 }
 
 impl StoredAudit {
-    fn new(seq: u64, r: &AuditRecord, hash: [u8; 32], caller: Option<&Arc<Principal>>) -> Self {
+    fn new(seq: u64, r: &AuditRecord, hash: [u8; 32], caller: &Arc<Principal>) -> Self {
         let plain = r.tenant.is_none()
             && r.decisions.is_empty()
             && r.inputs.is_none()
@@ -236,7 +237,7 @@ impl StoredAudit {
             status: r.status,
             at: r.at,
             action: Arc::clone(&r.action),
-            principal: caller
+            principal: Some(caller)
                 .filter(|p| p.id == r.principal)
                 .map_or_else(|| Arc::new(Principal::new(r.principal.clone())), Arc::clone),
             hash,
@@ -383,6 +384,7 @@ impl Inner {
         id: ExecutionId,
         status: ExecutionStatus,
         audit: Option<&AuditRecord>,
+        caller: &Arc<Principal>,
         capacity: usize,
     ) {
         if status.is_terminal() {
@@ -392,7 +394,6 @@ impl Inner {
             self.audit_seq += 1;
             let hash = chain_digest(&self.last_hash, self.audit_seq, record);
             self.last_hash = hash;
-            let caller = self.entries.get(&id).map(|e| &e.principal);
             let stored = StoredAudit::new(self.audit_seq, record, hash, caller);
             self.audit.push_back(stored);
         }
@@ -429,16 +430,27 @@ impl Store for MemoryStore {
         let mut entry = Box::new(Entry::new(&c.execution));
         entry.push_events(&c.events);
         entry.push_snapshot(c.snapshot.as_ref());
+        let principal = Arc::clone(&entry.principal);
         let mut inner = self.lock()?;
-        if inner.entries.contains_key(&id) {
-            return Err(StoreError::new(
-                StoreErrorKind::AlreadyExists,
-                "create",
-                format!("execution {id} already exists"),
-            ));
+        match inner.entries.entry(id) {
+            btree_map::Entry::Occupied(_) => {
+                return Err(StoreError::new(
+                    StoreErrorKind::AlreadyExists,
+                    "create",
+                    format!("execution {id} already exists"),
+                ));
+            }
+            btree_map::Entry::Vacant(v) => {
+                v.insert(entry);
+            }
         }
-        inner.entries.insert(id, entry);
-        inner.record(id, c.execution.status, c.audit.as_ref(), self.capacity);
+        inner.record(
+            id,
+            c.execution.status,
+            c.audit.as_ref(),
+            &principal,
+            self.capacity,
+        );
         drop(inner);
         self.announce(id, c.execution.status);
         Ok(())
@@ -458,7 +470,8 @@ impl Store for MemoryStore {
         entry.apply(t);
         entry.push_snapshot(t.snapshot.as_ref());
         entry.push_events(&t.events);
-        inner.record(t.id, t.to, t.audit.as_ref(), self.capacity);
+        let principal = Arc::clone(&entry.principal);
+        inner.record(t.id, t.to, t.audit.as_ref(), &principal, self.capacity);
         drop(inner);
         self.announce(t.id, t.to);
         Ok(())
