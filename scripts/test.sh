@@ -10,6 +10,8 @@ for example in basic_usage govern_impl criteria_based_governance financial_appro
     echo "== example $example"
     cargo run -q -p agent-governor --example "$example"
 done
+echo "== example approve_over_http"
+cargo run -q -p governor-http --example approve_over_http
 
 cargo test -p governor-core --features cedar --lib cedar
 cargo test --workspace

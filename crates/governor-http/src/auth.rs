@@ -1,0 +1,170 @@
+//! Bearer-token authentication: API keys kept only as SHA-256 hashes, each
+//! mapped to the principal it speaks for.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use governor_core::Principal;
+use sha2::{Digest, Sha256};
+
+use crate::problem::Problem;
+use crate::state::ApiState;
+
+/// The prefix of a stored key hash: `sha256:<64 hex digits>`.
+const HASH_PREFIX: &str = "sha256:";
+
+/// A key hash that is not `sha256:` followed by 64 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("API key hash `{0}` is not `sha256:` followed by 64 hex digits")]
+pub struct BadKeyHash(pub String);
+
+/// The API keys a server accepts. Only hashes are held: a leaked
+/// configuration does not leak usable tokens.
+#[derive(Debug, Default, Clone)]
+pub struct ApiKeys {
+    by_hash: HashMap<[u8; 32], Arc<Principal>>,
+}
+
+impl ApiKeys {
+    /// No keys: every request is refused.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Accepts `token` for `principal` (hashed at once; the token itself
+    /// is not kept).
+    pub fn with_token(mut self, token: &str, principal: Principal) -> Self {
+        self.by_hash.insert(digest(token), Arc::new(principal));
+        self
+    }
+
+    /// Accepts the token whose hash is `hash` (as printed by
+    /// [`hash_token`]) for `principal`.
+    pub fn with_hash(mut self, hash: &str, principal: Principal) -> Result<Self, BadKeyHash> {
+        let bytes = parse_hash(hash).ok_or_else(|| BadKeyHash(hash.to_owned()))?;
+        self.by_hash.insert(bytes, Arc::new(principal));
+        Ok(self)
+    }
+
+    /// The principal `token` speaks for, if any.
+    pub fn authenticate(&self, token: &str) -> Option<Arc<Principal>> {
+        self.by_hash.get(&digest(token)).cloned()
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether no key is configured.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+/// The form a token is configured in: `sha256:<hex>`.
+pub fn hash_token(token: &str) -> String {
+    let mut out = String::with_capacity(HASH_PREFIX.len() + 64);
+    out.push_str(HASH_PREFIX);
+    for b in digest(token) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let hex = text.strip_prefix(HASH_PREFIX)?.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| {
+        char::from(c)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks_exact(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// The authenticated principal making a request. Extracting it refuses
+/// the request with 401 when the `Authorization: Bearer` token is missing
+/// or unknown; identity never comes from any other header.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Arc<Principal>);
+
+impl Caller {
+    /// Whether the caller holds `permission`.
+    pub fn may(&self, permission: &str) -> bool {
+        self.0.has_permission(permission)
+    }
+}
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Problem> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            Problem::unauthenticated("an `Authorization: Bearer <token>` header is required")
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Problem::unauthenticated("the Authorization header must be `Bearer <token>`")
+            })?;
+        state
+            .keys
+            .authenticate(token)
+            .map(Caller)
+            .ok_or_else(|| Problem::unauthenticated("the bearer token is not valid"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_round_trip_and_tokens_are_not_kept() {
+        let hash = hash_token("s3cret");
+        let keys = ApiKeys::new()
+            .with_hash(&hash, Principal::new("alice"))
+            .unwrap();
+        assert_eq!(keys.authenticate("s3cret").unwrap().id, "alice");
+        assert!(keys.authenticate("s3cret ").is_none());
+        assert!(!format!("{keys:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn malformed_hashes_are_named() {
+        for bad in [
+            "s3cret",
+            "sha256:abc",
+            &format!("sha256:{}", "g".repeat(64)),
+        ] {
+            let err = ApiKeys::new()
+                .with_hash(bad, Principal::new("x"))
+                .unwrap_err();
+            assert_eq!(err.0, bad);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The JSON shapes the API answers with.
+
+use chrono::{DateTime, Utc};
+use governor_core::{ApprovalRequest, Execution, ExecutionId, ExecutionStatus, Json, Principal};
+use serde::Serialize;
+
+use crate::auth::Caller;
+
+/// Permission to read every execution and approval request.
+pub const READ_PERMISSION: &str = "governor:read";
+
+/// Permission to resume approved executions by hand.
+pub const RESUME_PERMISSION: &str = "governor:resume";
+
+/// One page of a listing; pass `next_cursor` as `cursor` for the next.
+#[derive(Debug, Serialize)]
+pub(crate) struct Page<T> {
+    pub(crate) items: Vec<T>,
+    pub(crate) next_cursor: Option<ExecutionId>,
+}
+
+/// Whether `caller` may see `execution`: readers see everything; others
+/// see what they asked for and what they are (or were) asked to decide.
+pub(crate) fn can_view(caller: &Caller, execution: &Execution) -> bool {
+    caller.may(READ_PERMISSION)
+        || execution.principal.id == caller.0.id
+        || execution
+            .approval
+            .as_ref()
+            .is_some_and(|a| a.stages.iter().any(|s| s.is_approver(&caller.0)))
+}
+
+/// Whether `who` could decide the waiting stage of `execution` now.
+pub(crate) fn can_decide(who: &Principal, execution: &Execution) -> bool {
+    let Some((_, stage)) = execution.approval.as_ref().and_then(|a| a.current_stage()) else {
+        return false;
+    };
+    execution.status == ExecutionStatus::AwaitingApproval
+        && stage.is_approver(who)
+        && (stage.spec.allow_self_approval || execution.principal.id != who.id)
+        && !stage.has_decided(&who.id)
+}
+
+/// The stage an approval request waits on.
+#[derive(Debug, Serialize)]
+pub(crate) struct StageView {
+    index: usize,
+    of: usize,
+    policy: String,
+    approvers: Vec<String>,
+    reason: String,
+    expires_at: Option<DateTime<Utc>>,
+    quorum: u32,
+    approvals: usize,
+    require_reason: bool,
+}
+
+/// A pending (or decided) approval request as listed.
+#[derive(Debug, Serialize)]
+pub(crate) struct ApprovalView {
+    execution_id: ExecutionId,
+    action: String,
+    status: ExecutionStatus,
+    requester: String,
+    tenant: Option<String>,
+    inputs: Json,
+    requested_at: Option<DateTime<Utc>>,
+    stage: Option<StageView>,
+    can_decide: bool,
+    /// The whole request with every decision (detail view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approval: Option<ApprovalRequest>,
+}
+
+impl ApprovalView {
+    pub(crate) fn of(execution: &Execution, caller: &Caller, detail: bool) -> Self {
+        let request = execution.approval.as_ref();
+        let stage = request
+            .and_then(|a| a.current_stage().map(|(i, s)| (i, s, a.stages.len())))
+            .map(|(index, s, of)| StageView {
+                index,
+                of,
+                policy: s.spec.policy.clone(),
+                approvers: s.spec.approvers.clone(),
+                reason: s.spec.reason.clone(),
+                expires_at: s.expires_at,
+                quorum: s.spec.quorum,
+                approvals: s.approvals(),
+                require_reason: s.spec.require_reason,
+            });
+        Self {
+            execution_id: execution.id,
+            action: execution.action.to_string(),
+            status: execution.status,
+            requester: execution.principal.id.clone(),
+            tenant: execution.principal.tenant.clone(),
+            inputs: execution.inputs.clone(),
+            requested_at: request.map(|a| a.requested_at),
+            stage,
+            can_decide: can_decide(&caller.0, execution),
+            approval: detail.then(|| request.cloned()).flatten(),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `/govern/executions`.
+
+use std::sync::atomic::Ordering;
+
+use governor_core::{Args, GovernError, Principal};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::{AGENT, AUDITOR, CFO, OPS, STRANGER, Server, assert_problem};
+
+#[tokio::test]
+async fn listings_filter_by_status_action_principal_and_time() {
+    let s = Server::start().await;
+    let parked = s.park(10).await;
+    let plain = s.governor.action("lookup").build().unwrap();
+    for who in ["agent", "other"] {
+        plain
+            .run_as(Principal::new(who), Args::new().arg("q", &"x"), || async {
+                Ok::<_, GovernError>(json!(1))
+            })
+            .await
+            .unwrap();
+    }
+
+    let (status, all) = s.get("/govern/executions", AUDITOR).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all["items"].as_array().unwrap().len(), 3);
+    let (_, done) = s.get("/govern/executions?status=completed", AUDITOR).await;
+    assert_eq!(done["items"].as_array().unwrap().len(), 2);
+    let (_, waiting) = s
+        .get(
+            "/govern/executions?status=awaiting_approval,approved",
+            AUDITOR,
+        )
+        .await;
+    assert_eq!(waiting["items"][0]["id"], parked.to_string());
+    let (_, by_action) = s.get("/govern/executions?action=transfer", AUDITOR).await;
+    assert_eq!(by_action["items"].as_array().unwrap().len(), 1);
+    let (_, other) = s.get("/govern/executions?principal=other", AUDITOR).await;
+    assert_eq!(other["items"].as_array().unwrap().len(), 1);
+    let (_, future) = s
+        .get("/govern/executions?since=2999-01-01T00:00:00Z", AUDITOR)
+        .await;
+    assert_eq!(future["items"].as_array().unwrap().len(), 0);
+    let (_, page) = s.get("/govern/executions?limit=2", AUDITOR).await;
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, rest) = s
+        .get(
+            &format!("/govern/executions?limit=2&cursor={cursor}"),
+            AUDITOR,
+        )
+        .await;
+    assert_eq!(rest["items"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["next_cursor"], serde_json::Value::Null);
+
+    // Without the read permission: one's own calls only.
+    let (_, mine) = s.get("/govern/executions", AGENT).await;
+    assert_eq!(mine["items"].as_array().unwrap().len(), 2);
+    let theirs = s.get("/govern/executions?principal=other", AGENT).await;
+    assert_problem(&theirs, StatusCode::FORBIDDEN, "forbidden");
+
+    for bad in ["status=sleeping", "since=yesterday", "limit=-3"] {
+        let got = s.get(&format!("/govern/executions?{bad}"), AUDITOR).await;
+        assert_problem(&got, StatusCode::BAD_REQUEST, "bad-request");
+    }
+}
+
+#[tokio::test]
+async fn an_execution_shows_its_timeline_to_those_who_may_see_it() {
+    let s = Server::start().await;
+    let plain = s.governor.action("lookup").build().unwrap();
+    plain
+        .run_as(
+            Principal::new("agent"),
+            Args::new().arg("q", &"x"),
+            || async { Ok::<_, GovernError>(json!({"found": true})) },
+        )
+        .await
+        .unwrap();
+    let (_, list) = s.get("/govern/executions?action=lookup", AUDITOR).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+
+    let (status, detail) = s.get(&format!("/govern/executions/{id}"), AUDITOR).await;
+    assert_eq!(status, StatusCode::OK, "{detail}");
+    assert_eq!(detail["execution"]["status"], "completed");
+    assert_eq!(detail["execution"]["output"], json!({"found": true}));
+    let kinds: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"execution.started"));
+    assert_eq!(kinds.last(), Some(&"execution.completed"));
+    assert_eq!(detail["snapshots"].as_array().unwrap().len(), 2);
+
+    let (status, _) = s.get(&format!("/govern/executions/{id}"), AGENT).await;
+    assert_eq!(status, StatusCode::OK);
+    let stranger = s.get(&format!("/govern/executions/{id}"), STRANGER).await;
+    assert_problem(&stranger, StatusCode::FORBIDDEN, "forbidden");
+    let missing = s
+        .get(
+            "/govern/executions/01890a5d-ac96-774b-bcce-b302099a8057",
+            AUDITOR,
+        )
+        .await;
+    assert_problem(&missing, StatusCode::NOT_FOUND, "not-found");
+}
+
+#[tokio::test]
+async fn resuming_needs_the_permission_and_an_approved_execution() {
+    let s = Server::start().await;
+    let id = s.park(70).await;
+    let path = format!("/govern/executions/{id}/resume");
+    let early = s.send(Method::POST, &path, Some(OPS), None).await;
+    assert_problem(&early, StatusCode::CONFLICT, "not-approved");
+    s.post(&format!("/govern/approvals/{id}/approve"), CFO, json!({}))
+        .await;
+    for token in [CFO, AGENT, AUDITOR] {
+        let denied = s.send(Method::POST, &path, Some(token), None).await;
+        assert_problem(&denied, StatusCode::FORBIDDEN, "forbidden");
+    }
+    assert_eq!(s.runs.load(Ordering::SeqCst), 0);
+    let (status, done) = s.send(Method::POST, &path, Some(OPS), None).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(done["output"], json!({"sent": 70}));
+    assert_eq!(s.runs.load(Ordering::SeqCst), 1);
+    let twice = s.send(Method::POST, &path, Some(OPS), None).await;
+    assert_problem(&twice, StatusCode::CONFLICT, "not-approved");
+}

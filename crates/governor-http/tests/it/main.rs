@@ -1,0 +1,226 @@
+//! Black-box tests of the HTTP API over a real socket.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod approvals;
+mod executions;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use governor_core::{
+    Action, ApprovalPolicy, Args, ExecutionId, GovernError, Governor, MemoryStore, Principal,
+};
+use governor_http::{ApiKeys, READ_PERMISSION, RESUME_PERMISSION};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+/// A server on an ephemeral port over a memory-store governor, with one
+/// token per kind of caller.
+pub(crate) struct Server {
+    pub(crate) base: String,
+    pub(crate) governor: Governor,
+    pub(crate) transfer: Action,
+    /// How often the transfer's body ran.
+    pub(crate) runs: Arc<AtomicUsize>,
+    client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Tokens: the CFO approves transfers; the agent makes them; the auditor
+/// reads everything; ops may also resume; the stranger is nobody.
+pub(crate) const CFO: &str = "cfo-token";
+pub(crate) const AGENT: &str = "agent-token";
+pub(crate) const AUDITOR: &str = "auditor-token";
+pub(crate) const OPS: &str = "ops-token";
+pub(crate) const STRANGER: &str = "stranger-token";
+
+impl Server {
+    pub(crate) async fn start() -> Self {
+        let governor = Governor::builder()
+            .store(MemoryStore::new())
+            .build()
+            .unwrap();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&runs);
+        let transfer = governor
+            .action("transfer")
+            .policy(ApprovalPolicy::new(["cfo", "role:treasury"]))
+            .resumable(move |args: Value| {
+                let counter = Arc::clone(&counter);
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, GovernError>(json!({ "sent": args["amount"] }))
+                }
+            })
+            .build()
+            .unwrap();
+        let keys = ApiKeys::new()
+            .with_token(
+                CFO,
+                Principal::new("cfo").with_attribute("email", "cfo@example.com"),
+            )
+            .with_token(AGENT, Principal::new("agent"))
+            .with_token(
+                AUDITOR,
+                Principal::new("auditor").with_permissions([READ_PERMISSION]),
+            )
+            .with_token(
+                OPS,
+                Principal::new("ops").with_permissions([READ_PERMISSION, RESUME_PERMISSION]),
+            )
+            .with_token(STRANGER, Principal::new("stranger"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = governor_http::api(governor.clone(), keys);
+        tokio::spawn(governor_http::serve(listener, app, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base,
+            governor,
+            transfer,
+            runs,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+        }
+    }
+
+    /// A transfer by the agent, parked for approval; its id.
+    pub(crate) async fn park(&self, amount: u64) -> ExecutionId {
+        self.park_as(Principal::new("agent"), amount).await
+    }
+
+    pub(crate) async fn park_as(&self, who: Principal, amount: u64) -> ExecutionId {
+        let err = self
+            .transfer
+            .run_as(who, Args::new().arg("amount", &amount), || async {
+                Ok::<_, GovernError>(json!("ran in place"))
+            })
+            .await
+            .unwrap_err();
+        match err {
+            GovernError::Pending { execution_id } => execution_id,
+            other => panic!("expected a parked call, got {other}"),
+        }
+    }
+
+    /// Sends a request; answers status and JSON body (`Null` when empty).
+    pub(crate) async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let text = res.text().await.unwrap();
+        if !status.is_success() {
+            assert_eq!(content_type, "application/problem+json", "{status}: {text}");
+        }
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        (status, value)
+    }
+
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.send(Method::GET, path, Some(token), None).await
+    }
+
+    pub(crate) async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.send(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    /// A raw request for bodies `send` cannot make.
+    pub(crate) fn raw(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Asserts a problem document of `status` whose `type` ends in `kind`.
+pub(crate) fn assert_problem(got: &(StatusCode, Value), status: StatusCode, kind: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    assert_eq!(got.1["status"], status.as_u16(), "{}", got.1);
+    assert_eq!(
+        got.1["type"],
+        format!("urn:governor:problem:{kind}"),
+        "{}",
+        got.1
+    );
+    assert!(got.1["detail"].as_str().is_some_and(|d| !d.is_empty()));
+}
+
+#[tokio::test]
+async fn probes_answer_without_a_token_and_unknown_routes_are_problems() {
+    let s = Server::start().await;
+    let ok = s.send(Method::GET, "/healthz", None, None).await;
+    assert_eq!(ok, (StatusCode::OK, json!({"status": "ok"})));
+    let ready = s.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready, (StatusCode::OK, json!({"status": "ready"})));
+    let missing = s.get("/govern/nothing", CFO).await;
+    assert_problem(&missing, StatusCode::NOT_FOUND, "not-found");
+    let wrong_method = s.get("/govern/approvals/x/approve", CFO).await;
+    assert_problem(
+        &wrong_method,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+    );
+}
+
+#[tokio::test]
+async fn every_govern_route_refuses_missing_and_unknown_tokens() {
+    let s = Server::start().await;
+    let id = s.park(10).await;
+    let routes = [
+        (Method::GET, "/govern/approvals/pending".to_owned()),
+        (Method::GET, format!("/govern/approvals/{id}")),
+        (Method::POST, format!("/govern/approvals/{id}/approve")),
+        (Method::POST, format!("/govern/approvals/{id}/reject")),
+        (Method::GET, "/govern/executions".to_owned()),
+        (Method::GET, format!("/govern/executions/{id}")),
+        (Method::POST, format!("/govern/executions/{id}/resume")),
+    ];
+    for (method, path) in routes {
+        for token in [None, Some("not-a-token")] {
+            let got = s.send(method.clone(), &path, token, None).await;
+            assert_problem(&got, StatusCode::UNAUTHORIZED, "unauthenticated");
+        }
+        // Identity never comes from another header.
+        let res = s
+            .raw(method.clone(), &path)
+            .header("x-user", "cfo")
+            .header("authorization", "Basic Y2ZvOmNmbw==")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+        assert!(res.headers().contains_key("www-authenticate"));
+    }
+    let stored = s.governor.execution(id).await.unwrap().unwrap();
+    assert!(stored.approval.unwrap().stages[0].decisions.is_empty());
+}
