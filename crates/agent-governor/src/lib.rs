@@ -32,6 +32,7 @@
 //! |---|---|---|
 //! | `sqlite` | yes | [`sqlite::SqliteStore`], the embedded durable store |
 //! | `cedar` | no | Cedar policies in [`AuthorizationPolicy`] |
+//! | `http` | no | `http`: the approval and executions HTTP API (axum) |
 //!
 //! ## `#[govern(...)]`
 //!
@@ -83,6 +84,13 @@ pub use governor_macros::govern;
 #[cfg(feature = "sqlite")]
 pub mod sqlite {
     pub use governor_sqlite::*;
+}
+
+/// The HTTP API: an axum `Router` with bearer-token authentication
+/// (feature `http`).
+#[cfg(feature = "http")]
+pub mod http {
+    pub use governor_http::*;
 }
 
 /// The names most programs need.

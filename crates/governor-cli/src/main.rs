@@ -13,6 +13,7 @@ mod executions;
 mod output;
 mod pause;
 mod policy;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,14 @@ enum Command {
     },
     /// Run the demo: an agent making governed transfers on a SQLite file.
     Demo(demo::Args),
+    /// Serve the HTTP API (approvals, executions, health) on a SQLite file,
+    /// with the expiry sweeper and a resume worker.
+    Serve(serve::Args),
+    /// Make or hash API tokens for the server's config.
+    Token {
+        #[command(subcommand)]
+        command: serve::TokenCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -98,6 +107,8 @@ fn main() -> ExitCode {
             Command::Lift(args) => pause::lift(args).await,
             Command::Pauses { db, json } => pause::list(db, json).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Token { command } => serve::token(command),
         }
     });
     match result {

@@ -209,3 +209,133 @@ fn pause_list_and_lift_are_recorded() {
     let verify = governor(&["audit", "verify", "--db", db]);
     assert!(verify.status.success(), "{verify:?}");
 }
+
+/// One HTTP/1.1 request over a plain socket; the status code and body.
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn token_pair() -> (String, String) {
+    let made = governor(&["token", "new"]);
+    assert!(made.status.success(), "{made:?}");
+    let text = stdout(&made);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    (field("token:"), field("hash:"))
+}
+
+#[test]
+fn token_hash_matches_the_hash_printed_with_a_new_token() {
+    use std::io::Write;
+    let (token, hash) = token_pair();
+    assert!(hash.starts_with("sha256:") && hash.len() == 71, "{hash}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_governor"))
+        .args(["token", "hash"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{token}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out).trim(), hash);
+}
+
+#[test]
+fn serve_answers_with_tokens_only_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let (token, hash) = token_pair();
+    let config = dir.path().join("governor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bind = \"127.0.0.1:0\"\ndb = \"{}\"\n\n[[keys]]\nhash = \"{hash}\"\nprincipal = \"ops\"\npermissions = [\"governor:read\"]\n",
+            dir.path().join("serve.db").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_governor"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .env_remove("GOVERNOR_DB")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+
+    assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
+    assert_eq!(http(&addr, "GET", "/readyz", None).0, 200);
+    assert_eq!(http(&addr, "GET", "/govern/executions", None).0, 401);
+    assert_eq!(
+        http(&addr, "GET", "/govern/executions", Some("wrong")).0,
+        401
+    );
+    let (status, body) = http(&addr, "GET", "/govern/executions", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"items\":[]"), "{body}");
+
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("governor stopped")),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn serve_refuses_configs_without_keys_or_with_mistakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("governor.toml");
+    std::fs::write(&config, "bind = \"127.0.0.1:0\"\n").unwrap();
+    let out = governor(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no API keys configured"));
+
+    std::fs::write(
+        &config,
+        "bind = \"127.0.0.1:0\"\n\n[[keys]]\nhash = \"abc\"\nprincipal = \"x\"\n",
+    )
+    .unwrap();
+    let out = governor(&["serve", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("keys[0]") && err.contains("`abc`"), "{err}");
+
+    std::fs::write(&config, "bind = \"127.0.0.1:0\"\nport = 9\n").unwrap();
+    let out = governor(&["serve", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("line 2") && err.contains("port"), "{err}");
+}

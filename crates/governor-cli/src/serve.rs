@@ -1,0 +1,196 @@
+//! `governor serve`: the HTTP API on a SQLite file, with the expiry
+//! sweeper and a resume worker, until SIGINT/SIGTERM; and `governor token`
+//! to make and hash API tokens.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agent_governor::http::{ApiKeys, hash_token};
+use agent_governor::sqlite::SqliteStore;
+use agent_governor::{Governor, Principal};
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Options of `governor serve`; each overrides the config file.
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// The config file (TOML): bind, db, sweep_seconds, resume_seconds and
+    /// `[[keys]]` (hash, principal, roles, permissions, email, tenant).
+    #[arg(long, env = "GOVERNOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// The SQLite database (default `governor.db`).
+    #[arg(long, env = "GOVERNOR_DB")]
+    db: Option<PathBuf>,
+    /// Address to listen on (default `127.0.0.1:8080`; port 0 picks one).
+    #[arg(long, env = "GOVERNOR_BIND")]
+    bind: Option<SocketAddr>,
+}
+
+/// The config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    bind: Option<SocketAddr>,
+    db: Option<PathBuf>,
+    /// Seconds between sweeps for expired approval requests (default 5).
+    sweep_seconds: Option<u64>,
+    /// Seconds between resume-worker rounds (default 1).
+    resume_seconds: Option<u64>,
+    #[serde(default)]
+    keys: Vec<Key>,
+}
+
+/// One API key: the token's hash and the principal it speaks for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Key {
+    /// `sha256:<hex>`, from `governor token new` or `governor token hash`.
+    hash: String,
+    principal: String,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    permissions: Vec<String>,
+    email: Option<String>,
+    tenant: Option<String>,
+}
+
+impl Key {
+    fn principal(&self) -> Principal {
+        let mut p = Principal::new(self.principal.clone())
+            .with_roles(self.roles.iter().cloned())
+            .with_permissions(self.permissions.iter().cloned());
+        if let Some(email) = &self.email {
+            p = p.with_attribute("email", email.clone());
+        }
+        if let Some(tenant) = &self.tenant {
+            p = p.with_tenant(tenant.clone());
+        }
+        p
+    }
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+fn keys(config: &Config) -> anyhow::Result<ApiKeys> {
+    let mut keys = ApiKeys::new();
+    for (i, key) in config.keys.iter().enumerate() {
+        keys = keys
+            .with_hash(&key.hash, key.principal())
+            .with_context(|| format!("keys[{i}] (principal `{}`)", key.principal))?;
+    }
+    if keys.is_empty() {
+        bail!(
+            "no API keys configured: add [[keys]] with a `hash` from `governor token new` to the config file; the server accepts no anonymous requests"
+        );
+    }
+    Ok(keys)
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => load(path)?,
+        None => Config::default(),
+    };
+    let keys = keys(&config)?;
+    let db = args
+        .db
+        .or_else(|| config.db.clone())
+        .unwrap_or_else(|| PathBuf::from("governor.db"));
+    let bind = args
+        .bind
+        .or(config.bind)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let store = SqliteStore::open(&db)
+        .await
+        .with_context(|| format!("cannot open {}", db.display()))?;
+    let governor = Governor::builder().store(store).build()?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let local = listener.local_addr()?;
+    out!(
+        "governor serving http://{local} (database {}, {} API keys)",
+        db.display(),
+        keys.len()
+    );
+    let every = |s: Option<u64>, default: u64| Duration::from_secs(s.unwrap_or(default).max(1));
+    let sweeper = governor.spawn_expiry_sweeper(every(config.sweep_seconds, 5));
+    let worker = governor.spawn_resume_worker(
+        format!("serve-{}", std::process::id()),
+        every(config.resume_seconds, 1),
+    );
+    let app = agent_governor::http::api(governor, keys);
+    agent_governor::http::serve(listener, app, shutdown_signal()).await?;
+    sweeper.abort();
+    worker.abort();
+    out!("governor stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// `governor token`.
+#[derive(clap::Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Makes a random token; prints it and the hash to put in the config.
+    New,
+    /// Reads a token from stdin and prints its hash.
+    Hash,
+}
+
+pub(crate) fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TokenCommand::New => {
+            let mut bytes = [0u8; 32];
+            use std::io::Read;
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut bytes))
+                .context("cannot read /dev/urandom")?;
+            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let token = format!("gov_{token}");
+            out!("token: {token}");
+            out!("hash:  {}", hash_token(&token));
+        }
+        TokenCommand::Hash => {
+            let mut token = String::new();
+            std::io::stdin()
+                .read_line(&mut token)
+                .context("cannot read the token from stdin")?;
+            let token = token.trim();
+            if token.is_empty() {
+                bail!("no token on stdin");
+            }
+            out!("{}", hash_token(token));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
