@@ -195,6 +195,9 @@ pub struct Action {
     pub(crate) policy_version: Arc<str>,
     /// Whether the kill switch applies (not to pausing and lifting).
     pub(crate) pausable: bool,
+    /// Set for actions whose body runs elsewhere: how long a runner has to
+    /// report the outcome.
+    pub(crate) external: Option<std::time::Duration>,
 }
 
 impl fmt::Debug for Action {
@@ -333,6 +336,7 @@ impl ActionBuilder {
                 policy_label: None,
                 policy_version: Arc::from(""),
                 pausable: true,
+                external: None,
             },
         }
     }
@@ -432,6 +436,16 @@ impl ActionBuilder {
         self
     }
 
+    /// Marks the action as run elsewhere (an agent in another process or
+    /// language, through [`Action::admit`] or the HTTP API): the runner
+    /// has `report_within` to report the outcome with
+    /// [`Governor::complete_external`](crate::Governor::complete_external)
+    /// before the execution is marked failed. Building registers it.
+    pub fn external(mut self, report_within: std::time::Duration) -> Self {
+        self.action.external = Some(report_within);
+        self
+    }
+
     /// Builds the action.
     pub fn build(mut self) -> Result<Action, GovernError> {
         if self.action.name.trim().is_empty() {
@@ -466,7 +480,7 @@ impl ActionBuilder {
             &self.action.policies,
             self.action.policy_label.as_deref(),
         );
-        if self.action.resume.is_some() {
+        if self.action.resume.is_some() || self.action.external.is_some() {
             self.action.governor().register(&self.action);
         }
         Ok(self.action)

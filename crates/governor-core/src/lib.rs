@@ -40,6 +40,7 @@ mod error;
 mod event;
 mod execution;
 mod expiry;
+mod external;
 mod governor;
 mod grant;
 mod ids;
@@ -75,6 +76,7 @@ pub use execution::{
     UnknownStatus,
 };
 pub use expiry::EXPIRY_APPROVER;
+pub use external::{Admitted, CompleteError, DEFAULT_REPORT_WITHIN, EXTERNAL_RUNNER};
 pub use governor::{Governor, GovernorBuilder};
 pub use grant::Grant;
 pub use json::Json;

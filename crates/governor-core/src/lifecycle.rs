@@ -52,35 +52,7 @@ impl Action {
             execution_id = tracing::field::Empty
         );
         async move {
-            let mut run = Run::begin(self, call).await?;
-            tracing::Span::current().record("execution_id", tracing::field::display(run.id()));
-            run.deny_if_paused().await?;
-            run.pre_actions().await?;
-            let from = match run.pre_policies().await? {
-                Gate::Proceed => ExecutionStatus::Pending,
-                Gate::Parked { wait } => {
-                    run.await_decision(wait).await?;
-                    let inputs = run.execution.inputs.clone();
-                    run.recheck(&inputs).await?;
-                    ExecutionStatus::Approved
-                }
-            };
-            run.hold_if_paused(from).await?;
-            match run.start(from).await {
-                Ok(()) => {}
-                // Approved, but started elsewhere first (a manual resume):
-                // the result will be on the record under this id.
-                Err(GovernError::Store(e))
-                    if from == ExecutionStatus::Approved
-                        && e.kind() == crate::StoreErrorKind::Conflict =>
-                {
-                    return Err(GovernError::Pending {
-                        execution_id: run.id(),
-                    }
-                    .into());
-                }
-                Err(e) => return Err(e.into()),
-            }
+            let mut run = self.open(call, None).await?;
             match f().await {
                 Ok(value) => {
                     let output = match output(&value) {
@@ -102,12 +74,51 @@ impl Action {
         .instrument(span)
         .await
     }
+
+    /// Everything before the body runs: the record, pre-actions,
+    /// pre-execution policies, the approval wait and the move to `Running`
+    /// (under `lease` when given). Returns the run in flight.
+    pub(crate) async fn open(
+        &self,
+        call: Call,
+        lease: Option<crate::execution::Lease>,
+    ) -> Result<Run<'_>, GovernError> {
+        let mut run = Run::begin(self, call).await?;
+        tracing::Span::current().record("execution_id", tracing::field::display(run.id()));
+        run.deny_if_paused().await?;
+        run.pre_actions().await?;
+        let from = match run.pre_policies().await? {
+            Gate::Proceed => ExecutionStatus::Pending,
+            Gate::Parked { wait } => {
+                run.await_decision(wait).await?;
+                let inputs = run.execution.inputs.clone();
+                run.recheck(&inputs).await?;
+                ExecutionStatus::Approved
+            }
+        };
+        run.hold_if_paused(from).await?;
+        run.take_lease = lease;
+        match run.start(from).await {
+            Ok(()) => Ok(run),
+            // Approved, but started elsewhere first (a manual resume):
+            // the result will be on the record under this id.
+            Err(GovernError::Store(e))
+                if from == ExecutionStatus::Approved
+                    && e.kind() == crate::StoreErrorKind::Conflict =>
+            {
+                Err(GovernError::Pending {
+                    execution_id: run.id(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// The state of one call in flight. Dropping it before it reached a
 /// resting state (the caller's future was cancelled) marks the execution
 /// cancelled.
-struct Run<'a> {
+pub(crate) struct Run<'a> {
     action: &'a Action,
     governor: Governor,
     store: Arc<dyn Store>,
@@ -119,7 +130,7 @@ struct Run<'a> {
     output: Option<Arc<Value>>,
     decisions: Vec<DecisionRecord>,
     /// A lease the `Running` transition takes (resumed runs).
-    take_lease: Option<crate::execution::Lease>,
+    pub(crate) take_lease: Option<crate::execution::Lease>,
     /// The lease owner later transitions must hold (resumed runs).
     lease_owner: Option<String>,
     /// Pre-execution policies that allowed the call (to give quota back).
@@ -208,7 +219,7 @@ impl<'a> Run<'a> {
     }
 
     /// A run picking up an approved execution from the store.
-    fn resumed(
+    pub(crate) fn resumed(
         action: &'a Action,
         governor: &Governor,
         execution: Execution,
@@ -235,7 +246,48 @@ impl<'a> Run<'a> {
         run
     }
 
-    fn id(&self) -> ExecutionId {
+    /// A run picking up an execution that is already `Running` under
+    /// `owner`'s lease, to record its outcome.
+    pub(crate) fn continuing(
+        action: &'a Action,
+        governor: &Governor,
+        execution: Execution,
+        input: Value,
+        owner: &str,
+    ) -> Run<'a> {
+        let mut redactor = action.redactor.clone();
+        redactor.extend(governor.redactor().fields());
+        let mut run = Run::new(
+            action,
+            governor,
+            redactor,
+            execution,
+            input,
+            crate::ids::now(),
+        );
+        run.created = true;
+        run.lease_owner = Some(owner.to_owned());
+        run
+    }
+
+    /// The body runs elsewhere from here on: dropping this run must not
+    /// mark the execution cancelled.
+    pub(crate) fn hand_over(&mut self) {
+        self.settled = true;
+    }
+
+    /// The arguments as given (not redacted).
+    pub(crate) fn input(&self) -> &Value {
+        &self.input
+    }
+
+    /// Records that the action failed with `failure`.
+    pub(crate) async fn record_failure(&mut self, failure: Failure) -> Result<(), GovernError> {
+        self.settle_failed(ExecutionStatus::Failed, failure, EventKind::ExecutionFailed)
+            .await
+    }
+
+    pub(crate) fn id(&self) -> ExecutionId {
         self.execution.id
     }
 
@@ -859,7 +911,7 @@ impl<'a> Run<'a> {
         }
     }
 
-    async fn start(&mut self, from: ExecutionStatus) -> Result<(), GovernError> {
+    pub(crate) async fn start(&mut self, from: ExecutionStatus) -> Result<(), GovernError> {
         if !self.straight_through(from) {
             self.tick();
         }
@@ -905,7 +957,7 @@ impl<'a> Run<'a> {
                 .any(|p| p.phase().applies_to(PolicyPhase::PreExecution))
     }
 
-    async fn finish(&mut self, output: Value) -> Result<(), GovernError> {
+    pub(crate) async fn finish(&mut self, output: Value) -> Result<(), GovernError> {
         // The action just returned: this step's time is its end.
         self.tick();
         self.output = Some(Arc::new(output));

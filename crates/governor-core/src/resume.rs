@@ -228,6 +228,15 @@ impl Governor {
                 // The claim lapses and the run is taken over after the lift.
                 continue;
             }
+            if let Some(action) = self.registered(&e.action).filter(|a| a.external.is_some()) {
+                // An external runner missed its report deadline.
+                match self.fail_unreported(&action, e, self.instance()).await {
+                    Ok(()) => finished += 1,
+                    Err(GovernError::Store(err)) => return Err(err),
+                    Err(err) => tracing::warn!(execution_id = %id, "failing an unreported run: {err}"),
+                }
+                continue;
+            }
             match self.run_stored(e, true).await {
                 Ok(_) => finished += 1,
                 Err(ResumeError::Store(err)) => return Err(err),

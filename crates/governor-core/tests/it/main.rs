@@ -5,6 +5,7 @@ mod approvals;
 mod binding;
 mod channels;
 mod config;
+mod external;
 mod lifecycle;
 mod memory_store;
 mod pause;
