@@ -52,7 +52,9 @@ pub enum CompleteError {
     },
     /// The execution is not running under an external runner (not started,
     /// already reported, or failed after its deadline).
-    #[error("execution {execution_id} is {status}, not running externally; its outcome cannot be reported")]
+    #[error(
+        "execution {execution_id} is {status}, not running externally; its outcome cannot be reported"
+    )]
     NotRunning {
         /// The execution.
         execution_id: ExecutionId,

@@ -129,6 +129,17 @@ impl Governor {
         self.registered_now(name)
     }
 
+    /// The action registered under `name` as run elsewhere (see
+    /// [`ActionBuilder::external`](crate::ActionBuilder::external)), for
+    /// servers that admit calls by name.
+    pub fn external_action(&self, name: &str) -> Option<Action> {
+        let mut action = self.registered(name).filter(|a| a.external.is_some())?;
+        // Registered copies are detached (no cycle through the registry);
+        // calls through this one must record on this governor.
+        action.governor = crate::action::GovernorRef::Fixed(self.clone());
+        Some(action)
+    }
+
     fn registered_now(&self, name: &str) -> Option<Action> {
         self.inner.actions.read().ok()?.get(name).cloned()
     }

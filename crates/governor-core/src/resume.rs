@@ -161,13 +161,33 @@ impl Governor {
         id: ExecutionId,
         timeout: Duration,
     ) -> Result<Execution, ResumeError> {
+        self.wait_until(id, timeout, |s| s.is_terminal()).await
+    }
+
+    /// Waits until execution `id` is no longer awaiting approval (or
+    /// `timeout` passes) and returns it as stored then.
+    pub async fn wait_for_decision(
+        &self,
+        id: ExecutionId,
+        timeout: Duration,
+    ) -> Result<Execution, ResumeError> {
+        self.wait_until(id, timeout, |s| s != ExecutionStatus::AwaitingApproval)
+            .await
+    }
+
+    async fn wait_until(
+        &self,
+        id: ExecutionId,
+        timeout: Duration,
+        done: impl Fn(ExecutionStatus) -> bool,
+    ) -> Result<Execution, ResumeError> {
         let mut changes = self.store().watch();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let Some(e) = self.store().execution(id).await? else {
                 return Err(ResumeError::NotFound { execution_id: id });
             };
-            if e.status.is_terminal() || tokio::time::Instant::now() >= deadline {
+            if done(e.status) || tokio::time::Instant::now() >= deadline {
                 return Ok(e);
             }
             tokio::select! {
@@ -233,7 +253,9 @@ impl Governor {
                 match self.fail_unreported(&action, e, self.instance()).await {
                     Ok(()) => finished += 1,
                     Err(GovernError::Store(err)) => return Err(err),
-                    Err(err) => tracing::warn!(execution_id = %id, "failing an unreported run: {err}"),
+                    Err(err) => {
+                        tracing::warn!(execution_id = %id, "failing an unreported run: {err}")
+                    }
                 }
                 continue;
             }

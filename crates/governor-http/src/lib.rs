@@ -28,6 +28,7 @@ mod extract;
 mod health;
 mod problem;
 mod state;
+mod submit;
 mod views;
 
 use std::future::Future;
@@ -56,9 +57,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/govern/approvals/{id}", get(approvals::show))
         .route("/govern/approvals/{id}/approve", post(approvals::approve))
         .route("/govern/approvals/{id}/reject", post(approvals::reject))
-        .route("/govern/executions", get(executions::list))
+        .route(
+            "/govern/executions",
+            get(executions::list).post(submit::submit),
+        )
         .route("/govern/executions/{id}", get(executions::show))
         .route("/govern/executions/{id}/resume", post(executions::resume))
+        .route("/govern/executions/{id}/start", post(submit::start))
+        .route("/govern/executions/{id}/complete", post(submit::complete))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -2,8 +2,10 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use governor_core::{ApprovalError, ResumeError, StoreError, StoreErrorKind};
-use serde_json::json;
+use governor_core::{
+    ApprovalError, CompleteError, GovernError, ResumeError, StoreError, StoreErrorKind,
+};
+use serde_json::{Map, Value, json};
 
 /// The media type of every error response.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -19,6 +21,8 @@ pub struct Problem {
     pub kind: &'static str,
     /// What went wrong, for people.
     pub detail: String,
+    /// Extension members (RFC 9457 §3.2), e.g. the denying `policy`.
+    pub extensions: Map<String, Value>,
 }
 
 impl Problem {
@@ -28,7 +32,14 @@ impl Problem {
             status,
             kind,
             detail: detail.into(),
+            extensions: Map::new(),
         }
+    }
+
+    /// Adds the extension member `key`.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extensions.insert(key.to_owned(), value.into());
+        self
     }
 
     /// 400: the request itself is malformed.
@@ -55,22 +66,28 @@ impl Problem {
     pub fn unprocessable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", detail)
     }
-
-    /// The document's `type` member.
-    pub fn type_uri(&self) -> String {
-        format!("urn:governor:problem:{}", self.kind)
-    }
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = json!({
-            "type": self.type_uri(),
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
+        let retry_after = self.extensions.get("retry_after").and_then(Value::as_f64);
+        let mut body = self.extensions;
+        body.insert(
+            "type".into(),
+            json!(format!("urn:governor:problem:{}", self.kind)),
+        );
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        body.insert("title".into(), json!(title));
+        body.insert("status".into(), json!(self.status.as_u16()));
+        body.insert("detail".into(), json!(self.detail));
         let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = retry_after {
+            // Whole seconds, rounded up, as Retry-After wants.
+            let whole = format!("{}", seconds.ceil().max(0.0) as u64);
+            if let Ok(v) = HeaderValue::from_str(&whole) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
@@ -147,5 +164,94 @@ impl From<ResumeError> for Problem {
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "resume-failed"),
         };
         Self::new(status, kind, e.to_string())
+    }
+}
+
+impl From<GovernError> for Problem {
+    fn from(e: GovernError) -> Self {
+        let detail = e.to_string();
+        match e {
+            GovernError::Denied {
+                execution_id,
+                policy,
+                rule,
+                reason,
+                ..
+            } => Self::new(StatusCode::FORBIDDEN, "denied", detail)
+                .with("execution_id", execution_id.to_string())
+                .with("policy", policy)
+                .with("rule", rule)
+                .with("reason", reason),
+            GovernError::Rejected {
+                execution_id,
+                policy,
+                reason,
+            } => Self::new(StatusCode::FORBIDDEN, "rejected", detail)
+                .with("execution_id", execution_id.to_string())
+                .with("policy", policy)
+                .with("reason", reason),
+            GovernError::Invalid {
+                execution_id,
+                policy,
+                errors,
+                ..
+            } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-arguments",
+                detail,
+            )
+            .with("execution_id", execution_id.to_string())
+            .with("policy", policy)
+            .with("errors", serde_json::to_value(errors).unwrap_or_default()),
+            GovernError::RateLimited {
+                execution_id,
+                policy,
+                retry_after,
+                ..
+            } => Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail)
+                .with("execution_id", execution_id.to_string())
+                .with("policy", policy)
+                .with("retry_after", retry_after.as_secs_f64()),
+            GovernError::Paused { execution_id, .. } => {
+                Self::new(StatusCode::CONFLICT, "paused", detail)
+                    .with("execution_id", execution_id.to_string())
+            }
+            GovernError::Pending { execution_id } => {
+                Self::new(StatusCode::CONFLICT, "pending", detail)
+                    .with("execution_id", execution_id.to_string())
+            }
+            GovernError::Cancelled { execution_id } => {
+                Self::new(StatusCode::CONFLICT, "cancelled", detail)
+                    .with("execution_id", execution_id.to_string())
+            }
+            GovernError::Serialization { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "unserializable", detail)
+            }
+            GovernError::Store(s) => s.into(),
+            _ => {
+                tracing::error!("governed call failed on the server: {detail}");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server-error", detail)
+            }
+        }
+    }
+}
+
+impl From<CompleteError> for Problem {
+    fn from(e: CompleteError) -> Self {
+        match e {
+            CompleteError::NotFound { .. } => Self::not_found(e.to_string()),
+            CompleteError::NotRunning { .. } => {
+                Self::new(StatusCode::CONFLICT, "not-running", e.to_string())
+            }
+            CompleteError::NotExternal { .. } => {
+                Self::new(StatusCode::CONFLICT, "not-external", e.to_string())
+            }
+            CompleteError::Store(s) => s.into(),
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server-error",
+                e.to_string(),
+            ),
+        }
     }
 }

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use governor_core::{
     Action, ApprovalPolicy, Args, AuthorizationPolicy, Call, CompleteError, EXTERNAL_RUNNER,
-    ExecutionStatus, GovernError, Governor, MemoryStore, Principal, ResumeError,
-    ValidationPolicy,
+    ExecutionStatus, GovernError, Governor, MemoryStore, Principal, ResumeError, ValidationPolicy,
 };
 use serde_json::{Value, json};
 
@@ -89,7 +88,11 @@ async fn reported_errors_and_rejected_outputs_fail_the_execution() {
     assert_eq!(refused.status, ExecutionStatus::Failed);
     let failure = refused.failure.unwrap();
     assert_eq!(failure.kind, "post_policy");
-    assert!(failure.message.contains("too many rows"), "{}", failure.message);
+    assert!(
+        failure.message.contains("too many rows"),
+        "{}",
+        failure.message
+    );
 }
 
 #[tokio::test]
@@ -164,17 +167,15 @@ async fn only_external_runs_take_reports() {
         .run(Args::new(), || async { Ok::<_, GovernError>(json!(1)) })
         .await
         .unwrap();
-    let id = g
-        .store()
-        .executions(&Default::default())
-        .await
-        .unwrap()[0]
-        .id;
+    let id = g.store().executions(&Default::default()).await.unwrap()[0].id;
     let err = g.complete_external(id, Ok(json!(2))).await.unwrap_err();
     assert!(matches!(err, CompleteError::NotRunning { .. }), "{err}");
     let missing = g
         .complete_external(governor_core::ExecutionId::new(), Ok(json!(2)))
         .await
         .unwrap_err();
-    assert!(matches!(missing, CompleteError::NotFound { .. }), "{missing}");
+    assert!(
+        matches!(missing, CompleteError::NotFound { .. }),
+        "{missing}"
+    );
 }

@@ -4,6 +4,7 @@
 
 mod approvals;
 mod executions;
+mod submit;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
