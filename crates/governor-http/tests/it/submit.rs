@@ -141,7 +141,7 @@ async fn denials_invalid_arguments_and_rate_limits_answer_with_their_policy() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(retry >= 1 && retry <= 3600, "{retry}");
+    assert!((1..=3600).contains(&retry), "{retry}");
 
     let unknown = submit(&s, AGENT, json!({"action": "launch_missiles"})).await;
     assert_problem(&unknown, StatusCode::NOT_FOUND, "not-found");
