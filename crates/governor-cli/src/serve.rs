@@ -9,15 +9,16 @@ use std::time::Duration;
 
 use agent_governor::http::{ApiKeys, hash_token};
 use agent_governor::sqlite::SqliteStore;
-use agent_governor::{Governor, Principal};
+use agent_governor::{Governor, PolicyFile, Principal};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
 /// Options of `governor serve`; each overrides the config file.
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The config file (TOML): bind, db, sweep_seconds, resume_seconds and
-    /// `[[keys]]` (hash, principal, roles, permissions, email, tenant).
+    /// The config file (TOML): bind, db, sweep_seconds, resume_seconds,
+    /// `[[keys]]` (hash, principal, roles, permissions, email, tenant) and
+    /// `[[actions]]` (name, policies, report_within_seconds).
     #[arg(long, env = "GOVERNOR_CONFIG")]
     config: Option<PathBuf>,
     /// The SQLite database (default `governor.db`).
@@ -40,6 +41,20 @@ struct Config {
     resume_seconds: Option<u64>,
     #[serde(default)]
     keys: Vec<Key>,
+    /// Actions agents submit by name over HTTP and run themselves.
+    #[serde(default)]
+    actions: Vec<ActionConfig>,
+}
+
+/// An action agents submit with `POST /govern/executions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActionConfig {
+    name: String,
+    /// A policy file (YAML or JSON), relative to the config file.
+    policies: Option<PathBuf>,
+    /// Seconds the agent has to report the outcome (default 3600).
+    report_within_seconds: Option<u64>,
 }
 
 /// One API key: the token's hash and the principal it speaks for.
@@ -78,6 +93,26 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
+/// Registers the configured actions on `governor`.
+fn actions(governor: &Governor, config: &Config, base: &Path) -> anyhow::Result<()> {
+    for action in &config.actions {
+        let policies = match &action.policies {
+            Some(file) => PolicyFile::load(base.join(file))
+                .with_context(|| format!("policies of action `{}`", action.name))?
+                .policies(),
+            None => Vec::new(),
+        };
+        let within = Duration::from_secs(action.report_within_seconds.unwrap_or(3600));
+        governor
+            .action(action.name.clone())
+            .policies(policies)
+            .external(within)
+            .build()
+            .with_context(|| format!("action `{}`", action.name))?;
+    }
+    Ok(())
+}
+
 fn keys(config: &Config) -> anyhow::Result<ApiKeys> {
     let mut keys = ApiKeys::new();
     for (i, key) in config.keys.iter().enumerate() {
@@ -111,14 +146,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot open {}", db.display()))?;
     let governor = Governor::builder().store(store).build()?;
+    let base = args
+        .config
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| Path::new("."));
+    actions(&governor, &config, base)?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let local = listener.local_addr()?;
     out!(
-        "governor serving http://{local} (database {}, {} API keys)",
+        "governor serving http://{local} (database {}, {} API keys, {} actions)",
         db.display(),
-        keys.len()
+        keys.len(),
+        config.actions.len()
     );
     let every = |s: Option<u64>, default: u64| Duration::from_secs(s.unwrap_or(default).max(1));
     let sweeper = governor.spawn_expiry_sweeper(every(config.sweep_seconds, 5));

@@ -264,33 +264,16 @@ fn token_hash_matches_the_hash_printed_with_a_new_token() {
 
 #[test]
 fn serve_answers_with_tokens_only_and_stops_on_sigterm() {
-    use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let (token, hash) = token_pair();
-    let config = dir.path().join("governor.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "bind = \"127.0.0.1:0\"\ndb = \"{}\"\n\n[[keys]]\nhash = \"{hash}\"\nprincipal = \"ops\"\npermissions = [\"governor:read\"]\n",
-            dir.path().join("serve.db").display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_governor"))
-        .args(["serve", "--config", config.to_str().unwrap()])
-        .env_remove("GOVERNOR_DB")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
-
+    use std::io::Read;
+    let mut server = serve(
+        &[(
+            "principal = \"ops\"\npermissions = [\"governor:read\"]",
+            "ops-token",
+        )],
+        "",
+        &[],
+    );
+    let addr = server.addr.clone();
     assert_eq!(http(&addr, "GET", "/healthz", None).0, 200);
     assert_eq!(http(&addr, "GET", "/readyz", None).0, 200);
     assert_eq!(http(&addr, "GET", "/govern/executions", None).0, 401);
@@ -298,22 +281,25 @@ fn serve_answers_with_tokens_only_and_stops_on_sigterm() {
         http(&addr, "GET", "/govern/executions", Some("wrong")).0,
         401
     );
-    let (status, body) = http(&addr, "GET", "/govern/executions", Some(&token));
+    let (status, body) = http(&addr, "GET", "/govern/executions", Some("ops-token"));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"items\":[]"), "{body}");
 
     let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let status = child.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(
-        rest.iter().any(|l| l.contains("governor stopped")),
-        "{rest:?}"
-    );
+    let mut rest = String::new();
+    server
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
+    assert!(rest.contains("governor stopped"), "{rest:?}");
 }
 
 #[test]
@@ -338,4 +324,141 @@ fn serve_refuses_configs_without_keys_or_with_mistakes() {
     let out = governor(&["serve", "--config", config.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains("line 2") && err.contains("port"), "{err}");
+}
+
+/// A running `governor serve`; killed on drop.
+struct Served {
+    child: std::process::Child,
+    stdout: Option<std::io::BufReader<std::process::ChildStdout>>,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `governor serve` with `keys` (principal line, token) and the
+/// config's `extra` TOML; files are `(name, text)` written beside it.
+fn serve(keys: &[(&str, &str)], extra: &str, files: &[(&str, &str)]) -> Served {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let mut config = format!(
+        "bind = \"127.0.0.1:0\"\ndb = \"{}\"\n{extra}\n",
+        dir.path().join("serve.db").display()
+    );
+    for (principal, token) in keys {
+        let hash = agent_governor_hash(token);
+        config.push_str(&format!("\n[[keys]]\nhash = \"{hash}\"\n{principal}\n"));
+    }
+    let path = dir.path().join("governor.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_governor"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .env_remove("GOVERNOR_DB")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    out.read_line(&mut first).unwrap();
+    let addr = first
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .to_owned();
+    Served {
+        child,
+        stdout: Some(out),
+        addr,
+        _dir: dir,
+    }
+}
+
+/// The configured form of `token`, as `governor token hash` prints it.
+fn agent_governor_hash(token: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_governor"))
+        .args(["token", "hash"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{token}").unwrap();
+    stdout(&child.wait_with_output().unwrap()).trim().to_owned()
+}
+
+#[test]
+fn a_python_agent_is_governed_through_governor_serve() {
+    use std::io::{BufRead, BufReader};
+    let server = serve(
+        &[
+            ("principal = \"agent\"", "agent-token"),
+            ("principal = \"cfo\"", "cfo-token"),
+        ],
+        "[[actions]]\nname = \"lookup\"\n\n[[actions]]\nname = \"wire\"\npolicies = \"wire.yaml\"\n\n[[actions]]\nname = \"refund\"\npolicies = \"refund.yaml\"\n",
+        &[
+            (
+                "wire.yaml",
+                "policies:\n  - type: authorization\n    name: TreasuryOnly\n    required_roles: [treasury]\n",
+            ),
+            (
+                "refund.yaml",
+                "policies:\n  - type: approval\n    name: RefundApproval\n    approvers: [cfo]\n",
+            ),
+        ],
+    );
+    let client =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/python/governor_client.py");
+    let mut python = Command::new("python3")
+        .arg(client)
+        .args([
+            "--url",
+            &format!("http://{}", server.addr),
+            "--token",
+            "agent-token",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(python.stdout.take().unwrap()).lines();
+    let mut next =
+        || -> serde_json::Value { serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap() };
+    let lookup = next();
+    assert_eq!(lookup["output"], serde_json::json!({"hits": 4}));
+    let wire = next();
+    assert_eq!(wire["refused"], true);
+    assert_eq!(wire["policy"], "TreasuryOnly");
+    let pending = next();
+    let id = pending["pending"].as_str().unwrap().to_owned();
+    let path = format!("/govern/approvals/{id}/approve");
+    let (status, body) = http(&server.addr, "POST", &path, Some("cfo-token"));
+    assert_eq!(status, 200, "{body}");
+    let refund = next();
+    assert_eq!(refund["output"], serde_json::json!({"refunded": 900}));
+    assert!(python.wait().unwrap().success());
+
+    // The audit trail is whole: every call recorded with its outcome.
+    let (status, body) = http(
+        &server.addr,
+        "GET",
+        "/govern/executions",
+        Some("agent-token"),
+    );
+    assert_eq!(status, 200);
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let statuses: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["completed", "denied", "completed"]);
 }
