@@ -26,6 +26,7 @@ mod auth;
 mod executions;
 mod extract;
 mod health;
+mod metrics;
 mod problem;
 mod state;
 mod submit;
@@ -53,6 +54,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/govern/approvals/pending", get(approvals::pending))
         .route("/govern/approvals/{id}", get(approvals::show))
         .route("/govern/approvals/{id}/approve", post(approvals::approve))
@@ -65,6 +67,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/govern/executions/{id}/resume", post(executions::resume))
         .route("/govern/executions/{id}/start", post(submit::start))
         .route("/govern/executions/{id}/complete", post(submit::complete))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -11,6 +11,7 @@ use crate::auth::ApiKeys;
 pub struct ApiState {
     pub(crate) governor: Governor,
     pub(crate) keys: Arc<ApiKeys>,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ApiState {
@@ -19,6 +20,7 @@ impl ApiState {
         Self {
             governor,
             keys: Arc::new(keys),
+            metrics: Arc::default(),
         }
     }
 

@@ -225,3 +225,37 @@ async fn every_govern_route_refuses_missing_and_unknown_tokens() {
     let stored = s.governor.execution(id).await.unwrap().unwrap();
     assert!(stored.approval.unwrap().stages[0].decisions.is_empty());
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_for_token_holders() {
+    let s = Server::start().await;
+    s.park(1).await;
+    s.park(2).await;
+    let id = s.park(3).await;
+    s.get(&format!("/govern/approvals/{id}"), CFO).await;
+    s.get("/govern/approvals/pending", STRANGER).await;
+    let anonymous = s.send(Method::GET, "/metrics", None, None).await;
+    assert_problem(&anonymous, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let res = s
+        .raw(Method::GET, "/metrics")
+        .bearer_auth(STRANGER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.unwrap();
+    for line in [
+        "governor_http_requests_total{method=\"GET\",route=\"/govern/approvals/{id}\",status=\"200\"} 1",
+        "governor_http_requests_total{method=\"GET\",route=\"/govern/approvals/pending\",status=\"200\"} 1",
+        "governor_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"401\"} 1",
+        "governor_approvals_pending 3",
+    ] {
+        assert!(text.contains(line), "missing {line} in\n{text}");
+    }
+}
