@@ -23,6 +23,7 @@
 
 mod approvals;
 mod auth;
+mod events;
 mod executions;
 mod extract;
 mod health;
@@ -55,6 +56,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/govern/events", get(events::events))
         .route("/govern/approvals/pending", get(approvals::pending))
         .route("/govern/approvals/{id}", get(approvals::show))
         .route("/govern/approvals/{id}/approve", post(approvals::approve))

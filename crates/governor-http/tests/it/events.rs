@@ -1,0 +1,99 @@
+//! `GET /govern/events`: the live stream over a WebSocket.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use crate::{AUDITOR, CFO, STRANGER, Server, assert_problem};
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(s: &Server, query: &str, token: Option<&str>) -> Result<Socket, WsError> {
+    let url = format!("{}/govern/events{query}", s.base.replacen("http", "ws", 1));
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async(req)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+/// The next JSON message (waiting at most 10 s: a missing event fails).
+async fn next(ws: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an event within 10 s")
+            .unwrap()
+            .unwrap();
+        if let Message::Text(text) = msg {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reader_receives_a_calls_events_as_they_happen() {
+    let s = Server::start().await;
+    let mut ws = connect(&s, "?action=transfer", Some(AUDITOR))
+        .await
+        .unwrap();
+    let mut other = connect(&s, "?types=approval.granted", Some(AUDITOR))
+        .await
+        .unwrap();
+    let asked = Instant::now();
+    let id = s.park(42).await;
+    let first = next(&mut ws).await;
+    let latency = asked.elapsed();
+    assert_eq!(first["type"], "execution.started");
+    assert_eq!(first["execution_id"], id.to_string());
+    assert_eq!(first["action"], "transfer");
+    let mut kinds = vec![first["type"].as_str().unwrap().to_owned()];
+    while kinds.last().map(String::as_str) != Some("approval.requested") {
+        kinds.push(next(&mut ws).await["type"].as_str().unwrap().to_owned());
+    }
+    eprintln!("first event after {latency:?}; kinds {kinds:?}");
+
+    s.post(&format!("/govern/approvals/{id}/approve"), CFO, json!({}))
+        .await;
+    let granted = next(&mut other).await;
+    assert_eq!(granted["type"], "approval.granted");
+    assert_eq!(granted["execution_id"], id.to_string());
+    // The filtered stream sees the grant after the parked state.
+    let mut rest = Vec::new();
+    while rest.last().map(String::as_str) != Some("approval.granted") {
+        rest.push(next(&mut ws).await["type"].as_str().unwrap().to_owned());
+    }
+    assert!(rest.iter().all(|k| k != "execution.started"), "{rest:?}");
+}
+
+#[tokio::test]
+async fn the_stream_is_for_readers_with_a_valid_filter_over_a_websocket() {
+    let s = Server::start().await;
+    for (token, status) in [
+        (None, 401),
+        (Some("nope"), 401),
+        (Some(STRANGER), 403),
+        (Some(CFO), 403),
+    ] {
+        match connect(&s, "", token).await {
+            Err(WsError::Http(res)) => assert_eq!(res.status().as_u16(), status),
+            other => panic!("expected HTTP {status}, got {other:?}"),
+        }
+    }
+    match connect(&s, "?types=made.up", Some(AUDITOR)).await {
+        Err(WsError::Http(res)) => assert_eq!(res.status().as_u16(), 400),
+        other => panic!("expected 400, got {other:?}"),
+    }
+    let plain = s
+        .send(Method::GET, "/govern/events", Some(AUDITOR), None)
+        .await;
+    assert_problem(&plain, StatusCode::UPGRADE_REQUIRED, "websocket-required");
+}
