@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: every example, the Cedar feature, then unit,
+# The whole test suite: every example, the Cedar feature, schemathesis
+# against the HTTP API's OpenAPI document, then unit,
 # integration, store conformance, CLI end-to-end and doc tests. README.md
 # gives this command and CI runs it.
 set -euo pipefail
@@ -14,4 +15,7 @@ echo "== example approve_over_http"
 cargo run -q -p governor-http --example approve_over_http
 
 cargo test -p governor-core --features cedar --lib cedar
+echo "== schemathesis against governor serve"
+bash scripts/schemathesis.sh
+
 cargo test --workspace

@@ -39,6 +39,9 @@ struct Config {
     sweep_seconds: Option<u64>,
     /// Seconds between resume-worker rounds (default 1).
     resume_seconds: Option<u64>,
+    /// Longest a submission may hold its connection for a decision
+    /// (default 300).
+    max_wait_seconds: Option<u64>,
     #[serde(default)]
     keys: Vec<Key>,
     /// Actions agents submit by name over HTTP and run themselves.
@@ -168,7 +171,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         format!("serve-{}", std::process::id()),
         every(config.resume_seconds, 1),
     );
-    let app = agent_governor::http::api(governor, keys);
+    let max_wait = Duration::from_secs(config.max_wait_seconds.unwrap_or(300));
+    let app = agent_governor::http::router(
+        agent_governor::http::ApiState::new(governor, keys).max_wait(max_wait),
+    );
     agent_governor::http::serve(listener, app, shutdown_signal()).await?;
     sweeper.abort();
     worker.abort();

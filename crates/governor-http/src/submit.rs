@@ -19,9 +19,6 @@ use crate::problem::Problem;
 use crate::state::ApiState;
 use crate::views::RESUME_PERMISSION;
 
-/// The longest a submission may hold its connection for a decision.
-const MAX_WAIT: Duration = Duration::from_secs(300);
-
 /// `POST /govern/executions`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,7 +29,8 @@ pub(crate) struct SubmitBody {
     #[serde(default)]
     arguments: Map<String, Value>,
     /// Seconds to hold the connection for an approval decision (sync
-    /// pattern; at most 300). Without it a pending call answers 202 at once.
+    /// pattern; capped by the server, 300 by default). Without it a
+    /// pending call answers 202 at once.
     wait_seconds: Option<f64>,
 }
 
@@ -44,7 +42,7 @@ pub(crate) async fn submit(
     if body.action.trim().is_empty() {
         return Err(Problem::unprocessable("`action` must name an action"));
     }
-    let wait = wait_of(body.wait_seconds)?;
+    let wait = wait_of(body.wait_seconds, state.max_wait)?;
     let governor = &state.governor;
     let action = governor.external_action(&body.action).ok_or_else(|| {
         Problem::not_found(format!(
@@ -66,10 +64,13 @@ pub(crate) async fn submit(
     }
 }
 
-fn wait_of(seconds: Option<f64>) -> Result<Duration, Problem> {
+fn wait_of(seconds: Option<f64>, max: Duration) -> Result<Duration, Problem> {
     match seconds {
         None => Ok(Duration::ZERO),
-        Some(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s).min(MAX_WAIT)),
+        // Clamped before converting: `from_secs_f64` panics past u64 seconds.
+        Some(s) if s.is_finite() && s >= 0.0 => {
+            Ok(Duration::from_secs_f64(s.min(max.as_secs_f64())))
+        }
         Some(s) => Err(Problem::unprocessable(format!(
             "`wait_seconds` must be a non-negative number, not {s}"
         ))),

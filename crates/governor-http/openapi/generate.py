@@ -1,0 +1,314 @@
+"""Writes ../src/openapi.json, the OpenAPI 3.1 document of the governor
+HTTP API. Edit this file, run `python3 generate.py`, commit both. The test
+`the_served_document_is_the_generated_one` keeps them in step, and
+schemathesis (scripts/schemathesis.sh) checks the server against it."""
+
+import json
+import pathlib
+import sys
+
+UUID = {"type": "string", "format": "uuid"}
+TIME = {"type": "string", "format": "date-time"}
+NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+ANY = {}
+STATUS = {"type": "string", "enum": [
+    "pending", "awaiting_approval", "approved", "running", "completed",
+    "failed", "denied", "rejected", "expired", "cancelled"]}
+
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def problem(desc):
+    return {"description": desc, "content": {"application/problem+json": {"schema": ref("Problem")}}}
+
+
+def ok(schema, desc="OK"):
+    return {"description": desc, "content": {"application/json": {"schema": schema}}}
+
+
+COMMON = {
+    "400": problem("Malformed request: a bad parameter or id"),
+    "401": problem("Missing or unknown bearer token"),
+    "503": problem("The store cannot be reached"),
+}
+
+
+def responses(extra):
+    out = dict(COMMON)
+    out.update(extra)
+    return out
+
+
+def body(schema, required=False):
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+ID = {"name": "id", "in": "path", "required": True, "schema": UUID,
+      "description": "The execution id"}
+
+
+def query(name, schema, desc):
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": desc}
+
+
+LIMIT = query("limit", {"type": "integer", "minimum": 0}, "Page size (default 50, at most 500)")
+CURSOR = query("cursor", UUID, "`next_cursor` of the previous page")
+
+schemas = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": {"type": "string", "description": "urn:governor:problem:<kind>"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "execution_id": UUID,
+            "policy": {"type": "string"},
+            "reason": {"type": "string"},
+            "retry_after": {"type": "number"},
+            "errors": {"type": "array", "items": {
+                "type": "object", "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}},
+        },
+    },
+    "Principal": {
+        "type": "object", "required": ["id"],
+        "properties": {
+            "id": {"type": "string"},
+            "roles": {"type": "array", "items": {"type": "string"}},
+            "permissions": {"type": "array", "items": {"type": "string"}},
+            "attributes": {"type": "object"},
+            "tenant": {"type": "string"},
+        },
+    },
+    "Failure": {
+        "type": "object", "required": ["kind", "message"],
+        "properties": {"kind": {"type": "string"}, "message": {"type": "string"},
+                       "policy": {"type": "string"}},
+    },
+    "ApprovalRequest": {
+        "type": "object", "required": ["requested_at", "stages"],
+        "properties": {
+            "requested_at": TIME,
+            "stages": {"type": "array", "items": {"type": "object", "required": ["spec"], "properties": {
+                "spec": {"type": "object"},
+                "expires_at": TIME,
+                "decisions": {"type": "array", "items": {"type": "object", "properties": {
+                    "approver": {"type": "string"}, "approved": {"type": "boolean"},
+                    "at": TIME, "reason": {"type": "string"}}}},
+            }}},
+            "edited_inputs": ANY,
+            "digest": {"type": "string"},
+            "policy_version": {"type": "string"},
+        },
+    },
+    "Execution": {
+        "type": "object",
+        "required": ["id", "action", "status", "principal", "inputs", "created_at", "updated_at", "version"],
+        "properties": {
+            "id": UUID, "action": {"type": "string"}, "status": STATUS,
+            "principal": ref("Principal"), "inputs": ANY, "output": ANY,
+            "failure": ref("Failure"), "approval": ref("ApprovalRequest"),
+            "lease": {"type": "object", "properties": {"owner": {"type": "string"}, "until": TIME}},
+            "created_at": TIME, "updated_at": TIME, "finished_at": TIME,
+            "version": {"type": "integer", "minimum": 0},
+        },
+    },
+    "Event": {
+        "type": "object", "required": ["id", "type", "time", "execution_id", "action", "data"],
+        "properties": {"id": UUID, "type": {"type": "string"}, "time": TIME,
+                       "execution_id": UUID, "action": {"type": "string"}, "data": ANY},
+    },
+    "Snapshot": {
+        "type": "object", "required": ["execution_id", "checkpoint", "captured_at", "state"],
+        "properties": {"execution_id": UUID, "checkpoint": {"type": "string"},
+                       "captured_at": TIME, "state": ANY},
+    },
+    "ExecutionDetail": {
+        "type": "object", "required": ["execution", "events", "snapshots"],
+        "properties": {"execution": ref("Execution"),
+                       "events": {"type": "array", "items": ref("Event")},
+                       "snapshots": {"type": "array", "items": ref("Snapshot")}},
+    },
+    "ExecutionPage": {
+        "type": "object", "required": ["items", "next_cursor"],
+        "properties": {"items": {"type": "array", "items": ref("Execution")},
+                       "next_cursor": {"type": ["string", "null"], "format": "uuid"}},
+    },
+    "Approval": {
+        "type": "object",
+        "required": ["execution_id", "action", "status", "requester", "inputs", "can_decide"],
+        "properties": {
+            "execution_id": UUID, "action": {"type": "string"}, "status": STATUS,
+            "requester": {"type": "string"}, "tenant": {"type": ["string", "null"]},
+            "inputs": ANY, "requested_at": NULLABLE_TIME,
+            "stage": {"type": ["object", "null"], "properties": {
+                "index": {"type": "integer"}, "of": {"type": "integer"},
+                "policy": {"type": "string"},
+                "approvers": {"type": "array", "items": {"type": "string"}},
+                "reason": {"type": "string"}, "expires_at": NULLABLE_TIME,
+                "quorum": {"type": "integer"}, "approvals": {"type": "integer"},
+                "require_reason": {"type": "boolean"}}},
+            "can_decide": {"type": "boolean"},
+            "approval": ref("ApprovalRequest"),
+        },
+    },
+    "ApprovalPage": {
+        "type": "object", "required": ["items", "next_cursor"],
+        "properties": {"items": {"type": "array", "items": ref("Approval")},
+                       "next_cursor": {"type": ["string", "null"], "format": "uuid"}},
+    },
+    "Admitted": {
+        "type": "object",
+        "required": ["execution_id", "status", "arguments", "report_by", "complete_url"],
+        "properties": {"execution_id": UUID, "status": {"const": "running"},
+                       "arguments": {"type": "object"}, "report_by": TIME,
+                       "complete_url": {"type": "string"}},
+    },
+    "Pending": {
+        "type": "object", "required": ["execution_id", "status", "poll_url", "start_url"],
+        "properties": {"execution_id": UUID, "status": {"const": "awaiting_approval"},
+                       "poll_url": {"type": "string"}, "start_url": {"type": "string"}},
+    },
+    "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+}
+
+REASON = {"type": "string", "description": "Why; some policies require one"}
+paths = {
+    "/healthz": {"get": {"operationId": "healthz", "summary": "The process is up", "security": [],
+                         "responses": {"200": ok(ref("Health"))}}},
+    "/readyz": {"get": {"operationId": "readyz", "summary": "The store answers", "security": [],
+                        "responses": {"200": ok(ref("Health")), "503": problem("Store unavailable")}}},
+    "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics",
+                         "responses": responses({"200": {"description": "Prometheus text format",
+                                                         "content": {"text/plain": {"schema": {"type": "string"}}}}})}},
+    "/govern/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": [],
+                                     "responses": {"200": ok({"type": "object"})}}},
+    "/govern/events": {"get": {
+        "operationId": "events", "summary": "Live events over a WebSocket (governor:read)",
+        "parameters": [query("action", {"type": "string"}, "Only this action"),
+                       query("execution_id", UUID, "Only this execution"),
+                       query("types", {"type": "string"}, "Comma-separated event types")],
+        "responses": responses({"101": {"description": "Switching to the WebSocket"},
+                                "403": problem("Needs governor:read"),
+                                "426": problem("Not a WebSocket request")})}},
+    "/govern/approvals/pending": {"get": {
+        "operationId": "listPendingApprovals",
+        "summary": "Approval requests waiting, newest first, that the caller may see",
+        "parameters": [query("action", {"type": "string"}, "Only this action"),
+                       query("approver", {"type": "string"}, "Only requests listing this approver entry"),
+                       query("decidable", {"type": "boolean"}, "Only requests the caller can decide now"),
+                       query("older_than", {"type": "integer", "minimum": 0}, "Made at least this many seconds ago"),
+                       LIMIT, CURSOR],
+        "responses": responses({"200": ok(ref("ApprovalPage"))})}},
+    "/govern/approvals/{id}": {"get": {
+        "operationId": "getApproval", "summary": "One approval request with its decisions",
+        "parameters": [ID],
+        "responses": responses({"200": ok(ref("Approval")), "403": problem("Not the requester, an approver or a reader"),
+                                "404": problem("No such execution, or no approval request")})}},
+    "/govern/approvals/{id}/approve": {"post": {
+        "operationId": "approve", "summary": "Approve the waiting stage (approvers only)",
+        "parameters": [ID],
+        "requestBody": body({"type": "object", "additionalProperties": False, "properties": {
+            "reason": REASON,
+            "edits": {"type": "object", "description": "The complete new arguments"},
+            "grant": {"type": "object", "additionalProperties": False, "required": ["window_seconds"],
+                      "properties": {"window_seconds": {"type": "integer", "minimum": 0},
+                                     "same_arguments": {"type": "boolean"}}}}}),
+        "responses": responses({"200": ok(ref("Approval")), "403": problem("Not an approver, or the requester"),
+                                "404": problem("No such execution"), "409": problem("Not waiting, already decided, or expired"),
+                                "415": problem("Body is not JSON"),
+                                "422": problem("Reason required, invalid edits, or a body of the wrong shape")})}},
+    "/govern/approvals/{id}/reject": {"post": {
+        "operationId": "reject", "summary": "Reject (approvers only); the reason reaches the caller",
+        "parameters": [ID],
+        "requestBody": body({"type": "object", "additionalProperties": False, "properties": {"reason": REASON}}),
+        "responses": responses({"200": ok(ref("Approval")), "403": problem("Not an approver, or the requester"),
+                                "404": problem("No such execution"), "409": problem("Not waiting, or already decided"),
+                                "415": problem("Body is not JSON"),
+                                "422": problem("Reason required, or a body of the wrong shape")})}},
+    "/govern/executions": {
+        "get": {
+            "operationId": "listExecutions", "summary": "Executions, newest first (own only without governor:read)",
+            "parameters": [query("status", {"type": "string"}, "Comma-separated statuses"),
+                           query("action", {"type": "string"}, "Only this action"),
+                           query("principal", {"type": "string"}, "Only this caller"),
+                           query("since", TIME, "Created at or after"),
+                           query("until", TIME, "Created before"), LIMIT, CURSOR],
+            "responses": responses({"200": ok(ref("ExecutionPage")),
+                                    "403": problem("Another principal's executions without governor:read")})},
+        "post": {
+            "operationId": "submitExecution",
+            "summary": "Ask to run an action configured for agents; run it yourself when allowed, then report",
+            "requestBody": body({"type": "object", "additionalProperties": False, "required": ["action"], "properties": {
+                "action": {"type": "string", "examples": ["lookup", "refund"]},
+                "arguments": {"type": "object", "examples": [{"q": "acme"}]},
+                "wait_seconds": {"type": "number", "minimum": 0,
+                                 "description": "Hold the connection for a decision (capped by the server, 300 s by default)"}}},
+                required=True),
+            "responses": responses({"200": ok(ref("Admitted"), "Allowed: run it with `arguments`"),
+                                    "202": ok(ref("Pending"), "Waiting for approval: poll, then start"),
+                                    "403": problem("Denied by a policy, or rejected by a person"),
+                                    "404": problem("No such action for agents"),
+                                    "409": problem("The action is paused"),
+                                    "415": problem("Body is not JSON"),
+                                    "422": problem("Arguments invalid, or a body of the wrong shape"),
+                                    "429": problem("Rate limited; see Retry-After")})}},
+    "/govern/executions/{id}": {"get": {
+        "operationId": "getExecution", "summary": "An execution with its events and snapshots",
+        "parameters": [ID],
+        "responses": responses({"200": ok(ref("ExecutionDetail")), "403": problem("Not visible to the caller"),
+                                "404": problem("No such execution")})}},
+    "/govern/executions/{id}/resume": {"post": {
+        "operationId": "resumeExecution", "summary": "Run an approved execution now (governor:resume)",
+        "parameters": [ID],
+        "responses": responses({"200": ok(ref("Execution")), "403": problem("Needs governor:resume"),
+                                "404": problem("No such execution"),
+                                "409": problem("Not approved, not registered here, paused, or changed since approval")})}},
+    "/govern/executions/{id}/start": {"post": {
+        "operationId": "startExecution", "summary": "Start an approved execution of an agent's action",
+        "parameters": [ID],
+        "responses": responses({"200": ok(ref("Admitted")), "403": problem("Not the requester"),
+                                "404": problem("No such execution"),
+                                "409": problem("Not approved, paused, or changed since approval")})}},
+    "/govern/executions/{id}/complete": {"post": {
+        "operationId": "completeExecution", "summary": "Report the outcome: exactly one of output and error",
+        "parameters": [ID],
+        "requestBody": body({"type": "object", "additionalProperties": False, "properties": {
+            "output": ANY, "error": {"type": "string"}}}),
+        "responses": responses({"200": ok(ref("Execution")), "403": problem("Not the requester"),
+                                "404": problem("No such execution"),
+                                "409": problem("Not running for an agent (not started, or already reported)"),
+                                "415": problem("Body is not JSON"),
+                                "422": problem("Neither or both of output and error")})}},
+}
+
+# Links let stateful testing follow a submission to its execution.
+FOLLOW = {"parameters": {"id": "$response.body#/execution_id"}}
+submit = paths["/govern/executions"]["post"]["responses"]
+for code in ("200", "202"):
+    submit[code]["links"] = {
+        "GetExecution": {"operationId": "getExecution", **FOLLOW},
+        "GetApproval": {"operationId": "getApproval", **FOLLOW},
+        "Start": {"operationId": "startExecution", **FOLLOW},
+        "Complete": {"operationId": "completeExecution", **FOLLOW},
+        "Approve": {"operationId": "approve", **FOLLOW},
+        "Reject": {"operationId": "reject", **FOLLOW},
+    }
+
+doc = {
+    "openapi": "3.1.0",
+    "info": {"title": "governor", "version": "0.1.0",
+             "description": "Approvals, executions and governance for agents in any language."},
+    "security": [{"bearer": []}],
+    "paths": paths,
+    "components": {"schemas": schemas,
+                   "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+}
+
+default = pathlib.Path(__file__).resolve().parent.parent / "src" / "openapi.json"
+out = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else default
+out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
