@@ -1,16 +1,22 @@
-//! `governor executions list|show` and `governor audit verify`.
+//! `governor executions list|show|resume` (on the SQLite file, or through
+//! a server with `--server`) and `governor audit verify`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use agent_governor::sqlite::SqliteStore;
 use agent_governor::store::EventQuery;
-use agent_governor::{ExecutionId, ExecutionQuery, ExecutionStatus, Store, verify_chain};
+use agent_governor::{
+    AuditEntry, Event, Execution, ExecutionId, ExecutionQuery, ExecutionStatus, Snapshot, Store,
+    verify_chain,
+};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::json;
 
+use crate::approvals::encode;
 use crate::output::{duration, table, time};
+use crate::remote::{Remote, RemoteArgs};
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
@@ -37,6 +43,9 @@ pub(crate) enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Ask a running server instead of reading the file.
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
     /// Show one execution with its snapshots, events and audit entries.
     Show {
@@ -48,6 +57,20 @@ pub(crate) enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Ask a running server instead of reading the file.
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Run an approved execution now, on a running server (needs
+    /// `governor:resume`).
+    Resume {
+        /// The execution id.
+        id: ExecutionId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
     },
 }
 
@@ -73,8 +96,8 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             before,
             limit,
             json,
+            remote,
         } => {
-            let store = open(&db).await?;
             let query = ExecutionQuery {
                 statuses: status,
                 action,
@@ -83,7 +106,10 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 limit,
                 ..Default::default()
             };
-            let list = store.executions(&query).await?;
+            let list = match remote.server {
+                Some(_) => list_remote(Remote::new(remote)?, &query).await?,
+                None => open(&db).await?.executions(&query).await?,
+            };
             if json {
                 out!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(ExitCode::SUCCESS);
@@ -110,8 +136,59 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Show { id, db, json } => show(&db, id, json).await,
+        Command::Show {
+            id,
+            db,
+            json,
+            remote,
+        } => match remote.server {
+            Some(_) => show_remote(Remote::new(remote)?, id, json).await,
+            None => show(&db, id, json).await,
+        },
+        Command::Resume { id, json, remote } => {
+            let path = format!("/govern/executions/{id}/resume");
+            let e: Execution =
+                serde_json::from_value(Remote::new(remote)?.post(&path, &json!({})).await?)?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                out!("{} {} is now {}", e.action, e.id, e.status);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// One page of executions from a server, with the same filters.
+async fn list_remote(remote: Remote, q: &ExecutionQuery) -> anyhow::Result<Vec<Execution>> {
+    let mut path = format!("/govern/executions?limit={}", q.limit.clamp(1, 500));
+    if !q.statuses.is_empty() {
+        let statuses: Vec<&str> = q.statuses.iter().map(|s| s.as_str()).collect();
+        path.push_str(&format!("&status={}", statuses.join(",")));
+    }
+    for (key, value) in [("action", &q.action), ("principal", &q.principal)] {
+        if let Some(v) = value {
+            path.push_str(&format!("&{key}={}", encode(v)));
+        }
+    }
+    if let Some(b) = q.before {
+        path.push_str(&format!("&cursor={b}"));
+    }
+    let mut page = remote.get(&path).await?;
+    Ok(serde_json::from_value(page["items"].take())?)
+}
+
+async fn show_remote(remote: Remote, id: ExecutionId, json: bool) -> anyhow::Result<ExitCode> {
+    let mut detail = remote.get(&format!("/govern/executions/{id}")).await?;
+    if json {
+        out!("{}", serde_json::to_string_pretty(&detail)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let e: Execution = serde_json::from_value(detail["execution"].take())?;
+    let events: Vec<Event> = serde_json::from_value(detail["events"].take())?;
+    let snapshots: Vec<Snapshot> = serde_json::from_value(detail["snapshots"].take())?;
+    render(&e, &events, &snapshots, None);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn show(db: &Path, id: ExecutionId, json: bool) -> anyhow::Result<ExitCode> {
@@ -138,6 +215,12 @@ async fn show(db: &Path, id: ExecutionId, json: bool) -> anyhow::Result<ExitCode
         out!("{}", serde_json::to_string_pretty(&doc)?);
         return Ok(ExitCode::SUCCESS);
     }
+    render(&e, &events, &snapshots, Some(&audit));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The human-readable form of one execution (`audit` only from the file).
+fn render(e: &Execution, events: &[Event], snapshots: &[Snapshot], audit: Option<&[AuditEntry]>) {
     out!("execution  {}", e.id);
     out!("action     {}", e.action);
     out!("status     {}", e.status);
@@ -151,7 +234,7 @@ async fn show(db: &Path, id: ExecutionId, json: bool) -> anyhow::Result<ExitCode
             .unwrap_or_default()
     );
     out!("created    {}", time(e.created_at));
-    out!("duration   {}", duration(&e));
+    out!("duration   {}", duration(e));
     out!("inputs     {}", e.inputs);
     if let Some(o) = &e.output {
         out!("output     {o}");
@@ -184,11 +267,11 @@ async fn show(db: &Path, id: ExecutionId, json: bool) -> anyhow::Result<ExitCode
         }
     }
     out!("\ntimeline");
-    for ev in &events {
+    for ev in events {
         out!("  {}  {:<22} {}", time(ev.time), ev.kind.as_str(), ev.data);
     }
     out!("\nsnapshots");
-    for s in &snapshots {
+    for s in snapshots {
         out!(
             "  {}  {:<18} {}",
             time(s.captured_at),
@@ -196,11 +279,12 @@ async fn show(db: &Path, id: ExecutionId, json: bool) -> anyhow::Result<ExitCode
             s.state
         );
     }
-    out!("\naudit");
-    for a in &audit {
-        out!("  #{} {} {}", a.seq, a.record.status, &a.hash[..16]);
+    if let Some(audit) = audit {
+        out!("\naudit");
+        for a in audit {
+            out!("  #{} {} {}", a.seq, a.record.status, &a.hash[..16]);
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub(crate) async fn verify(db: &Path, json: bool) -> anyhow::Result<ExitCode> {

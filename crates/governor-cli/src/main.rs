@@ -8,11 +8,13 @@ macro_rules! out {
     };
 }
 
+mod approvals;
 mod demo;
 mod executions;
 mod output;
 mod pause;
 mod policy;
+mod remote;
 mod serve;
 
 use std::path::PathBuf;
@@ -30,6 +32,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Decide approval requests through a running server.
+    Approvals {
+        #[command(subcommand)]
+        command: approvals::Command,
+    },
     /// Inspect recorded executions.
     Executions {
         #[command(subcommand)]
@@ -98,6 +105,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Approvals { command } => approvals::run(command).await,
             Command::Executions { command } => executions::run(command).await,
             Command::Policy { command } => policy::run(command),
             Command::Audit {

@@ -212,6 +212,17 @@ fn pause_list_and_lift_are_recorded() {
 
 /// One HTTP/1.1 request over a plain socket; the status code and body.
 fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    http_body(addr, method, path, token, "")
+}
+
+/// [`http`] with a JSON body.
+fn http_body(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let auth = token
@@ -219,7 +230,8 @@ fn http(addr: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Stri
         .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut response = String::new();
@@ -461,4 +473,116 @@ fn a_python_agent_is_governed_through_governor_serve() {
         .map(|e| e["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["completed", "denied", "completed"]);
+}
+
+#[test]
+fn approvals_and_executions_are_decided_and_inspected_through_the_server() {
+    let server = serve(
+        &[
+            ("principal = \"agent\"", "agent-token"),
+            (
+                "principal = \"cfo\"\npermissions = [\"governor:read\"]",
+                "cfo-token",
+            ),
+        ],
+        "[[actions]]\nname = \"refund\"\npolicies = \"refund.yaml\"\n",
+        &[(
+            "refund.yaml",
+            "policies:\n  - type: approval\n    name: RefundApproval\n    approvers: [cfo]\n    require_reason: true\n",
+        )],
+    );
+    let submit = |amount: u32| {
+        let (status, body) = http_body(
+            &server.addr,
+            "POST",
+            "/govern/executions",
+            Some("agent-token"),
+            &format!("{{\"action\":\"refund\",\"arguments\":{{\"amount\":{amount}}}}}"),
+        );
+        assert_eq!(status, 202, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["execution_id"].as_str().unwrap().to_owned()
+    };
+    let first = submit(900);
+    let second = submit(40);
+    let url = format!("http://{}", server.addr);
+    let cli = |token: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_governor"))
+            .args(args)
+            .env("GOVERNOR_SERVER", &url)
+            .env("GOVERNOR_TOKEN", token)
+            .env_remove("GOVERNOR_DB")
+            .output()
+            .unwrap()
+    };
+
+    let list = cli("cfo-token", &["approvals", "list", "--mine"]);
+    assert!(list.status.success(), "{list:?}");
+    let text = stdout(&list);
+    assert!(text.contains(&first) && text.contains(&second), "{text}");
+    assert!(
+        text.contains("RefundApproval") && text.contains("{\"amount\":900}"),
+        "{text}"
+    );
+
+    // The policy wants a reason; the requester may not decide at all.
+    let no_reason = cli("cfo-token", &["approvals", "approve", &first]);
+    assert_eq!(no_reason.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_reason.stderr).contains("422 reason-required"));
+    let agent = cli(
+        "agent-token",
+        &["approvals", "approve", &first, "--reason", "mine"],
+    );
+    assert!(String::from_utf8_lossy(&agent.stderr).contains("403 not-an-approver"));
+    let anonymous = cli("", &["approvals", "list"]);
+    assert!(String::from_utf8_lossy(&anonymous.stderr).contains("GOVERNOR_TOKEN"));
+
+    let approved = cli(
+        "cfo-token",
+        &[
+            "approvals",
+            "approve",
+            &first,
+            "--reason",
+            "ok",
+            "--edits",
+            "{\"amount\":500}",
+        ],
+    );
+    assert!(approved.status.success(), "{approved:?}");
+    assert!(stdout(&approved).contains("is now approved"));
+    let rejected = cli(
+        "cfo-token",
+        &[
+            "approvals",
+            "reject",
+            &second,
+            "--reason",
+            "duplicate",
+            "--json",
+        ],
+    );
+    let view: serde_json::Value = serde_json::from_slice(&rejected.stdout).unwrap();
+    assert_eq!(view["status"], "rejected");
+
+    let listed = cli("cfo-token", &["executions", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let statuses: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["rejected", "approved"]);
+    let shown = cli("agent-token", &["executions", "show", &first]);
+    let text = stdout(&shown);
+    assert!(
+        text.contains("approved by cfo") && text.contains("approval.granted"),
+        "{text}"
+    );
+    let resume = cli("cfo-token", &["executions", "resume", &first]);
+    assert!(
+        String::from_utf8_lossy(&resume.stderr).contains("403"),
+        "{resume:?}"
+    );
 }
