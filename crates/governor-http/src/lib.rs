@@ -27,6 +27,7 @@ mod events;
 mod executions;
 mod extract;
 mod health;
+mod layer;
 mod metrics;
 mod problem;
 mod state;
@@ -40,6 +41,7 @@ use axum::routing::{get, post};
 use governor_core::Governor;
 
 pub use auth::{ApiKeys, BadKeyHash, Caller, hash_token};
+pub use layer::{EXECUTION_HEADER, Govern, GovernLayer};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use state::ApiState;
 pub use views::{READ_PERMISSION, RESUME_PERMISSION};

@@ -5,6 +5,7 @@
 mod approvals;
 mod events;
 mod executions;
+mod layer;
 mod submit;
 
 use std::sync::Arc;
