@@ -11,8 +11,10 @@ for example in basic_usage govern_impl criteria_based_governance financial_appro
     echo "== example $example"
     cargo run -q -p agent-governor --example "$example"
 done
-echo "== example approve_over_http"
-cargo run -q -p governor-http --example approve_over_http
+for example in approve_over_http governed_routes; do
+    echo "== example $example"
+    cargo run -q -p governor-http --example "$example"
+done
 
 cargo test -p governor-core --features cedar --lib cedar
 echo "== schemathesis against governor serve"
