@@ -27,6 +27,16 @@ pub(crate) struct Args {
     /// Seed for the amounts.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Then keep going: serve the HTTP API on this file with fresh tokens
+    /// while a simulated agent keeps asking over it, until Ctrl-C.
+    #[arg(long)]
+    serve: bool,
+    /// Where to serve (with --serve).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    bind: std::net::SocketAddr,
+    /// Milliseconds between the served agent's requests (with --serve).
+    #[arg(long, default_value_t = 3000)]
+    agent_every_ms: u64,
 }
 
 static GOVERNOR: OnceLock<Governor> = OnceLock::new();
@@ -66,10 +76,10 @@ async fn wire_transfer(amount: f64, recipient: String, account_number: String) -
 }
 
 /// A tiny deterministic generator, so the demo is reproducible.
-struct Lcg(u64);
+pub(crate) struct Lcg(pub(crate) u64);
 
 impl Lcg {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -159,5 +169,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     out!(
         "\nAccount numbers are redacted everywhere they are stored; the audit log is hash-chained."
     );
+    if args.serve {
+        let every = std::time::Duration::from_millis(args.agent_every_ms.max(1));
+        crate::demo_serve::run(governor().clone(), args.bind, args.seed, every).await?;
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ macro_rules! out {
 
 mod approvals;
 mod demo;
+mod demo_serve;
 mod executions;
 mod output;
 mod pause;

@@ -183,7 +183,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -218,13 +218,7 @@ pub(crate) enum TokenCommand {
 pub(crate) fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
     match command {
         TokenCommand::New => {
-            let mut bytes = [0u8; 32];
-            use std::io::Read;
-            std::fs::File::open("/dev/urandom")
-                .and_then(|mut f| f.read_exact(&mut bytes))
-                .context("cannot read /dev/urandom")?;
-            let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            let token = format!("gov_{token}");
+            let token = crate::demo_serve::random_token()?;
             out!("token: {token}");
             out!("hash:  {}", hash_token(&token));
         }

@@ -586,3 +586,54 @@ fn approvals_and_executions_are_decided_and_inspected_through_the_server() {
         "{resume:?}"
     );
 }
+
+#[test]
+fn the_served_demo_takes_decisions_from_the_cli() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("demo.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_governor"))
+        .args([
+            "demo",
+            "--serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--agent-every-ms",
+            "20",
+        ])
+        .arg("--db")
+        .arg(&db)
+        .env_remove("GOVERNOR_DB")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut line = || lines.next().unwrap().unwrap();
+    let (mut url, mut token) = (String::new(), String::new());
+    let pending = loop {
+        let l = line();
+        if let Some(u) = l.strip_prefix("Serving the approval API at ") {
+            url = u.trim().to_owned();
+        } else if let Some(t) = l.trim().strip_prefix("CFO token:") {
+            token = t.trim().to_owned();
+        } else if !url.is_empty()
+            && let Some((_, rest)) = l.split_once("-> PENDING ")
+        {
+            break rest.split(':').next().unwrap().to_owned();
+        }
+    };
+    let approve = Command::new(env!("CARGO_BIN_EXE_governor"))
+        .args(["approvals", "approve", &pending, "--reason", "checked"])
+        .env("GOVERNOR_SERVER", &url)
+        .env("GOVERNOR_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(approve.status.success(), "{approve:?}");
+    let done = format!("approved transfer {pending} -> completed");
+    while !line().contains(&done) {}
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}

@@ -120,7 +120,6 @@ fn to_cedar(v: &Value) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::policy::test_support::ctx;
     use crate::{AuthorizationPolicy, Decision as D, Policy, Principal};
 
