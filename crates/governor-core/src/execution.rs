@@ -333,6 +333,15 @@ impl Execution {
         }
     }
 
+    /// The arguments an approved run uses: an approver's edits, else the
+    /// inputs as stored.
+    pub fn arguments_to_run(&self) -> Json {
+        self.approval
+            .as_ref()
+            .and_then(|a| a.edited_inputs.clone())
+            .unwrap_or_else(|| self.inputs.clone())
+    }
+
     /// Duration from creation to finish, in milliseconds.
     pub fn duration_ms(&self) -> Option<i64> {
         self.finished_at

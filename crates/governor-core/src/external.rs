@@ -17,7 +17,6 @@ use crate::execution::{Execution, ExecutionId, ExecutionStatus, Failure, Lease};
 use crate::governor::Governor;
 use crate::json::Json;
 use crate::lifecycle::Run;
-use crate::redact::REDACTED;
 use crate::resume::ResumeError;
 
 /// The lease owner of an execution an external runner is carrying out.
@@ -122,21 +121,7 @@ impl Governor {
             .ok_or_else(|| ResumeError::NotRegistered {
                 action: execution.action.to_string(),
             })?;
-        if let Some(pause) = self.paused(&execution.action).await {
-            return Err(ResumeError::Paused {
-                action: execution.action.to_string(),
-                by: pause.by,
-                reason: pause.reason,
-            });
-        }
-        let stored = execution
-            .approval
-            .as_ref()
-            .and_then(|a| a.edited_inputs.clone())
-            .unwrap_or_else(|| execution.inputs.clone());
-        if stored.as_str().contains(REDACTED) {
-            return Err(ResumeError::RedactedInputs { execution_id: id });
-        }
+        let stored = self.runnable_arguments(&execution).await?;
         let report_by = report_deadline(&action);
         let mut run = Run::resumed(&action, self, execution, stored.value());
         run.take_lease = Some(Lease {
@@ -147,29 +132,20 @@ impl Governor {
             run.recheck(&stored).await?;
             run.start(ExecutionStatus::Approved).await
         };
-        match started.await {
-            Ok(()) => {}
-            Err(GovernError::Denied { policy, .. })
-                if policy == crate::lifecycle::BINDING_POLICY =>
-            {
-                return Err(ResumeError::NotWhatWasApproved { execution_id: id });
+        if let Err(e) = started.await {
+            if let Some(known) = crate::resume::resume_error(e, id) {
+                return Err(known);
             }
-            Err(GovernError::Store(e)) if e.kind() == StoreErrorKind::Conflict => {
-                return Err(ResumeError::Conflict { execution_id: id });
-            }
-            Err(GovernError::Store(e)) => return Err(ResumeError::Store(e)),
-            Err(_) => {
-                // Denied again by changed policies, or parked again: on
-                // the record; the caller reads the execution.
-                return Err(ResumeError::NotApproved {
-                    execution_id: id,
-                    status: self
-                        .store()
-                        .execution(id)
-                        .await?
-                        .map_or(ExecutionStatus::Failed, |e| e.status),
-                });
-            }
+            // Denied again by changed policies, or parked again: on the
+            // record; the caller reads the execution.
+            return Err(ResumeError::NotApproved {
+                execution_id: id,
+                status: self
+                    .store()
+                    .execution(id)
+                    .await?
+                    .map_or(ExecutionStatus::Failed, |e| e.status),
+            });
         }
         run.hand_over();
         Ok(Admitted {
@@ -207,12 +183,7 @@ impl Governor {
             .ok_or_else(|| CompleteError::NotExternal {
                 action: execution.action.to_string(),
             })?;
-        let input = execution
-            .approval
-            .as_ref()
-            .and_then(|a| a.edited_inputs.clone())
-            .unwrap_or_else(|| execution.inputs.clone())
-            .value();
+        let input = execution.arguments_to_run().value();
         let mut run = Run::continuing(&action, self, execution, input, EXTERNAL_RUNNER);
         let recorded = match outcome {
             Ok(output) => run.finish(output).await,

@@ -225,17 +225,7 @@ impl<'a> Run<'a> {
         execution: Execution,
         input: Value,
     ) -> Run<'a> {
-        let mut redactor = action.redactor.clone();
-        redactor.extend(governor.redactor().fields());
-        let mut run = Run::new(
-            action,
-            governor,
-            redactor,
-            execution,
-            input,
-            crate::ids::now(),
-        );
-        run.created = true;
+        let mut run = Run::stored(action, governor, execution, input);
         let restored = run.event(
             EventKind::StateRestored,
             checkpoint_data(Checkpoint::AwaitingApproval),
@@ -255,6 +245,18 @@ impl<'a> Run<'a> {
         input: Value,
         owner: &str,
     ) -> Run<'a> {
+        let mut run = Run::stored(action, governor, execution, input);
+        run.lease_owner = Some(owner.to_owned());
+        run
+    }
+
+    /// A run over an execution already in the store.
+    fn stored(
+        action: &'a Action,
+        governor: &Governor,
+        execution: Execution,
+        input: Value,
+    ) -> Run<'a> {
         let mut redactor = action.redactor.clone();
         redactor.extend(governor.redactor().fields());
         let mut run = Run::new(
@@ -266,7 +268,6 @@ impl<'a> Run<'a> {
             crate::ids::now(),
         );
         run.created = true;
-        run.lease_owner = Some(owner.to_owned());
         run
     }
 

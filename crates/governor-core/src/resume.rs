@@ -115,6 +115,29 @@ impl Governor {
                 action: execution.action.to_string(),
             });
         };
+        let stored = self.runnable_arguments(&execution).await?;
+        // Post-execution denials and hook failures are recorded on the
+        // execution, which is returned below.
+        if let Err(e) =
+            crate::lifecycle::run_resumed(self, &action, execution, &stored, &handler, taken_over)
+                .await
+            && let Some(e) = resume_error(e, id)
+        {
+            return Err(e);
+        }
+        self.store()
+            .execution(id)
+            .await?
+            .ok_or(ResumeError::NotFound { execution_id: id })
+    }
+
+    /// The arguments `execution` may run with now (an approver's edits,
+    /// else the stored inputs): not while its action is paused, nor when
+    /// they were redacted on the way in.
+    pub(crate) async fn runnable_arguments(
+        &self,
+        execution: &Execution,
+    ) -> Result<crate::json::Json, ResumeError> {
         if let Some(pause) = self.paused(&execution.action).await {
             return Err(ResumeError::Paused {
                 action: execution.action.to_string(),
@@ -122,36 +145,13 @@ impl Governor {
                 reason: pause.reason,
             });
         }
-        // Arguments an approver edited replace the requested ones.
-        let stored = execution
-            .approval
-            .as_ref()
-            .and_then(|a| a.edited_inputs.clone())
-            .unwrap_or_else(|| execution.inputs.clone());
+        let stored = execution.arguments_to_run();
         if stored.as_str().contains(REDACTED) {
-            return Err(ResumeError::RedactedInputs { execution_id: id });
+            return Err(ResumeError::RedactedInputs {
+                execution_id: execution.id,
+            });
         }
-        match crate::lifecycle::run_resumed(self, &action, execution, &stored, &handler, taken_over)
-            .await
-        {
-            Ok(()) => {}
-            Err(GovernError::Denied { policy, .. })
-                if policy == crate::lifecycle::BINDING_POLICY =>
-            {
-                return Err(ResumeError::NotWhatWasApproved { execution_id: id });
-            }
-            Err(GovernError::Store(e)) if e.kind() == StoreErrorKind::Conflict => {
-                return Err(ResumeError::Conflict { execution_id: id });
-            }
-            Err(GovernError::Store(e)) => return Err(ResumeError::Store(e)),
-            // Post-execution denials and hook failures are recorded on the
-            // execution, which is returned below.
-            Err(_) => {}
-        }
-        self.store()
-            .execution(id)
-            .await?
-            .ok_or(ResumeError::NotFound { execution_id: id })
+        Ok(stored)
     }
 
     /// Waits until execution `id` reaches a terminal status (or `timeout`
@@ -292,5 +292,21 @@ impl Governor {
                 }
             }
         })
+    }
+}
+
+/// The resume error a failed approved run means for its caller, if any:
+/// a binding mismatch, a lost race, or a store failure. Other failures
+/// (denials after running, hook errors) are on the execution's record.
+pub(crate) fn resume_error(e: GovernError, id: ExecutionId) -> Option<ResumeError> {
+    match e {
+        GovernError::Denied { policy, .. } if policy == crate::lifecycle::BINDING_POLICY => {
+            Some(ResumeError::NotWhatWasApproved { execution_id: id })
+        }
+        GovernError::Store(e) if e.kind() == StoreErrorKind::Conflict => {
+            Some(ResumeError::Conflict { execution_id: id })
+        }
+        GovernError::Store(e) => Some(ResumeError::Store(e)),
+        _ => None,
     }
 }

@@ -247,13 +247,7 @@ async fn approved(config: &Config, g: &Governed, id: ExecutionId) -> Result<Admi
             g.action, g.principal.id
         )));
     }
-    let approved_args = execution
-        .approval
-        .as_ref()
-        .and_then(|a| a.edited_inputs.clone())
-        .unwrap_or_else(|| execution.inputs.clone())
-        .value();
-    if approved_args != g.arguments {
+    if execution.arguments_to_run().value() != g.arguments {
         return Err(Problem::new(
             StatusCode::CONFLICT,
             "not-what-was-approved",
