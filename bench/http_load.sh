@@ -36,14 +36,8 @@ name = "lookup"
 name = "refund"
 policies = "approve.yaml"
 TOML
-"$governor" serve --config "$work/governor.toml" > "$work/serve.out" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-    grep -q serving "$work/serve.out" 2>/dev/null && break
-    sleep 0.1
-done
-addr=$(head -1 "$work/serve.out" | sed -E 's|.*http://([^ ]+).*|\1|')
+source scripts/serve-background.sh
+serve_in_background "$governor" "$work"
 base="http://$addr"
 auth="Authorization: Bearer $token"
 

@@ -43,14 +43,8 @@ name = "refund"
 policies = "refund.yaml"
 TOML
 
-"$governor" serve --config "$work/governor.toml" > "$work/serve.out" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 50); do
-    grep -q "serving" "$work/serve.out" 2>/dev/null && break
-    sleep 0.1
-done
-addr=$(head -1 "$work/serve.out" | sed -E 's|.*http://([^ ]+).*|\1|')
+source scripts/serve-background.sh
+serve_in_background "$governor" "$work"
 
 "$venv/bin/st" run "http://$addr/govern/openapi.json" \
     --header "Authorization: Bearer schemathesis-token" \
