@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_governor::http::{ApiKeys, hash_token};
+use agent_governor::http::{ApiKeys, JwtVerifier, hash_token};
 use agent_governor::sqlite::SqliteStore;
 use agent_governor::{Governor, PolicyFile, Principal};
 use anyhow::{Context, bail};
@@ -18,7 +18,8 @@ use serde::Deserialize;
 pub(crate) struct Args {
     /// The config file (TOML): bind, db, sweep_seconds, resume_seconds,
     /// `[[keys]]` (hash, principal, roles, permissions, email, tenant) and
-    /// `[[actions]]` (name, policies, report_within_seconds).
+    /// `[[actions]]` (name, policies, report_within_seconds) and `[jwt]`
+    /// (algorithm, secret_env or public_key_file, issuer, audience).
     #[arg(long, env = "GOVERNOR_CONFIG")]
     config: Option<PathBuf>,
     /// The SQLite database (default `governor.db`).
@@ -47,6 +48,52 @@ struct Config {
     /// Actions agents submit by name over HTTP and run themselves.
     #[serde(default)]
     actions: Vec<ActionConfig>,
+    /// Also accept JWTs signed by this key.
+    jwt: Option<JwtConfig>,
+}
+
+/// `[jwt]`: HS256 with a secret from the environment, or a public key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JwtConfig {
+    /// `HS256`, `RS256`, `ES256` or `EdDSA`.
+    algorithm: String,
+    /// HS256: the environment variable holding the secret (never the
+    /// secret itself in the file).
+    secret_env: Option<String>,
+    /// The others: a PEM public key file, relative to the config file.
+    public_key_file: Option<PathBuf>,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl JwtConfig {
+    fn verifier(&self, base: &Path) -> anyhow::Result<JwtVerifier> {
+        let mut v = if self.algorithm == "HS256" {
+            let name = self
+                .secret_env
+                .as_deref()
+                .context("[jwt] HS256 needs `secret_env`, the variable holding the secret")?;
+            let secret = std::env::var(name)
+                .with_context(|| format!("[jwt] environment variable `{name}` is not set"))?;
+            JwtVerifier::hs256(secret.as_bytes())?
+        } else {
+            let file = self
+                .public_key_file
+                .as_ref()
+                .with_context(|| format!("[jwt] {} needs `public_key_file`", self.algorithm))?;
+            let pem = std::fs::read(base.join(file))
+                .with_context(|| format!("[jwt] cannot read {}", file.display()))?;
+            JwtVerifier::public_key_pem(&self.algorithm, &pem)?
+        };
+        if let Some(iss) = &self.issuer {
+            v = v.issuer(iss);
+        }
+        if let Some(aud) = &self.audience {
+            v = v.audience(aud);
+        }
+        Ok(v)
+    }
 }
 
 /// An action agents submit with `POST /govern/executions`.
@@ -116,8 +163,11 @@ fn actions(governor: &Governor, config: &Config, base: &Path) -> anyhow::Result<
     Ok(())
 }
 
-fn keys(config: &Config) -> anyhow::Result<ApiKeys> {
+fn keys(config: &Config, base: &Path) -> anyhow::Result<ApiKeys> {
     let mut keys = ApiKeys::new();
+    if let Some(jwt) = &config.jwt {
+        keys = keys.with_jwt(jwt.verifier(base)?);
+    }
     for (i, key) in config.keys.iter().enumerate() {
         keys = keys
             .with_hash(&key.hash, key.principal())
@@ -125,7 +175,7 @@ fn keys(config: &Config) -> anyhow::Result<ApiKeys> {
     }
     if keys.is_empty() {
         bail!(
-            "no API keys configured: add [[keys]] with a `hash` from `governor token new` to the config file; the server accepts no anonymous requests"
+            "no API keys configured: add [[keys]] with a `hash` from `governor token new` (or a [jwt] section) to the config file; the server accepts no anonymous requests"
         );
     }
     Ok(keys)
@@ -136,7 +186,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => load(path)?,
         None => Config::default(),
     };
-    let keys = keys(&config)?;
+    let base = args
+        .config
+        .as_deref()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| Path::new("."))
+        .to_owned();
+    let keys = keys(&config, &base)?;
     let db = args
         .db
         .or_else(|| config.db.clone())
@@ -149,12 +205,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot open {}", db.display()))?;
     let governor = Governor::builder().store(store).build()?;
-    let base = args
-        .config
-        .as_deref()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| Path::new("."));
-    actions(&governor, &config, base)?;
+    actions(&governor, &config, &base)?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;

@@ -332,6 +332,18 @@ fn serve_refuses_configs_without_keys_or_with_mistakes() {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(err.contains("keys[0]") && err.contains("`abc`"), "{err}");
 
+    std::fs::write(
+        &config,
+        "bind = \"127.0.0.1:0\"\n[jwt]\nalgorithm = \"HS256\"\nsecret_env = \"GOVERNOR_TEST_UNSET\"\n",
+    )
+    .unwrap();
+    let out = governor(&["serve", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("GOVERNOR_TEST_UNSET") && err.contains("not set"),
+        "{err}"
+    );
+
     std::fs::write(&config, "bind = \"127.0.0.1:0\"\nport = 9\n").unwrap();
     let out = governor(&["serve", "--config", config.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -26,6 +26,8 @@ pub struct BadKeyHash(pub String);
 #[derive(Debug, Default, Clone)]
 pub struct ApiKeys {
     by_hash: HashMap<[u8; 32], Arc<Principal>>,
+    #[cfg(feature = "jwt")]
+    jwt: Option<crate::jwt::JwtVerifier>,
 }
 
 impl ApiKeys {
@@ -49,9 +51,24 @@ impl ApiKeys {
         Ok(self)
     }
 
-    /// The principal `token` speaks for, if any.
+    /// Also accepts JWTs that `verifier` verifies (feature `jwt`).
+    #[cfg(feature = "jwt")]
+    pub fn with_jwt(mut self, verifier: crate::jwt::JwtVerifier) -> Self {
+        self.jwt = Some(verifier);
+        self
+    }
+
+    /// The principal `token` speaks for, if any: a configured API key, or
+    /// (feature `jwt`) a JWT the configured verifier accepts.
     pub fn authenticate(&self, token: &str) -> Option<Arc<Principal>> {
-        self.by_hash.get(&digest(token)).cloned()
+        if let Some(p) = self.by_hash.get(&digest(token)) {
+            return Some(Arc::clone(p));
+        }
+        #[cfg(feature = "jwt")]
+        if let Some(jwt) = &self.jwt {
+            return jwt.verify(token).map(Arc::new);
+        }
+        None
     }
 
     /// Number of keys.
@@ -59,8 +76,12 @@ impl ApiKeys {
         self.by_hash.len()
     }
 
-    /// Whether no key is configured.
+    /// Whether nothing is accepted: no key and no JWT verifier.
     pub fn is_empty(&self) -> bool {
+        #[cfg(feature = "jwt")]
+        if self.jwt.is_some() {
+            return false;
+        }
         self.by_hash.is_empty()
     }
 }

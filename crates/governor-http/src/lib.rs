@@ -27,6 +27,8 @@ mod events;
 mod executions;
 mod extract;
 mod health;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod layer;
 mod metrics;
 mod problem;
@@ -41,6 +43,8 @@ use axum::routing::{get, post};
 use governor_core::Governor;
 
 pub use auth::{ApiKeys, BadKeyHash, Caller, hash_token};
+#[cfg(feature = "jwt")]
+pub use jwt::{JwtConfigError, JwtVerifier};
 pub use layer::{EXECUTION_HEADER, Govern, GovernLayer};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use state::ApiState;

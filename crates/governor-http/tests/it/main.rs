@@ -5,6 +5,8 @@
 mod approvals;
 mod events;
 mod executions;
+#[cfg(feature = "jwt")]
+mod jwt;
 mod layer;
 mod submit;
 

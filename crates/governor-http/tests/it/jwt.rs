@@ -1,0 +1,71 @@
+//! JWT bearer tokens (feature `jwt`).
+
+use governor_core::{Governor, MemoryStore};
+use governor_http::{ApiKeys, JwtVerifier};
+use jsonwebtoken::{EncodingKey, Header, encode};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const SECRET: &[u8] = b"a-shared-secret-of-at-least-32-bytes!!";
+
+fn token(claims: Value, secret: &[u8]) -> String {
+    encode(
+        &Header::default(),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+#[tokio::test]
+async fn valid_jwts_speak_for_their_subject_and_others_are_refused() {
+    let governor = Governor::builder()
+        .store(MemoryStore::new())
+        .build()
+        .unwrap();
+    let verifier = JwtVerifier::hs256(SECRET)
+        .unwrap()
+        .issuer("https://idp.example");
+    let app = governor_http::api(governor, ApiKeys::new().with_jwt(verifier));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let status = |t: String| {
+        let req = client
+            .get(format!("{base}/govern/executions?principal=ana"))
+            .bearer_auth(t);
+        async move { req.send().await.unwrap().status() }
+    };
+    let good = json!({"sub": "ana", "exp": now() + 600, "iss": "https://idp.example",
+                      "permissions": ["governor:read"]});
+    assert_eq!(status(token(good.clone(), SECRET)).await, StatusCode::OK);
+    // Without governor:read, listing someone else's calls is forbidden:
+    // the claims, not the request, decide who it is.
+    let reader = json!({"sub": "bob", "exp": now() + 600, "iss": "https://idp.example"});
+    assert_eq!(status(token(reader, SECRET)).await, StatusCode::FORBIDDEN);
+    let expired = json!({"sub": "ana", "exp": now() - 600, "iss": "https://idp.example"});
+    let wrong_issuer = json!({"sub": "ana", "exp": now() + 600, "iss": "https://evil.example"});
+    let no_exp = json!({"sub": "ana", "iss": "https://idp.example"});
+    for refused in [
+        token(expired, SECRET),
+        token(wrong_issuer, SECRET),
+        token(no_exp, SECRET),
+        token(good, b"another-secret-that-is-32-bytes-long!!"),
+        "not.a.jwt".to_owned(),
+    ] {
+        assert_eq!(status(refused).await, StatusCode::UNAUTHORIZED);
+    }
+}
+
+#[test]
+fn weak_secrets_and_unknown_algorithms_are_refused() {
+    assert!(JwtVerifier::hs256(b"short").is_err());
+    let err = JwtVerifier::public_key_pem("HS512", b"").unwrap_err();
+    assert!(err.to_string().contains("HS512"));
+    assert!(JwtVerifier::public_key_pem("RS256", b"not pem").is_err());
+}
