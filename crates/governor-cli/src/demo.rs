@@ -97,7 +97,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(&args.db)
         .await
         .with_context(|| format!("creating `{}`", args.db.display()))?;
-    let built = Governor::builder().store(store).build()?;
+    // Account numbers are redacted; sealed, parked transfers can still
+    // run once approved (the key lives only as long as this process).
+    let key = crate::demo_serve::random_key()?;
+    let built = Governor::builder()
+        .store(store)
+        .seal_key(agent_governor::SealKey::from_bytes(key))
+        .build()?;
     let _ = GOVERNOR.set(built);
     out!(
         "governor demo: an agent issues {} transfers; every call is governed and recorded in {}\n",

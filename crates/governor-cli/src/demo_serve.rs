@@ -15,16 +15,24 @@ use serde_json::json;
 
 use crate::demo::Lcg;
 
-/// A random token (32 bytes from the OS, hex).
-pub(crate) fn random_token() -> anyhow::Result<String> {
+/// 32 random bytes from the OS.
+pub(crate) fn random_key() -> anyhow::Result<[u8; 32]> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("cannot read /dev/urandom")?;
+    Ok(bytes)
+}
+
+/// A random token (32 bytes from the OS, hex).
+pub(crate) fn random_token() -> anyhow::Result<String> {
     Ok(format!(
         "gov_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        random_key()?
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     ))
 }
 
@@ -96,11 +104,14 @@ pub(crate) async fn run(
     out!("  curl -H \"Authorization: Bearer {auditor}\" {url}/govern/executions");
     out!("The agent asks every {every:?}; Ctrl-C stops.\n");
     let sweeper = governor.spawn_expiry_sweeper(Duration::from_secs(5));
+    // The first part's parked transfers complete here once approved.
+    let worker = governor.spawn_resume_worker("demo", Duration::from_millis(500));
     let agent = tokio::spawn(agent_loop(governor.clone(), transfer, seed, every));
     let app = agent_governor::http::api(governor, keys);
     agent_governor::http::serve(listener, app, crate::serve::shutdown_signal()).await?;
     agent.abort();
     sweeper.abort();
+    worker.abort();
     out!("demo stopped");
     Ok(())
 }

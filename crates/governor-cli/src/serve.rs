@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use agent_governor::http::{ApiKeys, JwtVerifier, hash_token};
 use agent_governor::sqlite::SqliteStore;
-use agent_governor::{Governor, PolicyFile, Principal};
+use agent_governor::{Governor, PolicyFile, Principal, SealKey};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
@@ -18,8 +18,9 @@ use serde::Deserialize;
 pub(crate) struct Args {
     /// The config file (TOML): bind, db, sweep_seconds, resume_seconds,
     /// `[[keys]]` (hash, principal, roles, permissions, email, tenant) and
-    /// `[[actions]]` (name, policies, report_within_seconds) and `[jwt]`
-    /// (algorithm, secret_env or public_key_file, issuer, audience).
+    /// `[[actions]]` (name, policies, report_within_seconds), `[jwt]`
+    /// (algorithm, secret_env or public_key_file, issuer, audience) and
+    /// seal_key_env.
     #[arg(long, env = "GOVERNOR_CONFIG")]
     config: Option<PathBuf>,
     /// The SQLite database (default `governor.db`).
@@ -43,6 +44,9 @@ struct Config {
     /// Longest a submission may hold its connection for a decision
     /// (default 300).
     max_wait_seconds: Option<u64>,
+    /// The environment variable holding the seal key (64 hex digits) that
+    /// keeps redacted arguments of parked calls runnable.
+    seal_key_env: Option<String>,
     #[serde(default)]
     keys: Vec<Key>,
     /// Actions agents submit by name over HTTP and run themselves.
@@ -204,7 +208,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(&db)
         .await
         .with_context(|| format!("cannot open {}", db.display()))?;
-    let governor = Governor::builder().store(store).build()?;
+    let mut builder = Governor::builder().store(store);
+    if let Some(name) = &config.seal_key_env {
+        let hex = std::env::var(name)
+            .with_context(|| format!("seal_key_env: environment variable `{name}` is not set"))?;
+        builder = builder.seal_key(SealKey::from_hex(&hex).context("seal_key_env")?);
+    }
+    let governor = builder.build()?;
     actions(&governor, &config, &base)?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await

@@ -621,10 +621,14 @@ fn the_served_demo_takes_decisions_from_the_cli() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut line = || lines.next().unwrap().unwrap();
-    let (mut url, mut token) = (String::new(), String::new());
+    let (mut url, mut token, mut ticket) = (String::new(), String::new(), String::new());
     let pending = loop {
         let l = line();
-        if let Some(u) = l.strip_prefix("Serving the approval API at ") {
+        if let Some((_, t)) = l.split_once("ticket ")
+            && ticket.is_empty()
+        {
+            ticket = t.trim().to_owned();
+        } else if let Some(u) = l.strip_prefix("Serving the approval API at ") {
             url = u.trim().to_owned();
         } else if let Some(t) = l.trim().strip_prefix("CFO token:") {
             token = t.trim().to_owned();
@@ -643,6 +647,38 @@ fn the_served_demo_takes_decisions_from_the_cli() {
     assert!(approve.status.success(), "{approve:?}");
     let done = format!("approved transfer {pending} -> completed");
     while !line().contains(&done) {}
+
+    // A transfer parked in the first part (its account number redacted,
+    // its arguments sealed) completes once approved, by the resume worker.
+    let approve = Command::new(env!("CARGO_BIN_EXE_governor"))
+        .args([
+            "approvals",
+            "approve",
+            &ticket,
+            "--reason",
+            "invoice checked",
+        ])
+        .env("GOVERNOR_SERVER", &url)
+        .env("GOVERNOR_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(approve.status.success(), "{approve:?}");
+    let status = (0..200).find_map(|_| {
+        let shown = Command::new(env!("CARGO_BIN_EXE_governor"))
+            .args(["executions", "show", &ticket, "--json"])
+            .env("GOVERNOR_SERVER", &url)
+            .env("GOVERNOR_TOKEN", &token)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+        let status = v["execution"]["status"].as_str().unwrap_or("").to_owned();
+        if status == "completed" {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        None
+    });
+    assert_eq!(status.as_deref(), Some("completed"));
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -171,6 +171,11 @@ pub struct ApprovalRequest {
     /// policies change before the call runs, they are evaluated again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
+    /// The arguments as given, encrypted with the governor's
+    /// [`SealKey`](crate::SealKey), when sensitive fields were redacted
+    /// from the stored ones (so that the approved call can still run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_inputs: Option<String>,
 }
 
 impl ApprovalRequest {
@@ -194,6 +199,7 @@ impl ApprovalRequest {
             edited_inputs: None,
             digest: None,
             policy_version: None,
+            sealed_inputs: None,
         }
     }
 

@@ -121,15 +121,16 @@ impl Governor {
             .ok_or_else(|| ResumeError::NotRegistered {
                 action: execution.action.to_string(),
             })?;
-        let stored = self.runnable_arguments(&execution).await?;
+        let runnable = self.runnable_arguments(&action, &execution).await?;
         let report_by = report_deadline(&action);
-        let mut run = Run::resumed(&action, self, execution, stored.value());
+        let arguments = Json::from(&runnable.input);
+        let mut run = Run::resumed(&action, self, execution, runnable.input);
         run.take_lease = Some(Lease {
             owner: EXTERNAL_RUNNER.to_owned(),
             until: report_by,
         });
         let started = async {
-            run.recheck(&stored).await?;
+            run.recheck(&runnable.bound).await?;
             run.start(ExecutionStatus::Approved).await
         };
         if let Err(e) = started.await {
@@ -150,7 +151,7 @@ impl Governor {
         run.hand_over();
         Ok(Admitted {
             execution_id: id,
-            arguments: stored,
+            arguments,
             report_by,
         })
     }

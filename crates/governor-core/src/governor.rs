@@ -24,6 +24,7 @@ struct Inner {
     resume_lease: std::time::Duration,
     instance: String,
     pauses: crate::pause::PauseCache,
+    seal_key: Option<crate::seal::SealKey>,
 }
 
 /// Owns the store and the event bus; governed actions run through it.
@@ -140,6 +141,11 @@ impl Governor {
         Some(action)
     }
 
+    /// The key sealed arguments are kept with, if configured.
+    pub(crate) fn seal_key(&self) -> Option<&crate::seal::SealKey> {
+        self.inner.seal_key.as_ref()
+    }
+
     fn registered_now(&self, name: &str) -> Option<Action> {
         self.inner.actions.read().ok()?.get(name).cloned()
     }
@@ -185,6 +191,7 @@ pub struct GovernorBuilder {
     capture_state: bool,
     resume_lease: std::time::Duration,
     pause_refresh: std::time::Duration,
+    seal_key: Option<crate::seal::SealKey>,
 }
 
 impl Default for GovernorBuilder {
@@ -197,6 +204,7 @@ impl Default for GovernorBuilder {
             capture_state: true,
             resume_lease: std::time::Duration::from_secs(60),
             pause_refresh: std::time::Duration::from_secs(1),
+            seal_key: None,
         }
     }
 }
@@ -250,6 +258,15 @@ impl GovernorBuilder {
         self
     }
 
+    /// Keeps the arguments of parked calls whose sensitive fields are
+    /// redacted sealed with `key`, so they can run once approved (on any
+    /// instance configured with the same key). Without a key such calls
+    /// cannot be resumed (`ResumeError::RedactedInputs`).
+    pub fn seal_key(mut self, key: crate::seal::SealKey) -> Self {
+        self.seal_key = Some(key);
+        self
+    }
+
     /// Whether snapshots are captured by default (default: true).
     pub fn capture_state(mut self, capture: bool) -> Self {
         self.capture_state = capture;
@@ -273,6 +290,7 @@ impl GovernorBuilder {
                 resume_lease: self.resume_lease,
                 instance: format!("governor-{}", uuid::Uuid::now_v7()),
                 pauses: crate::pause::PauseCache::new(self.pause_refresh),
+                seal_key: self.seal_key,
             }),
         }
     }

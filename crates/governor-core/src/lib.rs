@@ -53,6 +53,7 @@ pub mod policy;
 mod principal;
 mod redact;
 mod resume;
+mod seal;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -89,6 +90,7 @@ pub use policy::{
 pub use principal::Principal;
 pub use redact::{REDACTED, Redactor};
 pub use resume::ResumeError;
+pub use seal::SealKey;
 pub use store::{Change, Creation, EventQuery, ExecutionQuery, MemoryStore, Store, Transition};
 
 /// The crate README's examples, compiled as doc tests.

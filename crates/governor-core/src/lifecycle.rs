@@ -862,6 +862,8 @@ impl<'a> Run<'a> {
         ));
         t.snapshot = Some(snapshot);
         t.audit = Some(self.audit_record(ExecutionStatus::AwaitingApproval, None));
+        // Sealed after the event was made: only the store keeps it.
+        request.sealed_inputs = self.sealed_input();
         t.approval = Some(request);
         if !wait.is_zero() {
             // While its caller waits, the execution is the caller's: resume
@@ -871,21 +873,38 @@ impl<'a> Run<'a> {
                 until: crate::store::lease_until(self.now, wait),
             });
         }
+        let mut request = t
+            .approval
+            .clone()
+            .unwrap_or_else(|| ApprovalRequest::new(Vec::new()));
+        request.sealed_inputs = None;
         let notice = ApprovalNotice {
             execution_id: self.id(),
             action: self.execution.action.to_string(),
             requester: self.execution.principal.id.clone(),
             inputs: self.execution.inputs.clone(),
-            request: t
-                .approval
-                .clone()
-                .unwrap_or_else(|| ApprovalRequest::new(Vec::new())),
+            request,
         };
         self.apply(t).await?;
         // Only now, with the request durable, may anyone hear about it.
         self.governor.notify_channels(notice);
         self.state_saved(Checkpoint::AwaitingApproval, true);
         Ok(())
+    }
+
+    /// The arguments as given, sealed, when the stored ones lost redacted
+    /// fields and the governor has a key to seal with.
+    fn sealed_input(&self) -> Option<String> {
+        let key = self.governor.seal_key()?;
+        if !self
+            .execution
+            .inputs
+            .as_str()
+            .contains(crate::redact::REDACTED)
+        {
+            return None;
+        }
+        key.seal(&self.execution, Json::from(&*self.input).as_str())
     }
 
     fn snapshot(&self, checkpoint: Checkpoint, state: Json) -> Snapshot {
@@ -1227,11 +1246,11 @@ pub(crate) async fn run_resumed(
     governor: &Governor,
     action: &Action,
     execution: Execution,
-    stored: &Json,
+    runnable: crate::resume::Runnable,
     handler: &crate::action::ResumeFn,
     taken_over: bool,
 ) -> Result<(), GovernError> {
-    let input = stored.value();
+    let input = runnable.input;
     let owner = governor.instance().to_owned();
     let lease = governor.resume_lease();
     let id = execution.id;
@@ -1244,7 +1263,7 @@ pub(crate) async fn run_resumed(
             owner: owner.clone(),
             until: crate::store::lease_until(chrono::Utc::now(), lease),
         });
-        run.recheck(stored).await?;
+        run.recheck(&runnable.bound).await?;
         run.start(ExecutionStatus::Approved).await?;
     }
     // Renew the lease while the action runs, so that only a runner that

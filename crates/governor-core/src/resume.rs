@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::action::Action;
 use crate::error::{GovernError, StoreError, StoreErrorKind};
 use crate::execution::{Execution, ExecutionId, ExecutionStatus};
 use crate::governor::Governor;
@@ -115,11 +116,11 @@ impl Governor {
                 action: execution.action.to_string(),
             });
         };
-        let stored = self.runnable_arguments(&execution).await?;
+        let runnable = self.runnable_arguments(&action, &execution).await?;
         // Post-execution denials and hook failures are recorded on the
         // execution, which is returned below.
         if let Err(e) =
-            crate::lifecycle::run_resumed(self, &action, execution, &stored, &handler, taken_over)
+            crate::lifecycle::run_resumed(self, &action, execution, runnable, &handler, taken_over)
                 .await
             && let Some(e) = resume_error(e, id)
         {
@@ -136,8 +137,9 @@ impl Governor {
     /// they were redacted on the way in.
     pub(crate) async fn runnable_arguments(
         &self,
+        action: &Action,
         execution: &Execution,
-    ) -> Result<crate::json::Json, ResumeError> {
+    ) -> Result<Runnable, ResumeError> {
         if let Some(pause) = self.paused(&execution.action).await {
             return Err(ResumeError::Paused {
                 action: execution.action.to_string(),
@@ -146,12 +148,38 @@ impl Governor {
             });
         }
         let stored = execution.arguments_to_run();
-        if stored.as_str().contains(REDACTED) {
-            return Err(ResumeError::RedactedInputs {
+        if !stored.as_str().contains(REDACTED) {
+            return Ok(Runnable {
+                input: stored.value(),
+                bound: stored,
+            });
+        }
+        let redacted = || ResumeError::RedactedInputs {
+            execution_id: execution.id,
+        };
+        let sealed = execution
+            .approval
+            .as_ref()
+            .and_then(|a| a.sealed_inputs.as_deref())
+            .ok_or_else(redacted)?;
+        let opened = self
+            .seal_key()
+            .and_then(|key| key.open(execution, sealed))
+            .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .ok_or_else(redacted)?;
+        // The sealed arguments must be the stored ones before redaction:
+        // the digest the approval is bound to covers the stored form.
+        let mut redactor = action.redactor.clone();
+        redactor.extend(self.redactor().fields());
+        if redactor.redact(&opened) != stored.value() {
+            return Err(ResumeError::NotWhatWasApproved {
                 execution_id: execution.id,
             });
         }
-        Ok(stored)
+        Ok(Runnable {
+            input: opened,
+            bound: stored,
+        })
     }
 
     /// Waits until execution `id` reaches a terminal status (or `timeout`
@@ -293,6 +321,15 @@ impl Governor {
             }
         })
     }
+}
+
+/// The arguments an approved execution runs with.
+pub(crate) struct Runnable {
+    /// The stored form the approval is bound to (checked before running).
+    pub(crate) bound: crate::json::Json,
+    /// What the action receives: the stored form, or the sealed original
+    /// when sensitive fields were redacted from it.
+    pub(crate) input: serde_json::Value,
 }
 
 /// The resume error a failed approved run means for its caller, if any:

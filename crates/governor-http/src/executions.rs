@@ -13,7 +13,7 @@ use crate::auth::Caller;
 use crate::extract::{Id, Params};
 use crate::problem::Problem;
 use crate::state::ApiState;
-use crate::views::{Page, READ_PERMISSION, RESUME_PERMISSION, can_view};
+use crate::views::{Page, READ_PERMISSION, RESUME_PERMISSION, can_view, public};
 
 /// Filters of `GET /govern/executions`.
 #[derive(Debug, Default, Deserialize)]
@@ -71,7 +71,10 @@ pub(crate) async fn list(
         limit,
     };
     let page = filtered_page(&state, query, limit, |e| can_view(&caller, e)).await?;
-    Ok(Reply(page))
+    Ok(Reply(Page {
+        items: page.items.into_iter().map(public).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// An execution with its timeline.
@@ -98,7 +101,7 @@ pub(crate) async fn show(
         .await?;
     let snapshots = store.snapshots(id).await?;
     Ok(Reply(Detail {
-        execution,
+        execution: public(execution),
         events,
         snapshots,
     }))
@@ -115,7 +118,7 @@ pub(crate) async fn resume(
             caller.0.id
         )));
     }
-    Ok(Reply(state.governor.resume(id).await?))
+    Ok(Reply(public(state.governor.resume(id).await?)))
 }
 
 /// Parses `a,b,c` into statuses, naming the first unknown one.

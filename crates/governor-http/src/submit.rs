@@ -198,5 +198,7 @@ pub(crate) async fn complete(
         }
     };
     runnable(&state, &caller, id).await?;
-    Ok(Reply(state.governor.complete_external(id, outcome).await?))
+    Ok(Reply(crate::views::public(
+        state.governor.complete_external(id, outcome).await?,
+    )))
 }

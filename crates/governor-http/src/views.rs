@@ -19,6 +19,15 @@ pub(crate) struct Page<T> {
     pub(crate) next_cursor: Option<ExecutionId>,
 }
 
+/// `e` as answered: without its sealed arguments (ciphertext is of no
+/// use to a client, and only the governor holding the key opens it).
+pub(crate) fn public(mut e: Execution) -> Execution {
+    if let Some(a) = &mut e.approval {
+        a.sealed_inputs = None;
+    }
+    e
+}
+
 /// Whether `caller` may see `execution`: readers see everything; others
 /// see what they asked for and what they are (or were) asked to decide.
 pub(crate) fn can_view(caller: &Caller, execution: &Execution) -> bool {
@@ -98,7 +107,10 @@ impl ApprovalView {
             requested_at: request.map(|a| a.requested_at),
             stage,
             can_decide: can_decide(&caller.0, execution),
-            approval: detail.then(|| request.cloned()).flatten(),
+            approval: detail.then(|| request.cloned()).flatten().map(|mut a| {
+                a.sealed_inputs = None;
+                a
+            }),
         }
     }
 }

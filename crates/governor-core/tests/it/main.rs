@@ -10,3 +10,4 @@ mod lifecycle;
 mod memory_store;
 mod pause;
 mod resume;
+mod sealed;

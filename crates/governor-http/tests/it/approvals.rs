@@ -353,3 +353,40 @@ async fn malformed_decisions_are_named_and_change_nothing() {
         .await;
     assert_problem(&empty, StatusCode::UNPROCESSABLE_ENTITY, "reason-required");
 }
+
+#[tokio::test]
+async fn sealed_arguments_never_leave_the_server() {
+    let s = Server::start().await;
+    let wire = s
+        .governor
+        .action("wire")
+        .policy(governor_core::AuditPolicy::new().sensitive_fields(["iban"]))
+        .policy(ApprovalPolicy::new(["cfo"]))
+        .build()
+        .unwrap();
+    let err = wire
+        .run_as(
+            Principal::new("agent"),
+            Args::new().arg("iban", &"DE89370400440532013000"),
+            || async { Ok::<_, GovernError>(json!(null)) },
+        )
+        .await
+        .unwrap_err();
+    let GovernError::Pending { execution_id: id } = err else {
+        panic!("{err}");
+    };
+    let stored = s.governor.execution(id).await.unwrap().unwrap();
+    assert!(stored.approval.unwrap().sealed_inputs.is_some());
+    for path in [
+        format!("/govern/approvals/{id}"),
+        format!("/govern/executions/{id}"),
+        "/govern/executions".to_owned(),
+        "/govern/approvals/pending".to_owned(),
+    ] {
+        let (status, body) = s.get(&path, AUDITOR).await;
+        assert_eq!(status, StatusCode::OK);
+        let text = body.to_string();
+        assert!(!text.contains("sealed_inputs"), "{path}: {text}");
+        assert!(!text.contains("DE8937"), "{path}: {text}");
+    }
+}

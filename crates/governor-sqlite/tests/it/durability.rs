@@ -210,6 +210,87 @@ async fn a_parked_call_survives_a_restart_and_completes_after_approval() {
     assert_eq!(verify_chain(&audit), Ok(3), "parked, approved, completed");
 }
 
+/// Redacted account numbers survive a restart sealed, and the approved
+/// transfer runs with the real one; a sealed blob edited in the file is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_arguments_survive_a_restart_and_edits_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let key = || governor_core::SealKey::from_bytes([5; 32]);
+    let sealing = |path: std::path::PathBuf| async move {
+        Governor::builder()
+            .store(SqliteStore::open(&path).await.unwrap())
+            .seal_key(key())
+            .build()
+            .unwrap()
+    };
+    let wire = |g: &Governor| {
+        g.action("wire")
+            .policy(governor_core::AuditPolicy::new().sensitive_fields(["iban"]))
+            .policy(ApprovalPolicy::new(["cfo"]))
+            .resumable(|v: serde_json::Value| async move {
+                Ok::<_, GovernError>(serde_json::json!({"paid_to": v["iban"]}))
+            })
+            .build()
+            .unwrap()
+    };
+    let park = |g: Governor| async move {
+        let err = wire(&g)
+            .run(
+                Args::new().arg("iban", &"DE44500105175407324931"),
+                || async { Ok::<_, GovernError>(serde_json::json!(null)) },
+            )
+            .await
+            .unwrap_err();
+        let GovernError::Pending { execution_id } = err else {
+            panic!("{err:?}")
+        };
+        execution_id
+    };
+    let first = park(sealing(path.clone()).await).await;
+    let second = park(sealing(path.clone()).await).await;
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let text: String = raw
+        .query_row(
+            "SELECT group_concat(approval, '') FROM executions",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        !text.contains("DE44500105175407324931"),
+        "plain IBAN in the file"
+    );
+
+    let g = sealing(path.clone()).await;
+    wire(&g);
+    for id in [first, second] {
+        g.approve(id, &Principal::new("cfo"), None).await.unwrap();
+    }
+    // Swap the two sealed blobs in the file: each is bound to its own
+    // execution and no longer opens.
+    let sealed_of =
+        |e: Option<governor_core::Execution>| e.unwrap().approval.unwrap().sealed_inputs.unwrap();
+    let a = sealed_of(g.store().execution(first).await.unwrap());
+    let b = sealed_of(g.store().execution(second).await.unwrap());
+    raw.execute(
+        "UPDATE executions SET approval = replace(approval, ?1, ?2)",
+        [&a, &b],
+    )
+    .unwrap();
+    let done = g.resume(second).await.unwrap();
+    assert_eq!(
+        done.output.unwrap().value(),
+        serde_json::json!({"paid_to": "DE44500105175407324931"})
+    );
+    let refused = g.resume(first).await.unwrap_err();
+    assert!(
+        matches!(refused, governor_core::ResumeError::RedactedInputs { .. }),
+        "{refused}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn arguments_edited_in_the_database_after_approval_do_not_run() {
     let dir = tempfile::tempdir().unwrap();
