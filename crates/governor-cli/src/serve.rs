@@ -44,6 +44,9 @@ struct Config {
     /// Longest a submission may hold its connection for a decision
     /// (default 300).
     max_wait_seconds: Option<u64>,
+    /// Origins whose web pages may call the API (CORS); none by default.
+    #[serde(default)]
+    cors_origins: Vec<String>,
     /// The environment variable holding the seal key (64 hex digits) that
     /// keeps redacted arguments of parked calls runnable.
     seal_key_env: Option<String>,
@@ -233,9 +236,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         every(config.resume_seconds, 1),
     );
     let max_wait = Duration::from_secs(config.max_wait_seconds.unwrap_or(300));
-    let app = agent_governor::http::router(
-        agent_governor::http::ApiState::new(governor, keys).max_wait(max_wait),
-    );
+    let state = agent_governor::http::ApiState::new(governor, keys)
+        .max_wait(max_wait)
+        .allow_origins(&config.cors_origins)
+        .context("cors_origins")?;
+    let app = agent_governor::http::router(state);
     agent_governor::http::serve(listener, app, shutdown_signal()).await?;
     sweeper.abort();
     worker.abort();

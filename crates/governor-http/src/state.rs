@@ -14,6 +14,8 @@ pub struct ApiState {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The longest a submission may hold its connection for a decision.
     pub(crate) max_wait: std::time::Duration,
+    /// Origins whose web pages may call the API (none by default).
+    pub(crate) cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 impl ApiState {
@@ -24,7 +26,34 @@ impl ApiState {
             keys: Arc::new(keys),
             metrics: Arc::default(),
             max_wait: std::time::Duration::from_secs(300),
+            cors_origins: Vec::new(),
         }
+    }
+
+    /// Lets web pages from these origins (e.g. `https://ops.example.com`)
+    /// call the API from a browser. Without this no cross-origin request
+    /// is allowed: a page elsewhere cannot approve anything.
+    pub fn allow_origins<I, S>(mut self, origins: I) -> Result<Self, crate::Problem>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for origin in origins {
+            let origin = origin.as_ref();
+            let valid = (origin.starts_with("https://") || origin.starts_with("http://"))
+                && !origin.ends_with('/')
+                && origin != "*";
+            let value = axum::http::HeaderValue::from_str(origin)
+                .ok()
+                .filter(|_| valid)
+                .ok_or_else(|| {
+                    crate::Problem::bad_request(format!(
+                        "`{origin}` is not an origin like `https://ops.example.com`"
+                    ))
+                })?;
+            self.cors_origins.push(value);
+        }
+        Ok(self)
     }
 
     /// Caps how long `POST /govern/executions` holds a connection for an

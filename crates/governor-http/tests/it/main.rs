@@ -318,3 +318,50 @@ fn the_served_document_is_the_generated_one() {
         "src/openapi.json is stale: run `python3 crates/governor-http/openapi/generate.py`"
     );
 }
+
+#[tokio::test]
+async fn browsers_elsewhere_are_refused_unless_their_origin_is_configured() {
+    let governor = Governor::builder().build().unwrap();
+    let keys = || ApiKeys::new().with_token(CFO, Principal::new("cfo"));
+    let serve = |state: governor_http::ApiState| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(axum::serve(listener, governor_http::router(state)).into_future());
+        base
+    };
+    let preflight = |base: String, origin: &'static str| async move {
+        reqwest::Client::new()
+            .request(
+                Method::OPTIONS,
+                format!("{base}/govern/approvals/x/approve"),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization")
+            .send()
+            .await
+            .unwrap()
+    };
+    let closed = serve(governor_http::ApiState::new(governor.clone(), keys())).await;
+    let res = preflight(closed, "https://evil.example").await;
+    assert!(!res.headers().contains_key("access-control-allow-origin"));
+
+    let state = governor_http::ApiState::new(governor, keys())
+        .allow_origins(["https://ops.example.com"])
+        .unwrap();
+    let open = serve(state).await;
+    let ok = preflight(open.clone(), "https://ops.example.com").await;
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://ops.example.com"
+    );
+    let other = preflight(open, "https://evil.example").await;
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+
+    for bad in ["*", "ops.example.com", "https://ops.example.com/"] {
+        let err = governor_http::ApiState::new(Governor::builder().build().unwrap(), keys())
+            .allow_origins([bad])
+            .unwrap_err();
+        assert!(err.detail.contains(bad), "{err}");
+    }
+}
