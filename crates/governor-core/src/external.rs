@@ -106,15 +106,7 @@ impl Governor {
     /// allow it), moves it to `Running` under a report deadline, and
     /// returns the arguments to run (an approver's edits, if any).
     pub async fn start_external(&self, id: ExecutionId) -> Result<Admitted, ResumeError> {
-        let Some(execution) = self.store().execution(id).await? else {
-            return Err(ResumeError::NotFound { execution_id: id });
-        };
-        if execution.status != ExecutionStatus::Approved {
-            return Err(ResumeError::NotApproved {
-                execution_id: id,
-                status: execution.status,
-            });
-        }
+        let execution = self.approved_execution(id).await?;
         let action = self
             .registered(&execution.action)
             .filter(|a| a.external.is_some())

@@ -85,15 +85,7 @@ impl Governor {
     /// execution is the one that completes; the execution id is the
     /// idempotency key: of several concurrent resumes exactly one runs.
     pub async fn resume(&self, id: ExecutionId) -> Result<Execution, ResumeError> {
-        let Some(execution) = self.store().execution(id).await? else {
-            return Err(ResumeError::NotFound { execution_id: id });
-        };
-        if execution.status != ExecutionStatus::Approved {
-            return Err(ResumeError::NotApproved {
-                execution_id: id,
-                status: execution.status,
-            });
-        }
+        let execution = self.approved_execution(id).await?;
         self.run_stored(execution, false).await
     }
 
@@ -130,6 +122,23 @@ impl Governor {
             .execution(id)
             .await?
             .ok_or(ResumeError::NotFound { execution_id: id })
+    }
+
+    /// Execution `id`, which must be `Approved`.
+    pub(crate) async fn approved_execution(
+        &self,
+        id: ExecutionId,
+    ) -> Result<Execution, ResumeError> {
+        let Some(execution) = self.store().execution(id).await? else {
+            return Err(ResumeError::NotFound { execution_id: id });
+        };
+        if execution.status != ExecutionStatus::Approved {
+            return Err(ResumeError::NotApproved {
+                execution_id: id,
+                status: execution.status,
+            });
+        }
+        Ok(execution)
     }
 
     /// The arguments `execution` may run with now (an approver's edits,
