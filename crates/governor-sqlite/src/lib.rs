@@ -26,6 +26,7 @@
 mod codec;
 mod error;
 mod schema;
+mod watch;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -139,6 +140,8 @@ pub struct SqliteStore {
     writer: mpsc::UnboundedSender<Job>,
     readers: Arc<Readers>,
     changes: broadcast::Sender<Change>,
+    /// Keeps the watcher thread running while the store exists.
+    _alive: Arc<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -170,8 +173,19 @@ impl SqliteStore {
                 .map_err(|e| StoreError::new(StoreErrorKind::Other, "open", e.to_string()))??
         };
         let (changes, _) = broadcast::channel(WATCH_CAPACITY);
-        let writer = writer::spawn(opened, changes.clone())
-            .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, "open", e.to_string()))?;
+        let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let unavailable =
+            |e: std::io::Error| StoreError::new(StoreErrorKind::Unavailable, "open", e.to_string());
+        let writer =
+            writer::spawn(opened, changes.clone(), Arc::clone(&commits)).map_err(unavailable)?;
+        let alive = Arc::new(());
+        watch::spawn(
+            path.clone(),
+            changes.clone(),
+            commits,
+            Arc::downgrade(&alive),
+        )
+        .map_err(unavailable)?;
         Ok(Self {
             writer,
             readers: Arc::new(Readers {
@@ -180,6 +194,7 @@ impl SqliteStore {
                 idle: Mutex::new(Vec::new()),
             }),
             changes,
+            _alive: alive,
         })
     }
 

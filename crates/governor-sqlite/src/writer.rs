@@ -191,6 +191,7 @@ pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
 pub(crate) fn spawn(
     mut conn: Connection,
     changes: broadcast::Sender<Change>,
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<mpsc::UnboundedSender<Job>> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
     std::thread::Builder::new()
@@ -204,7 +205,11 @@ pub(crate) fn spawn(
                         Err(_) => break,
                     }
                 }
+                // Counted before committing, so the watcher never takes this
+                // batch's commit for another process's.
+                commits.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 commit_batch(&mut conn, batch, &changes);
+                commits.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             }
         })?;
     Ok(tx)

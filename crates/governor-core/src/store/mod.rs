@@ -319,6 +319,23 @@ pub struct Change {
     pub status: ExecutionStatus,
 }
 
+impl Change {
+    /// Something changed that this store did not write itself (another
+    /// process on the same database); which executions, it cannot tell.
+    /// Watchers re-read what they wait for.
+    pub fn elsewhere() -> Self {
+        Self {
+            id: ExecutionId::from_uuid(uuid::Uuid::nil()),
+            status: ExecutionStatus::Pending,
+        }
+    }
+
+    /// Whether this is [`Change::elsewhere`].
+    pub fn is_elsewhere(&self) -> bool {
+        self.id.as_uuid().is_nil()
+    }
+}
+
 /// Durable storage behind a governor. Object-safe: used as `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {

@@ -556,3 +556,37 @@ fn spawn_child(test: &str, path: &std::path::Path) -> std::process::Child {
         .spawn()
         .unwrap()
 }
+
+/// A watcher learns of commits made through another connection to the
+/// file (another process, here another handle) without waiting for its
+/// next re-read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_hear_of_commits_made_by_other_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let here = SqliteStore::open(&path).await.unwrap();
+    let elsewhere = SqliteStore::open(&path).await.unwrap();
+    let mut rx = governor_core::Store::watch(&here);
+    // Let the watcher take its first reading.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let e = governor_core::Execution::new(
+        "pay".into(),
+        std::sync::Arc::new(Principal::new("p")),
+        governor_core::Json::null(),
+    );
+    governor_core::Store::create(&elsewhere, &governor_core::Creation::new(e))
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            if rx.recv().await.unwrap().is_elsewhere() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        heard.is_ok(),
+        "no change announced from the other connection"
+    );
+}
