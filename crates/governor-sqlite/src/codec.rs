@@ -17,8 +17,29 @@ pub(crate) fn blob(id: uuid::Uuid) -> Vec<u8> {
 }
 
 fn uuid_at(op: &'static str, row: &Row<'_>, i: usize) -> Result<uuid::Uuid, StoreError> {
-    let bytes: Vec<u8> = row.get(i).map_err(|e| crate::error::map(op, e))?;
-    uuid::Uuid::from_slice(&bytes).map_err(|e| corrupt(op, format!("stored id: {e}")))
+    let bytes = row
+        .get_ref(i)
+        .map_err(|e| crate::error::map(op, e))?
+        .as_blob()
+        .map_err(|e| corrupt(op, format!("stored id: {e}")))?;
+    uuid::Uuid::from_slice(bytes).map_err(|e| corrupt(op, format!("stored id: {e}")))
+}
+
+/// Column `i` as text borrowed from the row (no copy).
+fn text_at<'r>(op: &'static str, row: &'r Row<'_>, i: usize) -> Result<&'r str, StoreError> {
+    opt_text_at(op, row, i)?.ok_or_else(|| corrupt(op, format!("column {i} is NULL")))
+}
+
+/// Column `i` as text borrowed from the row, or `None` for NULL.
+fn opt_text_at<'r>(
+    op: &'static str,
+    row: &'r Row<'_>,
+    i: usize,
+) -> Result<Option<&'r str>, StoreError> {
+    row.get_ref(i)
+        .map_err(|e| crate::error::map(op, e))?
+        .as_str_or_null()
+        .map_err(|e| corrupt(op, format!("column {i}: {e}")))
 }
 
 /// Timestamps are stored as nanoseconds since the epoch: exact, sortable.
@@ -51,29 +72,25 @@ pub(crate) const EXECUTION_COLUMNS: &str = "id, action, status, principal, input
      lease_owner, lease_until, created_at, updated_at, finished_at, version";
 
 pub(crate) fn execution(op: &'static str, row: &Row<'_>) -> Result<Execution, StoreError> {
-    let get_text = |i: usize| -> Result<String, StoreError> {
-        row.get(i).map_err(|e| crate::error::map(op, e))
-    };
-    let get_opt = |i: usize| -> Result<Option<String>, StoreError> {
-        row.get(i).map_err(|e| crate::error::map(op, e))
-    };
+    let get_text = |i: usize| text_at(op, row, i);
+    let get_opt = |i: usize| opt_text_at(op, row, i);
     let get_int = |i: usize| -> Result<Option<i64>, StoreError> {
         row.get(i).map_err(|e| crate::error::map(op, e))
     };
     let id = ExecutionId::from_uuid(uuid_at(op, row, 0)?);
     let status: ExecutionStatus = get_text(2)?.parse().map_err(|e| corrupt(op, e))?;
-    let principal: Principal = parse(op, "principal", &get_text(3)?)?;
-    let inputs = Json::parse(&get_text(4)?).map_err(|e| corrupt(op, format!("inputs: {e}")))?;
+    let principal: Principal = parse(op, "principal", get_text(3)?)?;
+    let inputs = Json::parse(get_text(4)?).map_err(|e| corrupt(op, format!("inputs: {e}")))?;
     let output = get_opt(5)?
-        .map(|t| Json::parse(&t))
+        .map(Json::parse)
         .transpose()
         .map_err(|e| corrupt(op, format!("output: {e}")))?;
-    let failure: Option<Failure> = get_opt(6)?.map(|t| parse(op, "failure", &t)).transpose()?;
+    let failure: Option<Failure> = get_opt(6)?.map(|t| parse(op, "failure", t)).transpose()?;
     let approval: Option<ApprovalRequest> =
-        get_opt(7)?.map(|t| parse(op, "approval", &t)).transpose()?;
+        get_opt(7)?.map(|t| parse(op, "approval", t)).transpose()?;
     let lease = match (get_opt(8)?, get_int(9)?) {
         (Some(owner), Some(until)) => Some(Lease {
-            owner,
+            owner: owner.to_owned(),
             until: from_nanos(until),
         }),
         _ => None,
