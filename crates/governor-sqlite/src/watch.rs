@@ -49,8 +49,7 @@ pub(crate) fn spawn(
             while alive.upgrade().is_some() {
                 let watching = changes.receiver_count() > 0;
                 let commits = own_commits.load(Ordering::Acquire);
-                let Ok(version) =
-                    conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+                let Ok(version) = conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
                 else {
                     std::thread::sleep(IDLE_POLL);
                     continue;
