@@ -144,6 +144,7 @@ pub(crate) async fn approve(
         }
         (None, None) => governor.approve(id, &caller.0, reason).await?,
     };
+    state.metrics.count("governor_decisions_total", "approve");
     Ok(Reply(ApprovalView::of(&execution, &caller, true)))
 }
 
@@ -164,6 +165,7 @@ pub(crate) async fn reject(
         .governor
         .reject(id, &caller.0, body.reason.as_deref())
         .await?;
+    state.metrics.count("governor_decisions_total", "reject");
     Ok(Reply(ApprovalView::of(&execution, &caller, true)))
 }
 

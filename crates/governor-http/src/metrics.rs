@@ -35,9 +35,47 @@ struct Series {
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     series: Mutex<BTreeMap<(String, String, u16), Series>>,
+    /// Governance outcomes by (metric, label value).
+    outcomes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
+/// Counters of what governance decided through this API.
+const OUTCOME_HELP: [(&str, &str, &str); 2] = [
+    (
+        "governor_submissions_total",
+        "outcome",
+        "Submissions by agents, by outcome.",
+    ),
+    (
+        "governor_decisions_total",
+        "verdict",
+        "Approval decisions made through the API.",
+    ),
+];
+
 impl Metrics {
+    /// Counts one `value` of `metric` (see [`OUTCOME_HELP`]).
+    pub(crate) fn count(&self, metric: &'static str, value: &'static str) {
+        if let Ok(mut outcomes) = self.outcomes.lock() {
+            *outcomes.entry((metric, value)).or_default() += 1;
+        }
+    }
+
+    fn render_outcomes(&self, out: &mut String) {
+        let Ok(outcomes) = self.outcomes.lock() else {
+            return;
+        };
+        for (metric, label, help) in OUTCOME_HELP {
+            let _ = writeln!(out, "# HELP {metric} {help}");
+            let _ = writeln!(out, "# TYPE {metric} counter");
+            for ((m, value), n) in outcomes.iter() {
+                if *m == metric {
+                    let _ = writeln!(out, "{metric}{{{label}=\"{value}\"}} {n}");
+                }
+            }
+        }
+    }
+
     fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let Ok(mut series) = self.series.lock() else {
             return;
@@ -128,6 +166,7 @@ pub(crate) async fn metrics(
 ) -> Result<Response, Problem> {
     let mut out = String::with_capacity(4096);
     state.metrics.render(&mut out);
+    state.metrics.render_outcomes(&mut out);
     let pending = state
         .governor
         .store()

@@ -39,6 +39,17 @@ pub(crate) async fn submit(
     caller: Caller,
     Body(body): Body<SubmitBody>,
 ) -> Result<Response, Problem> {
+    let answer = admit(&state, &caller, body).await;
+    let outcome = match &answer {
+        Ok(r) if r.status() == StatusCode::ACCEPTED => "pending",
+        Ok(_) => "allowed",
+        Err(p) => p.kind,
+    };
+    state.metrics.count("governor_submissions_total", outcome);
+    answer
+}
+
+async fn admit(state: &ApiState, caller: &Caller, body: SubmitBody) -> Result<Response, Problem> {
     if body.action.trim().is_empty() {
         return Err(Problem::unprocessable("`action` must name an action"));
     }

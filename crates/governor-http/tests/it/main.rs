@@ -239,6 +239,10 @@ async fn metrics_count_requests_by_route_for_token_holders() {
     let id = s.park(3).await;
     s.get(&format!("/govern/approvals/{id}"), CFO).await;
     s.get("/govern/approvals/pending", STRANGER).await;
+    s.post(&format!("/govern/approvals/{id}/approve"), CFO, json!({}))
+        .await;
+    s.post("/govern/executions", AGENT, json!({"action": "nope"}))
+        .await;
     let anonymous = s.send(Method::GET, "/metrics", None, None).await;
     assert_problem(&anonymous, StatusCode::UNAUTHORIZED, "unauthenticated");
     let res = s
@@ -259,7 +263,9 @@ async fn metrics_count_requests_by_route_for_token_holders() {
         "governor_http_requests_total{method=\"GET\",route=\"/govern/approvals/{id}\",status=\"200\"} 1",
         "governor_http_requests_total{method=\"GET\",route=\"/govern/approvals/pending\",status=\"200\"} 1",
         "governor_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"401\"} 1",
-        "governor_approvals_pending 3",
+        "governor_approvals_pending 2",
+        "governor_decisions_total{verdict=\"approve\"} 1",
+        "governor_submissions_total{outcome=\"not-found\"} 1",
     ] {
         assert!(text.contains(line), "missing {line} in\n{text}");
     }
