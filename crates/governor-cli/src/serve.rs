@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use agent_governor::http::{ApiKeys, JwtVerifier, hash_token};
+use agent_governor::http::{ApiKeys, JwtVerifier, PrincipalClaims, hash_token};
 use agent_governor::sqlite::SqliteStore;
 use agent_governor::{Governor, PolicyFile, Principal, SealKey};
 use anyhow::{Context, bail};
@@ -131,16 +131,13 @@ struct Key {
 
 impl Key {
     fn principal(&self) -> Principal {
-        let mut p = Principal::new(self.principal.clone())
-            .with_roles(self.roles.iter().cloned())
-            .with_permissions(self.permissions.iter().cloned());
-        if let Some(email) = &self.email {
-            p = p.with_attribute("email", email.clone());
+        PrincipalClaims {
+            roles: self.roles.clone(),
+            permissions: self.permissions.clone(),
+            email: self.email.clone(),
+            tenant: self.tenant.clone(),
         }
-        if let Some(tenant) = &self.tenant {
-            p = p.with_tenant(tenant.clone());
-        }
-        p
+        .into_principal(self.principal.clone())
     }
 }
 

@@ -120,6 +120,37 @@ fn parse_hash(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// What a key or a token says about its principal besides its id.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct PrincipalClaims {
+    /// Roles (`role:<name>` approvers, role requirements).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Permissions (`governor:read`, `governor:resume`, ...).
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// Matched against approvers given as email addresses.
+    pub email: Option<String>,
+    /// The tenant.
+    pub tenant: Option<String>,
+}
+
+impl PrincipalClaims {
+    /// The principal `id` with these claims.
+    pub fn into_principal(self, id: impl Into<String>) -> Principal {
+        let mut p = Principal::new(id)
+            .with_roles(self.roles)
+            .with_permissions(self.permissions);
+        if let Some(email) = self.email {
+            p = p.with_attribute("email", email);
+        }
+        if let Some(tenant) = self.tenant {
+            p = p.with_tenant(tenant);
+        }
+        p
+    }
+}
+
 /// The authenticated principal making a request. Extracting it refuses
 /// the request with 401 when the `Authorization: Bearer` token is missing
 /// or unknown; identity never comes from any other header.
@@ -137,7 +168,18 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Problem> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        state.keys.authenticate_headers(&parts.headers).map(Caller)
+    }
+}
+
+impl ApiKeys {
+    /// The principal a request's `Authorization: Bearer <token>` header
+    /// speaks for; 401 when it is missing, malformed or unknown.
+    pub fn authenticate_headers(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Arc<Principal>, Problem> {
+        let header = headers.get(AUTHORIZATION).ok_or_else(|| {
             Problem::unauthenticated("an `Authorization: Bearer <token>` header is required")
         })?;
         let token = header
@@ -152,10 +194,7 @@ impl FromRequestParts<ApiState> for Caller {
             .ok_or_else(|| {
                 Problem::unauthenticated("the Authorization header must be `Bearer <token>`")
             })?;
-        state
-            .keys
-            .authenticate(token)
-            .map(Caller)
+        self.authenticate(token)
             .ok_or_else(|| Problem::unauthenticated("the bearer token is not valid"))
     }
 }

@@ -8,6 +8,8 @@ use serde::Deserialize;
 
 use governor_core::Principal;
 
+use crate::auth::PrincipalClaims;
+
 /// A key or claim configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("JWT verification cannot be set up: {0}")]
@@ -31,12 +33,8 @@ impl std::fmt::Debug for JwtVerifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
-    #[serde(default)]
-    roles: Vec<String>,
-    #[serde(default)]
-    permissions: Vec<String>,
-    email: Option<String>,
-    tenant: Option<String>,
+    #[serde(flatten)]
+    principal: PrincipalClaims,
 }
 
 impl JwtVerifier {
@@ -105,15 +103,6 @@ impl JwtVerifier {
         let claims = decode::<Claims>(token, &self.key, &self.validation)
             .ok()?
             .claims;
-        let mut p = Principal::new(claims.sub)
-            .with_roles(claims.roles)
-            .with_permissions(claims.permissions);
-        if let Some(email) = claims.email {
-            p = p.with_attribute("email", email);
-        }
-        if let Some(tenant) = claims.tenant {
-            p = p.with_tenant(tenant);
-        }
-        Some(p)
+        Some(claims.principal.into_principal(claims.sub))
     }
 }

@@ -335,18 +335,9 @@ async fn take_apart(config: &Config, req: Request) -> Result<Governed, Problem> 
 
 fn principal(config: &Config, parts: &Parts) -> Result<Principal, Problem> {
     if let Some(keys) = &config.keys {
-        let token = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                Problem::unauthenticated("an `Authorization: Bearer <token>` header is required")
-            })?;
         return keys
-            .authenticate(token.trim())
-            .map(|p| (*p).clone())
-            .ok_or_else(|| Problem::unauthenticated("the bearer token is not valid"));
+            .authenticate_headers(&parts.headers)
+            .map(|p| (*p).clone());
     }
     parts
         .extensions

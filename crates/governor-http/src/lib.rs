@@ -42,7 +42,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use governor_core::Governor;
 
-pub use auth::{ApiKeys, BadKeyHash, Caller, hash_token};
+pub use auth::{ApiKeys, BadKeyHash, Caller, PrincipalClaims, hash_token};
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtConfigError, JwtVerifier};
 pub use layer::{EXECUTION_HEADER, Govern, GovernLayer};
