@@ -233,6 +233,8 @@ pub struct ApprovalPolicy {
     name: String,
     spec: ApprovalSpec,
     auto_approve: Option<Condition>,
+    auto_approve_cel: Option<crate::condition::Condition>,
+    auto_approve_source: Option<String>,
 }
 
 impl ApprovalPolicy {
@@ -250,6 +252,8 @@ impl ApprovalPolicy {
             spec: ApprovalSpec::new(name.clone(), approvers).with_reason(reason),
             name,
             auto_approve: None,
+            auto_approve_cel: None,
+            auto_approve_source: None,
         }
     }
 
@@ -323,6 +327,16 @@ impl ApprovalPolicy {
         self
     }
 
+    /// Skip the human when the CEL `condition` holds for the call (the
+    /// policy files' `auto_approve_when`). A condition that cannot be
+    /// evaluated asks the human.
+    #[must_use]
+    pub fn auto_approve_if(mut self, condition: crate::condition::Condition) -> Self {
+        self.auto_approve_source = Some(condition.source().to_owned());
+        self.auto_approve_cel = Some(condition);
+        self
+    }
+
     /// The spec requests are made with.
     pub fn spec(&self) -> &ApprovalSpec {
         &self.spec
@@ -346,11 +360,22 @@ impl Policy for ApprovalPolicy {
         {
             return Decision::Allow;
         }
+        if let Some(cond) = &self.auto_approve_cel {
+            match cond.evaluate(ctx) {
+                Ok(true) => return Decision::Allow,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(action = ctx.action, "{e}; asking for approval"),
+            }
+        }
         Decision::RequireApproval(self.spec.clone())
     }
     fn fingerprint(&self) -> String {
         let spec = serde_json::to_string(&self.spec).unwrap_or_default();
-        format!("{spec} auto:{}", self.auto_approve.is_some())
+        format!(
+            "{spec} auto:{} {:?}",
+            self.auto_approve.is_some(),
+            self.auto_approve_source
+        )
     }
 }
 

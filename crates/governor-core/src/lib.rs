@@ -34,6 +34,7 @@ mod approval;
 mod audit;
 mod binding;
 mod channel;
+pub mod condition;
 pub mod config;
 mod decide;
 mod error;
@@ -54,6 +55,7 @@ mod principal;
 mod redact;
 mod resume;
 mod seal;
+pub mod selector;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -68,6 +70,7 @@ pub use audit::{
     AuditEntry, AuditRecord, ChainError, DecisionRecord, GENESIS_HASH, chain_hash, verify_chain,
 };
 pub use channel::{ApprovalChannel, ApprovalNotice, CallbackChannel, CliChannel};
+pub use condition::{Condition, ConditionError};
 pub use config::{ConfigError, PolicyFile, load_policies_from_file, load_policies_from_value};
 pub use decide::{ApprovalError, Verdict};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};
@@ -91,6 +94,7 @@ pub use principal::Principal;
 pub use redact::{REDACTED, Redactor};
 pub use resume::ResumeError;
 pub use seal::SealKey;
+pub use selector::{ActionSelector, SelectorError};
 pub use store::{Change, Creation, EventQuery, ExecutionQuery, MemoryStore, Store, Transition};
 
 /// The crate README's examples, compiled as doc tests.

@@ -8,6 +8,7 @@
 mod audit;
 mod authorization;
 mod closure;
+mod conditional;
 mod rate_limit;
 mod validation;
 
@@ -27,6 +28,7 @@ use crate::principal::Principal;
 pub use audit::{AuditPolicy, AuditSettings};
 pub use authorization::{AuthorizationPolicy, RoleMatch};
 pub use closure::{AsyncFnPolicy, CallSnapshot, FnPolicy, async_policy_fn, policy_fn};
+pub use conditional::When;
 pub use rate_limit::{RateLimitPolicy, RateLimitScope};
 pub use validation::{IntoViolations, ValidationPolicy};
 
@@ -405,6 +407,11 @@ pub trait PolicyExt: Policy + Sized {
     /// Records what this policy would decide without enforcing it.
     fn shadow(self) -> Shadow<Self> {
         Shadow(self)
+    }
+
+    /// Applies this policy only to calls for which `condition` holds.
+    fn when(self, condition: crate::condition::Condition) -> When<Self> {
+        When::new(self, condition)
     }
 
     /// Boxes the policy for a policy list.

@@ -40,6 +40,8 @@ pub struct AuthorizationPolicy {
     permissions: Vec<String>,
     allow_anonymous: bool,
     conditions: Vec<(String, Condition)>,
+    /// CEL rules' text, for the fingerprint.
+    rule_sources: Vec<String>,
     authorizer: Option<Authorizer>,
     on_failure: Option<Vec<String>>,
     #[cfg(feature = "cedar")]
@@ -62,6 +64,7 @@ impl AuthorizationPolicy {
             permissions: Vec::new(),
             allow_anonymous: false,
             conditions: Vec::new(),
+            rule_sources: Vec::new(),
             authorizer: None,
             on_failure: None,
             #[cfg(feature = "cedar")]
@@ -122,6 +125,25 @@ impl AuthorizationPolicy {
     {
         self.conditions.push((name.into(), Arc::new(rule)));
         self
+    }
+
+    /// Adds a named ABAC rule written in CEL (the policy files'
+    /// `conditions`). A rule that cannot be evaluated (a missing input
+    /// field) is not satisfied, so the call is denied.
+    #[must_use]
+    pub fn condition_cel(
+        mut self,
+        name: impl Into<String>,
+        rule: crate::condition::Condition,
+    ) -> Self {
+        let name = name.into();
+        self.rule_sources.push(format!("{name}: {}", rule.source()));
+        self.condition(name, move |ctx| {
+            rule.evaluate(ctx).unwrap_or_else(|e| {
+                tracing::warn!(action = ctx.action, "{e}; the rule is not satisfied");
+                false
+            })
+        })
     }
 
     /// Sets a custom authorizer; `Err(reason)` denies.
@@ -246,12 +268,13 @@ impl Policy for AuthorizationPolicy {
         #[cfg(not(feature = "cedar"))]
         let cedar: Option<String> = None;
         format!(
-            "roles {:?} {:?} permissions {:?} anonymous {} conditions {conditions:?} authorizer {} \
+            "roles {:?} {:?} permissions {:?} anonymous {} conditions {conditions:?} {:?} authorizer {} \
              on_failure {:?} cedar {cedar:?}",
             self.roles,
             self.role_match,
             self.permissions,
             self.allow_anonymous,
+            self.rule_sources,
             self.authorizer.is_some(),
             self.on_failure,
         )

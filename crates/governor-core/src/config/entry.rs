@@ -1,0 +1,562 @@
+//! One policy entry: its keys checked and turned into a policy.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::locate::Locator;
+use super::raw::RawPolicy;
+use super::{ConfigError, LoadedPolicy};
+use crate::approval::{ApprovalPolicy, OnExpiry};
+use crate::condition::Condition;
+use crate::policy::{
+    AuditPolicy, AuthorizationPolicy, Policy, PolicyExt, PolicyKind, PolicyPhase, RateLimitPolicy,
+    ValidationPolicy,
+};
+use crate::selector::ActionSelector;
+
+/// What every entry of one file shares while it is built.
+pub(super) struct Scope<'a> {
+    pub(super) at: &'a Locator<'a>,
+    /// `env.name` in conditions.
+    pub(super) environment: &'a str,
+    /// The file's folder, for `cedar_file`.
+    pub(super) base: Option<&'a Path>,
+    /// The file's top-level `actions`.
+    pub(super) actions: Option<&'a ActionSelector>,
+}
+
+impl Scope<'_> {
+    fn condition(
+        &self,
+        i: usize,
+        key: &str,
+        source: &str,
+        before_run: bool,
+    ) -> Result<Condition, ConfigError> {
+        let compiled = if before_run {
+            Condition::compile_pre(source, self.environment)
+        } else {
+            Condition::compile(source, self.environment)
+        };
+        compiled.map_err(|e| {
+            let pos = self.at.expression(i, key, source, e.column());
+            ConfigError::new(format!("`{key}`: {e}")).at(pos)
+        })
+    }
+}
+
+pub(super) fn entry(
+    i: usize,
+    p: RawPolicy,
+    scope: &Scope<'_>,
+) -> Result<Vec<LoadedPolicy>, ConfigError> {
+    let at = scope.at;
+    let kind = kind_of(i, &p, at)?;
+    check_keys(i, kind, &p, at)?;
+    let phase = p
+        .phase
+        .as_deref()
+        .map(|s| {
+            s.parse::<PolicyPhase>()
+                .map_err(|e| ConfigError::new(e).at(at.key(i, "phase")))
+        })
+        .transpose()?;
+    let default_name = match kind {
+        PolicyKind::Validation => "ValidationPolicy",
+        PolicyKind::Authorization => "AuthorizationPolicy",
+        PolicyKind::RateLimit => "RateLimitPolicy",
+        PolicyKind::Audit => "AuditPolicy",
+        _ => "ApprovalPolicy",
+    };
+    let name = p.name.clone().unwrap_or_else(|| default_name.to_owned());
+    let actions = match &p.actions {
+        Some(patterns) => Some(
+            ActionSelector::new(patterns.iter().cloned())
+                .map_err(|e| ConfigError::new(e.to_string()).at(at.key(i, "actions")))?,
+        ),
+        None => scope.actions.cloned(),
+    };
+    let before_run = phase != Some(PolicyPhase::PostExecution);
+    let when = p
+        .when
+        .as_deref()
+        .map(|w| scope.condition(i, "when", w, before_run))
+        .transpose()?;
+    let mut warnings = Vec::new();
+    let policies: Vec<(String, Arc<dyn Policy>)> = match kind {
+        PolicyKind::Validation => vec![(
+            name.clone(),
+            validation(i, &name, &p, phase, at, &mut warnings)?,
+        )],
+        PolicyKind::Authorization => vec![(name.clone(), authorization(i, &name, &p, scope)?)],
+        PolicyKind::RateLimit => vec![(name.clone(), rate_limit(i, &name, &p, at)?)],
+        PolicyKind::Audit => vec![(name.clone(), audit(&name, &p, phase))],
+        _ if p.stages.is_some() => stages(i, &name, &p, scope)?,
+        _ => vec![(
+            name.clone(),
+            Arc::new(approval(i, &name, &p, scope)?) as Arc<dyn Policy>,
+        )],
+    };
+    if kind == PolicyKind::Audit && when.is_some() {
+        warnings.push(format!(
+            "audit policy `{name}` has `when`: its sensitive_fields are redacted in every call regardless"
+        ));
+    }
+    Ok(policies
+        .into_iter()
+        .map(|(name, policy)| {
+            let policy = match &when {
+                Some(c) => Arc::new(policy.when(c.clone())) as Arc<dyn Policy>,
+                None => policy,
+            };
+            LoadedPolicy {
+                name,
+                kind,
+                description: p.description.clone(),
+                enabled: p.enabled.unwrap_or(true),
+                warnings: warnings.clone(),
+                actions: actions.clone(),
+                when: when.as_ref().map(|c| c.source().to_owned()),
+                policy: if p.shadow == Some(true) {
+                    shadowed(policy)
+                } else {
+                    policy
+                },
+            }
+        })
+        .collect())
+}
+
+fn kind_of(i: usize, p: &RawPolicy, at: &Locator<'_>) -> Result<PolicyKind, ConfigError> {
+    let Some(kind) = p.kind.as_deref() else {
+        return Err(ConfigError::new(
+            "missing key `type` (expected validation, authorization, rate_limit, audit or approval)",
+        )
+        .at(at.key(i, "name")));
+    };
+    Ok(match kind.to_ascii_lowercase().as_str() {
+        "validation" => PolicyKind::Validation,
+        "authorization" => PolicyKind::Authorization,
+        "rate_limit" | "ratelimit" => PolicyKind::RateLimit,
+        "audit" => PolicyKind::Audit,
+        "approval" => PolicyKind::Approval,
+        other => {
+            return Err(ConfigError::new(format!(
+                "unknown policy type `{other}` (expected validation, authorization, rate_limit, audit or approval)"
+            ))
+            .at(at.key(i, "type")));
+        }
+    })
+}
+
+/// An approval with `stages`: one approval policy per stage, decided in
+/// order, each by its own approvers.
+fn stages(
+    i: usize,
+    name: &str,
+    p: &RawPolicy,
+    scope: &Scope<'_>,
+) -> Result<Vec<(String, Arc<dyn Policy>)>, ConfigError> {
+    let at = scope.at;
+    let stages = p.stages.as_deref().unwrap_or_default();
+    if stages.is_empty() {
+        return Err(
+            ConfigError::new("`stages` is empty: give at least one stage").at(at.key(i, "stages")),
+        );
+    }
+    if let Some(key) = approval_keys_set(p).first() {
+        return Err(ConfigError::new(format!(
+            "key `{key}` belongs on each stage when `stages` is given"
+        ))
+        .at(at.key(i, key)));
+    }
+    let mut out = Vec::with_capacity(stages.len());
+    for (j, stage) in stages.iter().enumerate() {
+        let misplaced = [
+            ("type", stage.kind.is_some()),
+            ("stages", stage.stages.is_some()),
+            ("actions", stage.actions.is_some()),
+            ("when", stage.when.is_some()),
+            ("enabled", stage.enabled.is_some()),
+            ("phase", stage.phase.is_some()),
+            ("shadow", stage.shadow.is_some()),
+        ];
+        if let Some((key, _)) = misplaced.iter().find(|(_, set)| *set) {
+            return Err(ConfigError::new(format!(
+                "key `{key}` does not apply to a stage (give it on the approval entry)"
+            ))
+            .at(at.key(i, "stages")));
+        }
+        check_keys(i, PolicyKind::Approval, stage, at)?;
+        let stage_name = stage
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("stage{}", j + 1));
+        let full = format!("{name}.{stage_name}");
+        out.push((
+            full.clone(),
+            Arc::new(approval(i, &full, stage, scope)?) as Arc<dyn Policy>,
+        ));
+    }
+    Ok(out)
+}
+
+/// The approval keys set on `p` (those a staged entry must leave to its
+/// stages).
+fn approval_keys_set(p: &RawPolicy) -> Vec<&'static str> {
+    [
+        ("approvers", p.approvers.is_some()),
+        ("timeout_seconds", p.timeout_seconds.is_some()),
+        ("on_timeout", p.on_timeout.is_some()),
+        ("require_reason", p.require_reason.is_some()),
+        ("wait_seconds", p.wait_seconds.is_some()),
+        ("expires_in_seconds", p.expires_in_seconds.is_some()),
+        ("escalate_to", p.escalate_to.is_some()),
+        ("quorum", p.quorum.is_some()),
+        ("auto_approve_when", p.auto_approve_when.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(k, set)| set.then_some(k))
+    .collect()
+}
+
+fn check_keys(
+    i: usize,
+    kind: PolicyKind,
+    p: &RawPolicy,
+    at: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    let present: [(&str, bool); 34] = [
+        ("conditions", p.conditions.is_some()),
+        ("cedar", p.cedar.is_some()),
+        ("cedar_file", p.cedar_file.is_some()),
+        ("auto_approve_when", p.auto_approve_when.is_some()),
+        ("stages", p.stages.is_some()),
+        ("wait_seconds", p.wait_seconds.is_some()),
+        ("expires_in_seconds", p.expires_in_seconds.is_some()),
+        ("escalate_to", p.escalate_to.is_some()),
+        (
+            "escalate_expires_in_seconds",
+            p.escalate_expires_in_seconds.is_some(),
+        ),
+        ("quorum", p.quorum.is_some()),
+        ("veto", p.veto.is_some()),
+        ("allow_self_approval", p.allow_self_approval.is_some()),
+        ("strict", p.strict.is_some()),
+        ("input_schema", p.input_schema.is_some()),
+        ("output_schema", p.output_schema.is_some()),
+        ("required_roles", p.required_roles.is_some()),
+        ("required_permissions", p.required_permissions.is_some()),
+        ("context_key", p.context_key.is_some()),
+        (
+            "require_approval_on_failure",
+            p.require_approval_on_failure.is_some(),
+        ),
+        ("max_calls", p.max_calls.is_some()),
+        ("window_seconds", p.window_seconds.is_some()),
+        ("per_user", p.per_user.is_some()),
+        ("user_key", p.user_key.is_some()),
+        ("burst_size", p.burst_size.is_some()),
+        ("log_inputs", p.log_inputs.is_some()),
+        ("log_outputs", p.log_outputs.is_some()),
+        ("sensitive_fields", p.sensitive_fields.is_some()),
+        ("compliance_tags", p.compliance_tags.is_some()),
+        ("approvers", p.approvers.is_some()),
+        ("timeout_seconds", p.timeout_seconds.is_some()),
+        ("on_timeout", p.on_timeout.is_some()),
+        ("require_reason", p.require_reason.is_some()),
+        ("phase", p.phase.is_some()),
+        ("shadow", false),
+    ];
+    let allowed: &[&str] = match kind {
+        PolicyKind::Validation => &["strict", "input_schema", "output_schema", "phase"],
+        PolicyKind::Authorization => &[
+            "required_roles",
+            "required_permissions",
+            "context_key",
+            "require_approval_on_failure",
+            "approvers",
+            "conditions",
+            "cedar",
+            "cedar_file",
+        ],
+        PolicyKind::RateLimit => &[
+            "max_calls",
+            "window_seconds",
+            "per_user",
+            "user_key",
+            "burst_size",
+        ],
+        PolicyKind::Audit => &[
+            "log_inputs",
+            "log_outputs",
+            "sensitive_fields",
+            "compliance_tags",
+            "phase",
+        ],
+        _ => &[
+            "approvers",
+            "timeout_seconds",
+            "on_timeout",
+            "require_reason",
+            "wait_seconds",
+            "expires_in_seconds",
+            "escalate_to",
+            "escalate_expires_in_seconds",
+            "quorum",
+            "veto",
+            "allow_self_approval",
+            "auto_approve_when",
+            "stages",
+        ],
+    };
+    for (key, set) in present {
+        if set && !allowed.contains(&key) {
+            return Err(ConfigError::new(format!(
+                "key `{key}` does not apply to a {} policy (its keys are: {})",
+                kind.as_str(),
+                allowed.join(", ")
+            ))
+            .at(at.key(i, key)));
+        }
+    }
+    Ok(())
+}
+
+fn validation(
+    i: usize,
+    name: &str,
+    p: &RawPolicy,
+    phase: Option<PolicyPhase>,
+    at: &Locator<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Arc<dyn Policy>, ConfigError> {
+    let mut v = ValidationPolicy::new()
+        .named(name)
+        .strict(p.strict.unwrap_or(true));
+    if let Some(s) = &p.input_schema {
+        v = v
+            .input_schema(s)
+            .map_err(|e| ConfigError::new(e.to_string()).at(at.key(i, "input_schema")))?;
+    }
+    if let Some(s) = &p.output_schema {
+        v = v
+            .output_schema(s)
+            .map_err(|e| ConfigError::new(e.to_string()).at(at.key(i, "output_schema")))?;
+    }
+    if let Some(phase) = phase {
+        v = v.in_phase(phase);
+    }
+    if !v.has_checks() {
+        warnings.push(format!(
+            "validation policy `{name}` has no input_schema or output_schema: it checks nothing until the \
+             action supplies validators"
+        ));
+    }
+    Ok(Arc::new(v))
+}
+
+fn authorization(
+    i: usize,
+    name: &str,
+    p: &RawPolicy,
+    scope: &Scope<'_>,
+) -> Result<Arc<dyn Policy>, ConfigError> {
+    let at = scope.at;
+    if let Some(key) = p.context_key.as_deref()
+        && !matches!(key, "user" | "principal")
+    {
+        return Err(ConfigError::new(format!(
+            "context_key `{key}` is not supported: the caller is always the call's principal (use `user`)"
+        ))
+        .at(at.key(i, "context_key")));
+    }
+    let mut a = AuthorizationPolicy::new()
+        .named(name)
+        .require_roles(p.required_roles.clone().unwrap_or_default())
+        .require_permissions(p.required_permissions.clone().unwrap_or_default());
+    if p.require_approval_on_failure == Some(true) {
+        let approvers = p
+            .approvers
+            .clone()
+            .unwrap_or_else(|| vec!["role:admin".to_owned()]);
+        a = a.approval_on_failure(approvers);
+    } else if p.approvers.is_some() {
+        return Err(
+            ConfigError::new("`approvers` needs `require_approval_on_failure: true`")
+                .at(at.key(i, "approvers")),
+        );
+    }
+    for (rule, source) in p.conditions.iter().flatten() {
+        let condition = scope.condition(i, "conditions", source, true)?;
+        a = a.condition_cel(rule.clone(), condition);
+    }
+    if let Some(text) = cedar_text(i, p, scope)? {
+        a = with_cedar(a, &text).map_err(|e| e.at(at.key(i, "cedar")))?;
+    }
+    Ok(Arc::new(a))
+}
+
+/// The Cedar policy text given inline (`cedar`) or by file (`cedar_file`,
+/// relative to the policy file).
+fn cedar_text(i: usize, p: &RawPolicy, scope: &Scope<'_>) -> Result<Option<String>, ConfigError> {
+    match (&p.cedar, &p.cedar_file) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "give either `cedar` or `cedar_file`, not both",
+        )
+        .at(scope.at.key(i, "cedar_file"))),
+        (Some(text), None) => Ok(Some(text.clone())),
+        (None, Some(file)) => {
+            let path = scope.base.map_or_else(|| file.clone(), |b| b.join(file));
+            std::fs::read_to_string(&path).map(Some).map_err(|e| {
+                ConfigError::new(format!("cannot read cedar_file {}: {e}", path.display()))
+                    .at(scope.at.key(i, "cedar_file"))
+            })
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(feature = "cedar")]
+fn with_cedar(a: AuthorizationPolicy, text: &str) -> Result<AuthorizationPolicy, ConfigError> {
+    a.cedar(text)
+        .map_err(|e| ConfigError::new(format!("Cedar policies: {e}")))
+}
+
+#[cfg(not(feature = "cedar"))]
+fn with_cedar(_: AuthorizationPolicy, _: &str) -> Result<AuthorizationPolicy, ConfigError> {
+    Err(ConfigError::new(
+        "Cedar policies need governor built with the `cedar` feature",
+    ))
+}
+
+fn rate_limit(
+    i: usize,
+    name: &str,
+    p: &RawPolicy,
+    at: &Locator<'_>,
+) -> Result<Arc<dyn Policy>, ConfigError> {
+    let window = p.window_seconds.unwrap_or(60.0);
+    let window = Duration::try_from_secs_f64(window)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            ConfigError::new("window_seconds must be a positive number")
+                .at(at.key(i, "window_seconds"))
+        })?;
+    let mut r = RateLimitPolicy::new(p.max_calls.unwrap_or(100), window).named(name);
+    if let Some(b) = p.burst_size {
+        r = r.burst(b);
+    }
+    if p.per_user == Some(true) {
+        r = match p.user_key.as_deref() {
+            None | Some("user.id" | "principal.id") => r.per_principal(),
+            Some(path) => {
+                let path = path.replacen("user.", "principal.", 1);
+                r.key_fn(move |ctx| ctx.lookup(&path).map(|v| v.to_string()).unwrap_or_default())
+            }
+        };
+    } else if p.user_key.is_some() {
+        return Err(ConfigError::new("`user_key` needs `per_user: true`").at(at.key(i, "user_key")));
+    }
+    Ok(Arc::new(r))
+}
+
+fn audit(name: &str, p: &RawPolicy, phase: Option<PolicyPhase>) -> Arc<dyn Policy> {
+    let mut a = AuditPolicy::new()
+        .named(name)
+        .log_inputs(p.log_inputs.unwrap_or(true))
+        .log_outputs(p.log_outputs.unwrap_or(true))
+        .sensitive_fields(p.sensitive_fields.clone().unwrap_or_default())
+        .compliance_tags(p.compliance_tags.clone().unwrap_or_default());
+    if let Some(phase) = phase {
+        a = a.in_phase(phase);
+    }
+    Arc::new(a)
+}
+
+fn approval(
+    i: usize,
+    name: &str,
+    p: &RawPolicy,
+    scope: &Scope<'_>,
+) -> Result<ApprovalPolicy, ConfigError> {
+    let at = scope.at;
+    let approvers = p.approvers.clone().unwrap_or_default();
+    if approvers.is_empty() {
+        return Err(
+            ConfigError::new("an approval policy needs at least one approver")
+                .at(at.key(i, "approvers")),
+        );
+    }
+    let escalate_expires = match p.escalate_expires_in_seconds {
+        None => Some(Duration::from_secs(3600)),
+        Some(e) => e.duration().transpose().map_err(|()| {
+            ConfigError::new("escalate_expires_in_seconds must be a non-negative number or `never`")
+                .at(at.key(i, "escalate_expires_in_seconds"))
+        })?,
+    };
+    let escalation = p.escalate_to.clone().map(|approvers| OnExpiry::Escalate {
+        approvers,
+        expires_in: escalate_expires,
+    });
+    let on_expiry = match (p.on_timeout.as_deref().unwrap_or("reject"), escalation) {
+        ("reject", _) => OnExpiry::Reject,
+        ("approve", _) => OnExpiry::Approve,
+        ("escalate", Some(escalate)) => escalate,
+        ("escalate", None) => {
+            return Err(ConfigError::new(
+                "on_timeout `escalate` needs `escalate_to` (the approvers to escalate to)",
+            )
+            .at(at.key(i, "on_timeout")));
+        }
+        (other, _) => {
+            return Err(ConfigError::new(format!(
+                "on_timeout `{other}` is not supported (expected reject, approve or escalate)"
+            ))
+            .at(at.key(i, "on_timeout")));
+        }
+    };
+    if p.timeout_seconds.is_some() && p.expires_in_seconds.is_some() {
+        return Err(ConfigError::new(
+            "give either `timeout_seconds` or `expires_in_seconds`, not both",
+        )
+        .at(at.key(i, "expires_in_seconds")));
+    }
+    let expires = match p.expires_in_seconds {
+        Some(e) => e.duration(),
+        None => {
+            Some(Duration::try_from_secs_f64(p.timeout_seconds.unwrap_or(3600.0)).map_err(|_| ()))
+        }
+    }
+    .transpose()
+    .map_err(|()| {
+        let key = if p.expires_in_seconds.is_some() {
+            "expires_in_seconds"
+        } else {
+            "timeout_seconds"
+        };
+        ConfigError::new(format!("{key} must be a non-negative number or `never`"))
+            .at(at.key(i, key))
+    })?;
+    let wait = Duration::try_from_secs_f64(p.wait_seconds.unwrap_or(0.0)).map_err(|_| {
+        ConfigError::new("wait_seconds must be a non-negative number").at(at.key(i, "wait_seconds"))
+    })?;
+    let mut policy = ApprovalPolicy::new(approvers)
+        .named(name)
+        .wait(wait)
+        .expires_in(expires)
+        .on_expiry(on_expiry)
+        .require_reason(p.require_reason.unwrap_or(false))
+        .quorum(p.quorum.unwrap_or(1), p.veto.unwrap_or(true))
+        .allow_self_approval(p.allow_self_approval.unwrap_or(false));
+    if let Some(source) = &p.auto_approve_when {
+        policy = policy.auto_approve_if(scope.condition(i, "auto_approve_when", source, true)?);
+    }
+    Ok(policy)
+}
+
+fn shadowed(policy: Arc<dyn Policy>) -> Arc<dyn Policy> {
+    Arc::new(policy.shadow())
+}

@@ -1,0 +1,118 @@
+//! The documents as parsed, before their meaning is checked.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// A whole file: the seed's top-level keys plus `include` and `actions`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub(super) policies: Vec<RawPolicy>,
+    /// Files whose policies come first (relative to this file).
+    #[serde(default)]
+    pub(super) include: Vec<PathBuf>,
+    /// Default selectors for entries without their own `actions`.
+    #[serde(default)]
+    pub(super) actions: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) version: Option<Value>,
+    #[serde(default)]
+    pub(super) environment: Option<String>,
+    #[serde(default)]
+    pub(super) description: Option<String>,
+    #[serde(default)]
+    pub(super) last_updated: Option<Value>,
+    #[serde(default)]
+    pub(super) owner: Option<String>,
+    #[serde(default)]
+    pub(super) industry: Option<String>,
+    #[serde(default)]
+    pub(super) compliance_frameworks: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) metadata: Option<Map<String, Value>>,
+}
+
+/// One entry: the union of every policy type's keys; which keys a type
+/// accepts is checked after parsing. Approval stages are entries too
+/// (without `type`).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPolicy {
+    #[serde(rename = "type")]
+    pub(super) kind: Option<String>,
+    pub(super) name: Option<String>,
+    pub(super) enabled: Option<bool>,
+    pub(super) phase: Option<String>,
+    pub(super) description: Option<String>,
+    pub(super) shadow: Option<bool>,
+    /// Action-name patterns this entry governs (`payments.*`).
+    pub(super) actions: Option<Vec<String>>,
+    /// A CEL condition: the policy applies only when it holds.
+    pub(super) when: Option<String>,
+    // validation
+    pub(super) strict: Option<bool>,
+    pub(super) input_schema: Option<Value>,
+    pub(super) output_schema: Option<Value>,
+    // authorization
+    pub(super) required_roles: Option<Vec<String>>,
+    pub(super) required_permissions: Option<Vec<String>>,
+    pub(super) context_key: Option<String>,
+    pub(super) require_approval_on_failure: Option<bool>,
+    pub(super) conditions: Option<BTreeMap<String, String>>,
+    pub(super) cedar: Option<String>,
+    pub(super) cedar_file: Option<PathBuf>,
+    // rate limit
+    pub(super) max_calls: Option<u32>,
+    pub(super) window_seconds: Option<f64>,
+    pub(super) per_user: Option<bool>,
+    pub(super) user_key: Option<String>,
+    pub(super) burst_size: Option<u32>,
+    // audit
+    pub(super) log_inputs: Option<bool>,
+    pub(super) log_outputs: Option<bool>,
+    pub(super) sensitive_fields: Option<Vec<String>>,
+    pub(super) compliance_tags: Option<Vec<String>>,
+    // approval (and authorization's approval on failure)
+    pub(super) approvers: Option<Vec<String>>,
+    pub(super) timeout_seconds: Option<f64>,
+    pub(super) on_timeout: Option<String>,
+    pub(super) require_reason: Option<bool>,
+    // approval additions (the approvals issue)
+    pub(super) wait_seconds: Option<f64>,
+    pub(super) expires_in_seconds: Option<ExpiresIn>,
+    pub(super) escalate_to: Option<Vec<String>>,
+    pub(super) escalate_expires_in_seconds: Option<ExpiresIn>,
+    pub(super) quorum: Option<u32>,
+    pub(super) veto: Option<bool>,
+    pub(super) allow_self_approval: Option<bool>,
+    pub(super) auto_approve_when: Option<String>,
+    pub(super) stages: Option<Vec<RawPolicy>>,
+}
+
+/// Seconds, or `never`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(untagged)]
+pub(super) enum ExpiresIn {
+    Seconds(f64),
+    Never(Never),
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum Never {
+    Never,
+}
+
+impl ExpiresIn {
+    pub(super) fn duration(self) -> Option<Result<Duration, ()>> {
+        match self {
+            Self::Seconds(s) => Some(Duration::try_from_secs_f64(s).map_err(|_| ())),
+            Self::Never(Never::Never) => None,
+        }
+    }
+}
