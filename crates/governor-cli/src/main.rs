@@ -108,7 +108,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Approvals { command } => approvals::run(command).await,
             Command::Executions { command } => executions::run(command).await,
-            Command::Policy { command } => policy::run(command),
+            Command::Policy { command } => policy::run(command).await,
             Command::Audit {
                 command: AuditCommand::Verify { db, json },
             } => executions::verify(&db, json).await,

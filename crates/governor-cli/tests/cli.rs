@@ -134,6 +134,84 @@ fn policy_check_accepts_the_seed_files_and_rejects_mistakes_with_positions() {
 }
 
 #[test]
+fn policy_check_shows_selectors_and_explain_gives_each_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payments.yaml");
+    std::fs::write(
+        &file,
+        "environment: production\npolicies:\n  - type: authorization\n    name: FinanceOnly\n    actions: [\"payments.*\"]\n    required_roles: [finance]\n  - type: approval\n    name: LargePayments\n    actions: [\"payments.*\"]\n    approvers: [cfo@company.com]\n    when: input.amount > 10000\n  - type: rate_limit\n    name: Limit\n    max_calls: 10\n",
+    )
+    .unwrap();
+    let f = file.to_str().unwrap();
+    let out = governor(&[
+        "policy",
+        "check",
+        f,
+        "--action",
+        "payments.refund",
+        "--action",
+        "deploy",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains("governs payments.* when input.amount > 10000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("action payments.refund: FinanceOnly, LargePayments, Limit"),
+        "{text}"
+    );
+    assert!(text.contains("action deploy: Limit"), "{text}");
+    let out = governor(&["policy", "check", f, "--action", "deploy", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc[0]["actions"]["deploy"], serde_json::json!(["Limit"]));
+    assert_eq!(
+        doc[0]["policies"][0]["actions"],
+        serde_json::json!(["payments.*"])
+    );
+
+    let explain = |input: &str, principal: &str| {
+        let out = governor(&[
+            "policy",
+            "explain",
+            f,
+            "--action",
+            "payments.transfer",
+            "--input",
+            input,
+            "--principal",
+            principal,
+            "--json",
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let big = explain(
+        r#"{"amount": 50000}"#,
+        r#"{"id": "ann", "roles": ["finance"]}"#,
+    );
+    assert_eq!(big["verdict"], "needs approval");
+    assert_eq!(big["policies"][1]["outcome"], "require_approval");
+    let small = explain(r#"{"amount": 5}"#, r#"{"id": "bob"}"#);
+    assert_eq!(small["verdict"], "denied");
+    assert!(
+        small["policies"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("lacks required roles")
+    );
+    assert_eq!(small["policies"][1]["outcome"], "skipped");
+    let human = governor(&["policy", "explain", f, "--action", "deploy"]);
+    let text = stdout(&human);
+    assert!(text.contains("deploy in production: allowed"), "{text}");
+    assert!(
+        text.contains("not applicable: governs payments.*"),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_missing_database_is_a_clear_error() {
     let out = governor(&["executions", "list", "--db", "/nonexistent/governor.db"]);
     assert_eq!(out.status.code(), Some(2));

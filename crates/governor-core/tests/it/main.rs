@@ -9,5 +9,6 @@ mod external;
 mod lifecycle;
 mod memory_store;
 mod pause;
+mod policy_files;
 mod resume;
 mod sealed;

@@ -1,0 +1,414 @@
+//! Our additions to the seed's policy files: selectors, CEL conditions,
+//! stages, includes and environment files.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use governor_core::config::Format;
+use governor_core::*;
+use serde_json::{Value, json};
+
+fn yaml(text: &str) -> PolicyFile {
+    PolicyFile::parse(text, Format::Yaml).unwrap()
+}
+
+fn names(policies: &[Arc<dyn Policy>]) -> Vec<&str> {
+    policies.iter().map(|p| p.name()).collect()
+}
+
+/// Runs `action` governed by the file's policies for it, as `who`.
+async fn call(
+    file: &PolicyFile,
+    action: &str,
+    who: Principal,
+    input: Value,
+) -> Result<(), GovernError> {
+    let g = Governor::builder().build().unwrap();
+    let a = g
+        .action(action)
+        .policies(file.policies_for(action))
+        .build()
+        .unwrap();
+    let mut args = Args::new();
+    for (k, v) in input.as_object().unwrap() {
+        args = args.arg(k, v);
+    }
+    a.run_as(who, args, || async { Ok::<_, GovernError>(()) })
+        .await
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("governor-policy-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn selectors_choose_the_policies_of_each_action() {
+    let file = yaml(
+        r#"
+actions: ["payments.*"]
+policies:
+  - type: audit
+    name: AuditPayments
+  - type: rate_limit
+    name: DeployLimit
+    actions: ["deploy_*", "rollback"]
+    max_calls: 5
+  - type: authorization
+    name: Everyone
+    actions: ["*"]
+"#,
+    );
+    assert_eq!(
+        names(&file.policies_for("payments.refund")),
+        ["AuditPayments", "Everyone"]
+    );
+    assert_eq!(
+        names(&file.policies_for("deploy_prod")),
+        ["DeployLimit", "Everyone"]
+    );
+    assert_eq!(
+        names(&file.policies_for("rollback")),
+        ["DeployLimit", "Everyone"]
+    );
+    assert_eq!(names(&file.policies_for("send_email")), ["Everyone"]);
+    assert_eq!(file.policies().len(), 3);
+    let sel = file.entries[1].actions.as_ref().unwrap();
+    assert_eq!(sel.patterns(), ["deploy_*", "rollback"]);
+}
+
+#[tokio::test]
+async fn when_applies_a_policy_only_to_matching_calls() {
+    let file = yaml(
+        r#"
+policies:
+  - type: approval
+    name: LargeTransfers
+    approvers: [cfo@company.com]
+    when: input.amount > 10000
+  - type: authorization
+    name: OnlyFinanceAtNight
+    required_roles: [finance]
+    when: "has(principal.attributes.shift) && principal.attributes.shift == 'night'"
+  - type: authorization
+    name: FailsClosed
+    actions: [withdraw]
+    required_roles: [finance]
+    when: "principal.attributes.region == 'eu'"
+"#,
+    );
+    let agent = Principal::new("agent");
+    call(&file, "transfer", agent.clone(), json!({"amount": 50}))
+        .await
+        .unwrap();
+    let big = call(&file, "transfer", agent.clone(), json!({"amount": 50_000})).await;
+    assert!(matches!(big, Err(GovernError::Pending { .. })), "{big:?}");
+    let night = agent.clone().with_attribute("shift", "night");
+    let denied = call(&file, "transfer", night, json!({"amount": 5}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&denied, GovernError::Denied { policy, .. } if policy == "OnlyFinanceAtNight"),
+        "{denied:?}"
+    );
+    assert_eq!(
+        file.entries[0].when.as_deref(),
+        Some("input.amount > 10000")
+    );
+    // A condition that cannot be evaluated (no `region` attribute) applies
+    // its policy: a broken condition never switches governance off.
+    let err = call(&file, "withdraw", agent, json!({"amount": 5}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GovernError::Denied { policy, .. } if policy == "FailsClosed"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn auto_approve_when_and_authorization_conditions_are_cel() {
+    let file = yaml(
+        r#"
+policies:
+  - type: authorization
+    name: DepartmentRules
+    conditions:
+      same_department: principal.attributes.department == input.department
+      not_weekend_bulk: "!(input.count > 1000 && now.getDayOfWeek() == 0)"
+  - type: approval
+    name: Refunds
+    approvers: [role:support-lead]
+    auto_approve_when: input.amount < 100 && 'support' in principal.roles
+"#,
+    );
+    let ops = Principal::new("ann")
+        .with_roles(["support"])
+        .with_attribute("department", "ops");
+    call(
+        &file,
+        "refund",
+        ops.clone(),
+        json!({"department": "ops", "amount": 20, "count": 1}),
+    )
+    .await
+    .unwrap();
+    let big = call(
+        &file,
+        "refund",
+        ops.clone(),
+        json!({"department": "ops", "amount": 500, "count": 1}),
+    )
+    .await;
+    assert!(matches!(big, Err(GovernError::Pending { .. })), "{big:?}");
+    let other = call(
+        &file,
+        "refund",
+        ops,
+        json!({"department": "sales", "amount": 20, "count": 1}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&other, GovernError::Denied { rule: Some(r), .. } if r == "same_department"),
+        "{other:?}"
+    );
+}
+
+#[tokio::test]
+async fn stages_become_sequential_approvals_with_their_own_approvers() {
+    let file = yaml(
+        r#"
+policies:
+  - type: approval
+    name: Deploy
+    stages:
+      - name: safety
+        approvers: [ai-safety@company.com]
+        expires_in_seconds: 600
+      - name: executive
+        approvers: [role:exec]
+        quorum: 2
+        auto_approve_when: input.environment == 'staging'
+"#,
+    );
+    let stage_names: Vec<_> = file.entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(stage_names, ["Deploy.safety", "Deploy.executive"]);
+
+    let g = Governor::builder().build().unwrap();
+    let a = g
+        .action("deploy")
+        .policies(file.policies_for("deploy"))
+        .build()
+        .unwrap();
+    let args = Args::new().arg("environment", "production");
+    let Err(GovernError::Pending { execution_id }) = a
+        .run_as(Principal::new("agent"), args, || async {
+            Ok::<_, GovernError>(())
+        })
+        .await
+    else {
+        panic!("expected to wait for approval")
+    };
+    let request = g
+        .execution(execution_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .approval
+        .unwrap();
+    assert_eq!(request.stages.len(), 2);
+    assert_eq!(request.stages[0].spec.approvers, ["ai-safety@company.com"]);
+    assert_eq!(request.stages[1].spec.quorum, 2);
+
+    // In staging the executive stage approves itself; safety still asks.
+    let args = Args::new().arg("environment", "staging");
+    let Err(GovernError::Pending { execution_id }) = a
+        .run_as(Principal::new("agent"), args, || async {
+            Ok::<_, GovernError>(())
+        })
+        .await
+    else {
+        panic!("expected to wait for approval")
+    };
+    let request = g
+        .execution(execution_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .approval
+        .unwrap();
+    assert_eq!(request.stages.len(), 1);
+}
+
+#[test]
+fn expression_mistakes_name_file_line_and_column() {
+    let dir = temp_dir("cel-errors");
+    let cases = [
+        (
+            "    when: input.amount >\n",
+            "invalid CEL expression",
+            4,
+            11,
+        ),
+        (
+            "    when: inptu.amount > 5\n",
+            "unknown variable `inptu`",
+            4,
+            11,
+        ),
+        (
+            "    when: \"'x' in principal.rolez\"\n",
+            "unknown field `principal.rolez`",
+            4,
+            12,
+        ),
+        (
+            "    when: env.stage == 'prod'\n",
+            "unknown field `env.stage`",
+            4,
+            11,
+        ),
+        (
+            "    when: output.ok\n",
+            "does not exist before the action runs",
+            4,
+            11,
+        ),
+        (
+            "    auto_approve_when: input.amount <\n",
+            "invalid CEL expression",
+            4,
+            24,
+        ),
+    ];
+    for (i, (line, message, at_line, at_col)) in cases.into_iter().enumerate() {
+        let text = format!("policies:\n  - type: approval\n    approvers: [a]\n{line}");
+        let path = write(&dir, &format!("case{i}.yaml"), &text);
+        let err = PolicyFile::load(&path).unwrap_err();
+        assert_eq!(err.file.as_deref(), Some(path.as_path()), "{err}");
+        assert!(err.message.contains(message), "{i}: {err}");
+        assert_eq!(err.line, Some(at_line), "{i}: {err}");
+        assert!(err.column.unwrap() >= at_col, "{i}: {err}");
+    }
+    // A post-execution policy may look at the output.
+    let ok = "policies:\n  - type: validation\n    phase: post_execution\n    when: output.ok == false\n";
+    PolicyFile::load(write(&dir, "post.yaml", ok)).unwrap();
+    // A schema's own `type` keys do not confuse the positions of later entries.
+    let text = "policies:\n  - type: validation\n    input_schema:\n      type: object\n  - type: audit\n    when: input.x >\n";
+    let err = PolicyFile::load(write(&dir, "schema.yaml", text)).unwrap_err();
+    assert_eq!(err.line, Some(6), "{err}");
+}
+
+#[test]
+fn misplaced_stage_keys_and_bad_selectors_are_errors() {
+    for (text, message) in [
+        (
+            "policies:\n  - type: approval\n    approvers: [a]\n    stages:\n      - approvers: [b]\n",
+            "belongs on each stage",
+        ),
+        (
+            "policies:\n  - type: approval\n    stages:\n      - approvers: [b]\n        actions: [x]\n",
+            "does not apply to a stage",
+        ),
+        (
+            "policies:\n  - type: approval\n    stages: []\n",
+            "`stages` is empty",
+        ),
+        (
+            "policies:\n  - type: audit\n    actions: []\n",
+            "the list is empty",
+        ),
+        (
+            "policies:\n  - type: audit\n    conditions: {a: 'true'}\n",
+            "does not apply to a audit policy",
+        ),
+    ] {
+        let err = PolicyFile::parse(text, Format::Yaml).unwrap_err();
+        assert!(err.message.contains(message), "{text}: {err}");
+        assert!(err.line.is_some(), "{err}");
+    }
+    let err = PolicyFile::parse("policies:\n  - name: x\n", Format::Yaml).unwrap_err();
+    assert!(err.message.contains("missing key `type`"), "{err}");
+}
+
+#[test]
+fn includes_compose_files_and_later_entries_replace_earlier_ones() {
+    let dir = temp_dir("includes");
+    write(
+        &dir,
+        "base.yaml",
+        "version: '1'\npolicies:\n  - type: audit\n    name: Audit\n  - type: rate_limit\n    name: Limit\n    max_calls: 100\n",
+    );
+    let prod = write(
+        &dir,
+        "production.yaml",
+        "include: [base.yaml]\nenvironment: production\npolicies:\n  - type: rate_limit\n    name: Limit\n    max_calls: 5\n  - type: authorization\n    name: Auth\n",
+    );
+    let file = PolicyFile::load(&prod).unwrap();
+    let names: Vec<_> = file.entries.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["Audit", "Limit", "Auth"]);
+    assert!(
+        file.entries[1].policy.fingerprint()
+            != PolicyFile::load(dir.join("base.yaml")).unwrap().entries[1]
+                .policy
+                .fingerprint()
+    );
+    assert_eq!(file.metadata["version"], "1");
+    assert_eq!(file.metadata["environment"], "production");
+
+    write(&dir, "a.yaml", "include: [b.yaml]\npolicies: []\n");
+    write(&dir, "b.yaml", "include: [a.yaml]\npolicies: []\n");
+    let err = PolicyFile::load(dir.join("a.yaml")).unwrap_err();
+    assert!(err.message.contains("cycle"), "{err}");
+    write(
+        &dir,
+        "broken.yaml",
+        "policies:\n  - type: audit\n    bogus: 1\n",
+    );
+    write(&dir, "top.yaml", "include: [broken.yaml]\npolicies: []\n");
+    let err = PolicyFile::load(dir.join("top.yaml")).unwrap_err();
+    assert_eq!(
+        err.file.as_deref(),
+        Some(dir.join("broken.yaml").as_path()),
+        "the error names the included file"
+    );
+}
+
+#[tokio::test]
+async fn environment_files_are_chosen_by_name_and_seen_by_conditions() {
+    let dir = temp_dir("environments");
+    let text = "policies:\n  - type: authorization\n    name: ProdOnlyAdmins\n    required_roles: [admin]\n    when: env.name == 'production'\n";
+    write(&dir, "production.yaml", text);
+    write(
+        &dir,
+        "staging.yaml",
+        &format!("include: [production.yaml]\n{}", "policies: []\n"),
+    );
+    let prod = PolicyFile::load_environment(&dir, "production").unwrap();
+    assert_eq!(prod.environment, "production");
+    let staging = PolicyFile::load_environment(&dir, "staging").unwrap();
+    assert_eq!(
+        staging.environment, "staging",
+        "included files see the including environment"
+    );
+    let agent = Principal::new("agent");
+    assert!(
+        call(&prod, "deploy", agent.clone(), json!({}))
+            .await
+            .is_err()
+    );
+    call(&staging, "deploy", agent, json!({})).await.unwrap();
+
+    let err = PolicyFile::load_environment(&dir, "qa").unwrap_err();
+    assert!(err.message.contains("qa.yaml, qa.yml, qa.json"), "{err}");
+    assert!(PolicyFile::load_environment(&dir, "../etc").is_err());
+}
