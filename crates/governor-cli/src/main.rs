@@ -17,6 +17,7 @@ mod pause;
 mod policy;
 mod remote;
 mod serve;
+mod serve_policies;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use agent_governor::http::{ApiKeys, JwtVerifier, PrincipalClaims, hash_token};
 use agent_governor::sqlite::SqliteStore;
-use agent_governor::{Governor, PolicyFile, Principal, SealKey};
+use agent_governor::{Governor, Principal, SealKey};
+
+use crate::serve_policies::{self, ActionSpec};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
@@ -18,7 +20,8 @@ use serde::Deserialize;
 pub(crate) struct Args {
     /// The config file (TOML): bind, db, sweep_seconds, resume_seconds,
     /// `[[keys]]` (hash, principal, roles, permissions, email, tenant) and
-    /// `[[actions]]` (name, policies, report_within_seconds), `[jwt]`
+    /// `[[actions]]` (name, policies, report_within_seconds), policies
+    /// (a shared file with selectors), reload_seconds, `[jwt]`
     /// (algorithm, secret_env or public_key_file, issuer, audience) and
     /// seal_key_env.
     #[arg(long, env = "GOVERNOR_CONFIG")]
@@ -39,6 +42,12 @@ struct Config {
     db: Option<PathBuf>,
     /// Seconds between sweeps for expired approval requests (default 5).
     sweep_seconds: Option<u64>,
+    /// A policy file whose `actions` selectors choose the policies of
+    /// every configured action without its own `policies`.
+    policies: Option<PathBuf>,
+    /// Seconds between looks for changed policy files (default 2; 0 turns
+    /// hot reload off).
+    reload_seconds: Option<u64>,
     /// Seconds between resume-worker rounds (default 1).
     resume_seconds: Option<u64>,
     /// Longest a submission may hold its connection for a decision
@@ -147,24 +156,17 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
-/// Registers the configured actions on `governor`.
-fn actions(governor: &Governor, config: &Config, base: &Path) -> anyhow::Result<()> {
-    for action in &config.actions {
-        let policies = match &action.policies {
-            Some(file) => PolicyFile::load(base.join(file))
-                .with_context(|| format!("policies of action `{}`", action.name))?
-                .policies(),
-            None => Vec::new(),
-        };
-        let within = Duration::from_secs(action.report_within_seconds.unwrap_or(3600));
-        governor
-            .action(action.name.clone())
-            .policies(policies)
-            .external(within)
-            .build()
-            .with_context(|| format!("action `{}`", action.name))?;
-    }
-    Ok(())
+/// The configured actions, as the policy loader takes them.
+fn action_specs(config: &Config) -> Vec<ActionSpec> {
+    config
+        .actions
+        .iter()
+        .map(|a| ActionSpec {
+            name: a.name.clone(),
+            policies: a.policies.clone(),
+            report_within: Duration::from_secs(a.report_within_seconds.unwrap_or(3600)),
+        })
+        .collect()
 }
 
 fn keys(config: &Config, base: &Path) -> anyhow::Result<ApiKeys> {
@@ -215,7 +217,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         builder = builder.seal_key(SealKey::from_hex(&hex).context("seal_key_env")?);
     }
     let governor = builder.build()?;
-    actions(&governor, &config, &base)?;
+    let specs = action_specs(&config);
+    let loaded = serve_policies::load(config.policies.as_deref(), &specs, &base)?;
+    let applied = serve_policies::apply(&governor, &specs, &loaded)?;
+    serve_policies::record(&governor, &loaded, &applied).await;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
@@ -232,6 +237,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         format!("serve-{}", std::process::id()),
         every(config.resume_seconds, 1),
     );
+    let watcher = match config.reload_seconds.unwrap_or(2) {
+        0 => None,
+        secs => Some(serve_policies::spawn_watcher(
+            governor.clone(),
+            config.policies.clone(),
+            specs,
+            base.clone(),
+            loaded,
+            Duration::from_secs(secs),
+        )),
+    };
     let max_wait = Duration::from_secs(config.max_wait_seconds.unwrap_or(300));
     let state = agent_governor::http::ApiState::new(governor, keys)
         .max_wait(max_wait)
@@ -241,6 +257,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     agent_governor::http::serve(listener, app, shutdown_signal()).await?;
     sweeper.abort();
     worker.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
     out!("governor stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -763,3 +763,82 @@ fn the_served_demo_takes_decisions_from_the_cli() {
         .unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn serve_reloads_changed_policies_and_keeps_the_old_ones_on_a_bad_edit() {
+    let server = serve(
+        &[(
+            "principal = \"agent\"\npermissions = [\"governor:read\"]",
+            "agent-token",
+        )],
+        "policies = \"shared.yaml\"\nreload_seconds = 1\n\n[[actions]]\nname = \"payments.transfer\"\n\n[[actions]]\nname = \"lookup\"\n",
+        &[(
+            "shared.yaml",
+            "policies:\n  - type: audit\n    name: Audit\n",
+        )],
+    );
+    let dir = server._dir.path().to_owned();
+    let submit = |action: &str| {
+        let body = format!(r#"{{"action": "{action}", "arguments": {{"amount": 5}}}}"#);
+        http_body(
+            &server.addr,
+            "POST",
+            "/govern/executions",
+            Some("agent-token"),
+            &body,
+        )
+        .0
+    };
+    let until = |want: u16, action: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let got = submit(action);
+            if got == want || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    assert_eq!(submit("payments.transfer"), 200);
+
+    // A valid change: payments now need the treasury role; lookups do not.
+    std::fs::write(
+        dir.join("shared.yaml"),
+        "policies:\n  - type: authorization\n    name: TreasuryOnly\n    actions: [\"payments.*\"]\n    required_roles: [treasury]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        until(403, "payments.transfer"),
+        403,
+        "the new policy applies"
+    );
+    assert_eq!(submit("lookup"), 200);
+
+    // An invalid change is rejected and the last good policies stay.
+    std::fs::write(
+        dir.join("shared.yaml"),
+        "policies:\n  - type: authorisation\n",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(submit("payments.transfer"), 403);
+    assert_eq!(submit("lookup"), 200);
+
+    // Each load is on the record with its digest: the start and one reload.
+    let (status, body) = http(
+        &server.addr,
+        "GET",
+        "/govern/executions?action=governor.policies.reload",
+        Some("agent-token"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{body}");
+    let digests: Vec<&str> = items
+        .iter()
+        .map(|e| e["inputs"]["digest"].as_str().unwrap())
+        .collect();
+    assert_ne!(digests[0], digests[1]);
+    assert!(digests.iter().all(|d| d.len() == 64), "{digests:?}");
+}

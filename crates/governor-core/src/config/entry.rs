@@ -15,6 +15,9 @@ use crate::policy::{
 };
 use crate::selector::ActionSelector;
 
+/// A built policy with the name it is listed under.
+type Named = (String, Arc<dyn Policy>);
+
 /// What every entry of one file shares while it is built.
 pub(super) struct Scope<'a> {
     pub(super) at: &'a Locator<'a>,
@@ -84,7 +87,7 @@ pub(super) fn entry(
         .map(|w| scope.condition(i, "when", w, before_run))
         .transpose()?;
     let mut warnings = Vec::new();
-    let policies: Vec<(String, Arc<dyn Policy>)> = match kind {
+    let policies: Vec<Named> = match kind {
         PolicyKind::Validation => vec![(
             name.clone(),
             validation(i, &name, &p, phase, at, &mut warnings)?,
@@ -157,7 +160,7 @@ fn stages(
     name: &str,
     p: &RawPolicy,
     scope: &Scope<'_>,
-) -> Result<Vec<(String, Arc<dyn Policy>)>, ConfigError> {
+) -> Result<Vec<Named>, ConfigError> {
     let at = scope.at;
     let stages = p.stages.as_deref().unwrap_or_default();
     if stages.is_empty() {

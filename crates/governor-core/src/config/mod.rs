@@ -162,12 +162,17 @@ pub struct PolicyFile {
     pub metadata: Map<String, Value>,
     /// The environment conditions see as `env.name`.
     pub environment: String,
+    /// Every file read, outermost first (empty when parsed from text).
+    pub sources: Vec<PathBuf>,
+    /// SHA-256 (hex) over the sources' paths and contents, or over the
+    /// text it was parsed from: what a reload is recorded with.
+    pub digest: String,
 }
 
 impl PolicyFile {
     /// Loads a `.yaml`, `.yml` or `.json` file and the files it includes.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        Loader::default().load(path.as_ref())
+        Loader::default().load_outermost(path.as_ref())
     }
 
     /// Loads `{dir}/{env}.yaml` (or `.yml`, `.json`), `env` being
@@ -197,20 +202,31 @@ impl PolicyFile {
             environment: Some(environment.to_owned()),
             ..Loader::default()
         };
-        loader.load(&path)
+        loader.load_outermost(&path)
     }
 
     /// Parses a document; `include`s are relative to the working directory.
     pub fn parse(text: &str, format: Format) -> Result<Self, ConfigError> {
         let raw = parse_raw(text, format)?;
-        Loader::default().build(raw, text, None)
+        let mut file = Loader::default().build(raw, text, None)?;
+        file.digest = digest_of(&[(Path::new(""), text.as_bytes())]);
+        Ok(file)
     }
 
     /// Builds from an in-memory value (the seed's `load_policies_from_dict`).
     pub fn from_value(value: Value) -> Result<Self, ConfigError> {
+        let text = value.to_string();
         let raw: RawFile =
             serde_json::from_value(value).map_err(|e| ConfigError::new(e.to_string()))?;
-        Loader::default().build(raw, "", None)
+        let mut file = Loader::default().build(raw, "", None)?;
+        file.digest = digest_of(&[(Path::new(""), text.as_bytes())]);
+        Ok(file)
+    }
+
+    /// Whether any source file changed since this was loaded (its digest
+    /// differs, or a file can no longer be read).
+    pub fn changed_on_disk(&self) -> bool {
+        !self.sources.is_empty() && sources_digest(&self.sources).is_none_or(|d| d != self.digest)
     }
 
     /// The enabled policies, in file order, whatever their `actions`.
@@ -267,9 +283,20 @@ struct Loader {
     stack: Vec<PathBuf>,
     /// The environment, once known (given, or from the outermost file).
     environment: Option<String>,
+    /// Every file read so far, in order.
+    read: Vec<PathBuf>,
 }
 
 impl Loader {
+    fn load_outermost(&mut self, path: &Path) -> Result<PolicyFile, ConfigError> {
+        let mut file = self.load(path)?;
+        file.sources = std::mem::take(&mut self.read);
+        // Read again for the digest: a file changed while loading gives a
+        // digest that differs from the next look, so it is reloaded.
+        file.digest = sources_digest(&file.sources).unwrap_or_default();
+        Ok(file)
+    }
+
     fn load(&mut self, path: &Path) -> Result<PolicyFile, ConfigError> {
         let format = Format::from_path(path)?;
         let key = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
@@ -294,6 +321,7 @@ impl Loader {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::new(format!("cannot read policy file: {e}")).in_file(path))?;
         let raw = parse_raw(&text, format).map_err(|e| e.in_file(path))?;
+        self.read.push(path.to_path_buf());
         self.stack.push(key);
         let built = self.build(raw, &text, path.parent());
         self.stack.pop();
@@ -355,8 +383,38 @@ impl Loader {
             entries,
             metadata,
             environment,
+            sources: Vec::new(),
+            digest: String::new(),
         })
     }
+}
+
+/// The digest of `paths` as they are on disk now; `None` if one cannot
+/// be read.
+fn sources_digest(paths: &[PathBuf]) -> Option<String> {
+    let contents: Vec<Vec<u8>> = paths
+        .iter()
+        .map(std::fs::read)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let parts: Vec<(&Path, &[u8])> = paths
+        .iter()
+        .zip(&contents)
+        .map(|(p, c)| (p.as_path(), c.as_slice()))
+        .collect();
+    Some(digest_of(&parts))
+}
+
+fn digest_of(parts: &[(&Path, &[u8])]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (path, content) in parts {
+        h.update(path.to_string_lossy().as_bytes());
+        h.update([0]);
+        h.update((content.len() as u64).to_le_bytes());
+        h.update(content);
+    }
+    crate::audit::hex(&h.finalize())
 }
 
 /// Adds `e`, replacing an earlier entry of the same name in place.
