@@ -219,8 +219,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let governor = builder.build()?;
     let specs = action_specs(&config);
     let loaded = serve_policies::load(config.policies.as_deref(), &specs, &base)?;
-    let applied = serve_policies::apply(&governor, &specs, &loaded)?;
-    serve_policies::record(&governor, &loaded, &applied).await;
+    serve_policies::apply(&governor, &specs, &loaded)?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;

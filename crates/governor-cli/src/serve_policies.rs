@@ -1,7 +1,7 @@
 //! The policies `governor serve` governs its actions with, and their hot
 //! reload: files are watched, a valid change replaces each action's
 //! policies for new calls, an invalid one is logged and the old policies
-//! stay. Each reload is recorded as a governed call of
+//! stay. Each reload (not the load at start) is recorded as a governed call of
 //! `governor.policies.reload` with the files' digest.
 
 use std::path::{Path, PathBuf};
@@ -102,7 +102,7 @@ pub(crate) fn apply(
     Ok(Value::Object(counts))
 }
 
-/// Records a reload (or the first load) as a governed, audited call.
+/// Records a reload as a governed, audited call.
 pub(crate) async fn record(governor: &Governor, loaded: &Loaded, applied: &Value) {
     let action = governor
         .action(RELOAD_ACTION)

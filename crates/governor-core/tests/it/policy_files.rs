@@ -412,3 +412,196 @@ async fn environment_files_are_chosen_by_name_and_seen_by_conditions() {
     assert!(err.message.contains("qa.yaml, qa.yml, qa.json"), "{err}");
     assert!(PolicyFile::load_environment(&dir, "../etc").is_err());
 }
+
+fn starter(name: &str) -> PolicyFile {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../policies")
+        .join(name);
+    PolicyFile::load(&path).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Parks or not: the number of approval stages a call waits for.
+async fn stages_asked(file: &PolicyFile, action: &str, who: Principal, input: Value) -> usize {
+    let g = Governor::builder().build().unwrap();
+    let a = g
+        .action(action)
+        .policies(file.policies_for(action))
+        .build()
+        .unwrap();
+    let mut args = Args::new();
+    for (k, v) in input.as_object().unwrap() {
+        args = args.arg(k, v);
+    }
+    match a
+        .run_as(who, args, || async { Ok::<_, GovernError>(()) })
+        .await
+    {
+        Ok(()) => 0,
+        Err(GovernError::Pending { execution_id }) => {
+            let e = g.execution(execution_id).await.unwrap().unwrap();
+            e.approval.unwrap().stages.len()
+        }
+        Err(other) => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_development_starter_records_but_does_not_block() {
+    let file = starter("development.yaml");
+    assert_eq!(file.environment, "development");
+    let nobody = Principal::new("dev");
+    call(&file, "users.delete", nobody.clone(), json!({"id": 1}))
+        .await
+        .unwrap();
+    assert!(file.entries.iter().filter(|e| e.policy.is_shadow()).count() == 2);
+}
+
+#[tokio::test]
+async fn the_production_starter_checks_roles_tenants_and_destructive_actions() {
+    let file = starter("production.yaml");
+    let op = Principal::new("op")
+        .with_roles(["operator"])
+        .with_tenant("acme");
+    call(&file, "report", op.clone(), json!({"tenant": "acme"}))
+        .await
+        .unwrap();
+    let err = call(&file, "report", op.clone(), json!({"tenant": "globex"}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GovernError::Denied { rule: Some(r), .. } if r == "tenant_matches"),
+        "{err:?}"
+    );
+    let err = call(&file, "report", Principal::new("guest"), json!({}))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, GovernError::Denied { rule: Some(r), .. } if r == "required_roles"),
+        "{err:?}"
+    );
+    assert_eq!(
+        stages_asked(&file, "db.delete_all", op.clone(), json!({})).await,
+        1
+    );
+    assert_eq!(
+        stages_asked(&file, "db.delete_all", op, json!({"dry_run": true})).await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_financial_services_starter_escalates_with_the_amount() {
+    let file = starter("financial-services.yaml");
+    assert!(
+        file.policies_for("send_email").is_empty(),
+        "only payments are governed"
+    );
+    let ann = Principal::new("ann")
+        .with_roles(["finance"])
+        .with_permissions(["payment.write"]);
+    assert_eq!(
+        stages_asked(
+            &file,
+            "payments.transfer",
+            ann.clone(),
+            json!({"amount": 500.0})
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        stages_asked(
+            &file,
+            "transfer_funds",
+            ann.clone(),
+            json!({"amount": 50_000.0})
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        stages_asked(
+            &file,
+            "payments.transfer",
+            ann.clone(),
+            json!({"amount": 2_000_000.0})
+        )
+        .await,
+        2
+    );
+    let err = call(
+        &file,
+        "payments.transfer",
+        ann.clone(),
+        json!({"amount": -5.0}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, GovernError::Invalid { policy, .. } if policy == "PaymentShape"),
+        "{err:?}"
+    );
+    let err = call(
+        &file,
+        "payments.transfer",
+        ann.clone(),
+        json!({"amount": 5.0, "beneficiary": "ann"}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, GovernError::Denied { rule: Some(r), .. } if r == "no_self_payment"),
+        "{err:?}"
+    );
+    let err = call(
+        &file,
+        "payments.transfer",
+        Principal::new("eve"),
+        json!({"amount": 5.0}),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, GovernError::Denied { policy, .. } if policy == "FinanceOnly"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_template_has_one_policy_of_each_type() {
+    let file = starter("template.yaml");
+    let kinds: Vec<_> = file.entries.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "validation",
+            "authorization",
+            "rate_limit",
+            "audit",
+            "approval"
+        ]
+    );
+    let manager = Principal::new("m").with_roles(["user", "manager"]);
+    // Business hours are a condition on the clock: outside them the rule
+    // denies, inside the call passes (the manager approves themselves).
+    let hour = || {
+        chrono::Utc::now()
+            .format("%H")
+            .to_string()
+            .parse::<u32>()
+            .unwrap()
+    };
+    let before = hour();
+    let result = call(&file, "anything", manager, json!({"amount": 5000.0})).await;
+    if before != hour() {
+        return; // the hour turned during the call
+    }
+    if (6..22).contains(&before) {
+        result.unwrap();
+    } else {
+        assert!(
+            matches!(result, Err(GovernError::Denied { .. })),
+            "{result:?}"
+        );
+    }
+}
