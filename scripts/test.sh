@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 for example in basic_usage govern_impl criteria_based_governance financial_approval_system \
-    approval_patterns manual_resume multi_stage_approval state_callback; do
+    approval_patterns manual_resume multi_stage_approval state_callback policy_config_example; do
     echo "== example $example"
     cargo run -q -p agent-governor --example "$example"
 done

@@ -138,7 +138,11 @@ fn print_check(file: &std::path::Path, loaded: &PolicyFile, actions: &[String]) 
         loaded.environment
     );
     for e in &loaded.entries {
-        let state = if e.enabled { "" } else { " (disabled)" };
+        let state = match (e.enabled, e.policy.is_shadow()) {
+            (false, _) => " (disabled)",
+            (true, true) => " (shadow)",
+            (true, false) => "",
+        };
         let when = e
             .when
             .as_deref()
