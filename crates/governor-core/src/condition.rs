@@ -26,6 +26,18 @@ const PRINCIPAL_FIELDS: [&str; 5] = ["id", "roles", "permissions", "attributes",
 /// Fields of `env`.
 const ENV_FIELDS: [&str; 1] = ["name"];
 
+/// Longest expression accepted.
+pub const MAX_EXPRESSION_BYTES: usize = 1024;
+/// Deepest nesting of brackets accepted.
+pub const MAX_NESTING: usize = 32;
+/// Deepest expression tree accepted: evaluation recurses once per level,
+/// and must fit a 2 MiB thread stack even in a debug build.
+pub const MAX_DEPTH: usize = 24;
+/// The parser recurses deeply per bracket (over 100 KiB a level in a
+/// debug build), so expressions are parsed on a thread of their own with
+/// this much stack; compiling happens when policies load, not per call.
+const PARSE_STACK_BYTES: usize = 64 << 20;
+
 /// The standard library, built once: building it per evaluation would
 /// dominate the cost of a small expression.
 static STDLIB: LazyLock<Arc<Env>> = LazyLock::new(|| Arc::new(Env::stdlib()));
@@ -72,6 +84,13 @@ pub enum ConditionError {
         known: String,
         /// 1-based column inside the expression.
         column: usize,
+    },
+    /// Longer or more deeply nested than a condition needs to be (the
+    /// limits keep the parser and evaluator's recursion bounded).
+    #[error("expression is too complex: {reason}")]
+    TooComplex {
+        /// Which limit it passes.
+        reason: String,
     },
     /// `output` in a condition evaluated before the action ran.
     #[error("expression `{expression}` uses `output`, which does not exist before the action runs")]
@@ -120,22 +139,20 @@ impl fmt::Debug for Condition {
 impl Condition {
     /// Compiles and checks `source`; `env.name` is `environment`.
     pub fn compile(source: &str, environment: &str) -> Result<Self, ConditionError> {
-        let program = STDLIB.compile(source).map_err(|e| {
-            let first = e.errors.first();
-            ConditionError::Syntax {
-                expression: source.to_owned(),
-                column: first.map_or(1, |p| usize::try_from(p.pos.1).unwrap_or(0) + 1),
-                message: first.map_or_else(|| e.to_string(), |p| p.msg.clone()),
-            }
-        })?;
-        let mut check = Check {
-            program: &program,
-            source,
-            bound: Vec::new(),
-            uses_output: false,
-        };
-        check.expr(program.expression())?;
-        let uses_output = check.uses_output;
+        check_size(source)?;
+        let owned = source.to_owned();
+        let parsed = std::thread::Builder::new()
+            .name("governor-cel-parse".into())
+            .stack_size(PARSE_STACK_BYTES)
+            .spawn(move || parse(&owned))
+            .map_err(|e| ConditionError::TooComplex {
+                reason: format!("no thread to parse it on: {e}"),
+            })?
+            .join()
+            .map_err(|_| ConditionError::TooComplex {
+                reason: "the parser failed".into(),
+            })??;
+        let (program, uses_output) = parsed;
         Ok(Self {
             source: source.into(),
             program: Arc::new(program),
@@ -207,6 +224,68 @@ impl Condition {
     }
 }
 
+/// Parses and checks `source`: the program and whether it uses `output`.
+fn parse(source: &str) -> Result<(Program, bool), ConditionError> {
+    let program = STDLIB.compile(source).map_err(|e| {
+        let first = e.errors.first();
+        ConditionError::Syntax {
+            expression: source.to_owned(),
+            column: first.map_or(1, |p| usize::try_from(p.pos.1).unwrap_or(0) + 1),
+            message: first.map_or_else(|| e.to_string(), |p| p.msg.clone()),
+        }
+    })?;
+    let mut check = Check {
+        program: &program,
+        source,
+        bound: Vec::new(),
+        uses_output: false,
+        depth: 0,
+    };
+    check.expr(program.expression())?;
+    let uses_output = check.uses_output;
+    Ok((program, uses_output))
+}
+
+/// Refuses expressions whose parse or evaluation could recurse too deeply,
+/// before the parser sees them.
+fn check_size(source: &str) -> Result<(), ConditionError> {
+    let too = |reason: String| Err(ConditionError::TooComplex { reason });
+    if source.len() > MAX_EXPRESSION_BYTES {
+        return too(format!(
+            "{} bytes, at most {MAX_EXPRESSION_BYTES}",
+            source.len()
+        ));
+    }
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for c in source.chars() {
+        if let Some(q) = quote {
+            match (escaped, c) {
+                (false, '\\') => escaped = true,
+                (false, c) if c == q => quote = None,
+                _ => escaped = false,
+            }
+            continue;
+        }
+        match c {
+            '\'' | '"' => quote = Some(c),
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_NESTING {
+        return too(format!(
+            "brackets nest {deepest} deep, at most {MAX_NESTING}"
+        ));
+    }
+    Ok(())
+}
+
 /// JSON as CEL sees it. Integers become `int` (not `uint`, as serde
 /// would make them), so `input.count + 1` works on a JSON `5`.
 fn to_cel(v: &Value) -> cel::Value {
@@ -254,6 +333,8 @@ struct Check<'a> {
     /// Names bound by comprehensions (`exists(r, ...)`) around this node.
     bound: Vec<String>,
     uses_output: bool,
+    /// Levels of the tree above the node being checked.
+    depth: usize,
 }
 
 impl Check<'_> {
@@ -265,6 +346,18 @@ impl Check<'_> {
     }
 
     fn expr(&mut self, e: &IdedExpr) -> Result<(), ConditionError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ConditionError::TooComplex {
+                reason: format!("the expression tree is more than {MAX_DEPTH} levels deep"),
+            });
+        }
+        self.depth += 1;
+        let checked = self.node(e);
+        self.depth -= 1;
+        checked
+    }
+
+    fn node(&mut self, e: &IdedExpr) -> Result<(), ConditionError> {
         match &e.expr {
             Expr::Ident(name) => self.ident(e, name),
             Expr::Select(s) => {
@@ -469,5 +562,28 @@ mod tests {
         );
         let e = eval("input.amount + 1", json!({"amount": 1}), &who).unwrap_err();
         assert!(e.to_string().contains("not a boolean"), "{e}");
+    }
+
+    #[test]
+    fn deeply_nested_expressions_are_refused_not_a_crash() {
+        for depth in [33, 2_000] {
+            let deep = format!("{}1{}", "(".repeat(depth), ")".repeat(depth));
+            let e = Condition::compile(&deep, "dev").unwrap_err();
+            assert!(matches!(e, ConditionError::TooComplex { .. }), "{e}");
+            let list = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+            assert!(Condition::compile(&list, "dev").is_err());
+        }
+        let nested = format!("{}true{}", "(".repeat(32), ")".repeat(32));
+        assert!(Condition::compile(&nested, "dev").is_ok());
+        let long = vec!["1"; MAX_EXPRESSION_BYTES / 2 + 1].join("+");
+        let e = Condition::compile(&long, "dev").unwrap_err();
+        assert!(matches!(e, ConditionError::TooComplex { .. }), "{e}");
+        let chain = format!("{} == 1", vec!["1"; 40].join("*"));
+        let e = Condition::compile(&chain, "dev").unwrap_err();
+        assert!(e.to_string().contains("levels deep"), "{e}");
+        // The deepest tree allowed compiles and runs on a 2 MiB stack.
+        let chain = format!("{} == 1", vec!["1"; MAX_DEPTH - 2].join("*"));
+        let who = Principal::new("a");
+        assert_eq!(eval(&chain, json!({}), &who), Ok(true));
     }
 }

@@ -412,10 +412,9 @@ fn cedar_text(i: usize, p: &RawPolicy, scope: &Scope<'_>) -> Result<Option<Strin
         (Some(text), None) => Ok(Some(text.clone())),
         (None, Some(file)) => {
             let path = scope.base.map_or_else(|| file.clone(), |b| b.join(file));
-            std::fs::read_to_string(&path).map(Some).map_err(|e| {
-                ConfigError::new(format!("cannot read cedar_file {}: {e}", path.display()))
-                    .at(scope.at.key(i, "cedar_file"))
-            })
+            super::read_text(&path, &format!("cedar_file {}", path.display()))
+                .map(Some)
+                .map_err(|e| e.at(scope.at.key(i, "cedar_file")))
         }
         (None, None) => Ok(None),
     }

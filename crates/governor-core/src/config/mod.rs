@@ -273,6 +273,28 @@ fn parse_raw(text: &str, format: Format) -> Result<RawFile, ConfigError> {
     }
 }
 
+/// The largest policy or Cedar file read (16 MiB): a path that names a
+/// device or a huge file is an error, not a hang.
+const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// Reads a regular file of at most [`MAX_FILE_BYTES`] as UTF-8.
+fn read_text(path: &Path, what: &str) -> Result<String, ConfigError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ConfigError::new(format!("cannot read {what}: {e}")))?;
+    if !meta.is_file() {
+        return Err(ConfigError::new(format!(
+            "cannot read {what}: not a regular file"
+        )));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(ConfigError::new(format!(
+            "cannot read {what}: {} bytes is more than the {MAX_FILE_BYTES} allowed",
+            meta.len()
+        )));
+    }
+    std::fs::read_to_string(path).map_err(|e| ConfigError::new(format!("cannot read {what}: {e}")))
+}
+
 /// Include depth beyond which a chain of includes is refused.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
@@ -318,8 +340,7 @@ impl Loader {
             ))
             .in_file(path));
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(format!("cannot read policy file: {e}")).in_file(path))?;
+        let text = read_text(path, "policy file").map_err(|e| e.in_file(path))?;
         let raw = parse_raw(&text, format).map_err(|e| e.in_file(path))?;
         self.read.push(path.to_path_buf());
         self.stack.push(key);

@@ -605,3 +605,23 @@ async fn the_template_has_one_policy_of_each_type() {
         );
     }
 }
+
+#[test]
+fn deeply_nested_documents_are_errors_not_crashes() {
+    for depth in [200, 20_000] {
+        let yaml = format!("policies: {}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(PolicyFile::parse(&yaml, Format::Yaml).is_err());
+        let json = format!(
+            "{{\"policies\": {}{}}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        assert!(PolicyFile::parse(&json, Format::Json).is_err());
+        let schema = format!(
+            "policies:\n  - type: validation\n    input_schema: {}{}\n",
+            "{a: ".repeat(depth),
+            "}".repeat(depth)
+        );
+        assert!(PolicyFile::parse(&schema, Format::Yaml).is_err());
+    }
+}
