@@ -562,3 +562,52 @@ fn approval(
 fn shadowed(policy: Arc<dyn Policy>) -> Arc<dyn Policy> {
     Arc::new(policy.shadow())
 }
+
+#[cfg(all(test, feature = "cedar"))]
+mod cedar_tests {
+    use crate::config::Format;
+    use crate::policy::Decision;
+    use crate::policy::test_support::ctx;
+    use crate::{PolicyFile, Principal};
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn cedar_text_and_files_in_policy_files_decide_calls() {
+        let dir = std::env::temp_dir().join(format!("governor-cedar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rules = "@id(\"finance-can-pay\")\npermit(principal, action == Governor::Action::\"transfer\", resource)\nwhen { principal.roles.contains(\"finance\") };\n@id(\"cap\")\nforbid(principal, action, resource) when { context.amount > 10000 };\n";
+        std::fs::write(dir.join("rules.cedar"), rules).unwrap();
+        let yaml = "policies:\n  - type: authorization\n    name: CedarFile\n    cedar_file: rules.cedar\n";
+        std::fs::write(dir.join("p.yaml"), yaml).unwrap();
+        let from_file = PolicyFile::load(dir.join("p.yaml")).unwrap();
+        let inline = PolicyFile::parse(
+            &format!(
+                "policies:\n  - type: authorization\n    name: CedarInline\n    cedar: |\n{}",
+                rules
+                    .lines()
+                    .map(|l| format!("      {l}\n"))
+                    .collect::<String>()
+            ),
+            Format::Yaml,
+        )
+        .unwrap();
+        let ann = Principal::new("ann").with_roles(["finance"]);
+        for file in [from_file, inline] {
+            let policy = &file.entries[0].policy;
+            let small = json!({"amount": 50});
+            assert_eq!(policy.evaluate(&ctx(&small, &ann)).await, Decision::Allow);
+            let big = json!({"amount": 50_000});
+            let Decision::Deny(d) = policy.evaluate(&ctx(&big, &ann)).await else {
+                panic!("the cap forbids")
+            };
+            assert_eq!(d.rule.as_deref(), Some("cedar:cap"));
+        }
+        let err = PolicyFile::parse(
+            "policies:\n  - type: authorization\n    cedar: \"permit(\"\n",
+            Format::Yaml,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("Cedar"), "{err}");
+        assert_eq!(err.line, Some(3));
+    }
+}

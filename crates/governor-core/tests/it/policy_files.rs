@@ -625,3 +625,14 @@ fn deeply_nested_documents_are_errors_not_crashes() {
         assert!(PolicyFile::parse(&schema, Format::Yaml).is_err());
     }
 }
+
+#[cfg(not(feature = "cedar"))]
+#[test]
+fn cedar_in_a_file_without_the_feature_says_so() {
+    let err = PolicyFile::parse(
+        "policies:\n  - type: authorization\n    cedar: \"permit(principal, action, resource);\"\n",
+        Format::Yaml,
+    )
+    .unwrap_err();
+    assert!(err.message.contains("`cedar` feature"), "{err}");
+}
