@@ -57,6 +57,65 @@ pub struct ApprovalSpec {
     /// recorded while others may still reach the quorum.
     #[serde(default = "yes")]
     pub veto: bool,
+    /// Which standing grants an approver may give with a decision.
+    #[serde(default)]
+    pub grants: GrantRules,
+}
+
+/// Which standing grants ([`Governor::approve_and_grant`]) a decision on a
+/// stage may give.
+///
+/// [`Governor::approve_and_grant`]: crate::Governor::approve_and_grant
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GrantRules {
+    /// Whether grants may be given at all (default yes).
+    #[serde(default = "yes")]
+    pub allowed: bool,
+    /// The longest window a grant may cover (`None`: any).
+    #[serde(default, with = "opt_secs")]
+    pub max_window: Option<Duration>,
+    /// Whether a grant must be limited to the same arguments.
+    #[serde(default)]
+    pub same_arguments_only: bool,
+}
+
+impl Default for GrantRules {
+    fn default() -> Self {
+        Self {
+            allowed: true,
+            max_window: None,
+            same_arguments_only: false,
+        }
+    }
+}
+
+impl GrantRules {
+    /// No grants: every call asks.
+    pub fn none() -> Self {
+        Self {
+            allowed: false,
+            ..Self::default()
+        }
+    }
+
+    /// Why a grant of `window` (for the same arguments only, or not) is not
+    /// allowed, if it is not.
+    pub fn refusal(&self, window: Duration, same_arguments: bool) -> Option<String> {
+        if !self.allowed {
+            return Some("this approval allows no standing grants".into());
+        }
+        if let Some(max) = self.max_window.filter(|m| window > *m) {
+            return Some(format!(
+                "a grant may cover at most {}s, not {}s",
+                max.as_secs_f64(),
+                window.as_secs_f64()
+            ));
+        }
+        if self.same_arguments_only && !same_arguments {
+            return Some("grants of this approval must be limited to the same arguments".into());
+        }
+        None
+    }
 }
 
 fn one() -> u32 {
@@ -82,6 +141,7 @@ impl ApprovalSpec {
             allow_self_approval: false,
             quorum: 1,
             veto: true,
+            grants: GrantRules::default(),
         }
     }
 
@@ -324,6 +384,13 @@ impl ApprovalPolicy {
         F: Fn(&serde_json::Value, &Principal) -> bool + Send + Sync + 'static,
     {
         self.auto_approve = Some(Arc::new(condition));
+        self
+    }
+
+    /// Sets which standing grants approvers may give.
+    #[must_use]
+    pub fn grants(mut self, rules: GrantRules) -> Self {
+        self.spec.grants = rules;
         self
     }
 

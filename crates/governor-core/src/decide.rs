@@ -77,6 +77,14 @@ pub enum ApprovalError {
         /// The stage (from 1).
         stage: usize,
     },
+    /// The stage's policy does not allow this standing grant.
+    #[error("no grant for execution {execution_id}: {reason}")]
+    GrantRefused {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// Which rule it breaks.
+        reason: String,
+    },
     /// Edited arguments failed the action's validation.
     #[error("the edited arguments of execution {execution_id} are invalid: {reason}")]
     InvalidEdit {
@@ -398,15 +406,21 @@ impl Governor {
         let Some(execution) = self.store().execution(id).await? else {
             return Err(ApprovalError::NotFound { execution_id: id });
         };
-        let policy = execution
+        let (policy, rules) = execution
             .approval
             .as_ref()
             .and_then(|a| a.current_stage())
-            .map(|(_, s)| s.spec.policy.clone())
+            .map(|(_, s)| (s.spec.policy.clone(), s.spec.grants.clone()))
             .ok_or(ApprovalError::NotPending {
                 execution_id: id,
                 status: execution.status,
             })?;
+        if let Some(reason) = rules.refusal(window, same_arguments) {
+            return Err(ApprovalError::GrantRefused {
+                execution_id: id,
+                reason,
+            });
+        }
         let now = Utc::now();
         let grant = crate::grant::Grant {
             id: uuid::Uuid::now_v7(),

@@ -64,7 +64,8 @@ pub use action::{
     Action, ActionBuilder, Args, BoxFuture, Call, Hook, HookContext, ResumeFn, StateCallback,
 };
 pub use approval::{
-    ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, OnExpiry, StageDecision,
+    ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, GrantRules, OnExpiry,
+    StageDecision,
 };
 pub use audit::{
     AuditEntry, AuditRecord, ChainError, DecisionRecord, GENESIS_HASH, chain_hash, verify_chain,

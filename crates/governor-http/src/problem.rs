@@ -138,6 +138,9 @@ impl From<ApprovalError> for Problem {
             ApprovalError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             ApprovalError::NotEditable { .. } => (StatusCode::CONFLICT, "not-editable"),
             ApprovalError::InvalidEdit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-edit"),
+            ApprovalError::GrantRefused { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "grant-refused")
+            }
             ApprovalError::ReasonRequired { .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "reason-required")
             }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::locate::Locator;
 use super::raw::RawPolicy;
 use super::{ConfigError, LoadedPolicy};
-use crate::approval::{ApprovalPolicy, OnExpiry};
+use crate::approval::{ApprovalPolicy, GrantRules, OnExpiry};
 use crate::condition::Condition;
 use crate::policy::{
     AuditPolicy, AuthorizationPolicy, Policy, PolicyExt, PolicyKind, PolicyPhase, RateLimitPolicy,
@@ -218,6 +218,7 @@ fn approval_keys_set(p: &RawPolicy) -> Vec<&'static str> {
         ("escalate_to", p.escalate_to.is_some()),
         ("quorum", p.quorum.is_some()),
         ("auto_approve_when", p.auto_approve_when.is_some()),
+        ("grants", p.grants.is_some()),
     ]
     .into_iter()
     .filter_map(|(k, set)| set.then_some(k))
@@ -230,7 +231,8 @@ fn check_keys(
     p: &RawPolicy,
     at: &Locator<'_>,
 ) -> Result<(), ConfigError> {
-    let present: [(&str, bool); 34] = [
+    let present: [(&str, bool); 35] = [
+        ("grants", p.grants.is_some()),
         ("conditions", p.conditions.is_some()),
         ("cedar", p.cedar.is_some()),
         ("cedar_file", p.cedar_file.is_some()),
@@ -312,6 +314,7 @@ fn check_keys(
             "allow_self_approval",
             "auto_approve_when",
             "stages",
+            "grants",
         ],
     };
     for (key, set) in present {
@@ -556,7 +559,45 @@ fn approval(
     if let Some(source) = &p.auto_approve_when {
         policy = policy.auto_approve_if(scope.condition(i, "auto_approve_when", source, true)?);
     }
+    if let Some(grants) = &p.grants {
+        policy = policy.grants(grant_rules(grants).map_err(|e| e.at(at.key(i, "grants")))?);
+    }
     Ok(policy)
+}
+
+/// `grants: true|false` or `grants: {max_window_seconds, same_arguments_only}`.
+fn grant_rules(raw: &serde_json::Value) -> Result<GrantRules, ConfigError> {
+    const EXPECTED: &str =
+        "`grants` takes true, false or {max_window_seconds: N, same_arguments_only: BOOL}";
+    let map = match raw {
+        serde_json::Value::Bool(true) => return Ok(GrantRules::default()),
+        serde_json::Value::Bool(false) => return Ok(GrantRules::none()),
+        serde_json::Value::Object(m) => m,
+        _ => return Err(ConfigError::new(EXPECTED)),
+    };
+    let mut rules = GrantRules::default();
+    for (key, value) in map {
+        match (key.as_str(), value) {
+            ("max_window_seconds", v) => {
+                let secs = v.as_f64().and_then(|s| Duration::try_from_secs_f64(s).ok());
+                rules.max_window = Some(secs.ok_or_else(|| {
+                    ConfigError::new("grants.max_window_seconds must be a non-negative number")
+                })?);
+            }
+            ("same_arguments_only", serde_json::Value::Bool(b)) => rules.same_arguments_only = *b,
+            ("same_arguments_only", _) => {
+                return Err(ConfigError::new(
+                    "grants.same_arguments_only must be true or false",
+                ));
+            }
+            (other, _) => {
+                return Err(ConfigError::new(format!(
+                    "unknown key `grants.{other}`: {EXPECTED}"
+                )));
+            }
+        }
+    }
+    Ok(rules)
 }
 
 fn shadowed(policy: Arc<dyn Policy>) -> Arc<dyn Policy> {

@@ -92,6 +92,9 @@ pub(super) struct RawPolicy {
     pub(super) allow_self_approval: Option<bool>,
     pub(super) auto_approve_when: Option<String>,
     pub(super) stages: Option<Vec<RawPolicy>>,
+    /// `false`, or `{max_window_seconds, same_arguments_only}`; checked
+    /// after parsing, so a mistake names its key.
+    pub(super) grants: Option<Value>,
 }
 
 /// Seconds, or `never`.

@@ -636,3 +636,84 @@ fn cedar_in_a_file_without_the_feature_says_so() {
     .unwrap_err();
     assert!(err.message.contains("`cedar` feature"), "{err}");
 }
+
+#[tokio::test]
+async fn grant_limits_in_a_file_bound_what_approvers_may_grant() {
+    let file = yaml(
+        r#"
+policies:
+  - type: approval
+    name: Limited
+    actions: [limited]
+    approvers: [cfo]
+    grants: {max_window_seconds: 3600, same_arguments_only: true}
+  - type: approval
+    name: NoGrants
+    actions: [strict]
+    approvers: [cfo]
+    grants: false
+"#,
+    );
+    let g = Governor::builder().build().unwrap();
+    let cfo = Principal::new("cfo");
+    let park = |action: &'static str| {
+        let a = g
+            .action(action)
+            .policies(file.policies_for(action))
+            .build()
+            .unwrap();
+        async move {
+            match a
+                .run_as(
+                    Principal::new("agent"),
+                    Args::new().arg("n", &1),
+                    || async { Ok::<_, GovernError>(()) },
+                )
+                .await
+            {
+                Err(GovernError::Pending { execution_id }) => execution_id,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let hour = std::time::Duration::from_secs(3600);
+    let id = park("limited").await;
+    let too_long = g
+        .approve_and_grant(id, &cfo, None, hour * 2, true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&too_long, ApprovalError::GrantRefused { reason, .. } if reason.contains("at most 3600s")),
+        "{too_long}"
+    );
+    let any_args = g
+        .approve_and_grant(id, &cfo, None, hour, false)
+        .await
+        .unwrap_err();
+    assert!(
+        any_args.to_string().contains("same arguments"),
+        "{any_args}"
+    );
+    let (done, grant) = g
+        .approve_and_grant(id, &cfo, None, hour, true)
+        .await
+        .unwrap();
+    assert_eq!(done.status, ExecutionStatus::Approved);
+    assert!(grant.arguments.is_some());
+
+    let id = park("strict").await;
+    let none = g
+        .approve_and_grant(id, &cfo, None, hour, true)
+        .await
+        .unwrap_err();
+    assert!(none.to_string().contains("no standing grants"), "{none}");
+    // A plain approval is still possible.
+    g.approve(id, &cfo, None).await.unwrap();
+
+    let err = PolicyFile::parse(
+        "policies:\n  - type: approval\n    approvers: [a]\n    grants: {max_window: 5}\n",
+        Format::Yaml,
+    )
+    .unwrap_err();
+    assert_eq!(err.line, Some(4), "{err}");
+}
