@@ -128,6 +128,7 @@ pub struct Condition {
     program: Arc<Program>,
     env_name: Arc<str>,
     uses_output: bool,
+    input_fields: Arc<[(String, usize)]>,
 }
 
 impl fmt::Debug for Condition {
@@ -152,12 +153,12 @@ impl Condition {
             .map_err(|_| ConditionError::TooComplex {
                 reason: "the parser failed".into(),
             })??;
-        let (program, uses_output) = parsed;
         Ok(Self {
             source: source.into(),
-            program: Arc::new(program),
+            program: Arc::new(parsed.program),
             env_name: environment.into(),
-            uses_output,
+            uses_output: parsed.uses_output,
+            input_fields: parsed.input_fields.into(),
         })
     }
 
@@ -176,6 +177,12 @@ impl Condition {
     /// The expression as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The fields of `input` it reads directly (`input.amount`), each with
+    /// its 1-based column; for checking against an input schema.
+    pub fn input_fields(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.input_fields.iter().map(|(f, c)| (f.as_str(), *c))
     }
 
     /// Whether it refers to `output`.
@@ -224,8 +231,15 @@ impl Condition {
     }
 }
 
-/// Parses and checks `source`: the program and whether it uses `output`.
-fn parse(source: &str) -> Result<(Program, bool), ConditionError> {
+/// A parsed and checked expression.
+struct Parsed {
+    program: Program,
+    uses_output: bool,
+    input_fields: Vec<(String, usize)>,
+}
+
+/// Parses and checks `source`.
+fn parse(source: &str) -> Result<Parsed, ConditionError> {
     let program = STDLIB.compile(source).map_err(|e| {
         let first = e.errors.first();
         ConditionError::Syntax {
@@ -240,10 +254,15 @@ fn parse(source: &str) -> Result<(Program, bool), ConditionError> {
         bound: Vec::new(),
         uses_output: false,
         depth: 0,
+        input_fields: Vec::new(),
     };
     check.expr(program.expression())?;
-    let uses_output = check.uses_output;
-    Ok((program, uses_output))
+    let (uses_output, input_fields) = (check.uses_output, check.input_fields);
+    Ok(Parsed {
+        program,
+        uses_output,
+        input_fields,
+    })
 }
 
 /// Refuses expressions whose parse or evaluation could recurse too deeply,
@@ -335,6 +354,7 @@ struct Check<'a> {
     uses_output: bool,
     /// Levels of the tree above the node being checked.
     depth: usize,
+    input_fields: Vec<(String, usize)>,
 }
 
 impl Check<'_> {
@@ -365,6 +385,10 @@ impl Check<'_> {
                     && !self.bound.contains(root)
                 {
                     self.field(e, root, &s.field)?;
+                    if root == "input" {
+                        let column = self.column(&s.operand);
+                        self.input_fields.push((s.field.clone(), column));
+                    }
                 }
                 self.expr(&s.operand)
             }

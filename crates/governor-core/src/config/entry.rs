@@ -27,25 +27,96 @@ pub(super) struct Scope<'a> {
     pub(super) base: Option<&'a Path>,
     /// The file's top-level `actions`.
     pub(super) actions: Option<&'a ActionSelector>,
+    /// Input schemas that close the set of argument names.
+    pub(super) schemas: &'a [ClosedSchema],
+}
+
+/// A validation entry's `input_schema` that lists its `properties` and
+/// allows no others: conditions over the same actions may only read
+/// those fields.
+pub(super) struct ClosedSchema {
+    policy: String,
+    /// The entry's selectors as written; `None` for every action.
+    actions: Option<Vec<String>>,
+    fields: Vec<String>,
+}
+
+impl ClosedSchema {
+    /// The closed input schemas of a file's entries.
+    pub(super) fn of(policies: &[RawPolicy], default: Option<&ActionSelector>) -> Vec<Self> {
+        policies
+            .iter()
+            .filter(|p| p.kind.as_deref() == Some("validation") && p.enabled != Some(false))
+            .filter_map(|p| {
+                let schema = p.input_schema.as_ref()?;
+                if schema.get("additionalProperties") != Some(&serde_json::Value::Bool(false)) {
+                    return None;
+                }
+                let fields = schema
+                    .get("properties")?
+                    .as_object()?
+                    .keys()
+                    .cloned()
+                    .collect();
+                Some(Self {
+                    policy: p.name.clone().unwrap_or_else(|| "ValidationPolicy".into()),
+                    actions: effective_actions(p, default),
+                    fields,
+                })
+            })
+            .collect()
+    }
+
+    fn covers(&self, actions: Option<&[String]>) -> bool {
+        self.actions
+            .as_deref()
+            .is_none_or(|mine| actions == Some(mine))
+    }
+}
+
+/// The selectors an entry governs by: its own, or the file's.
+fn effective_actions(p: &RawPolicy, default: Option<&ActionSelector>) -> Option<Vec<String>> {
+    p.actions
+        .clone()
+        .or_else(|| default.map(|d| d.patterns().to_vec()))
 }
 
 impl Scope<'_> {
+    /// Compiles the expression `source` of `key` in entry `i`, which
+    /// governs `actions`.
     fn condition(
         &self,
         i: usize,
         key: &str,
         source: &str,
         before_run: bool,
+        actions: Option<&[String]>,
     ) -> Result<Condition, ConfigError> {
         let compiled = if before_run {
             Condition::compile_pre(source, self.environment)
         } else {
             Condition::compile(source, self.environment)
         };
-        compiled.map_err(|e| {
+        let condition = compiled.map_err(|e| {
             let pos = self.at.expression(i, key, source, e.column());
             ConfigError::new(format!("`{key}`: {e}")).at(pos)
-        })
+        })?;
+        for schema in self.schemas.iter().filter(|s| s.covers(actions)) {
+            if let Some((field, column)) = condition
+                .input_fields()
+                .find(|(f, _)| !schema.fields.iter().any(|k| k == f))
+            {
+                let pos = self.at.expression(i, key, source, Some(column));
+                return Err(ConfigError::new(format!(
+                    "`{key}`: expression `{source}` uses unknown input field `input.{field}` at column {column} \
+                     (the input_schema of `{}` allows: {})",
+                    schema.policy,
+                    schema.fields.join(", ")
+                ))
+                .at(pos));
+            }
+        }
+        Ok(condition)
     }
 }
 
@@ -81,10 +152,11 @@ pub(super) fn entry(
         None => scope.actions.cloned(),
     };
     let before_run = phase != Some(PolicyPhase::PostExecution);
+    let governs = effective_actions(&p, scope.actions);
     let when = p
         .when
         .as_deref()
-        .map(|w| scope.condition(i, "when", w, before_run))
+        .map(|w| scope.condition(i, "when", w, before_run, governs.as_deref()))
         .transpose()?;
     let mut warnings = Vec::new();
     let policies: Vec<Named> = match kind {
@@ -92,13 +164,16 @@ pub(super) fn entry(
             name.clone(),
             validation(i, &name, &p, phase, at, &mut warnings)?,
         )],
-        PolicyKind::Authorization => vec![(name.clone(), authorization(i, &name, &p, scope)?)],
+        PolicyKind::Authorization => vec![(
+            name.clone(),
+            authorization(i, &name, &p, scope, governs.as_deref())?,
+        )],
         PolicyKind::RateLimit => vec![(name.clone(), rate_limit(i, &name, &p, at)?)],
         PolicyKind::Audit => vec![(name.clone(), audit(&name, &p, phase))],
-        _ if p.stages.is_some() => stages(i, &name, &p, scope)?,
+        _ if p.stages.is_some() => stages(i, &name, &p, scope, governs.as_deref())?,
         _ => vec![(
             name.clone(),
-            Arc::new(approval(i, &name, &p, scope)?) as Arc<dyn Policy>,
+            Arc::new(approval(i, &name, &p, scope, governs.as_deref())?) as Arc<dyn Policy>,
         )],
     };
     if kind == PolicyKind::Audit && when.is_some() {
@@ -160,6 +235,7 @@ fn stages(
     name: &str,
     p: &RawPolicy,
     scope: &Scope<'_>,
+    governs: Option<&[String]>,
 ) -> Result<Vec<Named>, ConfigError> {
     let at = scope.at;
     let stages = p.stages.as_deref().unwrap_or_default();
@@ -199,7 +275,7 @@ fn stages(
         let full = format!("{name}.{stage_name}");
         out.push((
             full.clone(),
-            Arc::new(approval(i, &full, stage, scope)?) as Arc<dyn Policy>,
+            Arc::new(approval(i, &full, stage, scope, governs)?) as Arc<dyn Policy>,
         ));
     }
     Ok(out)
@@ -368,6 +444,7 @@ fn authorization(
     name: &str,
     p: &RawPolicy,
     scope: &Scope<'_>,
+    governs: Option<&[String]>,
 ) -> Result<Arc<dyn Policy>, ConfigError> {
     let at = scope.at;
     if let Some(key) = p.context_key.as_deref()
@@ -395,7 +472,7 @@ fn authorization(
         );
     }
     for (rule, source) in p.conditions.iter().flatten() {
-        let condition = scope.condition(i, "conditions", source, true)?;
+        let condition = scope.condition(i, "conditions", source, true, governs)?;
         a = a.condition_cel(rule.clone(), condition);
     }
     if let Some(text) = cedar_text(i, p, scope)? {
@@ -486,6 +563,7 @@ fn approval(
     name: &str,
     p: &RawPolicy,
     scope: &Scope<'_>,
+    governs: Option<&[String]>,
 ) -> Result<ApprovalPolicy, ConfigError> {
     let at = scope.at;
     let approvers = p.approvers.clone().unwrap_or_default();
@@ -557,7 +635,13 @@ fn approval(
         .quorum(p.quorum.unwrap_or(1), p.veto.unwrap_or(true))
         .allow_self_approval(p.allow_self_approval.unwrap_or(false));
     if let Some(source) = &p.auto_approve_when {
-        policy = policy.auto_approve_if(scope.condition(i, "auto_approve_when", source, true)?);
+        policy = policy.auto_approve_if(scope.condition(
+            i,
+            "auto_approve_when",
+            source,
+            true,
+            governs,
+        )?);
     }
     if let Some(grants) = &p.grants {
         policy = policy.grants(grant_rules(grants).map_err(|e| e.at(at.key(i, "grants")))?);

@@ -16,7 +16,7 @@ mod entry;
 mod locate;
 mod raw;
 
-use entry::{Scope, entry};
+use entry::{ClosedSchema, Scope, entry};
 use locate::{Locator, strip_position};
 use raw::RawFile;
 
@@ -380,11 +380,13 @@ impl Loader {
             .map(|a| ActionSelector::new(a.iter().cloned()))
             .transpose()
             .map_err(|e| ConfigError::new(format!("`actions`: {e}")))?;
+        let schemas = ClosedSchema::of(&raw.policies, actions.as_ref());
         let scope = Scope {
             at: &locator,
             environment: &environment,
             base,
             actions: actions.as_ref(),
+            schemas: &schemas,
         };
         let mut names: Vec<String> = Vec::new();
         for (i, p) in raw.policies.into_iter().enumerate() {

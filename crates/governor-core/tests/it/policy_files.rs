@@ -717,3 +717,23 @@ policies:
     .unwrap_err();
     assert_eq!(err.line, Some(4), "{err}");
 }
+
+#[test]
+fn input_fields_are_checked_against_a_closed_input_schema() {
+    let file = |when: &str, schema_actions: &str| {
+        format!(
+            "actions: [\"payments.*\"]\npolicies:\n  - type: validation\n    name: Shape\n{schema_actions}    input_schema:\n      type: object\n      additionalProperties: false\n      properties:\n        amount: {{type: number}}\n        to: {{type: string}}\n  - type: approval\n    approvers: [cfo]\n    when: {when}\n"
+        )
+    };
+    PolicyFile::parse(&file("input.amount > 5 && has(input.to)", ""), Format::Yaml).unwrap();
+    let err = PolicyFile::parse(&file("input.amout > 5", ""), Format::Yaml).unwrap_err();
+    assert!(err.message.contains("unknown input field `input.amout`"), "{err}");
+    assert!(err.message.contains("`Shape` allows: amount, to"), "{err}");
+    assert_eq!((err.line, err.column), (Some(13), Some(11)), "{err}");
+    // A schema over other actions says nothing about these.
+    let other = file("input.amout > 5", "    actions: [deploy]\n");
+    PolicyFile::parse(&other, Format::Yaml).unwrap();
+    // An open schema (no additionalProperties: false) allows any field.
+    let open = file("input.anything > 5", "").replace("      additionalProperties: false\n", "");
+    PolicyFile::parse(&open, Format::Yaml).unwrap();
+}
