@@ -727,7 +727,10 @@ fn input_fields_are_checked_against_a_closed_input_schema() {
     };
     PolicyFile::parse(&file("input.amount > 5 && has(input.to)", ""), Format::Yaml).unwrap();
     let err = PolicyFile::parse(&file("input.amout > 5", ""), Format::Yaml).unwrap_err();
-    assert!(err.message.contains("unknown input field `input.amout`"), "{err}");
+    assert!(
+        err.message.contains("unknown input field `input.amout`"),
+        "{err}"
+    );
     assert!(err.message.contains("`Shape` allows: amount, to"), "{err}");
     assert_eq!((err.line, err.column), (Some(13), Some(11)), "{err}");
     // A schema over other actions says nothing about these.
