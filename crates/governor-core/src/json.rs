@@ -15,10 +15,45 @@ use serde_json::value::RawValue;
 #[derive(Clone, PartialEq, Eq)]
 pub struct Json(Arc<str>);
 
+/// Largest buffer kept between encodings; a rare huge document does not
+/// pin its memory for the thread's lifetime.
+const KEPT_BUFFER_BYTES: usize = 64 << 10;
+
+thread_local! {
+    /// The buffer documents are written into before they are copied into
+    /// their shared allocation: one allocation per document instead of a
+    /// growing `String` and then the copy.
+    static BUFFER: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+    /// The same for documents this crate writes as text.
+    static TEXT: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(512));
+}
+
+/// Writes `value` as JSON through the thread's buffer.
+fn write_shared<T: Serialize + ?Sized>(value: &T) -> Result<Arc<str>, serde_json::Error> {
+    let through_buffer = BUFFER.with(|cell| {
+        // A nested call (a Serialize impl encoding Json) finds the buffer
+        // in use and takes the plain path.
+        let mut buf = cell.try_borrow_mut().ok()?;
+        buf.clear();
+        let written = serde_json::to_writer(&mut *buf, value)
+            .map(|()| std::str::from_utf8(&buf).map(Arc::<str>::from));
+        if buf.capacity() > KEPT_BUFFER_BYTES {
+            *buf = Vec::with_capacity(512);
+        }
+        Some(written)
+    });
+    match through_buffer {
+        // serde_json writes UTF-8; the check cannot fail.
+        Some(Ok(Ok(text))) => Ok(text),
+        Some(Err(e)) => Err(e),
+        Some(Ok(Err(_))) | None => serde_json::to_string(value).map(Arc::from),
+    }
+}
+
 impl Json {
     /// Serializes `value` to compact JSON.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::to_string(value).map(|s| Self(s.into()))
+        write_shared(value).map(Self)
     }
 
     /// Parses and validates JSON text.
@@ -27,14 +62,31 @@ impl Json {
         Ok(Self(raw.get().into()))
     }
 
-    /// Wraps text this crate produced itself and knows to be valid JSON.
-    pub(crate) fn raw(text: String) -> Self {
-        Self(text.into())
+    /// Builds text this crate knows to be valid JSON with `build`, in the
+    /// thread's buffer, then copies it into one shared allocation.
+    pub(crate) fn raw_with(build: impl FnOnce(&mut String)) -> Self {
+        TEXT.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut text) => {
+                text.clear();
+                build(&mut text);
+                let json = Self(Arc::from(text.as_str()));
+                if text.capacity() > KEPT_BUFFER_BYTES {
+                    *text = String::with_capacity(512);
+                }
+                json
+            }
+            Err(_) => {
+                let mut text = String::new();
+                build(&mut text);
+                Self(text.into())
+            }
+        })
     }
 
-    /// The JSON `null`.
+    /// The JSON `null` (shared: no allocation).
     pub fn null() -> Self {
-        Self("null".into())
+        static NULL: std::sync::LazyLock<Json> = std::sync::LazyLock::new(|| Json("null".into()));
+        NULL.clone()
     }
 
     /// The JSON text.
@@ -57,13 +109,9 @@ impl Json {
 
 impl From<&Value> for Json {
     fn from(value: &Value) -> Self {
-        // `to_string` writes into a byte buffer; `Display` would go through
-        // the formatting machinery, twice as slow for small documents.
-        Self(
-            serde_json::to_string(value)
-                .unwrap_or_else(|_| "null".to_owned())
-                .into(),
-        )
+        // A byte writer, not `Display`, which would go through the
+        // formatting machinery (twice as slow for small documents).
+        write_shared(value).map_or_else(|_| Self::null(), Self)
     }
 }
 
@@ -112,5 +160,30 @@ mod tests {
         let back: Json = serde_json::from_str(r#" {"a": 1} "#).unwrap();
         assert_eq!(back.value(), serde_json::json!({"a": 1}));
         assert!(Json::parse("{nope").is_err());
+    }
+
+    /// Encodes its inner value while being encoded, as a user's
+    /// `Serialize` impl might.
+    struct Nested(serde_json::Value);
+
+    impl Serialize for Nested {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let inner = Json::encode(&self.0).map_err(serde::ser::Error::custom)?;
+            s.serialize_str(inner.as_str())
+        }
+    }
+
+    #[test]
+    fn the_shared_buffer_handles_nesting_and_large_documents() {
+        let nested = Json::encode(&Nested(serde_json::json!({"k": "v"}))).unwrap();
+        assert_eq!(nested.as_str(), r#""{\"k\":\"v\"}""#);
+        let big = "x".repeat(KEPT_BUFFER_BYTES * 2);
+        let doc = Json::from(&serde_json::Value::String(big.clone()));
+        assert_eq!(doc.as_str().len(), big.len() + 2);
+        let small = Json::from(&serde_json::json!([1]));
+        assert_eq!(small.as_str(), "[1]");
+        let built = Json::raw_with(|t| t.push_str("{\"a\":1}"));
+        assert_eq!(built.value(), serde_json::json!({"a": 1}));
+        assert_eq!(Json::null().as_str(), "null");
     }
 }

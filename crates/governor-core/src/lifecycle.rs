@@ -121,6 +121,8 @@ impl Action {
 pub(crate) struct Run<'a> {
     action: &'a Action,
     governor: Governor,
+    /// Called as `(*self.store)`: through the `Arc` itself, the call would
+    /// take the forwarding impl for `Arc<S>` and box its future twice.
     store: Arc<dyn Store>,
     events: EventBus,
     redactor: Redactor,
@@ -180,7 +182,7 @@ impl<'a> Run<'a> {
                 snapshot: None,
                 audit: None,
             };
-            run.store.create(&creation).await?;
+            (*run.store).create(&creation).await?;
             run.created = true;
             creation.events.into_iter().for_each(|e| run.events.emit(e));
         }
@@ -344,7 +346,7 @@ impl<'a> Run<'a> {
             t.events = events;
         }
         if self.created {
-            self.store.transition(&t).await?;
+            (*self.store).transition(&t).await?;
             t.apply_to(&mut self.execution);
         } else {
             let mut execution = self.execution.clone();
@@ -355,7 +357,7 @@ impl<'a> Run<'a> {
                 snapshot: t.snapshot.take(),
                 audit: t.audit.take(),
             };
-            self.store.create(&creation).await?;
+            (*self.store).create(&creation).await?;
             self.created = true;
             self.execution = creation.execution;
             t.events = creation.events;
@@ -363,8 +365,12 @@ impl<'a> Run<'a> {
         if t.to.is_terminal() || t.to == ExecutionStatus::AwaitingApproval {
             self.settled = true;
         }
-        for e in t.events {
+        for e in t.events.drain(..) {
             self.events.emit(e);
+        }
+        // Keep the allocation for the next step's events.
+        if self.queued.capacity() == 0 {
+            self.queued = t.events;
         }
         Ok(())
     }
@@ -943,7 +949,7 @@ impl<'a> Run<'a> {
         if self.capture_state {
             t.snapshot =
                 Some(self.snapshot(Checkpoint::PreExecution, self.execution.inputs.clone()));
-            t.events.push(self.event(
+            self.queue(self.event(
                 EventKind::StateCaptured,
                 checkpoint_data(Checkpoint::PreExecution),
             ));
@@ -1004,7 +1010,7 @@ impl<'a> Run<'a> {
         );
         if self.capture_state {
             t.snapshot = Some(self.snapshot(Checkpoint::PostExecution, stored_output.clone()));
-            t.events.push(self.event(
+            self.queue(self.event(
                 EventKind::StateCaptured,
                 checkpoint_data(Checkpoint::PostExecution),
             ));
@@ -1012,14 +1018,14 @@ impl<'a> Run<'a> {
         let micros = (self.now - self.execution.created_at)
             .num_microseconds()
             .unwrap_or(0);
-        let mut data = String::with_capacity(stored_output.as_str().len() + 40);
-        data.push_str("{\"output\":");
-        data.push_str(stored_output.as_str());
-        data.push_str(",\"duration_ms\":");
-        push_millis(&mut data, micros);
-        data.push('}');
-        t.events
-            .push(self.event(EventKind::ExecutionCompleted, Json::raw(data)));
+        let data = Json::raw_with(|data| {
+            data.push_str("{\"output\":");
+            data.push_str(stored_output.as_str());
+            data.push_str(",\"duration_ms\":");
+            push_millis(data, micros);
+            data.push('}');
+        });
+        self.queue(self.event(EventKind::ExecutionCompleted, data));
         t.audit = Some(self.audit_record(ExecutionStatus::Completed, None));
         t.output = Some(stored_output);
         self.apply(t).await

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use smallvec::SmallVec;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -63,8 +64,10 @@ struct Entry {
     finished_at: Option<DateTime<Utc>>,
     version: u64,
     rare: Option<Box<Rare>>,
-    snapshots: Vec<StoredSnapshot>,
-    events: Vec<StoredEvent>,
+    /// Inline for the usual two snapshots and four events of a
+    /// straight-through call: one allocation per execution, not three.
+    snapshots: SmallVec<[StoredSnapshot; 2]>,
+    events: SmallVec<[StoredEvent; 4]>,
 }
 
 impl Entry {
@@ -88,9 +91,8 @@ impl Entry {
             finished_at: e.finished_at,
             version: e.version,
             rare,
-            snapshots: Vec::new(),
-            // A straight-through call ends with four events.
-            events: Vec::with_capacity(4),
+            snapshots: SmallVec::new(),
+            events: SmallVec::new(),
         }
     }
 
@@ -153,10 +155,6 @@ impl Entry {
 
     fn push_snapshot(&mut self, s: Option<&Snapshot>) {
         if let Some(s) = s {
-            // Most executions end with exactly two snapshots.
-            if self.snapshots.capacity() == 0 {
-                self.snapshots.reserve_exact(2);
-            }
             self.snapshots.push(StoredSnapshot {
                 checkpoint: s.checkpoint,
                 captured_at: s.captured_at,
