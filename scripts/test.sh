@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: every example, the Cedar feature, schemathesis
-# against the HTTP API's OpenAPI document, cargo fuzz on the policy
+# against the HTTP API's OpenAPI document, the dashboard in headless
+# Chromium, cargo fuzz on the policy
 # loader for a bounded time, then unit,
 # integration, store conformance, CLI end-to-end and doc tests. README.md
 # gives this command and CI runs it.
@@ -20,6 +21,9 @@ done
 cargo test -p governor-core --features cedar --lib cedar
 echo "== schemathesis against governor serve"
 bash scripts/schemathesis.sh
+
+echo "== the approval console in headless Chromium"
+bash scripts/browser.sh
 
 echo "== cargo fuzz: policy loader (YAML, JSON) and CEL conditions, ${FUZZ_SECONDS:-30}s each"
 bash scripts/fuzz.sh

@@ -187,8 +187,10 @@ paths = {
                                                          "content": {"text/plain": {"schema": {"type": "string"}}}}})}},
     "/govern/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", "security": [],
                                      "responses": {"200": ok({"type": "object"})}}},
+    "/govern/me": {"get": {"operationId": "me", "summary": "The principal the bearer token speaks for",
+                           "responses": responses({"200": ok(ref("Principal"))})}},
     "/govern/events": {"get": {
-        "operationId": "events", "summary": "Live events over a WebSocket (governor:read)",
+        "operationId": "events", "summary": "Live events over a WebSocket (governor:read); browsers send the token as the subprotocol `bearer.<token>` beside `governor`",
         "parameters": [query("action", {"type": "string"}, "Only this action"),
                        query("execution_id", UUID, "Only this execution"),
                        query("types", {"type": "string"}, "Comma-separated event types")],

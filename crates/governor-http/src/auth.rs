@@ -172,7 +172,50 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
+/// `GET /govern/me`: who the bearer token speaks for.
+pub(crate) async fn me(caller: Caller) -> axum::Json<Principal> {
+    axum::Json((*caller.0).clone())
+}
+
+/// The WebSocket subprotocol the dashboard offers beside its token
+/// (`bearer.<token>`), since browsers cannot set headers on a WebSocket.
+pub(crate) const WS_PROTOCOL: &str = "governor";
+const WS_TOKEN_PREFIX: &str = "bearer.";
+
 impl ApiKeys {
+    /// [`authenticate_headers`](Self::authenticate_headers), also taking
+    /// the token from a WebSocket subprotocol `bearer.<token>` (offered
+    /// with `governor`) when there is no `Authorization` header.
+    pub(crate) fn authenticate_upgrade(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<Arc<Principal>, Problem> {
+        if headers.contains_key(AUTHORIZATION) {
+            return self.authenticate_headers(headers);
+        }
+        let offered = headers
+            .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim);
+        let mut token = None;
+        let mut ours = false;
+        for p in offered {
+            if p == WS_PROTOCOL {
+                ours = true;
+            } else if let Some(t) = p.strip_prefix(WS_TOKEN_PREFIX) {
+                token = Some(t);
+            }
+        }
+        match token.filter(|t| ours && !t.is_empty()) {
+            Some(t) => self
+                .authenticate(t)
+                .ok_or_else(|| Problem::unauthenticated("the bearer token is not valid")),
+            None => self.authenticate_headers(headers),
+        }
+    }
+
     /// The principal a request's `Authorization: Bearer <token>` header
     /// speaks for; 401 when it is missing, malformed or unknown.
     pub fn authenticate_headers(

@@ -4,13 +4,13 @@ use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use governor_core::{Event, EventKind, EventStream};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, WS_PROTOCOL};
 use crate::extract::Params;
 use crate::problem::Problem;
 use crate::state::ApiState;
@@ -76,10 +76,11 @@ impl Filter {
 /// and the stream goes on. Needs `governor:read`.
 pub(crate) async fn events(
     State(state): State<ApiState>,
-    caller: Caller,
+    headers: HeaderMap,
     Params(q): Params<EventFilter>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
+    let caller = Caller(state.keys.authenticate_upgrade(&headers)?);
     if !caller.may(READ_PERMISSION) {
         return Err(Problem::forbidden(format!(
             "the event stream needs `{READ_PERMISSION}`, which `{}` lacks",
@@ -97,7 +98,9 @@ pub(crate) async fn events(
     // Subscribe before answering, so nothing between the upgrade and the
     // first read is missed.
     let stream = state.governor.events().subscribe();
-    Ok(upgrade.on_upgrade(move |socket| forward(socket, stream, filter)))
+    Ok(upgrade
+        .protocols([WS_PROTOCOL])
+        .on_upgrade(move |socket| forward(socket, stream, filter)))
 }
 
 async fn forward(mut socket: WebSocket, mut stream: EventStream, filter: Filter) {

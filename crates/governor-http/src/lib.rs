@@ -23,6 +23,8 @@
 
 mod approvals;
 mod auth;
+#[cfg(feature = "dashboard")]
+mod dashboard;
 mod events;
 mod executions;
 mod extract;
@@ -43,6 +45,8 @@ use axum::routing::{get, post};
 use governor_core::Governor;
 
 pub use auth::{ApiKeys, BadKeyHash, Caller, PrincipalClaims, hash_token};
+#[cfg(feature = "dashboard")]
+pub use dashboard::CONTENT_SECURITY_POLICY;
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtConfigError, JwtVerifier};
 pub use layer::{EXECUTION_HEADER, Govern, GovernLayer};
@@ -64,6 +68,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
         .route("/govern/openapi.json", get(openapi))
+        .route("/govern/me", get(auth::me))
         .route("/govern/events", get(events::events))
         .route("/govern/approvals/pending", get(approvals::pending))
         .route("/govern/approvals/{id}", get(approvals::show))
@@ -84,6 +89,8 @@ pub fn router(state: ApiState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
+    #[cfg(feature = "dashboard")]
+    let router = router.merge(dashboard::routes());
     match cors {
         Some(layer) => router.layer(layer),
         None => router,

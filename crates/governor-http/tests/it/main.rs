@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod approvals;
+#[cfg(feature = "dashboard")]
+mod dashboard;
 mod events;
 mod executions;
 #[cfg(feature = "jwt")]

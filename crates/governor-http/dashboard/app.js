@@ -1,0 +1,557 @@
+// The governor approval console. Plain ES module, no build step: every
+// action goes through the authenticated HTTP API, data is only ever put
+// into the page as text (never as HTML), and the token lives in this
+// tab's sessionStorage and travels in the Authorization header.
+
+const TOKEN_KEY = "governor.token";
+const PAGE = 100;
+
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY),
+  me: null,
+  view: "pending",
+  pending: new Map(), // execution id -> approval view
+  pendingCursor: null,
+  selected: null, // execution id shown in the detail panel
+  checked: new Set(), // ids ticked for a batch decision
+  execCursor: null,
+  socket: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+/** Builds an element; string children become text nodes, never HTML. */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return node;
+}
+
+/** Replaces `node`'s children, skipping empty ones and flattening lists. */
+function put(node, ...children) {
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
+}
+
+class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem.detail || problem.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${state.token}` };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method: options.method || "GET",
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  const text = await response.text();
+  const body = text ? JSON.parse(text) : null;
+  if (!response.ok) {
+    if (response.status === 401 && state.me) signOut("Your session ended: sign in again.");
+    throw new ApiError(response.status, body || {});
+  }
+  return body;
+}
+
+// ---- time ---------------------------------------------------------------
+
+const local = (t) => (t ? new Date(t).toLocaleString() : "—");
+
+function ago(t) {
+  const s = Math.max(0, Math.round((Date.now() - new Date(t).getTime()) / 1000));
+  if (s < 60) return `${s}s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86400)}d ago`;
+}
+
+function countdown(t) {
+  if (!t) return "never expires";
+  const s = Math.round((new Date(t).getTime() - Date.now()) / 1000);
+  if (s <= 0) return "expired";
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  return h > 0 ? `expires in ${h}h ${m}m` : `expires in ${m}m ${sec}s`;
+}
+
+// ---- sign in --------------------------------------------------------------
+
+async function signIn(token) {
+  state.token = token;
+  try {
+    const me = await api("/govern/me");
+    // Empty lists are left out of the principal's JSON.
+    state.me = { ...me, roles: me.roles || [], permissions: me.permissions || [] };
+  } catch (e) {
+    state.token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    throw e;
+  }
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("sign-in").hidden = true;
+  $("nav").hidden = false;
+  $("sign-out").hidden = false;
+  $("who").textContent = `${state.me.id}${state.me.roles.length ? ` (${state.me.roles.join(", ")})` : ""}`;
+  connect();
+  route();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  state.token = null;
+  state.me = null;
+  if (state.socket) state.socket.close();
+  state.socket = null;
+  state.pending.clear();
+  for (const id of ["nav", "sign-out", "view-pending", "view-executions", "detail", "live"]) $(id).hidden = true;
+  $("who").textContent = "";
+  $("sign-in").hidden = false;
+  $("sign-in-error").textContent = message || "";
+}
+
+// ---- live events ----------------------------------------------------------
+
+const LIVE_TYPES = [
+  "approval.requested",
+  "approval.granted",
+  "approval.rejected",
+  "approval.timeout",
+  "execution.completed",
+  "execution.failed",
+  "execution.cancelled",
+];
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${scheme}://${location.host}/govern/events?types=${LIVE_TYPES.join(",")}`;
+  let socket;
+  try {
+    // Browsers cannot set headers on a WebSocket: the token travels as a
+    // subprotocol (a header), never in the URL.
+    socket = new WebSocket(url, ["governor", `bearer.${state.token}`]);
+  } catch {
+    return poll();
+  }
+  state.socket = socket;
+  socket.onopen = () => ($("live").hidden = false);
+  socket.onmessage = (m) => onEvent(JSON.parse(m.data));
+  socket.onclose = () => {
+    $("live").hidden = true;
+    if (state.socket === socket && state.me) {
+      state.socket = null;
+      // Readers get the stream; others (or a dropped connection) poll.
+      setTimeout(() => state.me && (state.me.permissions.includes("governor:read") ? connect() : poll()), 2000);
+    }
+  };
+}
+
+function poll() {
+  if (!state.me || state.socket) return;
+  if (state.view === "pending") loadPending(true);
+  setTimeout(poll, 3000);
+}
+
+async function onEvent(e) {
+  if (e.type === "stream.lagged") return loadPending(true);
+  const id = e.execution_id;
+  if (e.type === "approval.requested" || e.type.startsWith("approval.")) {
+    await refreshOne(id);
+  } else {
+    state.pending.delete(id);
+    renderPending();
+  }
+  if (state.selected === id) showDetail(id);
+}
+
+/** Re-reads one request: it may have appeared, moved on a stage, or ended. */
+async function refreshOne(id) {
+  try {
+    const view = await api(`/govern/approvals/${id}`);
+    if (view.status === "awaiting_approval" && matchesFilters(view)) state.pending.set(id, view);
+    else state.pending.delete(id);
+  } catch (e) {
+    if (e.status === 404 || e.status === 403) state.pending.delete(id);
+  }
+  renderPending();
+}
+
+// ---- pending queue ----------------------------------------------------------
+
+function pendingQuery(cursor) {
+  const q = new URLSearchParams({ limit: String(PAGE) });
+  const action = $("filter-action").value.trim();
+  const approver = $("filter-approver").value.trim();
+  const age = $("filter-age").value;
+  if (action) q.set("action", action);
+  if (approver) q.set("approver", approver);
+  if (age) q.set("older_than", age);
+  if ($("filter-decidable").checked) q.set("decidable", "true");
+  if (cursor) q.set("cursor", cursor);
+  return q;
+}
+
+function matchesFilters(view) {
+  const action = $("filter-action").value.trim();
+  const approver = $("filter-approver").value.trim();
+  if (action && view.action !== action) return false;
+  if (approver && !(view.stage && view.stage.approvers.includes(approver))) return false;
+  if ($("filter-decidable").checked && !view.can_decide) return false;
+  return true;
+}
+
+async function loadPending(reset) {
+  if (reset) state.pendingCursor = null;
+  $("pending-state").textContent = reset && state.pending.size === 0 ? "Loading…" : "";
+  try {
+    const page = await api(`/govern/approvals/pending?${pendingQuery(state.pendingCursor)}`);
+    if (reset) state.pending.clear();
+    for (const v of page.items) state.pending.set(v.execution_id, v);
+    state.pendingCursor = page.next_cursor;
+    $("pending-more").hidden = !page.next_cursor;
+    $("pending-state").textContent = "";
+  } catch (e) {
+    $("pending-state").textContent = `Could not load the queue: ${e.message}`;
+  }
+  renderPending();
+}
+
+/** The arguments on one short line. */
+function summary(inputs) {
+  const text = Object.entries(inputs || {})
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(" ");
+  return text.length > 60 ? `${text.slice(0, 59)}…` : text;
+}
+
+function pendingRow(v) {
+  const stage = v.stage;
+  const checkbox = el("input", {
+    type: "checkbox",
+    "aria-label": `select ${v.execution_id}`,
+    disabled: !v.can_decide,
+    checked: state.checked.has(v.execution_id),
+    onchange: (ev) => {
+      if (ev.target.checked) state.checked.add(v.execution_id);
+      else state.checked.delete(v.execution_id);
+      updateBatch();
+    },
+  });
+  return el(
+    "div",
+    {
+      class: `row${state.selected === v.execution_id ? " selected" : ""}`,
+      role: "listitem",
+      dataset: { id: v.execution_id },
+      onclick: (ev) => ev.target.tagName !== "INPUT" && ev.target.tagName !== "BUTTON" && showDetail(v.execution_id),
+    },
+    checkbox,
+    el("span", { class: "action" }, v.action),
+    el("span", { class: "muted" }, `by ${v.requester}`),
+    el("span", { class: "summary" }, summary(v.inputs)),
+    el("span", { class: "muted" }, v.requested_at ? ago(v.requested_at) : ""),
+    stage ? el("span", { class: "stage" }, `stage ${stage.index + 1}/${stage.of} · ${stage.approvals}/${stage.quorum}`) : null,
+    el("span", { class: "expiry", dataset: { expires: stage && stage.expires_at ? stage.expires_at : "" } }, countdown(stage && stage.expires_at)),
+    v.can_decide
+      ? el("span", { class: "buttons" },
+          el("button", { type: "button", class: "approve", onclick: () => decide(v.execution_id, "approve") }, "Approve"),
+          el("button", { type: "button", class: "danger reject", onclick: () => showDetail(v.execution_id, true) }, "Reject"))
+      : el("span", { class: "muted" }, "not yours to decide"),
+  );
+}
+
+function renderPending() {
+  const list = $("pending-list");
+  const items = [...state.pending.values()].sort((a, b) => (a.requested_at < b.requested_at ? 1 : -1));
+  put(list, items.map(pendingRow));
+  $("pending-count").textContent = String(items.length) + (state.pendingCursor ? "+" : "");
+  if (items.length === 0 && !$("pending-state").textContent) $("pending-state").textContent = "Nothing is waiting for a decision.";
+  else if (items.length > 0 && $("pending-state").textContent === "Nothing is waiting for a decision.") $("pending-state").textContent = "";
+  for (const id of [...state.checked]) if (!state.pending.has(id)) state.checked.delete(id);
+  updateBatch();
+}
+
+function updateBatch() {
+  $("batch-approve").disabled = state.checked.size === 0;
+  $("batch-reject").disabled = state.checked.size === 0;
+}
+
+function tickCountdowns() {
+  for (const cell of document.querySelectorAll("[data-expires]")) {
+    cell.textContent = countdown(cell.dataset.expires || null);
+  }
+}
+
+// ---- decisions ----------------------------------------------------------
+
+async function decide(id, verdict, extra = {}) {
+  const out = $("decision-error");
+  try {
+    await api(`/govern/approvals/${id}/${verdict}`, { method: "POST", body: extra });
+    state.checked.delete(id);
+    await refreshOne(id);
+    if (state.selected === id) showDetail(id);
+  } catch (e) {
+    if (out && state.selected === id) out.textContent = e.message;
+    else $("pending-state").textContent = `Decision on ${id} refused: ${e.message}`;
+  }
+}
+
+async function batch(verdict) {
+  const reason = verdict === "reject" ? prompt("Reason for rejecting the selected requests") : null;
+  if (verdict === "reject" && !reason) return;
+  for (const id of [...state.checked]) await decide(id, verdict, reason ? { reason } : {});
+}
+
+// ---- detail ----------------------------------------------------------
+
+const pretty = (text) => {
+  try {
+    return JSON.stringify(typeof text === "string" ? JSON.parse(text) : text, null, 2);
+  } catch {
+    return String(text);
+  }
+};
+
+function field(label, ...value) {
+  return el("div", { class: "field" }, el("span", { class: "label" }, label), el("span", {}, ...value));
+}
+
+async function showDetail(id, focusReject = false) {
+  state.selected = id;
+  const panel = $("detail");
+  panel.hidden = false;
+  put(panel, el("p", { class: "state" }, "Loading…"));
+  for (const row of document.querySelectorAll(".row")) row.classList.toggle("selected", row.dataset.id === id);
+  let view;
+  try {
+    view = await api(`/govern/approvals/${id}`);
+  } catch (e) {
+    if (e.status === 404 || e.status === 409) return showExecution(id);
+    put(panel, el("p", { class: "error" }, e.message));
+    return;
+  }
+  if (state.selected !== id) return;
+  const request = view.approval || { stages: [] };
+  const stages = request.stages.map((s, i) =>
+    el("li", { class: (s.decisions || []).length && i < (view.stage ? view.stage.index : request.stages.length) ? "done" : "" },
+      el("strong", {}, s.spec.policy),
+      ` — ${s.spec.approvers.join(", ")}`,
+      s.spec.quorum > 1 ? ` (quorum ${s.spec.quorum})` : "",
+      el("ul", {}, (s.decisions || []).map((d) =>
+        el("li", {}, `${d.approved ? "approved" : "rejected"} by ${d.approver} ${local(d.at)}${d.reason ? `: ${d.reason}` : ""}`)))));
+  const reason = el("textarea", { id: "reason", rows: 2, placeholder: view.stage && view.stage.require_reason ? "reason (required)" : "reason" });
+  const edits = el("textarea", { id: "edits", rows: 6, spellcheck: "false", "aria-label": "edited arguments (JSON)" }, pretty(view.inputs));
+  const grant = el("select", { id: "grant", "aria-label": "standing grant" },
+    el("option", { value: "" }, "no standing grant"),
+    el("option", { value: "3600" }, "grant for 1 hour"),
+    el("option", { value: "86400" }, "grant for 1 day"),
+    el("option", { value: "604800" }, "grant for 7 days"));
+  const body = () => {
+    const b = {};
+    if (reason.value.trim()) b.reason = reason.value.trim();
+    return b;
+  };
+  const approveBody = () => {
+    const b = body();
+    if (grant.value) b.grant = { window_seconds: Number(grant.value), same_arguments: true };
+    return b;
+  };
+  const decision = view.can_decide
+    ? el("div", { class: "decide" },
+        reason,
+        el("div", { class: "buttons" },
+          el("button", { type: "button", id: "approve", class: "approve", onclick: () => decide(id, "approve", approveBody()) }, "Approve"),
+          el("button", { type: "button", id: "reject", class: "danger", onclick: () => (reason.value.trim() ? decide(id, "reject", body()) : ($("decision-error").textContent = "Give a reason to reject.")) }, "Reject"),
+          grant),
+        el("details", {},
+          el("summary", {}, "Approve with edits"),
+          edits,
+          el("button", { type: "button", id: "approve-edits", onclick: () => approveWithEdits(id, edits.value, body()) }, "Approve with these arguments")),
+        el("p", { id: "decision-error", class: "error", role: "alert" }))
+    : el("p", { class: "muted" }, view.status === "awaiting_approval" ? "You are not an approver of the waiting stage." : `This request is ${view.status}.`);
+  put(panel, 
+    el("button", { type: "button", class: "close", "aria-label": "close", onclick: closeDetail }, "×"),
+    el("h2", {}, view.action),
+    field("status", view.status),
+    field("requested by", view.requester, view.tenant ? ` (tenant ${view.tenant})` : ""),
+    field("requested", local(view.requested_at)),
+    view.stage ? field("asked by", `${view.stage.policy}: ${view.stage.reason}`) : null,
+    view.stage ? field("expiry", el("span", { dataset: { expires: view.stage.expires_at || "" } }, countdown(view.stage.expires_at))) : null,
+    el("h3", {}, "Arguments (sensitive fields redacted)"),
+    el("pre", { class: "json" }, pretty(view.inputs)),
+    el("h3", {}, "Stages"),
+    el("ol", { class: "stages" }, stages),
+    decision,
+    el("p", {}, el("a", { href: `#/executions/${id}` }, "Full timeline →")),
+  );
+  if (focusReject && view.can_decide) reason.focus();
+}
+
+async function approveWithEdits(id, text, body) {
+  let edits;
+  try {
+    edits = JSON.parse(text);
+  } catch (e) {
+    $("decision-error").textContent = `The edits are not JSON: ${e.message}`;
+    return;
+  }
+  if (edits === null || typeof edits !== "object" || Array.isArray(edits)) {
+    $("decision-error").textContent = "The edits must be an object of arguments by name.";
+    return;
+  }
+  await decide(id, "approve", { ...body, edits });
+}
+
+function closeDetail() {
+  state.selected = null;
+  $("detail").hidden = true;
+  for (const row of document.querySelectorAll(".row.selected")) row.classList.remove("selected");
+}
+
+// ---- executions ----------------------------------------------------------
+
+async function loadExecutions(reset) {
+  if (reset) state.execCursor = null;
+  const q = new URLSearchParams({ limit: String(PAGE) });
+  for (const [key, input] of [["status", "exec-status"], ["action", "exec-action"], ["principal", "exec-principal"]]) {
+    const v = $(input).value.trim();
+    if (v) q.set(key, v);
+  }
+  if (state.execCursor) q.set("cursor", state.execCursor);
+  $("exec-state").textContent = "Loading…";
+  try {
+    const page = await api(`/govern/executions?${q}`);
+    const rows = page.items.map((e) =>
+      el("div", { class: "row", role: "listitem", dataset: { id: e.id }, onclick: () => (location.hash = `#/executions/${e.id}`) },
+        el("span", { class: `status ${e.status}` }, e.status),
+        el("span", { class: "action" }, e.action),
+        el("span", { class: "muted" }, `by ${e.principal.id}`),
+        el("span", { class: "muted" }, local(e.created_at)),
+        e.failure ? el("span", { class: "muted" }, e.failure.message) : null));
+    if (reset) put($("exec-list"), rows);
+    else $("exec-list").append(...rows);
+    state.execCursor = page.next_cursor;
+    $("exec-more").hidden = !page.next_cursor;
+    $("exec-state").textContent = $("exec-list").children.length ? "" : "No executions match.";
+  } catch (e) {
+    $("exec-state").textContent = `Could not load executions: ${e.message}`;
+  }
+}
+
+async function showExecution(id) {
+  state.selected = id;
+  const panel = $("detail");
+  panel.hidden = false;
+  put(panel, el("p", { class: "state" }, "Loading…"));
+  let d;
+  try {
+    d = await api(`/govern/executions/${id}`);
+  } catch (e) {
+    put(panel, el("p", { class: "error" }, e.message));
+    return;
+  }
+  const e = d.execution;
+  const start = new Date(e.created_at).getTime();
+  const timeline = [
+    ...d.events.map((ev) => ({ at: ev.time, what: ev.type, data: ev.data })),
+    ...d.snapshots.map((s) => ({ at: s.captured_at, what: `snapshot: ${s.checkpoint}`, data: s.state })),
+  ].sort((a, b) => (a.at < b.at ? -1 : 1));
+  put(panel, 
+    el("button", { type: "button", class: "close", "aria-label": "close", onclick: closeDetail }, "×"),
+    el("h2", {}, e.action),
+    field("status", el("span", { class: `status ${e.status}`, id: "execution-status" }, e.status)),
+    field("id", e.id),
+    field("principal", e.principal.id),
+    field("created", local(e.created_at)),
+    field("finished", local(e.finished_at)),
+    e.failure ? field("reason", el("span", { id: "execution-failure" }, e.failure.message)) : null,
+    el("h3", {}, "Inputs (sensitive fields redacted)"),
+    el("pre", { class: "json" }, pretty(e.inputs)),
+    e.output !== undefined && e.output !== null ? [el("h3", {}, "Output"), el("pre", { class: "json" }, pretty(e.output))] : null,
+    el("h3", {}, "Timeline"),
+    el("ol", { class: "timeline" }, timeline.map((t) =>
+      el("li", {},
+        el("span", { class: "when" }, `+${Math.max(0, new Date(t.at).getTime() - start)} ms`),
+        el("span", { class: "what" }, t.what),
+        el("span", { class: "muted" }, local(t.at)),
+        t.data && t.data !== null && Object.keys(t.data).length ? el("pre", { class: "json small" }, pretty(t.data)) : null))),
+  );
+}
+
+// ---- navigation ----------------------------------------------------------
+
+function route() {
+  if (!state.me) return;
+  const [, view, id] = location.hash.split("/");
+  state.view = view === "executions" ? "executions" : "pending";
+  $("view-pending").hidden = state.view !== "pending";
+  $("view-executions").hidden = state.view !== "executions";
+  for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.view === state.view);
+  if (state.view === "pending") loadPending(true);
+  else loadExecutions(true);
+  if (id) (state.view === "executions" ? showExecution : showDetail)(id);
+  else closeDetail();
+}
+
+function onKey(e) {
+  if (!state.me || ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName)) {
+    if (e.key === "Escape") document.activeElement.blur();
+    return;
+  }
+  const rows = [...document.querySelectorAll(`#${state.view === "pending" ? "pending-list" : "exec-list"} .row`)];
+  const at = rows.findIndex((r) => r.dataset.id === state.selected);
+  if (e.key === "j" || e.key === "k") {
+    const next = rows[Math.min(rows.length - 1, Math.max(0, at + (e.key === "j" ? 1 : -1)))];
+    if (next) (state.view === "pending" ? showDetail : showExecution)(next.dataset.id);
+  } else if (e.key === "a" && state.view === "pending" && $("approve")) {
+    $("approve").click();
+  } else if (e.key === "r" && state.view === "pending" && $("reason")) {
+    e.preventDefault();
+    $("reason").focus();
+  } else if (e.key === "Escape") {
+    closeDetail();
+  }
+}
+
+function start() {
+  $("sign-in-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    $("sign-in-error").textContent = "";
+    try {
+      await signIn($("token").value.trim());
+      $("token").value = "";
+    } catch (err) {
+      $("sign-in-error").textContent = err.status === 401 ? "That token is not valid." : err.message;
+    }
+  });
+  $("sign-out").addEventListener("click", () => signOut());
+  $("batch-approve").addEventListener("click", () => batch("approve"));
+  $("batch-reject").addEventListener("click", () => batch("reject"));
+  $("pending-more").addEventListener("click", () => loadPending(false));
+  $("exec-more").addEventListener("click", () => loadExecutions(false));
+  $("exec-refresh").addEventListener("click", () => loadExecutions(true));
+  for (const id of ["filter-action", "filter-approver", "filter-age", "filter-decidable"]) $(id).addEventListener("change", () => loadPending(true));
+  for (const id of ["exec-status", "exec-action", "exec-principal"]) $(id).addEventListener("change", () => loadExecutions(true));
+  window.addEventListener("hashchange", route);
+  document.addEventListener("keydown", onKey);
+  setInterval(tickCountdowns, 1000);
+  if (state.token) signIn(state.token).catch(() => signOut("Sign in again."));
+  else signOut();
+}
+
+start();

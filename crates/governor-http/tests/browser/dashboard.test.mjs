@@ -1,0 +1,295 @@
+// End-to-end tests of the approval console: a real `governor serve`, a
+// real headless Chromium (Debian's, driven by playwright-core), an agent
+// talking to the HTTP API like any other client.
+//
+//   GOVERNOR_BIN=target/debug/governor node --test dashboard.test.mjs
+//
+// Screenshots go to docs/screenshots/ (SCREENSHOTS=0 skips them), timings
+// to stdout as `measure: {...}` lines for BENCHMARKS.md.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, "../../../..");
+const bin = resolve(root, process.env.GOVERNOR_BIN || "target/debug/governor");
+const shots = join(root, "docs", "screenshots");
+const takeShots = process.env.SCREENSHOTS !== "0";
+const PENDING_FOR_SCALE = Number(process.env.DASHBOARD_SCALE || 10000);
+
+const TOKENS = { cfo: "cfo-console-token", agent: "agent-console-token", viewer: "viewer-console-token" };
+let server;
+let base;
+let dir;
+let browser;
+
+function hash(token) {
+  return execFileSync(bin, ["token", "hash"], { input: `${token}\n` }).toString().trim();
+}
+
+async function call(token, method, path, body) {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+/** The agent asks to make a transfer; returns the parked execution's id. */
+async function requestTransfer(amount, to) {
+  const r = await call(TOKENS.agent, "POST", "/govern/executions", {
+    action: "transfer",
+    arguments: { amount, to, iban: "DE02120300000000202051" },
+  });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  return r.body.execution_id;
+}
+
+async function waitFor(predicate, what, ms = 10000) {
+  const until = Date.now() + ms;
+  for (;;) {
+    const value = await predicate();
+    if (value) return value;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function newPage(width = 1280, height = 800) {
+  const context = await browser.newContext({ viewport: { width, height } });
+  const page = await context.newPage();
+  page.on("pageerror", (e) => console.log(`page error: ${e.message}`));
+  page.on("dialog", (d) => {
+    if (d.type() === "alert") throw new Error(`an alert ran: ${d.message()}`);
+  });
+  return page;
+}
+
+async function signIn(page, token) {
+  const response = await page.goto(`${base}/dashboard/`);
+  assert.match(response.headers()["content-security-policy"], /script-src 'self'/);
+  await page.fill("#token", token);
+  await page.click("#sign-in-form button");
+  await page.waitForSelector("#nav:not([hidden])");
+}
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "governor-dashboard-"));
+  writeFileSync(
+    join(dir, "transfer.yaml"),
+    [
+      "policies:",
+      "  - type: audit",
+      "    name: TransferAudit",
+      "    sensitive_fields: [iban]",
+      "  - type: approval",
+      "    name: CfoApproval",
+      "    approvers: [cfo@company.com]",
+      "    expires_in_seconds: 86400",
+      "",
+    ].join("\n"),
+  );
+  const keys = [
+    ["cfo", 'principal = "cfo"\nemail = "cfo@company.com"\npermissions = ["governor:read"]'],
+    ["agent", 'principal = "agent"'],
+    ["viewer", 'principal = "viewer"\npermissions = ["governor:read"]'],
+  ]
+    .map(([who, lines]) => `[[keys]]\nhash = "${hash(TOKENS[who])}"\n${lines}\n`)
+    .join("\n");
+  writeFileSync(
+    join(dir, "governor.toml"),
+    `bind = "127.0.0.1:0"\ndb = "${join(dir, "console.db")}"\nreload_seconds = 0\nseal_key_env = "GOVERNOR_CONSOLE_SEAL_KEY"\n\n[[actions]]\nname = "transfer"\npolicies = "transfer.yaml"\n\n${keys}`,
+  );
+  // Redacted arguments (the IBAN) stay runnable after approval only
+  // with a seal key.
+  const sealKey = [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  server = spawn(bin, ["serve", "--config", join(dir, "governor.toml")], {
+    stdio: ["ignore", "pipe", "inherit"],
+    env: { ...process.env, GOVERNOR_CONSOLE_SEAL_KEY: sealKey },
+  });
+  base = await new Promise((ok, fail) => {
+    server.stdout.once("data", (chunk) => {
+      const m = /http:\/\/(\S+)/.exec(chunk.toString());
+      m ? ok(`http://${m[1]}`) : fail(new Error(`no address in ${chunk}`));
+    });
+    server.once("exit", (code) => fail(new Error(`governor serve exited with ${code}`)));
+  });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  if (takeShots) mkdirSync(shots, { recursive: true });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) server.kill("SIGTERM");
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test("an agent's request appears live, is approved in the page, and the agent's call completes", async () => {
+  const page = await newPage();
+  await signIn(page, TOKENS.cfo);
+  assert.match(await page.textContent("#who"), /cfo/);
+  await page.waitForSelector("#live:not([hidden])");
+
+  const t0 = Date.now();
+  const id = await requestTransfer(50000, "Acme <script>alert('owned')</script>");
+  await page.waitForSelector(`#pending-list [data-id="${id}"]`);
+  const appearMs = Date.now() - t0;
+  console.log(`measure: ${JSON.stringify({ live_request_to_row_ms: appearMs })}`);
+
+  // The argument is text, not markup: no script element was added and
+  // the redacted IBAN never reached the page.
+  await page.click(`#pending-list [data-id="${id}"] .action`);
+  await page.waitForSelector("#detail pre.json");
+  const shown = await page.textContent("#detail pre.json");
+  assert.match(shown, /<script>alert\('owned'\)<\/script>/);
+  assert.doesNotMatch(shown, /DE0212/);
+  assert.equal(await page.evaluate(() => document.querySelectorAll("script").length), 1);
+  if (takeShots) await page.screenshot({ path: join(shots, "approval-detail.png") });
+
+  await page.click("#approve");
+  await page.waitForSelector(`#pending-list [data-id="${id}"]`, { state: "detached" });
+
+  // The agent sees the decision, runs the transfer and reports it.
+  const approved = await waitFor(async () => {
+    const r = await call(TOKENS.agent, "GET", `/govern/executions/${id}`);
+    return r.body.execution.status === "approved" && r;
+  }, "the approval to reach the agent");
+  assert.equal(approved.status, 200);
+  const started = await call(TOKENS.agent, "POST", `/govern/executions/${id}/start`, {});
+  assert.equal(started.status, 200, JSON.stringify(started.body));
+  assert.equal(started.body.arguments.iban, "DE02120300000000202051", "the agent gets the real IBAN back");
+  const done = await call(TOKENS.agent, "POST", `/govern/executions/${id}/complete`, { output: { transferred: 50000 } });
+  assert.equal(done.status, 200, JSON.stringify(done.body));
+
+  await page.goto(`${base}/dashboard/#/executions/${id}`);
+  await page.waitForSelector("#execution-status");
+  assert.equal(await page.textContent("#execution-status"), "completed");
+  const timeline = await page.textContent("#detail .timeline");
+  for (const kind of ["execution.started", "approval.requested", "approval.granted", "execution.completed"]) {
+    assert.match(timeline, new RegExp(kind.replace(".", "\\.")));
+  }
+  if (takeShots) await page.screenshot({ path: join(shots, "execution-timeline.png") });
+  await page.context().close();
+});
+
+test("a rejection's reason reaches the execution and the agent", async () => {
+  const page = await newPage();
+  await signIn(page, TOKENS.cfo);
+  const id = await requestTransfer(75000, "Duplicate Ltd");
+  await page.waitForSelector(`#pending-list [data-id="${id}"]`);
+  await page.click(`#pending-list [data-id="${id}"] .reject`);
+  await page.waitForSelector("#reason");
+  await page.fill("#reason", "duplicate of last week's payment");
+  await page.click("#reject");
+  await page.waitForSelector(`#pending-list [data-id="${id}"]`, { state: "detached" });
+  const seen = await call(TOKENS.agent, "GET", `/govern/executions/${id}`);
+  assert.equal(seen.body.execution.status, "rejected");
+  assert.match(seen.body.execution.failure.message, /duplicate of last week's payment/);
+  await page.goto(`${base}/dashboard/#/executions/${id}`);
+  await page.waitForSelector("#execution-failure");
+  assert.match(await page.textContent("#execution-failure"), /duplicate of last week's payment/);
+  await page.context().close();
+});
+
+test("keyboard: j selects, a approves", async () => {
+  const page = await newPage();
+  await signIn(page, TOKENS.cfo);
+  const id = await requestTransfer(12000, "Keys Inc");
+  await page.waitForSelector(`#pending-list [data-id="${id}"]`);
+  await page.keyboard.press("j");
+  await page.waitForSelector("#approve");
+  await page.keyboard.press("a");
+  await page.waitForSelector(`#pending-list [data-id="${id}"]`, { state: "detached" });
+  const seen = await call(TOKENS.agent, "GET", `/govern/executions/${id}`);
+  assert.equal(seen.body.execution.status, "approved");
+  await page.context().close();
+});
+
+test("someone who is not an approver gets no button, and the API refuses them", async () => {
+  const id = await requestTransfer(90000, "Not Yours GmbH");
+  const page = await newPage();
+  await signIn(page, TOKENS.viewer);
+  const row = await page.waitForSelector(`#pending-list [data-id="${id}"]`);
+  assert.equal(await row.$(".approve"), null);
+  assert.match(await row.textContent(), /not yours to decide/);
+  await row.click();
+  await page.waitForSelector("#detail h2");
+  assert.equal(await page.$("#approve"), null);
+  const refused = await page.evaluate(async ({ id, token }) => {
+    const r = await fetch(`/govern/approvals/${id}/approve`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      body: "{}",
+    });
+    return r.status;
+  }, { id, token: TOKENS.viewer });
+  assert.equal(refused, 403);
+  // A token that is not valid is refused at sign-in.
+  await page.click("#sign-out");
+  await page.fill("#token", "not-a-token");
+  await page.click("#sign-in-form button");
+  await page.waitForSelector("#sign-in-error:not(:empty)");
+  assert.match(await page.textContent("#sign-in-error"), /not valid/);
+  await page.context().close();
+});
+
+test("the queue paints quickly with many pending requests and fits a phone", async () => {
+  // Fill the queue through the API, as agents would.
+  const batch = 50;
+  for (let i = 0; i < PENDING_FOR_SCALE; i += batch) {
+    await Promise.all(
+      Array.from({ length: Math.min(batch, PENDING_FOR_SCALE - i) }, (_, j) =>
+        call(TOKENS.agent, "POST", "/govern/executions", { action: "transfer", arguments: { amount: 1000 + i + j, to: `Vendor ${i + j}` } })),
+    );
+  }
+  const page = await newPage();
+  await page.goto(`${base}/dashboard/`);
+  await page.fill("#token", TOKENS.cfo);
+  const t0 = Date.now();
+  await page.click("#sign-in-form button");
+  await page.waitForSelector("#pending-list .row");
+  const firstPaintMs = Date.now() - t0;
+  const rows = await page.$$eval("#pending-list .row", (r) => r.length);
+  const scroll = await page.evaluate(async () => {
+    const frames = [];
+    let last = performance.now();
+    for (let i = 0; i < 60; i++) {
+      window.scrollBy(0, 200);
+      await new Promise((r) => requestAnimationFrame(r));
+      const now = performance.now();
+      frames.push(now - last);
+      last = now;
+    }
+    frames.sort((a, b) => a - b);
+    return { p50: frames[30], worst: frames[59] };
+  });
+  console.log(`measure: ${JSON.stringify({ pending: PENDING_FOR_SCALE, first_paint_ms: firstPaintMs, rows_painted: rows, scroll_frame_p50_ms: scroll.p50, scroll_frame_worst_ms: scroll.worst })}`);
+  assert.ok(rows >= 1 && rows <= 100, `rows are paged: ${rows}`);
+  assert.match(await page.textContent("#pending-count"), /\+$/);
+  if (takeShots) {
+    // Rows off screen are not rendered (content-visibility): let the
+    // page paint after scrolling back before taking the picture.
+    await page.evaluate(async () => {
+      window.scrollTo(0, 0);
+      for (let i = 0; i < 3; i++) await new Promise((r) => requestAnimationFrame(r));
+    });
+    await page.screenshot({ path: join(shots, "pending-queue.png") });
+    await page.setViewportSize({ width: 390, height: 844 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the page fits a phone's width (${overflow}px too wide)`);
+    await page.screenshot({ path: join(shots, "pending-queue-phone.png") });
+  }
+  await page.context().close();
+});

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# End-to-end tests of the approval console in headless Chromium (Debian's
+# chromium driven by playwright-core from npm): sign-in, live requests,
+# approve, reject with a reason, non-approvers, XSS, keyboard, 10,000
+# pending requests, phone width. Refreshes docs/screenshots/.
+#
+#   bash scripts/browser.sh
+#   DASHBOARD_SCALE=500 bash scripts/browser.sh   # a smaller queue
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+    echo "== installing chromium (Debian)"
+    apt-get update -qq
+    apt-get install -y -qq chromium >/dev/null
+fi
+if ! command -v node >/dev/null 2>&1; then
+    echo "browser tests need node and npm" >&2
+    exit 1
+fi
+(cd crates/governor-http/tests/browser && npm ci --no-audit --no-fund --silent)
+cargo build -q -p governor-cli
+cd crates/governor-http/tests/browser
+GOVERNOR_BIN=target/debug/governor DASHBOARD_SCALE="${DASHBOARD_SCALE:-10000}" \
+    node --test --test-concurrency=1 dashboard.test.mjs 2>&1 | grep -v 'unexpected operator'
+exit "${PIPESTATUS[0]}"
