@@ -95,6 +95,7 @@ pub(crate) async fn run(
         .with_context(|| format!("cannot listen on {bind}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     out!("\nServing the approval API at {url}");
+    out!("  approval console: {url}/dashboard/ (sign in with the CFO token)");
     out!("  CFO token:     {cfo}");
     out!("  auditor token: {auditor}");
     out!("Decide what the agent asks for:");
