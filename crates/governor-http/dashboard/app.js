@@ -15,7 +15,9 @@ const state = {
   selected: null, // execution id shown in the detail panel
   checked: new Set(), // ids ticked for a batch decision
   execCursor: null,
+  auditAfter: 0,
   socket: null,
+  flowsTimer: null,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -118,7 +120,7 @@ function signOut(message) {
   if (state.socket) state.socket.close();
   state.socket = null;
   state.pending.clear();
-  for (const id of ["nav", "sign-out", "view-pending", "view-executions", "detail", "live"]) $(id).hidden = true;
+  for (const id of ["nav", "sign-out", "view-pending", "view-executions", "view-flows", "view-pauses", "view-audit", "detail", "live"]) $(id).hidden = true;
   $("who").textContent = "";
   $("sign-in").hidden = false;
   $("sign-in-error").textContent = message || "";
@@ -167,6 +169,7 @@ function poll() {
 }
 
 async function onEvent(e) {
+  if (state.view === "flows" && e.type.startsWith("approval.")) scheduleFlows();
   if (e.type === "stream.lagged") return loadPending(true);
   const id = e.execution_id;
   if (e.type === "approval.requested" || e.type.startsWith("approval.")) {
@@ -493,18 +496,136 @@ async function showExecution(id) {
   );
 }
 
+// ---- flows ----------------------------------------------------------
+
+function scheduleFlows() {
+  if (state.flowsTimer) return;
+  state.flowsTimer = setTimeout(() => {
+    state.flowsTimer = null;
+    loadFlows();
+  }, 300);
+}
+
+async function loadFlows() {
+  try {
+    const { flows, truncated } = await api("/govern/flows");
+    $("flows-state").textContent = flows.length ? (truncated ? "Counting the first 10,000 waiting requests." : "") : "No request is waiting.";
+    put($("flows-list"), flows.map((f) =>
+      el("div", { class: "flow card", dataset: { action: f.action } },
+        el("h3", {}, f.action, el("span", { class: "count" }, String(f.waiting))),
+        el("ol", { class: "pipeline" }, f.stages.map((st) =>
+          el("li", { class: st.waiting ? "busy" : "" },
+            el("strong", {}, st.policy),
+            el("span", { class: "muted" }, st.approvers.join(", ")),
+            el("span", { class: "waiting", dataset: { stage: String(st.index) } }, `${st.waiting} waiting`)))))));
+  } catch (e) {
+    $("flows-state").textContent = `Could not load the flows: ${e.message}`;
+  }
+}
+
+// ---- kill switch ----------------------------------------------------------
+
+const mayPause = () => state.me && state.me.permissions.includes("governor:pause");
+
+async function loadPauses() {
+  $("pause-form").hidden = !mayPause();
+  try {
+    const pauses = await api("/govern/pauses");
+    $("pause-count").hidden = pauses.length === 0;
+    $("pause-count").textContent = String(pauses.length);
+    $("pauses-state").textContent = pauses.length ? "" : "Nothing is paused.";
+    put($("pauses-list"), pauses.map((p) =>
+      el("div", { class: "row", role: "listitem", dataset: { action: p.action ?? "*" } },
+        el("span", { class: "status failed" }, p.mode),
+        el("span", { class: "action" }, p.action ?? "every action"),
+        el("span", { class: "muted" }, `by ${p.by} ${ago(p.since)}: ${p.reason}`),
+        mayPause()
+          ? el("span", { class: "buttons" }, el("button", { type: "button", class: "lift", onclick: () => liftPause(p.action) }, "Lift"))
+          : null)));
+  } catch (e) {
+    $("pauses-state").textContent = `Could not load the kill switch: ${e.message}`;
+  }
+}
+
+async function pauseNow(ev) {
+  ev.preventDefault();
+  const action = $("pause-action").value.trim() || null;
+  const reason = $("pause-reason").value.trim();
+  if (!reason) return ($("pauses-state").textContent = "Give a reason.");
+  if (!action && !confirm("Pause every action?")) return;
+  try {
+    await api("/govern/pauses", { method: "POST", body: { action, mode: $("pause-mode").value, reason } });
+    $("pause-reason").value = "";
+    loadPauses();
+  } catch (e) {
+    $("pauses-state").textContent = `Not paused: ${e.message}`;
+  }
+}
+
+async function liftPause(action) {
+  const reason = prompt(`Why lift the pause of ${action ?? "every action"}?`);
+  if (!reason) return;
+  try {
+    await api("/govern/pauses/lift", { method: "POST", body: { action, reason } });
+    loadPauses();
+  } catch (e) {
+    $("pauses-state").textContent = `Not lifted: ${e.message}`;
+  }
+}
+
+// ---- audit ----------------------------------------------------------
+
+async function loadAudit(reset) {
+  if (reset) state.auditAfter = 0;
+  $("audit-state").textContent = "Loading…";
+  try {
+    const page = await api(`/govern/audit?after=${state.auditAfter}&limit=200`);
+    const rows = page.items.map((entry) => {
+      const r = entry.record;
+      const decisions = (r.decisions || []).map((d) => `${d.policy}: ${d.outcome}${d.shadow ? " (shadow)" : ""}`).join(", ");
+      return el("div", { class: "row", role: "listitem", dataset: { seq: String(entry.seq) }, onclick: () => (location.hash = `#/executions/${r.execution_id}`) },
+        el("span", { class: "seq" }, `#${entry.seq}`),
+        el("span", { class: `status ${r.status}` }, r.status),
+        el("span", { class: "action" }, r.action),
+        el("span", { class: "muted" }, `by ${r.principal} ${local(r.at)}`),
+        decisions ? el("span", { class: "summary" }, decisions) : null,
+        (r.tags || []).length ? el("span", { class: "stage" }, r.tags.join(" ")) : null,
+        el("span", { class: "hash", title: entry.hash }, entry.hash.slice(0, 12)));
+    });
+    if (reset) put($("audit-list"), rows);
+    else $("audit-list").append(...rows);
+    if (page.items.length) state.auditAfter = page.items[page.items.length - 1].seq;
+    $("audit-more").hidden = page.next_after === null;
+    $("audit-state").textContent = $("audit-list").children.length ? "" : "The audit log is empty.";
+  } catch (e) {
+    $("audit-state").textContent = `Could not load the audit log: ${e.message}`;
+  }
+}
+
+async function verifyAudit() {
+  $("audit-verified").textContent = "Verifying…";
+  try {
+    const v = await api("/govern/audit/verify");
+    $("audit-verified").textContent = v.ok ? `Intact: ${v.entries} entries verified.` : `TAMPERED: ${v.error}`;
+    $("audit-verified").className = v.ok ? "ok" : "error";
+  } catch (e) {
+    $("audit-verified").textContent = e.message;
+  }
+}
+
 // ---- navigation ----------------------------------------------------------
+
+const VIEWS = ["pending", "executions", "flows", "pauses", "audit"];
 
 function route() {
   if (!state.me) return;
   const [, view, id] = location.hash.split("/");
-  state.view = view === "executions" ? "executions" : "pending";
-  $("view-pending").hidden = state.view !== "pending";
-  $("view-executions").hidden = state.view !== "executions";
+  state.view = VIEWS.includes(view) ? view : "pending";
+  for (const v of VIEWS) $(`view-${v}`).hidden = state.view !== v;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.view === state.view);
-  if (state.view === "pending") loadPending(true);
-  else loadExecutions(true);
-  if (id) (state.view === "executions" ? showExecution : showDetail)(id);
+  const load = { pending: () => loadPending(true), executions: () => loadExecutions(true), flows: loadFlows, pauses: loadPauses, audit: () => loadAudit(true) };
+  load[state.view]();
+  if (id) (state.view === "pending" ? showDetail : showExecution)(id);
   else closeDetail();
 }
 
@@ -545,6 +666,9 @@ function start() {
   $("pending-more").addEventListener("click", () => loadPending(false));
   $("exec-more").addEventListener("click", () => loadExecutions(false));
   $("exec-refresh").addEventListener("click", () => loadExecutions(true));
+  $("pause-form").addEventListener("submit", pauseNow);
+  $("audit-verify").addEventListener("click", verifyAudit);
+  $("audit-more").addEventListener("click", () => loadAudit(false));
   for (const id of ["filter-action", "filter-approver", "filter-age", "filter-decidable"]) $(id).addEventListener("change", () => loadPending(true));
   for (const id of ["exec-status", "exec-action", "exec-principal"]) $(id).addEventListener("change", () => loadExecutions(true));
   window.addEventListener("hashchange", route);

@@ -174,6 +174,42 @@ schemas = {
                        "poll_url": {"type": "string"}, "start_url": {"type": "string"}},
     },
     "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    "AuditEntry": {
+        "type": "object", "required": ["seq", "record", "prev_hash", "hash"],
+        "properties": {"seq": {"type": "integer", "minimum": 1}, "record": {"type": "object"},
+                       "prev_hash": {"type": "string"}, "hash": {"type": "string"}},
+    },
+    "AuditPage": {
+        "type": "object", "required": ["items", "next_after"],
+        "properties": {"items": {"type": "array", "items": ref("AuditEntry")},
+                       "next_after": {"type": ["integer", "null"]}},
+    },
+    "Verified": {
+        "type": "object", "required": ["ok", "entries"],
+        "properties": {"ok": {"type": "boolean"}, "entries": {"type": "integer"},
+                       "error": {"type": "string"}},
+    },
+    "Pause": {
+        "type": "object", "required": ["action", "mode", "by", "reason", "since"],
+        "properties": {"action": {"type": ["string", "null"]}, "mode": {"enum": ["deny", "hold"]},
+                       "by": {"type": "string"}, "reason": {"type": "string"}, "since": TIME},
+    },
+    "Flows": {
+        "type": "object", "required": ["flows", "truncated"],
+        "properties": {
+            "truncated": {"type": "boolean"},
+            "flows": {"type": "array", "items": {
+                "type": "object", "required": ["action", "waiting", "stages"],
+                "properties": {
+                    "action": {"type": "string"}, "waiting": {"type": "integer"},
+                    "stages": {"type": "array", "items": {
+                        "type": "object", "required": ["index", "policy", "approvers", "waiting"],
+                        "properties": {"index": {"type": "integer"}, "policy": {"type": "string"},
+                                       "approvers": {"type": "array", "items": {"type": "string"}},
+                                       "waiting": {"type": "integer"}}}},
+                }}},
+        },
+    },
 }
 
 REASON = {"type": "string", "description": "Why; some policies require one"}
@@ -189,6 +225,36 @@ paths = {
                                      "responses": {"200": ok({"type": "object"})}}},
     "/govern/me": {"get": {"operationId": "me", "summary": "The principal the bearer token speaks for",
                            "responses": responses({"200": ok(ref("Principal"))})}},
+    "/govern/audit": {"get": {
+        "operationId": "listAudit", "summary": "The hash-chained audit log, oldest first (governor:read)",
+        "parameters": [query("after", {"type": "integer", "minimum": 0}, "Only entries after this sequence number"),
+                       query("limit", {"type": "integer", "minimum": 0}, "Page size (default 100, at most 1,000)")],
+        "responses": responses({"200": ok(ref("AuditPage")), "403": problem("Needs governor:read")})}},
+    "/govern/audit/verify": {"get": {
+        "operationId": "verifyAudit", "summary": "Check every entry's hash and link (governor:read)",
+        "responses": responses({"200": ok(ref("Verified")), "403": problem("Needs governor:read")})}},
+    "/govern/pauses": {
+        "get": {"operationId": "listPauses", "summary": "Active pauses (governor:read or governor:pause)",
+                "responses": responses({"200": ok({"type": "array", "items": ref("Pause")}),
+                                        "403": problem("Needs governor:read or governor:pause")})},
+        "post": {"operationId": "pause", "summary": "Pause one action or every action (governor:pause); audited",
+                 "requestBody": body({"type": "object", "required": ["reason"], "additionalProperties": False, "properties": {
+                     "action": {"type": ["string", "null"], "description": "Absent or null: every action"},
+                     "mode": {"enum": ["deny", "hold"], "description": "deny (default) or hold new calls"},
+                     "reason": REASON}}, required=True),
+                 "responses": responses({"200": ok(ref("Pause")), "403": problem("Needs governor:pause"),
+                                         "422": problem("No reason")})}},
+    "/govern/pauses/lift": {"post": {
+        "operationId": "liftPause", "summary": "Lift a pause (governor:pause); audited",
+        "requestBody": body({"type": "object", "required": ["reason"], "additionalProperties": False, "properties": {
+            "action": {"type": ["string", "null"], "description": "Absent or null: the pause of every action"},
+            "reason": REASON}}, required=True),
+        "responses": responses({"200": ok({"type": "object", "required": ["lifted"],
+                                           "properties": {"lifted": {"type": "boolean"}}}),
+                                "403": problem("Needs governor:pause"), "422": problem("No reason")})}},
+    "/govern/flows": {"get": {
+        "operationId": "listFlows", "summary": "Approval pipelines with how many requests wait at each stage (governor:read)",
+        "responses": responses({"200": ok(ref("Flows")), "403": problem("Needs governor:read")})}},
     "/govern/events": {"get": {
         "operationId": "events", "summary": "Live events over a WebSocket (governor:read); browsers send the token as the subprotocol `bearer.<token>` beside `governor`",
         "parameters": [query("action", {"type": "string"}, "Only this action"),

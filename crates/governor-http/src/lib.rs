@@ -33,6 +33,7 @@ mod health;
 mod jwt;
 mod layer;
 mod metrics;
+mod operations;
 mod problem;
 mod state;
 mod submit;
@@ -69,6 +70,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/govern/openapi.json", get(openapi))
         .route("/govern/me", get(auth::me))
+        .route("/govern/audit", get(operations::audit))
+        .route("/govern/audit/verify", get(operations::verify))
+        .route(
+            "/govern/pauses",
+            get(operations::pauses).post(operations::pause),
+        )
+        .route("/govern/pauses/lift", post(operations::lift))
+        .route("/govern/flows", get(operations::flows))
         .route("/govern/events", get(events::events))
         .route("/govern/approvals/pending", get(approvals::pending))
         .route("/govern/approvals/{id}", get(approvals::show))

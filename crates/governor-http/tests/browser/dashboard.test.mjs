@@ -23,7 +23,13 @@ const shots = join(root, "docs", "screenshots");
 const takeShots = process.env.SCREENSHOTS !== "0";
 const PENDING_FOR_SCALE = Number(process.env.DASHBOARD_SCALE || 10000);
 
-const TOKENS = { cfo: "cfo-console-token", agent: "agent-console-token", viewer: "viewer-console-token" };
+const TOKENS = {
+  cfo: "cfo-console-token",
+  agent: "agent-console-token",
+  viewer: "viewer-console-token",
+  pauser: "pauser-console-token",
+  exec: "exec-console-token",
+};
 let server;
 let base;
 let dir;
@@ -97,16 +103,32 @@ before(async () => {
       "",
     ].join("\n"),
   );
+  writeFileSync(
+    join(dir, "deploy.yaml"),
+    [
+      "policies:",
+      "  - type: approval",
+      "    name: Release",
+      "    stages:",
+      "      - name: safety",
+      "        approvers: [cfo@company.com]",
+      "      - name: executive",
+      "        approvers: [role:exec]",
+      "",
+    ].join("\n"),
+  );
   const keys = [
     ["cfo", 'principal = "cfo"\nemail = "cfo@company.com"\npermissions = ["governor:read"]'],
     ["agent", 'principal = "agent"'],
     ["viewer", 'principal = "viewer"\npermissions = ["governor:read"]'],
+    ["pauser", 'principal = "pauser"\npermissions = ["governor:read", "governor:pause"]'],
+    ["exec", 'principal = "erin"\nroles = ["exec"]\npermissions = ["governor:read"]'],
   ]
     .map(([who, lines]) => `[[keys]]\nhash = "${hash(TOKENS[who])}"\n${lines}\n`)
     .join("\n");
   writeFileSync(
     join(dir, "governor.toml"),
-    `bind = "127.0.0.1:0"\ndb = "${join(dir, "console.db")}"\nreload_seconds = 0\nseal_key_env = "GOVERNOR_CONSOLE_SEAL_KEY"\n\n[[actions]]\nname = "transfer"\npolicies = "transfer.yaml"\n\n${keys}`,
+    `bind = "127.0.0.1:0"\ndb = "${join(dir, "console.db")}"\nreload_seconds = 0\nseal_key_env = "GOVERNOR_CONSOLE_SEAL_KEY"\n\n[[actions]]\nname = "transfer"\npolicies = "transfer.yaml"\n\n[[actions]]\nname = "deploy"\npolicies = "deploy.yaml"\n\n${keys}`,
   );
   // Redacted arguments (the IBAN) stay runnable after approval only
   // with a seal key.
@@ -242,6 +264,66 @@ test("someone who is not an approver gets no button, and the API refuses them", 
   await page.click("#sign-in-form button");
   await page.waitForSelector("#sign-in-error:not(:empty)");
   assert.match(await page.textContent("#sign-in-error"), /not valid/);
+  await page.context().close();
+});
+
+test("flows show how many requests wait at each stage, live", async () => {
+  const page = await newPage();
+  await signIn(page, TOKENS.cfo);
+  await page.goto(`${base}/dashboard/#/flows`);
+  const r = await call(TOKENS.agent, "POST", "/govern/executions", { action: "deploy", arguments: { service: "api" } });
+  assert.equal(r.status, 202);
+  const id = r.body.execution_id;
+  const waitingAt = (stage, n) =>
+    page.waitForFunction(
+      ({ stage, n }) => document.querySelector(`[data-action="deploy"] [data-stage="${stage}"]`)?.textContent === `${n} waiting`,
+      { stage, n },
+    );
+  await waitingAt(0, 1);
+  await waitingAt(1, 0);
+  if (takeShots) await page.screenshot({ path: join(shots, "flows.png") });
+  const approved = await call(TOKENS.cfo, "POST", `/govern/approvals/${id}/approve`, {});
+  assert.equal(approved.status, 200, JSON.stringify(approved.body));
+  await waitingAt(0, 0);
+  await waitingAt(1, 1);
+  const done = await call(TOKENS.exec, "POST", `/govern/approvals/${id}/approve`, {});
+  assert.equal(done.status, 200, JSON.stringify(done.body));
+  await page.waitForSelector('[data-action="deploy"]', { state: "detached" });
+  await page.context().close();
+});
+
+test("the kill switch pauses and lifts from the page, and the audit chain verifies", async () => {
+  const viewer = await newPage();
+  await signIn(viewer, TOKENS.viewer);
+  await viewer.goto(`${base}/dashboard/#/pauses`);
+  await viewer.waitForSelector("#pauses-state:not(:empty)");
+  assert.equal(await viewer.isVisible("#pause-form"), false, "readers cannot pause");
+  await viewer.context().close();
+
+  const page = await newPage();
+  await signIn(page, TOKENS.pauser);
+  await page.goto(`${base}/dashboard/#/pauses`);
+  await page.waitForSelector("#pause-form:not([hidden])");
+  await page.fill("#pause-action", "transfer");
+  await page.fill("#pause-reason", "incident 7: payments provider down");
+  await page.click("#pause-submit");
+  await page.waitForSelector('#pauses-list [data-action="transfer"]');
+  const refused = await call(TOKENS.agent, "POST", "/govern/executions", { action: "transfer", arguments: { amount: 5, to: "x" } });
+  assert.notEqual(refused.status, 202, "a paused action takes no new calls");
+  assert.match(JSON.stringify(refused.body), /pause/i);
+  if (takeShots) await page.screenshot({ path: join(shots, "kill-switch.png") });
+  page.once("dialog", (d) => d.accept("provider back"));
+  await page.click('#pauses-list [data-action="transfer"] .lift');
+  await page.waitForSelector('#pauses-list [data-action="transfer"]', { state: "detached" });
+  const again = await call(TOKENS.agent, "POST", "/govern/executions", { action: "transfer", arguments: { amount: 5, to: "x" } });
+  assert.equal(again.status, 202, JSON.stringify(again.body));
+
+  await page.goto(`${base}/dashboard/#/audit`);
+  await page.waitForSelector("#audit-list .row");
+  assert.match(await page.textContent("#audit-list"), /governor\.pause/);
+  await page.click("#audit-verify");
+  await page.waitForFunction(() => /Intact/.test(document.getElementById("audit-verified").textContent));
+  if (takeShots) await page.screenshot({ path: join(shots, "audit.png") });
   await page.context().close();
 });
 

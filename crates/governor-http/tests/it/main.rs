@@ -10,6 +10,7 @@ mod executions;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod layer;
+mod operations;
 mod submit;
 
 use std::sync::Arc;
@@ -41,6 +42,7 @@ pub(crate) const AGENT: &str = "agent-token";
 pub(crate) const AUDITOR: &str = "auditor-token";
 pub(crate) const OPS: &str = "ops-token";
 pub(crate) const STRANGER: &str = "stranger-token";
+pub(crate) const PAUSER: &str = "pauser-token";
 
 impl Server {
     pub(crate) async fn start() -> Self {
@@ -77,7 +79,11 @@ impl Server {
                 OPS,
                 Principal::new("ops").with_permissions([READ_PERMISSION, RESUME_PERMISSION]),
             )
-            .with_token(STRANGER, Principal::new("stranger"));
+            .with_token(STRANGER, Principal::new("stranger"))
+            .with_token(
+                PAUSER,
+                Principal::new("pauser").with_permissions([governor_core::PAUSE_PERMISSION]),
+            );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,262 @@
+//! What operators look at and switch: the audit log and its chain, the
+//! kill switch, and the approval pipelines (flows) with their waiting
+//! counts.
+
+use std::collections::BTreeMap;
+
+use axum::Json as Reply;
+use axum::extract::State;
+use governor_core::{
+    AuditEntry, ExecutionQuery, ExecutionStatus, PAUSE_PERMISSION, Pause, PauseMode, verify_chain,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Caller;
+use crate::extract::{Body, Params};
+use crate::problem::Problem;
+use crate::state::ApiState;
+use crate::views::READ_PERMISSION;
+
+/// Pending requests a flows view counts at most (beyond, it says so).
+const FLOW_SCAN_LIMIT: usize = 10_000;
+
+fn need(caller: &Caller, permission: &str, what: &str) -> Result<(), Problem> {
+    if caller.may(permission) {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(format!(
+            "{what} needs `{permission}`, which `{}` lacks",
+            caller.0.id
+        )))
+    }
+}
+
+/// `GET /govern/audit` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditQuery {
+    /// Only entries after this sequence number.
+    after: Option<u64>,
+    /// Page size (default 100, at most 1,000).
+    limit: Option<usize>,
+}
+
+/// A page of the audit log, oldest first.
+#[derive(Debug, Serialize)]
+pub(crate) struct AuditPage {
+    items: Vec<AuditEntry>,
+    /// Pass as `after` for the next page; `null` at the end.
+    next_after: Option<u64>,
+}
+
+pub(crate) async fn audit(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Params(q): Params<AuditQuery>,
+) -> Result<Reply<AuditPage>, Problem> {
+    need(&caller, READ_PERMISSION, "the audit log")?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let mut items = state
+        .governor
+        .store()
+        .audit_entries(q.after.unwrap_or(0), limit + 1)
+        .await?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    let next_after = more.then(|| items.last().map(|e| e.seq)).flatten();
+    Ok(Reply(AuditPage { items, next_after }))
+}
+
+/// The result of checking the whole chain.
+#[derive(Debug, Serialize)]
+pub(crate) struct Verified {
+    ok: bool,
+    entries: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub(crate) async fn verify(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Reply<Verified>, Problem> {
+    need(&caller, READ_PERMISSION, "verifying the audit log")?;
+    let store = state.governor.store();
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_entries(after, 10_000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        entries.extend(page);
+    }
+    Ok(Reply(match verify_chain(&entries) {
+        Ok(n) => Verified {
+            ok: true,
+            entries: n,
+            error: None,
+        },
+        Err(e) => Verified {
+            ok: false,
+            entries: entries.len() as u64,
+            error: Some(e.to_string()),
+        },
+    }))
+}
+
+pub(crate) async fn pauses(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Reply<Vec<Pause>>, Problem> {
+    if !caller.may(PAUSE_PERMISSION) {
+        need(&caller, READ_PERMISSION, "the kill switch")?;
+    }
+    Ok(Reply(state.governor.pauses().await?))
+}
+
+/// `POST /govern/pauses`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PauseBody {
+    /// The action to pause; absent or `null` pauses every action.
+    action: Option<String>,
+    /// `deny` new calls (the default), or `hold` them until the pause is
+    /// lifted.
+    mode: Option<PauseMode>,
+    #[serde(default)]
+    reason: String,
+}
+
+pub(crate) async fn pause(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Body(body): Body<PauseBody>,
+) -> Result<Reply<Pause>, Problem> {
+    if body.reason.trim().is_empty() {
+        return Err(Problem::unprocessable("a pause needs a reason"));
+    }
+    let pause = state
+        .governor
+        .pause(
+            body.action.as_deref(),
+            body.mode.unwrap_or(PauseMode::Deny),
+            &caller.0,
+            &body.reason,
+        )
+        .await?;
+    Ok(Reply(pause))
+}
+
+/// `POST /govern/pauses/lift`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LiftBody {
+    /// The paused action; absent or `null` lifts the pause of everything.
+    action: Option<String>,
+    #[serde(default)]
+    reason: String,
+}
+
+/// Whether a pause was lifted.
+#[derive(Debug, Serialize)]
+pub(crate) struct Lifted {
+    lifted: bool,
+}
+
+pub(crate) async fn lift(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Body(body): Body<LiftBody>,
+) -> Result<Reply<Lifted>, Problem> {
+    if body.reason.trim().is_empty() {
+        return Err(Problem::unprocessable("lifting a pause needs a reason"));
+    }
+    let lifted = state
+        .governor
+        .lift(body.action.as_deref(), &caller.0, &body.reason)
+        .await?;
+    Ok(Reply(Lifted { lifted }))
+}
+
+/// One stage of a flow with how many requests wait on it.
+#[derive(Debug, Serialize)]
+pub(crate) struct FlowStage {
+    index: usize,
+    policy: String,
+    approvers: Vec<String>,
+    waiting: usize,
+}
+
+/// The approval pipeline of one action, as its waiting requests show it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Flow {
+    action: String,
+    waiting: usize,
+    stages: Vec<FlowStage>,
+}
+
+/// Every flow with waiting requests.
+#[derive(Debug, Serialize)]
+pub(crate) struct Flows {
+    flows: Vec<Flow>,
+    /// Whether more requests wait than were counted.
+    truncated: bool,
+}
+
+pub(crate) async fn flows(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Reply<Flows>, Problem> {
+    need(&caller, READ_PERMISSION, "the flows view")?;
+    let waiting = state
+        .governor
+        .store()
+        .executions(&ExecutionQuery {
+            statuses: vec![ExecutionStatus::AwaitingApproval],
+            limit: FLOW_SCAN_LIMIT,
+            ..ExecutionQuery::default()
+        })
+        .await?;
+    let truncated = waiting.len() >= FLOW_SCAN_LIMIT;
+    let mut by_action: BTreeMap<String, Flow> = BTreeMap::new();
+    for e in &waiting {
+        let Some(request) = &e.approval else { continue };
+        let flow = by_action
+            .entry(e.action.to_string())
+            .or_insert_with(|| Flow {
+                action: e.action.to_string(),
+                waiting: 0,
+                stages: Vec::new(),
+            });
+        flow.waiting += 1;
+        let current = request.current_stage().map(|(i, _)| i);
+        for (i, stage) in request.stages.iter().enumerate() {
+            let policy = &stage.spec.policy;
+            let at = match flow
+                .stages
+                .iter()
+                .position(|s| s.index == i && s.policy == *policy)
+            {
+                Some(at) => at,
+                None => {
+                    flow.stages.push(FlowStage {
+                        index: i,
+                        policy: policy.clone(),
+                        approvers: stage.spec.approvers.clone(),
+                        waiting: 0,
+                    });
+                    flow.stages.len() - 1
+                }
+            };
+            if current == Some(i) {
+                flow.stages[at].waiting += 1;
+            }
+        }
+    }
+    let mut flows: Vec<Flow> = by_action.into_values().collect();
+    for f in &mut flows {
+        f.stages
+            .sort_by(|a, b| (a.index, &a.policy).cmp(&(b.index, &b.policy)));
+    }
+    Ok(Reply(Flows { flows, truncated }))
+}
