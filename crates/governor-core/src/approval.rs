@@ -436,6 +436,9 @@ impl Policy for ApprovalPolicy {
         }
         Decision::RequireApproval(self.spec.clone())
     }
+    fn approval_spec(&self) -> Option<&ApprovalSpec> {
+        Some(&self.spec)
+    }
     fn fingerprint(&self) -> String {
         let spec = serde_json::to_string(&self.spec).unwrap_or_default();
         format!(

@@ -146,6 +146,19 @@ impl Governor {
         self.inner.seal_key.as_ref()
     }
 
+    /// Every action registered with this governor (resumable and external
+    /// ones), by name.
+    pub fn registered_actions(&self) -> Vec<Action> {
+        let mut actions: Vec<Action> = self
+            .inner
+            .actions
+            .read()
+            .map(|a| a.values().cloned().collect())
+            .unwrap_or_default();
+        actions.sort_by(|a, b| a.name().cmp(b.name()));
+        actions
+    }
+
     fn registered_now(&self, name: &str) -> Option<Action> {
         self.inner.actions.read().ok()?.get(name).cloned()
     }

@@ -18,6 +18,7 @@ const state = {
   auditAfter: 0,
   socket: null,
   flowsTimer: null,
+  actions: null, // name -> registered action (policies, stages, input schema)
 };
 
 const $ = (id) => document.getElementById(id);
@@ -320,6 +321,71 @@ async function batch(verdict) {
   for (const id of [...state.checked]) await decide(id, verdict, reason ? { reason } : {});
 }
 
+// ---- registered actions ------------------------------------------------
+
+async function registeredActions() {
+  if (!state.actions) {
+    try {
+      const list = await api("/govern/actions");
+      state.actions = new Map(list.map((a) => [a.name, a]));
+    } catch {
+      state.actions = new Map();
+    }
+  }
+  return state.actions;
+}
+
+/**
+ * Checks `value` against the common JSON Schema keywords, so an edit with
+ * a wrong field is caught before it is sent; the server validates fully.
+ */
+function schemaErrors(schema, value, path = "") {
+  if (!schema || typeof schema !== "object") return [];
+  const errors = [];
+  const at = path || "/";
+  const kind = (v) => (v === null ? "null" : Array.isArray(v) ? "array" : Number.isInteger(v) ? "integer" : typeof v);
+  if (schema.type) {
+    const types = Array.isArray(schema.type) ? schema.type : [schema.type];
+    const k = kind(value);
+    const ok = types.some((t) => t === k || (t === "number" && k === "integer"));
+    if (!ok) return [`${at}: expected ${types.join(" or ")}, got ${k}`];
+  }
+  if (schema.enum && !schema.enum.some((e) => JSON.stringify(e) === JSON.stringify(value))) errors.push(`${at}: not one of ${JSON.stringify(schema.enum)}`);
+  if ("const" in schema && JSON.stringify(schema.const) !== JSON.stringify(value)) errors.push(`${at}: must be ${JSON.stringify(schema.const)}`);
+  if (typeof value === "number") {
+    if (schema.minimum !== undefined && value < schema.minimum) errors.push(`${at}: less than ${schema.minimum}`);
+    if (schema.maximum !== undefined && value > schema.maximum) errors.push(`${at}: more than ${schema.maximum}`);
+    if (schema.exclusiveMinimum !== undefined && value <= schema.exclusiveMinimum) errors.push(`${at}: must be more than ${schema.exclusiveMinimum}`);
+    if (schema.exclusiveMaximum !== undefined && value >= schema.exclusiveMaximum) errors.push(`${at}: must be less than ${schema.exclusiveMaximum}`);
+  }
+  if (typeof value === "string") {
+    if (schema.minLength !== undefined && value.length < schema.minLength) errors.push(`${at}: shorter than ${schema.minLength}`);
+    if (schema.maxLength !== undefined && value.length > schema.maxLength) errors.push(`${at}: longer than ${schema.maxLength}`);
+    if (schema.pattern) {
+      try {
+        if (!new RegExp(schema.pattern, "u").test(value)) errors.push(`${at}: does not match ${schema.pattern}`);
+      } catch {
+        // A pattern JavaScript cannot read is left to the server.
+      }
+    }
+  }
+  if (Array.isArray(value)) {
+    if (schema.minItems !== undefined && value.length < schema.minItems) errors.push(`${at}: fewer than ${schema.minItems} items`);
+    if (schema.maxItems !== undefined && value.length > schema.maxItems) errors.push(`${at}: more than ${schema.maxItems} items`);
+    if (schema.items && typeof schema.items === "object") value.forEach((v, i) => errors.push(...schemaErrors(schema.items, v, `${path}/${i}`)));
+  }
+  if (kind(value) === "object") {
+    for (const name of schema.required || []) if (!(name in value)) errors.push(`${path}/${name}: required`);
+    const props = schema.properties || {};
+    for (const [name, v] of Object.entries(value)) {
+      if (props[name]) errors.push(...schemaErrors(props[name], v, `${path}/${name}`));
+      else if (schema.additionalProperties === false) errors.push(`${path}/${name}: not allowed`);
+      else if (typeof schema.additionalProperties === "object") errors.push(...schemaErrors(schema.additionalProperties, v, `${path}/${name}`));
+    }
+  }
+  return errors;
+}
+
 // ---- detail ----------------------------------------------------------
 
 const pretty = (text) => {
@@ -384,7 +450,7 @@ async function showDetail(id, focusReject = false) {
         el("details", {},
           el("summary", {}, "Approve with edits"),
           edits,
-          el("button", { type: "button", id: "approve-edits", onclick: () => approveWithEdits(id, edits.value, body()) }, "Approve with these arguments")),
+          el("button", { type: "button", id: "approve-edits", onclick: () => approveWithEdits(id, view.action, edits.value, body()) }, "Approve with these arguments")),
         el("p", { id: "decision-error", class: "error", role: "alert" }))
     : el("p", { class: "muted" }, view.status === "awaiting_approval" ? "You are not an approver of the waiting stage." : `This request is ${view.status}.`);
   put(panel, 
@@ -405,7 +471,7 @@ async function showDetail(id, focusReject = false) {
   if (focusReject && view.can_decide) reason.focus();
 }
 
-async function approveWithEdits(id, text, body) {
+async function approveWithEdits(id, action, text, body) {
   let edits;
   try {
     edits = JSON.parse(text);
@@ -415,6 +481,12 @@ async function approveWithEdits(id, text, body) {
   }
   if (edits === null || typeof edits !== "object" || Array.isArray(edits)) {
     $("decision-error").textContent = "The edits must be an object of arguments by name.";
+    return;
+  }
+  const schema = (await registeredActions()).get(action)?.input_schema;
+  const problems = schemaErrors(schema, edits);
+  if (problems.length) {
+    $("decision-error").textContent = `The edits do not fit the action's schema: ${problems.join("; ")}`;
     return;
   }
   await decide(id, "approve", { ...body, edits });
@@ -508,9 +580,29 @@ function scheduleFlows() {
 
 async function loadFlows() {
   try {
-    const { flows, truncated } = await api("/govern/flows");
-    $("flows-state").textContent = flows.length ? (truncated ? "Counting the first 10,000 waiting requests." : "") : "No request is waiting.";
-    put($("flows-list"), flows.map((f) =>
+    const [{ flows, truncated }, actions] = await Promise.all([api("/govern/flows"), registeredActions()]);
+    const waiting = new Map(flows.map((f) => [f.action, f]));
+    // Configured pipelines first (even with nothing waiting), then any
+    // other action with waiting requests (made by another process).
+    const shown = [...actions.values()]
+      .filter((a) => a.stages.length)
+      .map((a) => {
+        const live = waiting.get(a.name);
+        waiting.delete(a.name);
+        return {
+          action: a.name,
+          waiting: live ? live.waiting : 0,
+          stages: a.stages.map((st, index) => ({
+            index,
+            policy: st.policy,
+            approvers: st.approvers,
+            waiting: live ? live.stages.filter((x) => x.index === index && x.policy === st.policy).reduce((n, x) => n + x.waiting, 0) : 0,
+          })),
+        };
+      })
+      .concat([...waiting.values()]);
+    $("flows-state").textContent = shown.length ? (truncated ? "Counting the first 10,000 waiting requests." : "") : "No approval pipeline is configured or waiting.";
+    put($("flows-list"), shown.map((f) =>
       el("div", { class: "flow card", dataset: { action: f.action } },
         el("h3", {}, f.action, el("span", { class: "count" }, String(f.waiting))),
         el("ol", { class: "pipeline" }, f.stages.map((st) =>

@@ -252,6 +252,20 @@ paths = {
         "responses": responses({"200": ok({"type": "object", "required": ["lifted"],
                                            "properties": {"lifted": {"type": "boolean"}}}),
                                 "403": problem("Needs governor:pause"), "422": problem("No reason")})}},
+    "/govern/actions": {"get": {
+        "operationId": "listActions", "summary": "Registered actions: their policies, approval stages and input schema",
+        "responses": responses({"200": ok({"type": "array", "items": {
+            "type": "object", "required": ["name", "policies", "stages", "input_schema"],
+            "properties": {
+                "name": {"type": "string"},
+                "policies": {"type": "array", "items": {"type": "object", "required": ["name", "kind", "phase", "shadow"],
+                    "properties": {"name": {"type": "string"}, "kind": {"type": "string"},
+                                   "phase": {"type": "string"}, "shadow": {"type": "boolean"}}}},
+                "stages": {"type": "array", "items": {"type": "object", "required": ["policy", "approvers", "quorum"],
+                    "properties": {"policy": {"type": "string"},
+                                   "approvers": {"type": "array", "items": {"type": "string"}},
+                                   "quorum": {"type": "integer"}}}},
+                "input_schema": {}}}})})}},
     "/govern/flows": {"get": {
         "operationId": "listFlows", "summary": "Approval pipelines with how many requests wait at each stage (governor:read)",
         "responses": responses({"200": ok(ref("Flows")), "403": problem("Needs governor:read")})}},

@@ -78,6 +78,7 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/govern/pauses/lift", post(operations::lift))
         .route("/govern/flows", get(operations::flows))
+        .route("/govern/actions", get(operations::actions))
         .route("/govern/events", get(events::events))
         .route("/govern/approvals/pending", get(approvals::pending))
         .route("/govern/approvals/{id}", get(approvals::show))

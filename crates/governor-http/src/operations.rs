@@ -260,3 +260,68 @@ pub(crate) async fn flows(
     }
     Ok(Reply(Flows { flows, truncated }))
 }
+
+/// A policy as `GET /govern/actions` lists it.
+#[derive(Debug, Serialize)]
+pub(crate) struct PolicySummary {
+    name: String,
+    kind: &'static str,
+    phase: &'static str,
+    shadow: bool,
+}
+
+/// An approval stage an action's policies ask for.
+#[derive(Debug, Serialize)]
+pub(crate) struct StageSummary {
+    policy: String,
+    approvers: Vec<String>,
+    quorum: u32,
+}
+
+/// One registered action.
+#[derive(Debug, Serialize)]
+pub(crate) struct ActionSummary {
+    name: String,
+    policies: Vec<PolicySummary>,
+    /// Its approval pipeline: the stages its approval policies ask for, in
+    /// order (a conditional one asks only for some calls).
+    stages: Vec<StageSummary>,
+    /// The JSON Schema its inputs are validated against, if one.
+    input_schema: Option<serde_json::Value>,
+}
+
+pub(crate) async fn actions(
+    State(state): State<ApiState>,
+    _caller: Caller,
+) -> Reply<Vec<ActionSummary>> {
+    let list = state
+        .governor
+        .registered_actions()
+        .iter()
+        .map(|a| ActionSummary {
+            name: a.name().to_owned(),
+            policies: a
+                .policies()
+                .iter()
+                .map(|p| PolicySummary {
+                    name: p.name().to_owned(),
+                    kind: p.kind().as_str(),
+                    phase: p.phase().as_str(),
+                    shadow: p.is_shadow(),
+                })
+                .collect(),
+            stages: a
+                .policies()
+                .iter()
+                .filter_map(|p| p.approval_spec())
+                .map(|s| StageSummary {
+                    policy: s.policy.clone(),
+                    approvers: s.approvers.clone(),
+                    quorum: s.quorum,
+                })
+                .collect(),
+            input_schema: a.policies().iter().find_map(|p| p.input_schema()).cloned(),
+        })
+        .collect();
+    Reply(list)
+}

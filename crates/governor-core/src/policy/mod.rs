@@ -322,6 +322,19 @@ pub trait Policy: Send + Sync + 'static {
         None
     }
 
+    /// The approval this policy asks for when it asks (for consoles that
+    /// draw approval pipelines); `None` for policies that never ask, or
+    /// ask only on some failure.
+    fn approval_spec(&self) -> Option<&ApprovalSpec> {
+        None
+    }
+
+    /// The JSON Schema the inputs are validated against, if any (for
+    /// clients checking edited arguments before sending them).
+    fn input_schema(&self) -> Option<&Value> {
+        None
+    }
+
     /// Text that changes whenever the policy's settings change. It is part
     /// of the action's policy version, which every approval is bound to:
     /// a call approved under other settings is evaluated again before it
@@ -364,6 +377,12 @@ impl<P: Policy> Policy for Shadow<P> {
     fn audit_settings(&self) -> Option<&AuditSettings> {
         self.0.audit_settings()
     }
+    fn approval_spec(&self) -> Option<&ApprovalSpec> {
+        self.0.approval_spec()
+    }
+    fn input_schema(&self) -> Option<&Value> {
+        self.0.input_schema()
+    }
     fn fingerprint(&self) -> String {
         self.0.fingerprint()
     }
@@ -396,6 +415,12 @@ impl<P: Policy + ?Sized> Policy for Arc<P> {
     }
     fn audit_settings(&self) -> Option<&AuditSettings> {
         (**self).audit_settings()
+    }
+    fn approval_spec(&self) -> Option<&ApprovalSpec> {
+        (**self).approval_spec()
+    }
+    fn input_schema(&self) -> Option<&Value> {
+        (**self).input_schema()
     }
     fn fingerprint(&self) -> String {
         (**self).fingerprint()

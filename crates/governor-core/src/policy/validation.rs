@@ -52,6 +52,8 @@ struct Checks {
     schema: Option<Arc<jsonschema::Validator>>,
     /// The schema's text, for the policy's fingerprint.
     schema_text: String,
+    /// The schema as given, for clients.
+    schema_value: Option<Arc<Value>>,
     validators: Vec<Validator>,
 }
 
@@ -137,6 +139,7 @@ impl ValidationPolicy {
     pub fn input_schema(mut self, schema: &Value) -> Result<Self, GovernError> {
         self.input.schema = Some(compile(&self.name, "input", schema)?);
         self.input.schema_text = schema.to_string();
+        self.input.schema_value = Some(Arc::new(schema.clone()));
         Ok(self)
     }
 
@@ -257,6 +260,10 @@ impl Policy for ValidationPolicy {
             Decision::Warn(reason)
         }
     }
+    fn input_schema(&self) -> Option<&Value> {
+        self.input.schema_value.as_deref()
+    }
+
     fn fingerprint(&self) -> String {
         format!(
             "strict {} phase {:?} input {} +{} output {} +{}",

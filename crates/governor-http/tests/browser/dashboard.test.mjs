@@ -96,6 +96,14 @@ before(async () => {
       "  - type: audit",
       "    name: TransferAudit",
       "    sensitive_fields: [iban]",
+      "  - type: validation",
+      "    name: TransferShape",
+      "    input_schema:",
+      "      type: object",
+      "      required: [amount, to]",
+      "      properties:",
+      "        amount: {type: number, exclusiveMinimum: 0}",
+      "        to: {type: string, minLength: 1}",
       "  - type: approval",
       "    name: CfoApproval",
       "    approvers: [cfo@company.com]",
@@ -225,6 +233,39 @@ test("a rejection's reason reaches the execution and the agent", async () => {
   await page.context().close();
 });
 
+test("edited arguments are checked against the action's schema before they are sent", async () => {
+  const page = await newPage();
+  await signIn(page, TOKENS.cfo);
+  // Without a sensitive field: arguments with redacted fields are never
+  // editable (the server keeps no clear copy to edit).
+  const asked = await call(TOKENS.agent, "POST", "/govern/executions", { action: "transfer", arguments: { amount: 250000, to: "Edit Me Ltd" } });
+  assert.equal(asked.status, 202, JSON.stringify(asked.body));
+  const id = asked.body.execution_id;
+  await page.waitForSelector(`#pending-list [data-id="${id}"]`);
+  await page.click(`#pending-list [data-id="${id}"] .action`);
+  await page.click("#detail details summary");
+  await page.fill("#edits", JSON.stringify({ amount: -5, to: "" }));
+  await page.click("#approve-edits");
+  await page.waitForSelector("#decision-error:not(:empty)");
+  const said = await page.textContent("#decision-error");
+  assert.match(said, /\/amount: must be more than 0/);
+  assert.match(said, /\/to: shorter than 1/);
+  let seen = await call(TOKENS.agent, "GET", `/govern/executions/${id}`);
+  assert.equal(seen.body.execution.status, "awaiting_approval", "nothing was sent");
+  await page.fill("#edits", JSON.stringify({ amount: 25000, to: "Edit Me Ltd" }));
+  await page.fill("#reason", "capped at 25k");
+  await page.click("#approve-edits");
+  await page
+    .waitForSelector(`#pending-list [data-id="${id}"]`, { state: "detached", timeout: 5000 })
+    .catch(async (e) => {
+      throw new Error(`${e.message}; the page says: ${await page.textContent("#decision-error")}`);
+    });
+  const started = await call(TOKENS.agent, "POST", `/govern/executions/${id}/start`, {});
+  assert.equal(started.status, 200, JSON.stringify(started.body));
+  assert.equal(started.body.arguments.amount, 25000, "the agent runs the approver's edit");
+  await page.context().close();
+});
+
 test("keyboard: j selects, a approves", async () => {
   const page = await newPage();
   await signIn(page, TOKENS.cfo);
@@ -288,7 +329,9 @@ test("flows show how many requests wait at each stage, live", async () => {
   await waitingAt(1, 1);
   const done = await call(TOKENS.exec, "POST", `/govern/approvals/${id}/approve`, {});
   assert.equal(done.status, 200, JSON.stringify(done.body));
-  await page.waitForSelector('[data-action="deploy"]', { state: "detached" });
+  // The configured pipeline stays on the page with nothing waiting.
+  await waitingAt(1, 0);
+  assert.equal(await page.textContent('[data-action="deploy"] h3'), "deploy0");
   await page.context().close();
 });
 

@@ -113,3 +113,47 @@ async fn flows_count_the_requests_waiting_at_each_stage() {
     assert_eq!(transfer["stages"][0]["waiting"], 1);
     assert_eq!(flows["truncated"], false);
 }
+
+#[tokio::test]
+async fn actions_list_their_policies_stages_and_schema() {
+    let s = Server::start().await;
+    s.governor
+        .action("refund")
+        .policy(
+            governor_core::ValidationPolicy::new()
+                .input_schema(&json!({"type": "object", "required": ["amount"]}))
+                .unwrap(),
+        )
+        .policy(
+            governor_core::ApprovalPolicy::new(["lead"])
+                .named("Lead")
+                .quorum(2, true),
+        )
+        .external(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (status, list) = s.get("/govern/actions", STRANGER).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let refund = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "refund")
+        .unwrap();
+    assert_eq!(
+        refund["stages"],
+        json!([{"policy": "Lead", "approvers": ["lead"], "quorum": 2}])
+    );
+    assert_eq!(refund["input_schema"]["required"], json!(["amount"]));
+    assert_eq!(refund["policies"][0]["kind"], "validation");
+    let transfer = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "transfer")
+        .unwrap();
+    assert_eq!(
+        transfer["stages"][0]["approvers"],
+        json!(["cfo", "role:treasury"])
+    );
+}
