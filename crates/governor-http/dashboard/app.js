@@ -19,6 +19,8 @@ const state = {
   socket: null,
   flowsTimer: null,
   actions: null, // name -> registered action (policies, stages, input schema)
+  loads: 0, // the latest queue load; older answers are dropped
+  arrived: new Map(), // id -> view (or null: gone) heard live while a load was in flight
 };
 
 const $ = (id) => document.getElementById(id);
@@ -186,10 +188,15 @@ async function onEvent(e) {
 async function refreshOne(id) {
   try {
     const view = await api(`/govern/approvals/${id}`);
-    if (view.status === "awaiting_approval" && matchesFilters(view)) state.pending.set(id, view);
+    const keep = view.status === "awaiting_approval" && matchesFilters(view);
+    if (keep) state.pending.set(id, view);
     else state.pending.delete(id);
+    state.arrived.set(id, keep ? view : null);
   } catch (e) {
-    if (e.status === 404 || e.status === 403) state.pending.delete(id);
+    if (e.status === 404 || e.status === 403) {
+      state.pending.delete(id);
+      state.arrived.set(id, null);
+    }
   }
   renderPending();
 }
@@ -220,11 +227,19 @@ function matchesFilters(view) {
 
 async function loadPending(reset) {
   if (reset) state.pendingCursor = null;
+  const load = ++state.loads;
+  state.arrived = new Map();
   $("pending-state").textContent = reset && state.pending.size === 0 ? "Loading…" : "";
   try {
     const page = await api(`/govern/approvals/pending?${pendingQuery(state.pendingCursor)}`);
+    if (load !== state.loads) return; // a newer load is on its way
     if (reset) state.pending.clear();
     for (const v of page.items) state.pending.set(v.execution_id, v);
+    // What was heard live while this page was on its way is newer than it.
+    for (const [id, v] of state.arrived) {
+      if (v) state.pending.set(id, v);
+      else state.pending.delete(id);
+    }
     state.pendingCursor = page.next_cursor;
     $("pending-more").hidden = !page.next_cursor;
     $("pending-state").textContent = "";

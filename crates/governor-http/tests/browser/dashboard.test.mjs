@@ -266,6 +266,25 @@ test("edited arguments are checked against the action's schema before they are s
   await page.context().close();
 });
 
+test("a batch of requests is approved at once", async () => {
+  const page = await newPage();
+  await signIn(page, TOKENS.cfo);
+  const ids = [];
+  for (const n of [1, 2, 3]) ids.push(await requestTransfer(30000 + n, `Batch ${n}`));
+  for (const id of ids) {
+    await page.waitForSelector(`#pending-list [data-id="${id}"]`);
+    await page.check(`#pending-list [data-id="${id}"] input[type=checkbox]`);
+  }
+  await page.waitForSelector("#batch-approve:not([disabled])");
+  await page.click("#batch-approve");
+  for (const id of ids) await page.waitForSelector(`#pending-list [data-id="${id}"]`, { state: "detached" });
+  for (const id of ids) {
+    const seen = await call(TOKENS.agent, "GET", `/govern/executions/${id}`);
+    assert.equal(seen.body.execution.status, "approved");
+  }
+  await page.context().close();
+});
+
 test("keyboard: j selects, a approves", async () => {
   const page = await newPage();
   await signIn(page, TOKENS.cfo);
