@@ -289,14 +289,7 @@ fn render(e: &Execution, events: &[Event], snapshots: &[Snapshot], audit: Option
 
 pub(crate) async fn verify(db: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let store = open(db).await?;
-    let mut entries = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.audit_entries(after, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        entries.extend(page);
-    }
+    let entries = agent_governor::read_audit_log(&store).await?;
     let result = verify_chain(&entries);
     if json {
         let doc = match &result {

@@ -254,6 +254,22 @@ pub fn verify_chain<'a>(
     Ok(count)
 }
 
+/// Every entry `store` holds, in order, read a page at a time.
+pub async fn read_audit_log(
+    store: &dyn crate::store::Store,
+) -> Result<Vec<AuditEntry>, crate::error::StoreError> {
+    let mut entries = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.audit_entries(after, 10_000).await?;
+        let Some(last) = page.last() else {
+            return Ok(entries);
+        };
+        after = last.seq;
+        entries.extend(page);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

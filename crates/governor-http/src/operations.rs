@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use axum::Json as Reply;
 use axum::extract::State;
 use governor_core::{
-    AuditEntry, ExecutionQuery, ExecutionStatus, PAUSE_PERMISSION, Pause, PauseMode, verify_chain,
+    AuditEntry, ExecutionQuery, ExecutionStatus, PAUSE_PERMISSION, Pause, PauseMode,
+    read_audit_log, verify_chain,
 };
 use serde::{Deserialize, Serialize};
 
@@ -81,15 +82,7 @@ pub(crate) async fn verify(
     caller: Caller,
 ) -> Result<Reply<Verified>, Problem> {
     need(&caller, READ_PERMISSION, "verifying the audit log")?;
-    let store = state.governor.store();
-    let mut entries = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.audit_entries(after, 10_000).await?;
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        entries.extend(page);
-    }
+    let entries = read_audit_log(&**state.governor.store()).await?;
     Ok(Reply(match verify_chain(&entries) {
         Ok(n) => Verified {
             ok: true,

@@ -16,6 +16,15 @@ fn names(policies: &[Arc<dyn Policy>]) -> Vec<&str> {
     policies.iter().map(|p| p.name()).collect()
 }
 
+/// A JSON object's members as arguments.
+fn args_of(input: &Value) -> Args {
+    input
+        .as_object()
+        .unwrap()
+        .iter()
+        .fold(Args::new(), |args, (k, v)| args.arg(k, v))
+}
+
 /// Runs `action` governed by the file's policies for it, as `who`.
 async fn call(
     file: &PolicyFile,
@@ -29,10 +38,7 @@ async fn call(
         .policies(file.policies_for(action))
         .build()
         .unwrap();
-    let mut args = Args::new();
-    for (k, v) in input.as_object().unwrap() {
-        args = args.arg(k, v);
-    }
+    let args = args_of(&input);
     a.run_as(who, args, || async { Ok::<_, GovernError>(()) })
         .await
 }
@@ -203,50 +209,18 @@ policies:
     let stage_names: Vec<_> = file.entries.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(stage_names, ["Deploy.safety", "Deploy.executive"]);
 
-    let g = Governor::builder().build().unwrap();
-    let a = g
-        .action("deploy")
-        .policies(file.policies_for("deploy"))
-        .build()
-        .unwrap();
-    let args = Args::new().arg("environment", "production");
-    let Err(GovernError::Pending { execution_id }) = a
-        .run_as(Principal::new("agent"), args, || async {
-            Ok::<_, GovernError>(())
-        })
+    let agent = Principal::new("agent");
+    let production = json!({"environment": "production"});
+    let request = parked(&file, "deploy", agent.clone(), production)
         .await
-    else {
-        panic!("expected to wait for approval")
-    };
-    let request = g
-        .execution(execution_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .approval
         .unwrap();
     assert_eq!(request.stages.len(), 2);
     assert_eq!(request.stages[0].spec.approvers, ["ai-safety@company.com"]);
     assert_eq!(request.stages[1].spec.quorum, 2);
 
     // In staging the executive stage approves itself; safety still asks.
-    let args = Args::new().arg("environment", "staging");
-    let Err(GovernError::Pending { execution_id }) = a
-        .run_as(Principal::new("agent"), args, || async {
-            Ok::<_, GovernError>(())
-        })
-        .await
-    else {
-        panic!("expected to wait for approval")
-    };
-    let request = g
-        .execution(execution_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .approval
-        .unwrap();
-    assert_eq!(request.stages.len(), 1);
+    let staging = json!({"environment": "staging"});
+    assert_eq!(stages_asked(&file, "deploy", agent, staging).await, 1);
 }
 
 #[test]
@@ -420,29 +394,38 @@ fn starter(name: &str) -> PolicyFile {
     PolicyFile::load(&path).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Parks or not: the number of approval stages a call waits for.
-async fn stages_asked(file: &PolicyFile, action: &str, who: Principal, input: Value) -> usize {
+/// Makes a call of `action` under the file's policies; the approval
+/// request it waits on, if it was parked.
+async fn parked(
+    file: &PolicyFile,
+    action: &str,
+    who: Principal,
+    input: Value,
+) -> Option<ApprovalRequest> {
     let g = Governor::builder().build().unwrap();
     let a = g
         .action(action)
         .policies(file.policies_for(action))
         .build()
         .unwrap();
-    let mut args = Args::new();
-    for (k, v) in input.as_object().unwrap() {
-        args = args.arg(k, v);
-    }
+    let args = args_of(&input);
     match a
         .run_as(who, args, || async { Ok::<_, GovernError>(()) })
         .await
     {
-        Ok(()) => 0,
+        Ok(()) => None,
         Err(GovernError::Pending { execution_id }) => {
-            let e = g.execution(execution_id).await.unwrap().unwrap();
-            e.approval.unwrap().stages.len()
+            g.execution(execution_id).await.unwrap().unwrap().approval
         }
         Err(other) => panic!("{other:?}"),
     }
+}
+
+/// The number of approval stages a call waits for (0: it ran).
+async fn stages_asked(file: &PolicyFile, action: &str, who: Principal, input: Value) -> usize {
+    parked(file, action, who, input)
+        .await
+        .map_or(0, |r| r.stages.len())
 }
 
 #[tokio::test]
