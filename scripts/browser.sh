@@ -2,9 +2,10 @@
 # End-to-end tests of the approval console in headless Chromium (Debian's
 # chromium driven by playwright-core from npm): sign-in, live requests,
 # approve, reject with a reason, non-approvers, XSS, keyboard, 10,000
-# pending requests, phone width. Refreshes docs/screenshots/.
+# pending requests, phone width.
 #
 #   bash scripts/browser.sh
+#   SCREENSHOTS=1 bash scripts/browser.sh          # also refresh docs/screenshots/
 #   DASHBOARD_SCALE=500 bash scripts/browser.sh   # a smaller queue
 set -euo pipefail
 cd "$(dirname "$0")/.."

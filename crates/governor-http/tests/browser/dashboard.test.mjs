@@ -4,8 +4,8 @@
 //
 //   GOVERNOR_BIN=target/debug/governor node --test dashboard.test.mjs
 //
-// Screenshots go to docs/screenshots/ (SCREENSHOTS=0 skips them), timings
-// to stdout as `measure: {...}` lines for BENCHMARKS.md.
+// With SCREENSHOTS=1, screenshots of the main views go to docs/screenshots/;
+// timings go to stdout as `measure: {...}` lines for BENCHMARKS.md.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -20,7 +20,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, "../../../..");
 const bin = resolve(root, process.env.GOVERNOR_BIN || "target/debug/governor");
 const shots = join(root, "docs", "screenshots");
-const takeShots = process.env.SCREENSHOTS !== "0";
+const takeShots = process.env.SCREENSHOTS === "1";
 const PENDING_FOR_SCALE = Number(process.env.DASHBOARD_SCALE || 10000);
 
 const TOKENS = {
