@@ -239,6 +239,8 @@ impl Governor {
 /// How long a worker's claim on an approved execution lasts before
 /// another worker may take it.
 const WORKER_LEASE: Duration = Duration::from_secs(300);
+/// Approved executions a worker claims (and runs concurrently) per round.
+const WORKER_BATCH: usize = 32;
 
 impl Governor {
     /// One round of a resume worker: takes over abandoned runs (see
@@ -252,6 +254,10 @@ impl Governor {
             .store()
             .claim(ExecutionStatus::Approved, owner, WORKER_LEASE, limit)
             .await?;
+        // The claimed runs go concurrently (they are independent
+        // executions), so their writes share the store's commits instead of
+        // waiting for one another's.
+        let mut running = tokio::task::JoinSet::new();
         for e in claimed {
             // Not runnable here (yet): left for an instance that has the
             // action, or for after the pause is lifted.
@@ -259,13 +265,24 @@ impl Governor {
                 let _ = self.store().release_lease(e.id, owner).await;
                 continue;
             }
-            match self.resume(e.id).await {
-                Ok(_) => finished += 1,
-                Err(ResumeError::Store(err)) => return Err(err),
-                Err(err) => tracing::warn!(execution_id = %e.id, "resume worker `{owner}`: {err}"),
+            let governor = self.clone();
+            running.spawn(async move { (e.id, governor.resume(e.id).await) });
+        }
+        let mut failure = None;
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok((_, Ok(_))) => finished += 1,
+                Ok((_, Err(ResumeError::Store(err)))) => failure = Some(err),
+                Ok((id, Err(err))) => {
+                    tracing::warn!(execution_id = %id, "resume worker `{owner}`: {err}")
+                }
+                Err(join) => tracing::error!("resume worker `{owner}`: a run panicked: {join}"),
             }
         }
-        Ok(finished)
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(finished),
+        }
     }
 
     /// Takes over runs whose runner died (its lease lapsed) and runs them
@@ -324,8 +341,16 @@ impl Governor {
             let mut tick = tokio::time::interval(every);
             loop {
                 tick.tick().await;
-                if let Err(e) = governor.resume_approved(&owner, 16).await {
-                    tracing::warn!("resume worker `{owner}` failed: {e}");
+                // A full round means more may be waiting: go on at once.
+                loop {
+                    match governor.resume_approved(&owner, WORKER_BATCH).await {
+                        Ok(n) if n >= WORKER_BATCH => continue,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!("resume worker `{owner}` failed: {e}");
+                            break;
+                        }
+                    }
                 }
             }
         })
