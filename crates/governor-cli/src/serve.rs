@@ -232,9 +232,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let every = |s: Option<u64>, default: u64| Duration::from_secs(s.unwrap_or(default).max(1));
     let sweeper = governor.spawn_expiry_sweeper(every(config.sweep_seconds, 5));
-    let worker = governor.spawn_resume_worker(
+    // Stopped after the API: the runs of its current round finish, so no
+    // lease is left held by this process.
+    let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = governor.spawn_resume_worker_until(
         format!("serve-{}", std::process::id()),
         every(config.resume_seconds, 1),
+        async move {
+            let _ = worker_stopped.await;
+        },
     );
     let watcher = match config.reload_seconds.unwrap_or(2) {
         0 => None,
@@ -255,7 +261,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let app = agent_governor::http::router(state);
     agent_governor::http::serve(listener, app, shutdown_signal()).await?;
     sweeper.abort();
-    worker.abort();
+    let _ = stop_worker.send(());
+    if tokio::time::timeout(Duration::from_secs(30), worker)
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "warning: resume runs still going after 30 s; they are taken over elsewhere after their lease"
+        );
+    }
     if let Some(w) = watcher {
         w.abort();
     }

@@ -327,7 +327,10 @@ impl Governor {
     /// Resumes approved executions in the background (the seed's
     /// AutoResumeManager): every `every`, one [`resume_approved`] round.
     /// Workers on several instances share the work; each execution runs
-    /// once. Abort the returned task to stop.
+    /// once. Abort the returned task to stop at once (runs in flight are
+    /// cut off and taken over after their lease), or use
+    /// [`spawn_resume_worker_until`](Self::spawn_resume_worker_until) to
+    /// stop gracefully.
     ///
     /// [`resume_approved`]: Self::resume_approved
     pub fn spawn_resume_worker(
@@ -335,26 +338,55 @@ impl Governor {
         owner: impl Into<String>,
         every: Duration,
     ) -> tokio::task::JoinHandle<()> {
+        self.spawn_resume_worker_until(owner, every, std::future::pending())
+    }
+
+    /// [`spawn_resume_worker`](Self::spawn_resume_worker) that stops when
+    /// `stop` completes: it claims nothing more, lets the runs of its
+    /// current round finish (so it holds no lease when the task ends),
+    /// and returns. Await the task for a graceful shutdown.
+    pub fn spawn_resume_worker_until(
+        &self,
+        owner: impl Into<String>,
+        every: Duration,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> tokio::task::JoinHandle<()> {
         let governor = self.clone();
         let owner = owner.into();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            tokio::pin!(stop);
             loop {
-                tick.tick().await;
-                // A full round means more may be waiting: go on at once.
+                tokio::select! {
+                    biased;
+                    () = &mut stop => return,
+                    _ = tick.tick() => {}
+                }
+                // A full round means more may be waiting: go on at once
+                // (but check for a stop between rounds).
                 loop {
                     match governor.resume_approved(&owner, WORKER_BATCH).await {
-                        Ok(n) if n >= WORKER_BATCH => continue,
+                        Ok(n) if n >= WORKER_BATCH => {}
                         Ok(_) => break,
                         Err(e) => {
                             tracing::warn!("resume worker `{owner}` failed: {e}");
                             break;
                         }
                     }
+                    if is_done(&mut stop) {
+                        return;
+                    }
                 }
             }
         })
     }
+}
+
+/// Whether `f` is already complete (polled once, without waiting).
+fn is_done<F: std::future::Future<Output = ()>>(f: &mut std::pin::Pin<&mut F>) -> bool {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    f.as_mut().poll(&mut cx).is_ready()
 }
 
 /// The arguments an approved execution runs with.

@@ -483,3 +483,54 @@ async fn workers_leave_a_call_alone_while_its_caller_waits() {
     assert_eq!(e.status, ExecutionStatus::Completed);
     assert!(e.lease.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_told_to_stop_finishes_its_runs_and_holds_no_lease() {
+    let g = Governor::builder().build().unwrap();
+    let started = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&started);
+    let slow = g
+        .action("slow_transfer")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]))
+        .resumable(move |t: Transfer| {
+            let counter = Arc::clone(&counter);
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok::<_, GovernError>(json!({"amount": t.amount}))
+            }
+        })
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let id = request(&slow).await;
+        g.approve(id, &cfo(), None).await.unwrap();
+        ids.push(id);
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = g.spawn_resume_worker_until("worker", Duration::from_millis(5), async move {
+        let _ = stopped.await;
+    });
+    // Stop while the five runs are in flight.
+    while started.load(Ordering::SeqCst) < 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("the worker stops")
+        .unwrap();
+    for id in ids {
+        let e = g.execution(id).await.unwrap().unwrap();
+        assert_eq!(e.status, ExecutionStatus::Completed, "{id}");
+        assert!(e.lease.is_none(), "no lease left on {id}");
+    }
+    // Nothing approved later is claimed by the stopped worker.
+    let id = request(&slow).await;
+    g.approve(id, &cfo(), None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let e = g.execution(id).await.unwrap().unwrap();
+    assert_eq!(e.status, ExecutionStatus::Approved);
+    assert!(e.lease.is_none());
+}
