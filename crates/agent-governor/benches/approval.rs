@@ -27,9 +27,19 @@ fn main() {
         rt.block_on(approver(path.into()));
         return;
     }
-    rt.block_on(round_trip(if quick { 200 } else { 5_000 }));
-    rt.block_on(cross_process_round_trip(if quick { 20 } else { 500 }));
-    rt.block_on(resume_throughput(if quick { 500 } else { 10_000 }));
+    // `GOVERNOR_BENCH_ONLY=round_trip` (cross_process, resume) runs one
+    // workload, for profiling.
+    let only = std::env::var("GOVERNOR_BENCH_ONLY").unwrap_or_default();
+    let run = |w: &str| only.is_empty() || only == w;
+    if run("round_trip") {
+        rt.block_on(round_trip(if quick { 200 } else { 5_000 }));
+    }
+    if run("cross_process") {
+        rt.block_on(cross_process_round_trip(if quick { 20 } else { 500 }));
+    }
+    if run("resume") {
+        rt.block_on(resume_throughput(if quick { 500 } else { 10_000 }));
+    }
 }
 
 fn print_latencies(workload: &str, store: &str, mut samples: Vec<u64>) {
