@@ -144,6 +144,8 @@ async fn round_trip(n: usize) {
     let cfo = Principal::new("cfo");
     let mut requests = g.events().subscribe();
     let mut samples = Vec::with_capacity(n);
+    // How long `approve` itself takes, apart from waking the caller.
+    let mut deciding = Vec::with_capacity(n);
     for _ in 0..n {
         let started: Arc<Mutex<Option<Instant>>> = Arc::default();
         let s = Arc::clone(&started);
@@ -165,11 +167,13 @@ async fn round_trip(n: usize) {
         tokio::time::sleep(Duration::from_micros(200)).await;
         let decided = Instant::now();
         g.approve(id, &cfo, None).await.unwrap();
+        deciding.push(decided.elapsed().as_nanos() as u64);
         caller.await.unwrap().unwrap();
         let continued = started.lock().unwrap().unwrap();
         samples.push(continued.duration_since(decided).as_nanos() as u64);
     }
     print_latencies("approval_round_trip", "memory", samples);
+    print_latencies("approve_call", "memory", deciding);
 }
 
 #[derive(serde::Deserialize)]
