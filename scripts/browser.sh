@@ -10,14 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
-    echo "== installing chromium (Debian)"
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== installing ${missing[*]} (Debian)"
     apt-get update -qq
-    apt-get install -y -qq chromium >/dev/null
-fi
-if ! command -v node >/dev/null 2>&1; then
-    echo "browser tests need node and npm" >&2
-    exit 1
+    apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 (cd crates/governor-http/tests/browser && npm ci --no-audit --no-fund --silent)
 cargo build -q -p governor-cli
