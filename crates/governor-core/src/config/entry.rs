@@ -244,7 +244,11 @@ fn stages(
             ConfigError::new("`stages` is empty: give at least one stage").at(at.key(i, "stages")),
         );
     }
-    if let Some(key) = approval_keys_set(p).first() {
+    if let Some(key) = p
+        .keys_set()
+        .into_iter()
+        .find(|k| *k != "stages" && APPROVAL_KEYS.contains(k))
+    {
         return Err(ConfigError::new(format!(
             "key `{key}` belongs on each stage when `stages` is given"
         ))
@@ -281,25 +285,23 @@ fn stages(
     Ok(out)
 }
 
-/// The approval keys set on `p` (those a staged entry must leave to its
-/// stages).
-fn approval_keys_set(p: &RawPolicy) -> Vec<&'static str> {
-    [
-        ("approvers", p.approvers.is_some()),
-        ("timeout_seconds", p.timeout_seconds.is_some()),
-        ("on_timeout", p.on_timeout.is_some()),
-        ("require_reason", p.require_reason.is_some()),
-        ("wait_seconds", p.wait_seconds.is_some()),
-        ("expires_in_seconds", p.expires_in_seconds.is_some()),
-        ("escalate_to", p.escalate_to.is_some()),
-        ("quorum", p.quorum.is_some()),
-        ("auto_approve_when", p.auto_approve_when.is_some()),
-        ("grants", p.grants.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(k, set)| set.then_some(k))
-    .collect()
-}
+/// The keys of an approval entry (or stage).
+const APPROVAL_KEYS: [&str; 14] = [
+    "approvers",
+    "timeout_seconds",
+    "on_timeout",
+    "require_reason",
+    "wait_seconds",
+    "expires_in_seconds",
+    "escalate_to",
+    "escalate_expires_in_seconds",
+    "quorum",
+    "veto",
+    "allow_self_approval",
+    "auto_approve_when",
+    "stages",
+    "grants",
+];
 
 fn check_keys(
     i: usize,
@@ -307,49 +309,6 @@ fn check_keys(
     p: &RawPolicy,
     at: &Locator<'_>,
 ) -> Result<(), ConfigError> {
-    let present: [(&str, bool); 35] = [
-        ("grants", p.grants.is_some()),
-        ("conditions", p.conditions.is_some()),
-        ("cedar", p.cedar.is_some()),
-        ("cedar_file", p.cedar_file.is_some()),
-        ("auto_approve_when", p.auto_approve_when.is_some()),
-        ("stages", p.stages.is_some()),
-        ("wait_seconds", p.wait_seconds.is_some()),
-        ("expires_in_seconds", p.expires_in_seconds.is_some()),
-        ("escalate_to", p.escalate_to.is_some()),
-        (
-            "escalate_expires_in_seconds",
-            p.escalate_expires_in_seconds.is_some(),
-        ),
-        ("quorum", p.quorum.is_some()),
-        ("veto", p.veto.is_some()),
-        ("allow_self_approval", p.allow_self_approval.is_some()),
-        ("strict", p.strict.is_some()),
-        ("input_schema", p.input_schema.is_some()),
-        ("output_schema", p.output_schema.is_some()),
-        ("required_roles", p.required_roles.is_some()),
-        ("required_permissions", p.required_permissions.is_some()),
-        ("context_key", p.context_key.is_some()),
-        (
-            "require_approval_on_failure",
-            p.require_approval_on_failure.is_some(),
-        ),
-        ("max_calls", p.max_calls.is_some()),
-        ("window_seconds", p.window_seconds.is_some()),
-        ("per_user", p.per_user.is_some()),
-        ("user_key", p.user_key.is_some()),
-        ("burst_size", p.burst_size.is_some()),
-        ("log_inputs", p.log_inputs.is_some()),
-        ("log_outputs", p.log_outputs.is_some()),
-        ("sensitive_fields", p.sensitive_fields.is_some()),
-        ("compliance_tags", p.compliance_tags.is_some()),
-        ("approvers", p.approvers.is_some()),
-        ("timeout_seconds", p.timeout_seconds.is_some()),
-        ("on_timeout", p.on_timeout.is_some()),
-        ("require_reason", p.require_reason.is_some()),
-        ("phase", p.phase.is_some()),
-        ("shadow", false),
-    ];
     let allowed: &[&str] = match kind {
         PolicyKind::Validation => &["strict", "input_schema", "output_schema", "phase"],
         PolicyKind::Authorization => &[
@@ -376,25 +335,10 @@ fn check_keys(
             "compliance_tags",
             "phase",
         ],
-        _ => &[
-            "approvers",
-            "timeout_seconds",
-            "on_timeout",
-            "require_reason",
-            "wait_seconds",
-            "expires_in_seconds",
-            "escalate_to",
-            "escalate_expires_in_seconds",
-            "quorum",
-            "veto",
-            "allow_self_approval",
-            "auto_approve_when",
-            "stages",
-            "grants",
-        ],
+        _ => &APPROVAL_KEYS,
     };
-    for (key, set) in present {
-        if set && !allowed.contains(&key) {
+    for key in p.keys_set() {
+        if !allowed.contains(&key) {
             return Err(ConfigError::new(format!(
                 "key `{key}` does not apply to a {} policy (its keys are: {})",
                 kind.as_str(),

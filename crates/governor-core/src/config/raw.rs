@@ -97,6 +97,60 @@ pub(super) struct RawPolicy {
     pub(super) grants: Option<Value>,
 }
 
+impl RawPolicy {
+    /// The policy-specific keys the entry sets (the common ones, such as
+    /// `name`, `actions` and `when`, are not listed), in a fixed order.
+    pub(super) fn keys_set(&self) -> Vec<&'static str> {
+        let p = self;
+        let present: [(&'static str, bool); 34] = [
+            ("grants", p.grants.is_some()),
+            ("conditions", p.conditions.is_some()),
+            ("cedar", p.cedar.is_some()),
+            ("cedar_file", p.cedar_file.is_some()),
+            ("auto_approve_when", p.auto_approve_when.is_some()),
+            ("stages", p.stages.is_some()),
+            ("wait_seconds", p.wait_seconds.is_some()),
+            ("expires_in_seconds", p.expires_in_seconds.is_some()),
+            ("escalate_to", p.escalate_to.is_some()),
+            (
+                "escalate_expires_in_seconds",
+                p.escalate_expires_in_seconds.is_some(),
+            ),
+            ("quorum", p.quorum.is_some()),
+            ("veto", p.veto.is_some()),
+            ("allow_self_approval", p.allow_self_approval.is_some()),
+            ("strict", p.strict.is_some()),
+            ("input_schema", p.input_schema.is_some()),
+            ("output_schema", p.output_schema.is_some()),
+            ("required_roles", p.required_roles.is_some()),
+            ("required_permissions", p.required_permissions.is_some()),
+            ("context_key", p.context_key.is_some()),
+            (
+                "require_approval_on_failure",
+                p.require_approval_on_failure.is_some(),
+            ),
+            ("max_calls", p.max_calls.is_some()),
+            ("window_seconds", p.window_seconds.is_some()),
+            ("per_user", p.per_user.is_some()),
+            ("user_key", p.user_key.is_some()),
+            ("burst_size", p.burst_size.is_some()),
+            ("log_inputs", p.log_inputs.is_some()),
+            ("log_outputs", p.log_outputs.is_some()),
+            ("sensitive_fields", p.sensitive_fields.is_some()),
+            ("compliance_tags", p.compliance_tags.is_some()),
+            ("approvers", p.approvers.is_some()),
+            ("timeout_seconds", p.timeout_seconds.is_some()),
+            ("on_timeout", p.on_timeout.is_some()),
+            ("require_reason", p.require_reason.is_some()),
+            ("phase", p.phase.is_some()),
+        ];
+        present
+            .into_iter()
+            .filter_map(|(k, set)| set.then_some(k))
+            .collect()
+    }
+}
+
 /// Seconds, or `never`.
 #[derive(Deserialize, Clone, Copy)]
 #[serde(untagged)]

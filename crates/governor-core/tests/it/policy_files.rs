@@ -723,3 +723,22 @@ fn input_fields_are_checked_against_a_closed_input_schema() {
     let open = file("input.anything > 5", "").replace("      additionalProperties: false\n", "");
     PolicyFile::parse(&open, Format::Yaml).unwrap();
 }
+
+#[test]
+fn a_staged_approval_takes_no_approval_keys_of_its_own() {
+    // Each would be silently ignored, since only the stages ask.
+    for key in [
+        "veto: false",
+        "allow_self_approval: true",
+        "escalate_expires_in_seconds: 5",
+    ] {
+        let text = format!(
+            "policies:\n  - type: approval\n    {key}\n    stages:\n      - approvers: [b]\n"
+        );
+        let err = PolicyFile::parse(&text, Format::Yaml).unwrap_err();
+        assert!(
+            err.message.contains("belongs on each stage"),
+            "{key}: {err}"
+        );
+    }
+}
