@@ -411,21 +411,19 @@ impl Check<'_> {
                 r
             }
             Expr::List(l) => l.elements.iter().try_for_each(|x| self.expr(x)),
-            Expr::Map(m) => m.entries.iter().try_for_each(|entry| match &entry.expr {
-                EntryExpr::StructField(f) => self.expr(&f.value),
-                EntryExpr::MapEntry(m) => {
-                    self.expr(&m.key)?;
-                    self.expr(&m.value)
-                }
-            }),
-            Expr::Struct(s) => s.entries.iter().try_for_each(|entry| match &entry.expr {
-                EntryExpr::StructField(f) => self.expr(&f.value),
-                EntryExpr::MapEntry(m) => {
-                    self.expr(&m.key)?;
-                    self.expr(&m.value)
-                }
-            }),
+            Expr::Map(m) => m.entries.iter().try_for_each(|e| self.entry(&e.expr)),
+            Expr::Struct(s) => s.entries.iter().try_for_each(|e| self.entry(&e.expr)),
             Expr::Literal(_) | Expr::Unspecified => Ok(()),
+        }
+    }
+
+    fn entry(&mut self, entry: &EntryExpr) -> Result<(), ConditionError> {
+        match entry {
+            EntryExpr::StructField(f) => self.expr(&f.value),
+            EntryExpr::MapEntry(m) => {
+                self.expr(&m.key)?;
+                self.expr(&m.value)
+            }
         }
     }
 

@@ -32,6 +32,14 @@ fn need(caller: &Caller, permission: &str, what: &str) -> Result<(), Problem> {
     }
 }
 
+/// Kill-switch changes are audited with their reason; a blank one is 422.
+fn reason_given(reason: &str, what: &str) -> Result<(), Problem> {
+    if reason.trim().is_empty() {
+        return Err(Problem::unprocessable(format!("{what} needs a reason")));
+    }
+    Ok(())
+}
+
 /// `GET /govern/audit` query.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,9 +133,7 @@ pub(crate) async fn pause(
     caller: Caller,
     Body(body): Body<PauseBody>,
 ) -> Result<Reply<Pause>, Problem> {
-    if body.reason.trim().is_empty() {
-        return Err(Problem::unprocessable("a pause needs a reason"));
-    }
+    reason_given(&body.reason, "a pause")?;
     let pause = state
         .governor
         .pause(
@@ -161,9 +167,7 @@ pub(crate) async fn lift(
     caller: Caller,
     Body(body): Body<LiftBody>,
 ) -> Result<Reply<Lifted>, Problem> {
-    if body.reason.trim().is_empty() {
-        return Err(Problem::unprocessable("lifting a pause needs a reason"));
-    }
+    reason_given(&body.reason, "lifting a pause")?;
     let lifted = state
         .governor
         .lift(body.action.as_deref(), &caller.0, &body.reason)

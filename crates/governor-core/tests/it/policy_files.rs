@@ -482,36 +482,15 @@ async fn the_financial_services_starter_escalates_with_the_amount() {
     let ann = Principal::new("ann")
         .with_roles(["finance"])
         .with_permissions(["payment.write"]);
-    assert_eq!(
-        stages_asked(
-            &file,
-            "payments.transfer",
-            ann.clone(),
-            json!({"amount": 500.0})
-        )
-        .await,
-        0
-    );
-    assert_eq!(
-        stages_asked(
-            &file,
-            "transfer_funds",
-            ann.clone(),
-            json!({"amount": 50_000.0})
-        )
-        .await,
-        1
-    );
-    assert_eq!(
-        stages_asked(
-            &file,
-            "payments.transfer",
-            ann.clone(),
-            json!({"amount": 2_000_000.0})
-        )
-        .await,
-        2
-    );
+    // Small pass, large ask the CFO, very large also the risk committee.
+    for (action, amount, stages) in [
+        ("payments.transfer", 500.0, 0),
+        ("transfer_funds", 50_000.0, 1),
+        ("payments.transfer", 2_000_000.0, 2),
+    ] {
+        let asked = stages_asked(&file, action, ann.clone(), json!({ "amount": amount })).await;
+        assert_eq!(asked, stages, "{action} {amount}");
+    }
     let err = call(
         &file,
         "payments.transfer",
