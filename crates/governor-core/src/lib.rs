@@ -88,9 +88,9 @@ pub use grant::Grant;
 pub use json::Json;
 pub use pause::{LIFT_ACTION, PAUSE_ACTION, PAUSE_PERMISSION, Pause, PauseMode};
 pub use policy::{
-    AuditPolicy, AuthorizationPolicy, Decision, Denial, FieldError, Policy, PolicyContext,
-    PolicyExt, PolicyKind, PolicyPhase, RateLimitPolicy, ValidationPolicy, async_policy_fn,
-    policy_fn,
+    Admission, AuditPolicy, AuthorizationPolicy, Decision, Denial, FieldError, Gcra,
+    OnBackendError, Policy, PolicyContext, PolicyExt, PolicyKind, PolicyPhase, RateLimitBackend,
+    RateLimitBackendError, RateLimitPolicy, ValidationPolicy, async_policy_fn, policy_fn,
 };
 pub use principal::Principal;
 pub use redact::{REDACTED, Redactor};

@@ -29,7 +29,10 @@ pub use audit::{AuditPolicy, AuditSettings};
 pub use authorization::{AuthorizationPolicy, RoleMatch};
 pub use closure::{AsyncFnPolicy, CallSnapshot, FnPolicy, async_policy_fn, policy_fn};
 pub use conditional::When;
-pub use rate_limit::{RateLimitPolicy, RateLimitScope};
+pub use rate_limit::{
+    Admission, Gcra, OnBackendError, RateLimitBackend, RateLimitBackendError, RateLimitPolicy,
+    RateLimitScope,
+};
 pub use validation::{IntoViolations, ValidationPolicy};
 
 #[cfg(feature = "cedar")]

@@ -1,4 +1,8 @@
 //! Rate limiting with GCRA: O(1) per check, bounded memory, monotonic time.
+//!
+//! By default each process keeps its own counters. Several instances share
+//! one limit through a [`RateLimitBackend`] (Redis or PostgreSQL, in their
+//! crates): the same algorithm, run atomically where the counters live.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -40,6 +44,64 @@ impl std::fmt::Debug for RateLimitScope {
     }
 }
 
+/// One GCRA limit, as a shared backend applies it: a call is admitted
+/// when its key's theoretical arrival time is at most `tolerance` ahead of
+/// now, and admitting it moves that time `interval` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gcra {
+    /// Time between calls at the sustained rate (`window / max_calls`).
+    pub interval: Duration,
+    /// How far ahead the arrival time may run: `interval * (burst - 1)`.
+    pub tolerance: Duration,
+}
+
+/// What a backend says about one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The call may go ahead; its cell is taken.
+    Admitted,
+    /// The limit is reached; try again after this long.
+    Limited {
+        /// When a cell frees up.
+        retry_after: Duration,
+    },
+}
+
+/// A shared backend could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("rate limit backend {backend} failed: {message}")]
+pub struct RateLimitBackendError {
+    /// The backend (`redis`, `postgres`, ...).
+    pub backend: &'static str,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Counters shared by every instance that uses the same backend.
+#[async_trait]
+pub trait RateLimitBackend: Send + Sync + 'static {
+    /// The backend's name, for errors and metrics.
+    fn name(&self) -> &'static str;
+
+    /// Takes a cell of `limit` for `key`, atomically, with the backend's
+    /// clock (instances' clocks need not agree).
+    async fn acquire(&self, key: &str, limit: Gcra) -> Result<Admission, RateLimitBackendError>;
+
+    /// Gives back a cell taken for a call that did not go ahead.
+    async fn release(&self, key: &str, limit: Gcra) -> Result<(), RateLimitBackendError>;
+}
+
+/// What a shared limit does when its backend cannot answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnBackendError {
+    /// Deny the call with an error naming the backend (the default: a
+    /// limit that cannot be checked is not silently lifted).
+    #[default]
+    Deny,
+    /// Let the call through and log the failure.
+    Allow,
+}
+
 struct State {
     /// Theoretical arrival time per key, in nanoseconds since `base`.
     tats: HashMap<Box<str>, u64>,
@@ -64,6 +126,8 @@ pub struct RateLimitPolicy {
     max_keys: usize,
     base: Instant,
     state: Arc<Mutex<State>>,
+    shared: Option<Arc<dyn RateLimitBackend>>,
+    on_error: OnBackendError,
 }
 
 impl RateLimitPolicy {
@@ -80,6 +144,35 @@ impl RateLimitPolicy {
             state: Arc::new(Mutex::new(State {
                 tats: HashMap::new(),
             })),
+            shared: None,
+            on_error: OnBackendError::Deny,
+        }
+    }
+
+    /// Keeps the counters in `backend`, shared with every instance using
+    /// it, instead of in this process. Keys are prefixed with the policy's
+    /// name, so give policies sharing a backend distinct names.
+    #[must_use]
+    pub fn shared(mut self, backend: Arc<dyn RateLimitBackend>) -> Self {
+        self.shared = Some(backend);
+        self
+    }
+
+    /// What a shared limit does when its backend is down (default: deny).
+    #[must_use]
+    pub fn on_backend_error(mut self, on_error: OnBackendError) -> Self {
+        self.on_error = on_error;
+        self
+    }
+
+    /// The limit in the form shared backends apply.
+    pub fn gcra(&self) -> Gcra {
+        let t = self.interval();
+        Gcra {
+            interval: Duration::from_nanos(t),
+            tolerance: Duration::from_nanos(
+                t.saturating_mul(u64::from(self.burst.unwrap_or(self.max_calls).max(1) - 1)),
+            ),
         }
     }
 
@@ -171,6 +264,41 @@ impl RateLimitPolicy {
     }
 }
 
+impl RateLimitPolicy {
+    fn shared_key(&self, key: &str) -> String {
+        format!("{}:{key}", self.name)
+    }
+
+    async fn evaluate_shared(&self, shared: &dyn RateLimitBackend, key: &str) -> Decision {
+        match shared.acquire(&self.shared_key(key), self.gcra()).await {
+            Ok(Admission::Admitted) => Decision::Allow,
+            Ok(Admission::Limited { retry_after }) => self.deny(key, retry_after),
+            Err(e) if self.on_error == OnBackendError::Allow => {
+                tracing::warn!(policy = %self.name, error = %e, "rate limit backend down; allowing (on_backend_error: allow)");
+                Decision::Allow
+            }
+            Err(e) => Decision::Deny(
+                Denial::new(format!("rate limit cannot be checked: {e}"))
+                    .rule("backend_unavailable")
+                    .retry_after(Duration::from_secs(1)),
+            ),
+        }
+    }
+
+    /// Gives the cell back in the background: `release` cannot wait.
+    fn release_shared(&self, shared: &Arc<dyn RateLimitBackend>, key: &str) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (backend, key, limit) = (Arc::clone(shared), self.shared_key(key), self.gcra());
+        runtime.spawn(async move {
+            if let Err(e) = backend.release(&key, limit).await {
+                tracing::warn!(error = %e, "rate limit cell not given back");
+            }
+        });
+    }
+}
+
 #[async_trait]
 impl Policy for RateLimitPolicy {
     fn name(&self) -> &str {
@@ -186,6 +314,9 @@ impl Policy for RateLimitPolicy {
             return self.deny("", self.window);
         }
         let key = self.key(ctx);
+        if let Some(shared) = &self.shared {
+            return self.evaluate_shared(&**shared, &key).await;
+        }
         let t = self.interval();
         let tau = t.saturating_mul(u64::from(self.burst.unwrap_or(self.max_calls) - 1));
         let now = self.now();
@@ -223,6 +354,9 @@ impl Policy for RateLimitPolicy {
 
     fn release(&self, ctx: &PolicyContext<'_>) {
         let key = self.key(ctx);
+        if let Some(shared) = &self.shared {
+            return self.release_shared(shared, &key);
+        }
         let t = self.interval();
         if let Ok(mut state) = self.state.lock()
             && let Some(tat) = state.tats.get_mut(&*key)
@@ -232,8 +366,12 @@ impl Policy for RateLimitPolicy {
     }
     fn fingerprint(&self) -> String {
         format!(
-            "{} per {:?} burst {:?} {:?}",
-            self.max_calls, self.window, self.burst, self.scope
+            "{} per {:?} burst {:?} {:?} {}",
+            self.max_calls,
+            self.window,
+            self.burst,
+            self.scope,
+            self.shared.as_ref().map_or("local", |s| s.name())
         )
     }
 }

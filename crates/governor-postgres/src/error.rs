@@ -1,0 +1,47 @@
+//! Mapping PostgreSQL errors onto the portable store error kinds.
+
+use governor_core::{StoreError, StoreErrorKind};
+use tokio_postgres::error::SqlState;
+
+/// Translates a driver error raised while doing `op`.
+pub(crate) fn map(op: &'static str, e: tokio_postgres::Error) -> StoreError {
+    let kind = match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => StoreErrorKind::AlreadyExists,
+        Some(c)
+            if *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
+            StoreErrorKind::Conflict
+        }
+        // Class 08 (connection), 53 (resources), 57 (operator intervention,
+        // e.g. a server shutting down or failing over): worth retrying.
+        Some(c) if ["08", "53", "57"].iter().any(|p| c.code().starts_with(p)) => {
+            StoreErrorKind::Unavailable
+        }
+        Some(c) if c.code().starts_with("22") || c.code().starts_with("23") => {
+            StoreErrorKind::Invalid
+        }
+        Some(_) => StoreErrorKind::Other,
+        // No SQLSTATE: the connection broke or could not be made.
+        None => StoreErrorKind::Unavailable,
+    };
+    let message = match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => e.to_string(),
+    };
+    StoreError::new(kind, op, message).with_source(e)
+}
+
+/// Stored data that does not decode.
+pub(crate) fn corrupt(op: &'static str, what: impl std::fmt::Display) -> StoreError {
+    StoreError::new(StoreErrorKind::Corrupt, op, what.to_string())
+}
+
+/// The store's writer task is gone.
+pub(crate) fn closed(op: &'static str) -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        op,
+        "the postgres writer has stopped",
+    )
+}

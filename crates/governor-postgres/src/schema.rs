@@ -1,0 +1,189 @@
+//! Schema and migrations, tracked in the `schema_version` table of the
+//! store's own PostgreSQL schema.
+
+use governor_core::{StoreError, StoreErrorKind};
+use tokio_postgres::Client;
+
+use crate::error::map;
+
+/// Every index costs a B-tree write per row on the hot path, so only the
+/// lookups the API offers are indexed: executions by status, action and
+/// principal (with the id, which is time-ordered, for paging and time
+/// ranges), events by execution, grants by action and principal. Ids are
+/// `uuid`, times are nanoseconds since the epoch in `bigint` (exact, and
+/// the same values the other stores keep), JSON is kept as the text it
+/// was written as (the audit chain hashes it).
+///
+/// Each entry moves the schema one version up. Never edit a shipped entry;
+/// append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE executions (
+    id           uuid PRIMARY KEY,
+    action       text NOT NULL,
+    status       text NOT NULL,
+    principal_id text NOT NULL,
+    tenant       text,
+    principal    text NOT NULL,
+    inputs       text NOT NULL,
+    output       text,
+    failure      text,
+    approval     text,
+    lease_owner  text,
+    lease_until  bigint,
+    created_at   bigint NOT NULL,
+    updated_at   bigint NOT NULL,
+    finished_at  bigint,
+    version      bigint NOT NULL DEFAULT 0
+);
+CREATE INDEX executions_status ON executions (status, id);
+CREATE INDEX executions_action ON executions (action, id);
+CREATE INDEX executions_principal ON executions (principal_id, id);
+
+CREATE TABLE snapshots (
+    execution_id uuid NOT NULL,
+    captured_at  bigint NOT NULL,
+    checkpoint   text NOT NULL,
+    state        text NOT NULL,
+    PRIMARY KEY (execution_id, captured_at, checkpoint)
+);
+
+CREATE TABLE events (
+    id           uuid PRIMARY KEY,
+    execution_id uuid NOT NULL,
+    kind         text NOT NULL,
+    time         bigint NOT NULL,
+    data         text NOT NULL
+);
+CREATE INDEX events_execution ON events (execution_id, id);
+
+CREATE TABLE audit (
+    seq          bigint PRIMARY KEY,
+    execution_id uuid NOT NULL,
+    record       text NOT NULL,
+    hash         text NOT NULL
+);
+
+CREATE TABLE grants (
+    id           uuid PRIMARY KEY,
+    action       text NOT NULL,
+    principal_id text NOT NULL,
+    grant_json   text NOT NULL,
+    until        bigint NOT NULL
+);
+CREATE INDEX grants_lookup ON grants (action, principal_id, until);
+
+CREATE TABLE pauses (
+    scope        text PRIMARY KEY,
+    pause_json   text NOT NULL
+);
+
+CREATE TABLE rate_limits (
+    key          text PRIMARY KEY,
+    tat_micros   bigint NOT NULL
+);
+"#];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Checks that `schema` is a plain lower-case identifier, so it can be
+/// written into SQL (as the search path and the notification channel).
+pub(crate) fn check_name(schema: &str) -> Result<(), StoreError> {
+    let mut chars = schema.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if first_ok && rest_ok && schema.len() <= 48 {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            StoreErrorKind::Invalid,
+            "open",
+            format!(
+                "schema name `{schema}` must be 1 to 48 characters of a-z, 0-9 and _, not starting with a digit"
+            ),
+        ))
+    }
+}
+
+/// Brings `schema` up to [`SCHEMA_VERSION`], creating it if needed.
+/// Instances starting together take turns (an advisory lock), and a
+/// database written by a newer build is refused.
+pub(crate) async fn migrate(client: &Client, schema: &str) -> Result<i64, StoreError> {
+    const OP: &str = "migrate";
+    let m = |e| map(OP, e);
+    client.batch_execute("BEGIN").await.map_err(m)?;
+    let result = migrate_locked(client, schema).await;
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    client.batch_execute(end).await.map_err(m)?;
+    result
+}
+
+async fn migrate_locked(client: &Client, schema: &str) -> Result<i64, StoreError> {
+    const OP: &str = "migrate";
+    let m = |e| map(OP, e);
+    client
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('governor.migrate.' || $1::text))",
+            &[&schema],
+        )
+        .await
+        .map_err(m)?;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema}; \
+             CREATE TABLE IF NOT EXISTS schema_version (version bigint NOT NULL)"
+        ))
+        .await
+        .map_err(m)?;
+    let current: i64 = client
+        .query_opt("SELECT max(version) FROM schema_version", &[])
+        .await
+        .map_err(m)?
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+        .unwrap_or(0);
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::new(
+            StoreErrorKind::Invalid,
+            OP,
+            format!(
+                "schema `{schema}` is at version {current}, newer than this build's {SCHEMA_VERSION}"
+            ),
+        ));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        client.batch_execute(sql).await.map_err(m)?;
+        client
+            .execute(
+                "INSERT INTO schema_version (version) VALUES ($1)",
+                &[&(i as i64 + 1)],
+            )
+            .await
+            .map_err(m)?;
+    }
+    Ok(SCHEMA_VERSION - current)
+}
+
+/// Fails unless the schema is at [`SCHEMA_VERSION`] (for stores opened
+/// without migrating).
+pub(crate) async fn check_current(client: &Client) -> Result<(), StoreError> {
+    const OP: &str = "open";
+    let current: i64 = client
+        .query_opt("SELECT max(version) FROM schema_version", &[])
+        .await
+        .map_err(|e| map(OP, e))?
+        .and_then(|r| r.get::<_, Option<i64>>(0))
+        .unwrap_or(0);
+    if current == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            StoreErrorKind::Invalid,
+            OP,
+            format!(
+                "schema is at version {current}, this build needs {SCHEMA_VERSION}: run `governor migrate`"
+            ),
+        ))
+    }
+}
