@@ -6,10 +6,26 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use governor_core::StoreError;
-use tokio_postgres::{Client, NoTls, Statement};
+use governor_core::{StoreError, StoreErrorKind};
+use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use crate::error::map;
+
+/// The connection settings in `url`, naming the connection `application`
+/// (as `pg_stat_activity` shows it) unless the URL names it.
+pub(crate) fn config(url: &str, application: &str) -> Result<Config, StoreError> {
+    let mut config: Config = url.parse().map_err(|e| {
+        StoreError::new(
+            StoreErrorKind::Invalid,
+            "connect",
+            format!("invalid PostgreSQL URL: {e}"),
+        )
+    })?;
+    if config.get_application_name().is_none() {
+        config.application_name(application);
+    }
+    Ok(config)
+}
 
 /// One client and the statements prepared on it.
 pub(crate) struct Conn {
@@ -20,7 +36,8 @@ pub(crate) struct Conn {
 impl Conn {
     /// Connects to `url` with `search_path` set to `schema`.
     pub(crate) async fn open(url: &str, schema: &str) -> Result<Self, StoreError> {
-        let (client, connection) = tokio_postgres::connect(url, NoTls)
+        let (client, connection) = config(url, "governor")?
+            .connect(NoTls)
             .await
             .map_err(|e| map("connect", e))?;
         tokio::spawn(async move {

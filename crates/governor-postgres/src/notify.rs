@@ -50,7 +50,9 @@ async fn listen(
     alive: &Weak<()>,
     first: bool,
 ) -> Result<(), String> {
-    let (client, mut connection) = tokio_postgres::connect(url, NoTls)
+    let (client, mut connection) = crate::conn::config(url, "governor-listener")
+        .map_err(|e| e.to_string())?
+        .connect(NoTls)
         .await
         .map_err(|e| e.to_string())?;
     let (tx, mut rx) = mpsc::unbounded_channel();

@@ -169,12 +169,21 @@ async fn migrate_locked(client: &Client, schema: &str) -> Result<i64, StoreError
 /// without migrating).
 pub(crate) async fn check_current(client: &Client) -> Result<(), StoreError> {
     const OP: &str = "open";
-    let current: i64 = client
-        .query_opt("SELECT max(version) FROM schema_version", &[])
+    let m = |e| map(OP, e);
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
         .await
-        .map_err(|e| map(OP, e))?
-        .and_then(|r| r.get::<_, Option<i64>>(0))
-        .unwrap_or(0);
+        .map_err(m)?
+        .get(0);
+    let current: i64 = if exists {
+        client
+            .query_one("SELECT COALESCE(max(version), 0) FROM schema_version", &[])
+            .await
+            .map_err(m)?
+            .get(0)
+    } else {
+        0
+    };
     if current == SCHEMA_VERSION {
         Ok(())
     } else {

@@ -279,8 +279,7 @@ impl RateLimitPolicy {
             }
             Err(e) => Decision::Deny(
                 Denial::new(format!("rate limit cannot be checked: {e}"))
-                    .rule("backend_unavailable")
-                    .retry_after(Duration::from_secs(1)),
+                    .rule("backend_unavailable"),
             ),
         }
     }
