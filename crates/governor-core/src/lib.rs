@@ -73,7 +73,7 @@ pub use audit::{
 };
 pub use channel::{ApprovalChannel, ApprovalNotice, CallbackChannel, CliChannel};
 pub use condition::{Condition, ConditionError};
-pub use config::{ConfigError, PolicyFile, load_policies_from_file, load_policies_from_value};
+pub use config::{ConfigError, LoadOptions, PolicyFile, load_policies_from_file, load_policies_from_value};
 pub use decide::{ApprovalError, Verdict};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};
 pub use event::{Event, EventBus, EventKind, EventStream, HandlerId};

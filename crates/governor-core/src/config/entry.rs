@@ -29,6 +29,8 @@ pub(super) struct Scope<'a> {
     pub(super) actions: Option<&'a ActionSelector>,
     /// Input schemas that close the set of argument names.
     pub(super) schemas: &'a [ClosedSchema],
+    /// The backend of `shared: true` rate limits.
+    pub(super) shared_rate_limits: Option<&'a Arc<dyn crate::policy::RateLimitBackend>>,
 }
 
 /// A validation entry's `input_schema` that lists its `properties` and
@@ -168,7 +170,7 @@ pub(super) fn entry(
             name.clone(),
             authorization(i, &name, &p, scope, governs.as_deref())?,
         )],
-        PolicyKind::RateLimit => vec![(name.clone(), rate_limit(i, &name, &p, at)?)],
+        PolicyKind::RateLimit => vec![(name.clone(), rate_limit(i, &name, &p, scope)?)],
         PolicyKind::Audit => vec![(name.clone(), audit(&name, &p, phase))],
         _ if p.stages.is_some() => stages(i, &name, &p, scope, governs.as_deref())?,
         _ => vec![(
@@ -327,6 +329,8 @@ fn check_keys(
             "per_user",
             "user_key",
             "burst_size",
+            "shared",
+            "on_backend_error",
         ],
         PolicyKind::Audit => &[
             "log_inputs",
@@ -461,8 +465,9 @@ fn rate_limit(
     i: usize,
     name: &str,
     p: &RawPolicy,
-    at: &Locator<'_>,
+    scope: &Scope<'_>,
 ) -> Result<Arc<dyn Policy>, ConfigError> {
+    let at = scope.at;
     let window = p.window_seconds.unwrap_or(60.0);
     let window = Duration::try_from_secs_f64(window)
         .ok()
@@ -485,6 +490,30 @@ fn rate_limit(
         };
     } else if p.user_key.is_some() {
         return Err(ConfigError::new("`user_key` needs `per_user: true`").at(at.key(i, "user_key")));
+    }
+    if p.shared == Some(true) {
+        let backend = scope.shared_rate_limits.ok_or_else(|| {
+            ConfigError::new(
+                "`shared: true` needs a shared rate-limit backend (Redis or PostgreSQL), and none is configured",
+            )
+            .at(at.key(i, "shared"))
+        })?;
+        r = r.shared(Arc::clone(backend));
+    }
+    match p.on_backend_error.as_deref() {
+        None => {}
+        Some(_) if p.shared != Some(true) => {
+            return Err(ConfigError::new("`on_backend_error` needs `shared: true`")
+                .at(at.key(i, "on_backend_error")));
+        }
+        Some("deny") => r = r.on_backend_error(crate::policy::OnBackendError::Deny),
+        Some("allow") => r = r.on_backend_error(crate::policy::OnBackendError::Allow),
+        Some(other) => {
+            return Err(ConfigError::new(format!(
+                "`on_backend_error` is `deny` or `allow`, not `{other}`"
+            ))
+            .at(at.key(i, "on_backend_error")));
+        }
     }
     Ok(Arc::new(r))
 }

@@ -172,7 +172,17 @@ pub struct PolicyFile {
 impl PolicyFile {
     /// Loads a `.yaml`, `.yml` or `.json` file and the files it includes.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
-        Loader::default().load_outermost(path.as_ref())
+        Self::load_with(path, LoadOptions::default())
+    }
+
+    /// [`load`](Self::load) with `options` (a backend for shared rate
+    /// limits).
+    pub fn load_with(path: impl AsRef<Path>, options: LoadOptions) -> Result<Self, ConfigError> {
+        Loader {
+            options,
+            ..Loader::default()
+        }
+        .load_outermost(path.as_ref())
     }
 
     /// Loads `{dir}/{env}.yaml` (or `.yml`, `.json`), `env` being
@@ -184,6 +194,15 @@ impl PolicyFile {
 
     /// Loads `{dir}/{environment}.yaml` (or `.yml`, `.json`).
     pub fn load_environment(dir: impl AsRef<Path>, environment: &str) -> Result<Self, ConfigError> {
+        Self::load_environment_with(dir, environment, LoadOptions::default())
+    }
+
+    /// [`load_environment`](Self::load_environment) with `options`.
+    pub fn load_environment_with(
+        dir: impl AsRef<Path>,
+        environment: &str,
+        options: LoadOptions,
+    ) -> Result<Self, ConfigError> {
         let dir = dir.as_ref();
         if environment.is_empty() || environment.contains(['/', '\\', '.']) {
             return Err(ConfigError::new(format!(
@@ -200,6 +219,7 @@ impl PolicyFile {
         };
         let mut loader = Loader {
             environment: Some(environment.to_owned()),
+            options,
             ..Loader::default()
         };
         loader.load_outermost(&path)
@@ -298,9 +318,30 @@ fn read_text(path: &Path, what: &str) -> Result<String, ConfigError> {
 /// Include depth beyond which a chain of includes is refused.
 const MAX_INCLUDE_DEPTH: usize = 16;
 
+/// What loading may bind a file's policies to.
+#[derive(Clone, Default)]
+pub struct LoadOptions {
+    /// The backend of rate limits marked `shared: true`. Without one,
+    /// such a file is refused: a limit meant to hold across instances is
+    /// never silently kept per process.
+    pub shared_rate_limits: Option<Arc<dyn crate::policy::RateLimitBackend>>,
+}
+
+impl fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field(
+                "shared_rate_limits",
+                &self.shared_rate_limits.as_ref().map(|b| b.name()),
+            )
+            .finish()
+    }
+}
+
 /// Loads files and what they include, refusing cycles.
 #[derive(Default)]
 struct Loader {
+    options: LoadOptions,
     /// The files being loaded, outermost first.
     stack: Vec<PathBuf>,
     /// The environment, once known (given, or from the outermost file).
@@ -387,6 +428,7 @@ impl Loader {
             base,
             actions: actions.as_ref(),
             schemas: &schemas,
+            shared_rate_limits: self.options.shared_rate_limits.as_ref(),
         };
         let mut names: Vec<String> = Vec::new();
         for (i, p) in raw.policies.into_iter().enumerate() {

@@ -72,6 +72,8 @@ pub(super) struct RawPolicy {
     pub(super) per_user: Option<bool>,
     pub(super) user_key: Option<String>,
     pub(super) burst_size: Option<u32>,
+    pub(super) shared: Option<bool>,
+    pub(super) on_backend_error: Option<String>,
     // audit
     pub(super) log_inputs: Option<bool>,
     pub(super) log_outputs: Option<bool>,
@@ -102,7 +104,7 @@ impl RawPolicy {
     /// `name`, `actions` and `when`, are not listed), in a fixed order.
     pub(super) fn keys_set(&self) -> Vec<&'static str> {
         let p = self;
-        let present: [(&'static str, bool); 34] = [
+        let present: [(&'static str, bool); 36] = [
             ("grants", p.grants.is_some()),
             ("conditions", p.conditions.is_some()),
             ("cedar", p.cedar.is_some()),
@@ -134,6 +136,8 @@ impl RawPolicy {
             ("per_user", p.per_user.is_some()),
             ("user_key", p.user_key.is_some()),
             ("burst_size", p.burst_size.is_some()),
+            ("shared", p.shared.is_some()),
+            ("on_backend_error", p.on_backend_error.is_some()),
             ("log_inputs", p.log_inputs.is_some()),
             ("log_outputs", p.log_outputs.is_some()),
             ("sensitive_fields", p.sensitive_fields.is_some()),

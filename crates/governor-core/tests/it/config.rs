@@ -322,3 +322,89 @@ fn approval_additions_load_with_their_meaning() {
     assert!(bad.message.contains("escalate_to"), "{bad}");
     assert_eq!(bad.line, Some(4));
 }
+
+/// A backend that keeps one count for every key: enough to show which
+/// limit a file's entry was bound to.
+struct CountingBackend {
+    taken: std::sync::atomic::AtomicU32,
+    up: bool,
+}
+
+#[async_trait::async_trait]
+impl RateLimitBackend for CountingBackend {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+    async fn acquire(&self, _key: &str, _limit: Gcra) -> Result<Admission, RateLimitBackendError> {
+        if !self.up {
+            return Err(RateLimitBackendError {
+                backend: "counting",
+                message: "down".into(),
+            });
+        }
+        let n = self.taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(if n < 2 {
+            Admission::Admitted
+        } else {
+            Admission::Limited {
+                retry_after: std::time::Duration::from_secs(1),
+            }
+        })
+    }
+    async fn release(&self, _key: &str, _limit: Gcra) -> Result<(), RateLimitBackendError> {
+        Ok(())
+    }
+}
+
+fn shared_file(extra: &str, up: bool) -> Result<PolicyFile, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.yaml");
+    std::fs::write(
+        &path,
+        format!("policies:\n  - name: api\n    type: rate_limit\n    max_calls: 100\n    shared: true\n{extra}"),
+    )
+    .unwrap();
+    let backend = std::sync::Arc::new(CountingBackend {
+        taken: Default::default(),
+        up,
+    });
+    PolicyFile::load_with(
+        &path,
+        LoadOptions {
+            shared_rate_limits: Some(backend),
+        },
+    )
+}
+
+#[tokio::test]
+async fn shared_rate_limits_use_the_backend_given_at_load() {
+    let file = shared_file("", true).unwrap();
+    let results: Vec<_> = {
+        let mut out = Vec::new();
+        for _ in 0..3 {
+            out.push(call(file.policies(), finance_admin(), 1).await);
+        }
+        out
+    };
+    assert!(results[0].is_ok() && results[1].is_ok());
+    assert!(matches!(results[2], Err(GovernError::RateLimited { .. })));
+    // Down: denied by default, let through with `on_backend_error: allow`.
+    let down = shared_file("", false).unwrap();
+    assert!(matches!(
+        call(down.policies(), finance_admin(), 1).await,
+        Err(GovernError::Denied { rule: Some(r), .. }) if r == "backend_unavailable"
+    ));
+    let open = shared_file("    on_backend_error: allow\n", false).unwrap();
+    call(open.policies(), finance_admin(), 1).await.unwrap();
+}
+
+#[test]
+fn shared_rate_limits_without_a_backend_or_with_bad_keys_are_refused() {
+    let e = err("policies:\n  - name: api\n    type: rate_limit\n    shared: true\n");
+    assert!(e.to_string().contains("shared rate-limit backend"), "{e}");
+    assert!(e.to_string().contains("4:"), "points at the key: {e}");
+    let e = err("policies:\n  - name: api\n    type: rate_limit\n    on_backend_error: allow\n");
+    assert!(e.to_string().contains("needs `shared: true`"), "{e}");
+    let e = shared_file("    on_backend_error: maybe\n", true).unwrap_err();
+    assert!(e.to_string().contains("`deny` or `allow`"), "{e}");
+}
