@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: every example, the Cedar feature, schemathesis
+# The whole test suite (PostgreSQL and Redis started if they are not up):
+# every example, the Cedar feature, schemathesis
 # against the HTTP API's OpenAPI document, the dashboard in headless
 # Chromium, cargo fuzz on the policy
 # loader for a bounded time, then unit,
@@ -7,6 +8,8 @@
 # gives this command and CI runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# PostgreSQL and Redis for the store and rate-limit tests.
+source scripts/services.sh
 
 for example in basic_usage govern_impl criteria_based_governance financial_approval_system \
     approval_patterns manual_resume multi_stage_approval state_callback policy_config_example; do

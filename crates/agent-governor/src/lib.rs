@@ -86,6 +86,20 @@ pub mod sqlite {
     pub use governor_sqlite::*;
 }
 
+/// The PostgreSQL store for several instances, and a rate-limit backend
+/// on the same database (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub mod postgres {
+    pub use governor_postgres::*;
+}
+
+/// A Redis rate-limit backend: one limit across every instance (feature
+/// `redis`).
+#[cfg(feature = "redis")]
+pub mod redis {
+    pub use governor_redis::*;
+}
+
 /// The HTTP API: an axum `Router` with bearer-token authentication
 /// (feature `http`).
 #[cfg(feature = "http")]

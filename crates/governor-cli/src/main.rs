@@ -9,6 +9,7 @@ macro_rules! out {
 }
 
 mod approvals;
+mod backends;
 mod demo;
 mod demo_serve;
 mod executions;
@@ -69,9 +70,12 @@ enum Command {
     },
     /// Run the demo: an agent making governed transfers on a SQLite file.
     Demo(demo::Args),
-    /// Serve the HTTP API (approvals, executions, health) on a SQLite file,
-    /// with the expiry sweeper and a resume worker.
+    /// Serve the HTTP API (approvals, executions, health) on a SQLite file
+    /// or PostgreSQL, with the expiry sweeper and a resume worker.
     Serve(serve::Args),
+    /// Apply pending migrations to a PostgreSQL schema (serve also does on
+    /// start).
+    Migrate(backends::MigrateArgs),
     /// Make or hash API tokens for the server's config.
     Token {
         #[command(subcommand)]
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
             Command::Pauses { db, json } => pause::list(db, json).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Serve(args) => serve::run(args).await,
+            Command::Migrate(args) => backends::migrate(args).await,
             Command::Token { command } => serve::token(command),
         }
     });

@@ -8,17 +8,18 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agent_governor::http::{ApiKeys, JwtVerifier, PrincipalClaims, hash_token};
-use agent_governor::sqlite::SqliteStore;
-use agent_governor::{Governor, Principal, SealKey};
+use agent_governor::{Governor, LoadOptions, Principal, SealKey};
 
-use crate::serve_policies::{self, ActionSpec};
+use crate::backends::Choice;
+use crate::serve_policies::{self, ActionSpec, Sources};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
 /// Options of `governor serve`; each overrides the config file.
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// The config file (TOML): bind, db, sweep_seconds, resume_seconds,
+    /// The config file (TOML): bind, db, postgres_url, postgres_schema,
+    /// redis_url, rate_limits, sweep_seconds, resume_seconds,
     /// `[[keys]]` (hash, principal, roles, permissions, email, tenant) and
     /// `[[actions]]` (name, policies, report_within_seconds), policies
     /// (a shared file with selectors), reload_seconds, `[jwt]`
@@ -29,6 +30,16 @@ pub(crate) struct Args {
     /// The SQLite database (default `governor.db`).
     #[arg(long, env = "GOVERNOR_DB")]
     db: Option<PathBuf>,
+    /// Keep everything in PostgreSQL instead of SQLite (several instances
+    /// may share it).
+    #[arg(long, env = "GOVERNOR_POSTGRES_URL")]
+    postgres_url: Option<String>,
+    /// The PostgreSQL schema (default `governor`).
+    #[arg(long, env = "GOVERNOR_POSTGRES_SCHEMA")]
+    postgres_schema: Option<String>,
+    /// Redis for rate limits marked `shared: true`.
+    #[arg(long, env = "GOVERNOR_REDIS_URL")]
+    redis_url: Option<String>,
     /// Address to listen on (default `127.0.0.1:8080`; port 0 picks one).
     #[arg(long, env = "GOVERNOR_BIND")]
     bind: Option<SocketAddr>,
@@ -40,6 +51,14 @@ pub(crate) struct Args {
 struct Config {
     bind: Option<SocketAddr>,
     db: Option<PathBuf>,
+    /// PostgreSQL instead of SQLite (better in the environment, since the
+    /// URL may hold a password).
+    postgres_url: Option<String>,
+    postgres_schema: Option<String>,
+    /// Redis for `shared: true` rate limits.
+    redis_url: Option<String>,
+    /// `redis` or `postgres`: the backend of `shared: true` rate limits.
+    rate_limits: Option<String>,
     /// Seconds between sweeps for expired approval requests (default 5).
     sweep_seconds: Option<u64>,
     /// A policy file whose `actions` selectors choose the policies of
@@ -199,34 +218,45 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| Path::new("."))
         .to_owned();
     let keys = keys(&config, &base)?;
-    let db = args
-        .db
-        .or_else(|| config.db.clone())
-        .unwrap_or_else(|| PathBuf::from("governor.db"));
     let bind = args
         .bind
         .or(config.bind)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let store = SqliteStore::open(&db)
-        .await
-        .with_context(|| format!("cannot open {}", db.display()))?;
-    let mut builder = Governor::builder().store(store);
+    let backends = Choice {
+        db: args.db.or_else(|| config.db.clone()),
+        postgres_url: args.postgres_url.or_else(|| config.postgres_url.clone()),
+        postgres_schema: args
+            .postgres_schema
+            .or_else(|| config.postgres_schema.clone()),
+        redis_url: args.redis_url.or_else(|| config.redis_url.clone()),
+        rate_limits: config.rate_limits.clone(),
+    }
+    .open()
+    .await?;
+    let mut builder = Governor::builder().shared_store(backends.store);
     if let Some(name) = &config.seal_key_env {
         let hex = std::env::var(name)
             .with_context(|| format!("seal_key_env: environment variable `{name}` is not set"))?;
         builder = builder.seal_key(SealKey::from_hex(&hex).context("seal_key_env")?);
     }
     let governor = builder.build()?;
-    let specs = action_specs(&config);
-    let loaded = serve_policies::load(config.policies.as_deref(), &specs, &base)?;
-    serve_policies::apply(&governor, &specs, &loaded)?;
+    let sources = Sources {
+        shared: config.policies.clone(),
+        actions: action_specs(&config),
+        base: base.clone(),
+        options: LoadOptions {
+            shared_rate_limits: backends.shared_rate_limits,
+        },
+    };
+    let loaded = sources.load()?;
+    serve_policies::apply(&governor, &sources.actions, &loaded)?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let local = listener.local_addr()?;
     out!(
-        "governor serving http://{local} (database {}, {} API keys, {} actions)",
-        db.display(),
+        "governor serving http://{local} ({}, {} API keys, {} actions)",
+        backends.describe,
         keys.len(),
         config.actions.len()
     );
@@ -246,9 +276,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         0 => None,
         secs => Some(serve_policies::spawn_watcher(
             governor.clone(),
-            config.policies.clone(),
-            specs,
-            base.clone(),
+            sources,
             loaded,
             Duration::from_secs(secs),
         )),

@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use agent_governor::{Args, AuditPolicy, GovernError, Governor, PolicyFile, Principal};
+use agent_governor::{
+    Args, AuditPolicy, GovernError, Governor, LoadOptions, PolicyFile, Principal,
+};
 use anyhow::Context;
 use serde_json::{Value, json};
 
@@ -54,26 +56,40 @@ impl Loaded {
     }
 }
 
-/// Loads the shared file and each action's own file (relative to `base`).
-pub(crate) fn load(
-    shared: Option<&Path>,
-    actions: &[ActionSpec],
-    base: &Path,
-) -> anyhow::Result<Loaded> {
-    let shared = shared
-        .map(|f| PolicyFile::load(base.join(f)).context("policies"))
-        .transpose()?;
-    let own = actions
-        .iter()
-        .map(|a| {
-            a.policies
-                .as_ref()
-                .map(|f| PolicyFile::load(base.join(f)))
-                .transpose()
-                .with_context(|| format!("policies of action `{}`", a.name))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(Loaded { shared, own })
+/// Where the served actions' policies come from.
+pub(crate) struct Sources {
+    /// The shared file with selectors.
+    pub(crate) shared: Option<PathBuf>,
+    /// The configured actions.
+    pub(crate) actions: Vec<ActionSpec>,
+    /// The config file's folder: paths are relative to it.
+    pub(crate) base: PathBuf,
+    /// The backend of `shared: true` rate limits.
+    pub(crate) options: LoadOptions,
+}
+
+impl Sources {
+    /// Loads the shared file and each action's own file.
+    pub(crate) fn load(&self) -> anyhow::Result<Loaded> {
+        let read = |f: &Path| PolicyFile::load_with(self.base.join(f), self.options.clone());
+        let shared = self
+            .shared
+            .as_deref()
+            .map(|f| read(f).context("policies"))
+            .transpose()?;
+        let own = self
+            .actions
+            .iter()
+            .map(|a| {
+                a.policies
+                    .as_deref()
+                    .map(read)
+                    .transpose()
+                    .with_context(|| format!("policies of action `{}`", a.name))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Loaded { shared, own })
+    }
 }
 
 /// Builds (or rebuilds) every action with its policies; returns how many
@@ -129,9 +145,7 @@ pub(crate) async fn record(governor: &Governor, loaded: &Loaded, applied: &Value
 /// Watches the policy files every `every`; applies valid changes.
 pub(crate) fn spawn_watcher(
     governor: Governor,
-    shared: Option<PathBuf>,
-    actions: Vec<ActionSpec>,
-    base: PathBuf,
+    sources: Sources,
     mut current: Loaded,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
@@ -146,9 +160,9 @@ pub(crate) fn spawn_watcher(
             if !current.changed_on_disk() {
                 continue;
             }
-            match load(shared.as_deref(), &actions, &base) {
+            match sources.load() {
                 Ok(next) if next.digest() == current.digest() => current = next,
-                Ok(next) => match apply(&governor, &actions, &next) {
+                Ok(next) => match apply(&governor, &sources.actions, &next) {
                     Ok(applied) => {
                         out!("policies reloaded (digest {})", next.digest());
                         record(&governor, &next, &applied).await;

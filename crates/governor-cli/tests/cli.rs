@@ -1,6 +1,8 @@
 //! End-to-end tests of the `governor` binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod multi_instance;
+
 use std::path::Path;
 use std::process::{Command, Output};
 

@@ -73,7 +73,9 @@ pub use audit::{
 };
 pub use channel::{ApprovalChannel, ApprovalNotice, CallbackChannel, CliChannel};
 pub use condition::{Condition, ConditionError};
-pub use config::{ConfigError, LoadOptions, PolicyFile, load_policies_from_file, load_policies_from_value};
+pub use config::{
+    ConfigError, LoadOptions, PolicyFile, load_policies_from_file, load_policies_from_value,
+};
 pub use decide::{ApprovalError, Verdict};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};
 pub use event::{Event, EventBus, EventKind, EventStream, HandlerId};
@@ -88,7 +90,7 @@ pub use grant::Grant;
 pub use json::Json;
 pub use pause::{LIFT_ACTION, PAUSE_ACTION, PAUSE_PERMISSION, Pause, PauseMode};
 pub use policy::{
-    Admission, AuditPolicy, AuthorizationPolicy, Decision, Denial, FieldError, Gcra,
+    Admission, AuditPolicy, AuthorizationPolicy, Decision, Denial, FieldError, Limit,
     OnBackendError, Policy, PolicyContext, PolicyExt, PolicyKind, PolicyPhase, RateLimitBackend,
     RateLimitBackendError, RateLimitPolicy, ValidationPolicy, async_policy_fn, policy_fn,
 };

@@ -236,9 +236,6 @@ impl Governor {
     }
 }
 
-/// How long a worker's claim on an approved execution lasts before
-/// another worker may take it.
-const WORKER_LEASE: Duration = Duration::from_secs(300);
 /// Approved executions a worker claims (and runs concurrently) per round.
 const WORKER_BATCH: usize = 32;
 
@@ -252,7 +249,7 @@ impl Governor {
         let mut finished = self.take_over_abandoned(limit).await?;
         let claimed = self
             .store()
-            .claim(ExecutionStatus::Approved, owner, WORKER_LEASE, limit)
+            .claim(ExecutionStatus::Approved, owner, self.resume_lease(), limit)
             .await?;
         // The claimed runs go concurrently (they are independent
         // executions), so their writes share the store's commits instead of
@@ -298,6 +295,16 @@ impl Governor {
         let mut finished = 0;
         for e in taken {
             let id = e.id;
+            if self.registered(&e.action).is_none() {
+                // Left for an instance that has the action: the lease is
+                // cut to now, so it stays lapsed (a released lease would
+                // make the run look like one its caller runs in place).
+                let _ = self
+                    .store()
+                    .renew_lease(id, self.instance(), Duration::ZERO)
+                    .await;
+                continue;
+            }
             if self.paused(&e.action).await.is_some() {
                 // The claim lapses and the run is taken over after the lift.
                 continue;

@@ -1,13 +1,15 @@
-//! A rate-limit backend on PostgreSQL, for deployments without Redis: one
-//! row per key holding its GCRA arrival time, updated by one atomic
-//! upsert with the database's clock.
+//! A rate-limit backend on PostgreSQL, for deployments without Redis, with
+//! the database's clock: window limits keep a row per call still inside
+//! its window (counted and added by one function call under a per-key
+//! lock); GCRA limits keep a row per key with its arrival time, moved by
+//! one atomic upsert.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor_core::{Admission, Gcra, RateLimitBackend, RateLimitBackendError};
+use governor_core::{Admission, Limit, RateLimitBackend, RateLimitBackendError};
 
 use crate::conn::Pool;
 
@@ -24,9 +26,12 @@ const ACQUIRE: &str = "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()
 
 const RELEASE: &str = "UPDATE rate_limits SET tat_micros = tat_micros - $2 WHERE key = $1";
 
+const WINDOW: &str = "SELECT rate_limit_window($1, $2, $3, $4)";
+
 /// Keys whose budget fully recovered hold nothing worth keeping.
-const PRUNE: &str = "DELETE FROM rate_limits \
-    WHERE tat_micros < (extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+const PRUNE: &str = "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS us), \
+    a AS (DELETE FROM rate_limits WHERE tat_micros < (SELECT us FROM now)) \
+    DELETE FROM rate_limit_calls WHERE until_micros <= (SELECT us FROM now)";
 
 /// Acquires between prunes of recovered keys.
 const PRUNE_EVERY: u64 = 10_000;
@@ -82,30 +87,54 @@ impl RateLimitBackend for PostgresRateLimiter {
         "postgres"
     }
 
-    async fn acquire(&self, key: &str, limit: Gcra) -> Result<Admission, RateLimitBackendError> {
+    async fn acquire(&self, key: &str, limit: Limit) -> Result<Admission, RateLimitBackendError> {
         if self.acquires.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.run(PRUNE, &[]).await?;
         }
-        let rows = self
-            .run(
-                ACQUIRE,
-                &[&key, &micros(limit.interval), &micros(limit.tolerance)],
-            )
-            .await?;
-        let row = rows.first().ok_or_else(|| failed("no reply"))?;
-        let taken: i64 = row.try_get(0).map_err(failed)?;
-        if taken > 0 {
-            return Ok(Admission::Admitted);
-        }
-        let wait: i64 = row.try_get(1).map_err(failed)?;
-        Ok(Admission::Limited {
-            retry_after: Duration::from_micros(u64::try_from(wait).unwrap_or(0).max(1)),
+        let wait = match limit {
+            Limit::Window { max_calls, window } => {
+                let max = i32::try_from(max_calls).unwrap_or(i32::MAX);
+                let rows = self
+                    .run(WINDOW, &[&key, &max, &micros(window), &false])
+                    .await?;
+                let row = rows.first().ok_or_else(|| failed("no reply"))?;
+                row.try_get::<_, i64>(0).map_err(failed)?
+            }
+            Limit::Gcra {
+                interval,
+                tolerance,
+            } => {
+                let rows = self
+                    .run(ACQUIRE, &[&key, &micros(interval), &micros(tolerance)])
+                    .await?;
+                let row = rows.first().ok_or_else(|| failed("no reply"))?;
+                if row.try_get::<_, i64>(0).map_err(failed)? > 0 {
+                    -1
+                } else {
+                    row.try_get::<_, i64>(1).map_err(failed)?.max(1)
+                }
+            }
+        };
+        Ok(match wait {
+            -1 => Admission::Admitted,
+            wait => Admission::Limited {
+                retry_after: Duration::from_micros(u64::try_from(wait).unwrap_or(1)),
+            },
         })
     }
 
-    async fn release(&self, key: &str, limit: Gcra) -> Result<(), RateLimitBackendError> {
-        self.run(RELEASE, &[&key, &micros(limit.interval)])
-            .await
-            .map(drop)
+    async fn release(&self, key: &str, limit: Limit) -> Result<(), RateLimitBackendError> {
+        match limit {
+            Limit::Window { max_calls, window } => {
+                let max = i32::try_from(max_calls).unwrap_or(i32::MAX);
+                self.run(WINDOW, &[&key, &max, &micros(window), &true])
+                    .await
+                    .map(drop)
+            }
+            Limit::Gcra { interval, .. } => self
+                .run(RELEASE, &[&key, &micros(interval)])
+                .await
+                .map(drop),
+        }
     }
 }

@@ -81,6 +81,38 @@ CREATE TABLE rate_limits (
     key          text PRIMARY KEY,
     tat_micros   bigint NOT NULL
 );
+
+CREATE TABLE rate_limit_calls (
+    key          text NOT NULL,
+    until_micros bigint NOT NULL
+);
+CREATE INDEX rate_limit_calls_key ON rate_limit_calls (key, until_micros);
+
+-- A sliding window: at most `max_calls` calls whose window has not ended.
+-- One key's calls take turns on an advisory lock, so the count and the
+-- insert are one step. Returns -1 when admitted (or given back), otherwise
+-- the microseconds until the oldest call leaves the window.
+CREATE FUNCTION rate_limit_window(k text, max_calls int, window_us bigint, give_back boolean)
+RETURNS bigint LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    now_us bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
+    n int;
+    oldest bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('governor.rate.' || k));
+    IF give_back THEN
+        DELETE FROM rate_limit_calls WHERE ctid = (
+            SELECT ctid FROM rate_limit_calls WHERE key = k ORDER BY until_micros DESC LIMIT 1);
+        RETURN -1;
+    END IF;
+    DELETE FROM rate_limit_calls WHERE key = k AND until_micros <= now_us;
+    SELECT count(*), min(until_micros) INTO n, oldest FROM rate_limit_calls WHERE key = k;
+    IF n >= max_calls THEN
+        RETURN GREATEST(1, oldest - now_us);
+    END IF;
+    INSERT INTO rate_limit_calls (key, until_micros) VALUES (k, now_us + window_us);
+    RETURN -1;
+END $$;
 "#];
 
 /// The schema version this build writes.

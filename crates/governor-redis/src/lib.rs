@@ -3,9 +3,10 @@
 //!
 //! Each check is one Lua script run atomically inside Redis with Redis's
 //! own clock (`TIME`), so instances need not agree on the time and no
-//! two calls can take the same cell. A key lives only until its budget
-//! has fully recovered (`PX` expiry), so Redis memory follows the active
-//! keys, not every key ever seen.
+//! two calls can take the same cell. A window limit keeps a sorted set of
+//! the calls still inside the window; a GCRA limit (`burst` set) keeps one
+//! arrival time. Keys expire once their budget has fully recovered, so
+//! Redis memory follows the active keys, not every key ever seen.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -27,8 +28,30 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use governor_core::{Admission, Gcra, RateLimitBackend, RateLimitBackendError};
+use governor_core::{Admission, Limit, RateLimitBackend, RateLimitBackendError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+/// A sliding window in microseconds. ARGV: max calls, window, and 1 to
+/// give the newest call back. Returns -1 when admitted (or given back),
+/// otherwise the microseconds until the oldest call leaves the window.
+const WINDOW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if ARGV[3] == '1' then
+  redis.call('ZPOPMAX', KEYS[1])
+  return -1
+end
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', now - window))
+local count = redis.call('ZCARD', KEYS[1])
+if count >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', KEYS[1], string.format('%.0f', now), string.format('%.0f', now) .. '-' .. count)
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1)
+return -1
+";
 
 /// GCRA in microseconds. ARGV: interval, tolerance, and 1 to give a cell
 /// back instead of taking one. Returns -1 when admitted (or given back),
@@ -99,7 +122,8 @@ impl RedisOptions {
 #[derive(Clone)]
 pub struct RedisRateLimiter {
     connection: ConnectionManager,
-    script: redis::Script,
+    window: redis::Script,
+    gcra: redis::Script,
     options: RedisOptions,
 }
 
@@ -138,21 +162,35 @@ impl RedisRateLimiter {
             .set_connection_timeout(Some(options.timeout))
             .set_response_timeout(Some(options.timeout))
             .set_number_of_retries(1);
-        let connection =
-            ConnectionManager::new_lazy_with_config(client, config).map_err(failed)?;
+        let connection = ConnectionManager::new_lazy_with_config(client, config).map_err(failed)?;
         Ok(Self {
             connection,
-            script: redis::Script::new(GCRA),
+            window: redis::Script::new(WINDOW),
+            gcra: redis::Script::new(GCRA),
             options,
         })
     }
 
-    async fn run(&self, key: &str, limit: Gcra, release: bool) -> Result<i64, RateLimitBackendError> {
+    async fn run(
+        &self,
+        key: &str,
+        limit: Limit,
+        release: bool,
+    ) -> Result<i64, RateLimitBackendError> {
         let mut connection = self.connection.clone();
-        let mut invocation = self.script.key(format!("{}{key}", self.options.prefix));
+        let (script, a, b) = match limit {
+            Limit::Window { max_calls, window } => {
+                (&self.window, i64::from(max_calls), micros(window))
+            }
+            Limit::Gcra {
+                interval,
+                tolerance,
+            } => (&self.gcra, micros(interval), micros(tolerance)),
+        };
+        let mut invocation = script.key(format!("{}{key}", self.options.prefix));
         invocation
-            .arg(micros(limit.interval))
-            .arg(micros(limit.tolerance))
+            .arg(a)
+            .arg(b)
             .arg(if release { "1" } else { "0" });
         let call = invocation.invoke_async::<i64>(&mut connection);
         match tokio::time::timeout(self.options.timeout, call).await {
@@ -171,7 +209,7 @@ impl RateLimitBackend for RedisRateLimiter {
         "redis"
     }
 
-    async fn acquire(&self, key: &str, limit: Gcra) -> Result<Admission, RateLimitBackendError> {
+    async fn acquire(&self, key: &str, limit: Limit) -> Result<Admission, RateLimitBackendError> {
         match self.run(key, limit, false).await? {
             -1 => Ok(Admission::Admitted),
             wait => Ok(Admission::Limited {
@@ -180,7 +218,7 @@ impl RateLimitBackend for RedisRateLimiter {
         }
     }
 
-    async fn release(&self, key: &str, limit: Gcra) -> Result<(), RateLimitBackendError> {
+    async fn release(&self, key: &str, limit: Limit) -> Result<(), RateLimitBackendError> {
         self.run(key, limit, true).await.map(drop)
     }
 }

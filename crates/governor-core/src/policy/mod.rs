@@ -30,7 +30,7 @@ pub use authorization::{AuthorizationPolicy, RoleMatch};
 pub use closure::{AsyncFnPolicy, CallSnapshot, FnPolicy, async_policy_fn, policy_fn};
 pub use conditional::When;
 pub use rate_limit::{
-    Admission, Gcra, OnBackendError, RateLimitBackend, RateLimitBackendError, RateLimitPolicy,
+    Admission, Limit, OnBackendError, RateLimitBackend, RateLimitBackendError, RateLimitPolicy,
     RateLimitScope,
 };
 pub use validation::{IntoViolations, ValidationPolicy};

@@ -335,7 +335,7 @@ impl RateLimitBackend for CountingBackend {
     fn name(&self) -> &'static str {
         "counting"
     }
-    async fn acquire(&self, _key: &str, _limit: Gcra) -> Result<Admission, RateLimitBackendError> {
+    async fn acquire(&self, _key: &str, _limit: Limit) -> Result<Admission, RateLimitBackendError> {
         if !self.up {
             return Err(RateLimitBackendError {
                 backend: "counting",
@@ -351,7 +351,7 @@ impl RateLimitBackend for CountingBackend {
             }
         })
     }
-    async fn release(&self, _key: &str, _limit: Gcra) -> Result<(), RateLimitBackendError> {
+    async fn release(&self, _key: &str, _limit: Limit) -> Result<(), RateLimitBackendError> {
         Ok(())
     }
 }

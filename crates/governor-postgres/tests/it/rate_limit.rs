@@ -52,28 +52,45 @@ async fn a_shared_limit_holds_across_instances() {
 async fn a_denied_call_gives_its_cell_back_and_retry_after_is_told() {
     let store = crate::support::fresh_store().await;
     let limiter = store.rate_limiter();
-    let limit = Gcra {
-        interval: Duration::from_secs(10),
-        tolerance: Duration::ZERO,
-    };
-    assert_eq!(
-        limiter.acquire("k", limit).await.unwrap(),
-        Admission::Admitted
-    );
-    let Admission::Limited { retry_after } = limiter.acquire("k", limit).await.unwrap() else {
-        panic!("second call within the interval was admitted");
-    };
-    assert!(
-        retry_after > Duration::from_secs(9) && retry_after <= Duration::from_secs(10),
-        "{retry_after:?}"
-    );
-    limiter.release("k", limit).await.unwrap();
-    assert_eq!(
-        limiter.acquire("k", limit).await.unwrap(),
-        Admission::Admitted
-    );
-    assert_eq!(
-        limiter.acquire("other", limit).await.unwrap(),
-        Admission::Admitted
-    );
+    for (key, limit) in [
+        (
+            "window",
+            Limit::Window {
+                max_calls: 1,
+                window: Duration::from_secs(10),
+            },
+        ),
+        (
+            "gcra",
+            Limit::Gcra {
+                interval: Duration::from_secs(10),
+                tolerance: Duration::ZERO,
+            },
+        ),
+    ] {
+        assert_eq!(
+            limiter.acquire(key, limit).await.unwrap(),
+            Admission::Admitted
+        );
+        let Admission::Limited { retry_after } = limiter.acquire(key, limit).await.unwrap() else {
+            panic!("{key}: second call within the window was admitted");
+        };
+        assert!(
+            retry_after > Duration::from_secs(9) && retry_after <= Duration::from_secs(10),
+            "{key}: {retry_after:?}"
+        );
+        limiter.release(key, limit).await.unwrap();
+        assert_eq!(
+            limiter.acquire(key, limit).await.unwrap(),
+            Admission::Admitted,
+            "{key}"
+        );
+        assert_eq!(
+            limiter
+                .acquire(&format!("{key}-other"), limit)
+                .await
+                .unwrap(),
+            Admission::Admitted
+        );
+    }
 }

@@ -1,11 +1,14 @@
-//! Rate limiting with GCRA: O(1) per check, bounded memory, monotonic time.
+//! Rate limiting: at most `max_calls` in any `window` (a sliding window,
+//! the seed's meaning), or with `burst` set a smooth rate (GCRA). O(1) per
+//! check, bounded keys, monotonic time.
 //!
 //! By default each process keeps its own counters. Several instances share
 //! one limit through a [`RateLimitBackend`] (Redis or PostgreSQL, in their
 //! crates): the same algorithm, run atomically where the counters live.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+mod local;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,15 +47,27 @@ impl std::fmt::Debug for RateLimitScope {
     }
 }
 
-/// One GCRA limit, as a shared backend applies it: a call is admitted
-/// when its key's theoretical arrival time is at most `tolerance` ahead of
-/// now, and admitting it moves that time `interval` on.
+/// One limit, as a backend applies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gcra {
-    /// Time between calls at the sustained rate (`window / max_calls`).
-    pub interval: Duration,
-    /// How far ahead the arrival time may run: `interval * (burst - 1)`.
-    pub tolerance: Duration,
+pub enum Limit {
+    /// At most `max_calls` calls in any `window` (a sliding window: a call
+    /// is admitted when fewer than `max_calls` were admitted in the
+    /// `window` before it).
+    Window {
+        /// Calls allowed in any window.
+        max_calls: u32,
+        /// The window.
+        window: Duration,
+    },
+    /// The generic cell rate algorithm: a call is admitted when its key's
+    /// theoretical arrival time is at most `tolerance` ahead of now, and
+    /// admitting it moves that time `interval` on.
+    Gcra {
+        /// Time between calls at the sustained rate (`window / max_calls`).
+        interval: Duration,
+        /// How far ahead the arrival time may run: `interval * (burst - 1)`.
+        tolerance: Duration,
+    },
 }
 
 /// What a backend says about one call.
@@ -85,10 +100,10 @@ pub trait RateLimitBackend: Send + Sync + 'static {
 
     /// Takes a cell of `limit` for `key`, atomically, with the backend's
     /// clock (instances' clocks need not agree).
-    async fn acquire(&self, key: &str, limit: Gcra) -> Result<Admission, RateLimitBackendError>;
+    async fn acquire(&self, key: &str, limit: Limit) -> Result<Admission, RateLimitBackendError>;
 
     /// Gives back a cell taken for a call that did not go ahead.
-    async fn release(&self, key: &str, limit: Gcra) -> Result<(), RateLimitBackendError>;
+    async fn release(&self, key: &str, limit: Limit) -> Result<(), RateLimitBackendError>;
 }
 
 /// What a shared limit does when its backend cannot answer.
@@ -102,15 +117,12 @@ pub enum OnBackendError {
     Allow,
 }
 
-struct State {
-    /// Theoretical arrival time per key, in nanoseconds since `base`.
-    tats: HashMap<Box<str>, u64>,
-}
-
-/// Limits how often calls happen, using the generic cell rate algorithm.
+/// Limits how often calls happen.
 ///
-/// The sustained rate is `max_calls` per `window`; up to `burst` calls
-/// (default `max_calls`) may arrive at once. Each check is O(1); the number
+/// By default at most `max_calls` calls pass in any `window` (a sliding
+/// window). With [`burst`](Self::burst) set, the limit is a smooth rate
+/// instead (GCRA): `max_calls` per `window` sustained, up to `burst` at
+/// once. Each check is O(1); the number
 /// of tracked keys is capped (`max_keys`, default 100,000): keys whose
 /// budget has fully recovered are dropped first, and if every tracked key
 /// is still active a call with a new key is denied rather than letting an
@@ -125,7 +137,7 @@ pub struct RateLimitPolicy {
     scope: RateLimitScope,
     max_keys: usize,
     base: Instant,
-    state: Arc<Mutex<State>>,
+    state: Arc<Mutex<local::State>>,
     shared: Option<Arc<dyn RateLimitBackend>>,
     on_error: OnBackendError,
 }
@@ -141,9 +153,7 @@ impl RateLimitPolicy {
             scope: RateLimitScope::Global,
             max_keys: 100_000,
             base: Instant::now(),
-            state: Arc::new(Mutex::new(State {
-                tats: HashMap::new(),
-            })),
+            state: Arc::new(Mutex::new(local::State::default())),
             shared: None,
             on_error: OnBackendError::Deny,
         }
@@ -165,14 +175,20 @@ impl RateLimitPolicy {
         self
     }
 
-    /// The limit in the form shared backends apply.
-    pub fn gcra(&self) -> Gcra {
-        let t = self.interval();
-        Gcra {
-            interval: Duration::from_nanos(t),
-            tolerance: Duration::from_nanos(
-                t.saturating_mul(u64::from(self.burst.unwrap_or(self.max_calls).max(1) - 1)),
-            ),
+    /// The limit this policy applies.
+    pub fn limit(&self) -> Limit {
+        match self.burst {
+            None => Limit::Window {
+                max_calls: self.max_calls,
+                window: self.window,
+            },
+            Some(burst) => {
+                let t = self.interval();
+                Limit::Gcra {
+                    interval: Duration::from_nanos(t),
+                    tolerance: Duration::from_nanos(t.saturating_mul(u64::from(burst.max(1) - 1))),
+                }
+            }
         }
     }
 
@@ -183,7 +199,8 @@ impl RateLimitPolicy {
         self
     }
 
-    /// How many calls may arrive at once (default: `max_calls`).
+    /// Makes the limit a smooth rate (GCRA) that lets up to `burst` calls
+    /// arrive at once, instead of a window of `max_calls`.
     #[must_use]
     pub fn burst(mut self, burst: u32) -> Self {
         self.burst = Some(burst.max(1));
@@ -221,7 +238,7 @@ impl RateLimitPolicy {
 
     /// Number of keys currently tracked.
     pub fn tracked_keys(&self) -> usize {
-        self.state.lock().map(|s| s.tats.len()).unwrap_or(0)
+        self.state.lock().map(|s| s.keys()).unwrap_or(0)
     }
 
     fn key<'c>(&self, ctx: &PolicyContext<'c>) -> Cow<'c, str> {
@@ -270,7 +287,7 @@ impl RateLimitPolicy {
     }
 
     async fn evaluate_shared(&self, shared: &dyn RateLimitBackend, key: &str) -> Decision {
-        match shared.acquire(&self.shared_key(key), self.gcra()).await {
+        match shared.acquire(&self.shared_key(key), self.limit()).await {
             Ok(Admission::Admitted) => Decision::Allow,
             Ok(Admission::Limited { retry_after }) => self.deny(key, retry_after),
             Err(e) if self.on_error == OnBackendError::Allow => {
@@ -289,7 +306,7 @@ impl RateLimitPolicy {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (backend, key, limit) = (Arc::clone(shared), self.shared_key(key), self.gcra());
+        let (backend, key, limit) = (Arc::clone(shared), self.shared_key(key), self.limit());
         runtime.spawn(async move {
             if let Err(e) = backend.release(&key, limit).await {
                 tracing::warn!(error = %e, "rate limit cell not given back");
@@ -316,39 +333,19 @@ impl Policy for RateLimitPolicy {
         if let Some(shared) = &self.shared {
             return self.evaluate_shared(&**shared, &key).await;
         }
-        let t = self.interval();
-        let tau = t.saturating_mul(u64::from(self.burst.unwrap_or(self.max_calls) - 1));
         let now = self.now();
         let Ok(mut state) = self.state.lock() else {
             return Decision::deny("rate limiter state is unavailable");
         };
-        let tat = match state.tats.get(&*key) {
-            Some(tat) => (*tat).max(now),
-            None => {
-                if state.tats.len() >= self.max_keys {
-                    state.tats.retain(|_, tat| *tat > now);
-                    if state.tats.len() >= self.max_keys {
-                        return Decision::Deny(
-                            Denial::new("rate limiter is tracking its maximum number of keys")
-                                .rule("max_keys")
-                                .retry_after(Duration::from_nanos(t)),
-                        );
-                    }
-                }
-                now
-            }
-        };
-        if tat - now > tau {
-            return self.deny(&key, Duration::from_nanos(tat - now - tau));
+        match state.acquire(&key, now, self.limit(), self.max_keys) {
+            Ok(()) => Decision::Allow,
+            Err(local::Refusal::Limited(wait)) => self.deny(&key, Duration::from_nanos(wait)),
+            Err(local::Refusal::Full) => Decision::Deny(
+                Denial::new("rate limiter is tracking its maximum number of keys")
+                    .rule("max_keys")
+                    .retry_after(Duration::from_nanos(self.interval())),
+            ),
         }
-        let next = tat.saturating_add(t);
-        match state.tats.get_mut(&*key) {
-            Some(slot) => *slot = next,
-            None => {
-                state.tats.insert(key.into_owned().into_boxed_str(), next);
-            }
-        }
-        Decision::Allow
     }
 
     fn release(&self, ctx: &PolicyContext<'_>) {
@@ -356,11 +353,8 @@ impl Policy for RateLimitPolicy {
         if let Some(shared) = &self.shared {
             return self.release_shared(shared, &key);
         }
-        let t = self.interval();
-        if let Ok(mut state) = self.state.lock()
-            && let Some(tat) = state.tats.get_mut(&*key)
-        {
-            *tat = tat.saturating_sub(t);
+        if let Ok(mut state) = self.state.lock() {
+            state.release(&key, self.limit());
         }
     }
     fn fingerprint(&self) -> String {
@@ -394,8 +388,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn allows_burst_then_denies_with_retry_after_then_recovers() {
+    async fn at_most_max_calls_pass_in_any_window() {
         let p = RateLimitPolicy::new(10, Duration::from_secs(60));
+        let who = Principal::new("a");
+        assert_eq!(admitted(&p, &who, 15).await, 10);
+        let input = json!({});
+        let Decision::Deny(d) = p.evaluate(&ctx(&input, &who)).await else {
+            panic!()
+        };
+        assert_eq!(d.retry_after, Some(Duration::from_secs(60)));
+        // Half a window on, nothing has left the window yet.
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(admitted(&p, &who, 5).await, 0);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(admitted(&p, &who, 15).await, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_a_burst_the_limit_is_a_smooth_rate() {
+        let p = RateLimitPolicy::new(10, Duration::from_secs(60)).burst(10);
         let who = Principal::new("a");
         assert_eq!(admitted(&p, &who, 15).await, 10);
         let input = json!({});
