@@ -68,6 +68,29 @@ fn main() {
     }
     rt.block_on(cross_instance(if quick { 50 } else { 500 }));
     rt.block_on(resumes(if quick { 1_000 } else { 10_000 }));
+    rt.block_on(drop_schemas());
+}
+
+/// Drops the schemas this run made, so runs do not pile up data.
+async fn drop_schemas() {
+    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let name: String = row.get(0);
+        client
+            .batch_execute(&format!("DROP SCHEMA {name} CASCADE"))
+            .await
+            .unwrap();
+    }
 }
 
 fn child(role: &str) -> std::process::Child {

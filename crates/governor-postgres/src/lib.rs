@@ -67,6 +67,7 @@ use crate::writer::Job;
 pub struct PostgresOptions {
     schema: String,
     pool_size: usize,
+    writers: usize,
     migrate: bool,
 }
 
@@ -75,13 +76,15 @@ impl Default for PostgresOptions {
         Self {
             schema: "governor".into(),
             pool_size: 4,
+            writers: 1,
             migrate: true,
         }
     }
 }
 
 impl PostgresOptions {
-    /// Defaults: schema `governor`, 4 read connections, migrate on open.
+    /// Defaults: schema `governor`, 4 read connections, 1 writer
+    /// connection, migrate on open.
     pub fn new() -> Self {
         Self::default()
     }
@@ -97,6 +100,17 @@ impl PostgresOptions {
     /// own). Each pipelines concurrent queries.
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = size.max(1);
+        self
+    }
+
+    /// Connections that commit writes (default 1). Writes arriving
+    /// together share a transaction; with more than one writer, one batch
+    /// commits while the next is collected. More writers raise one
+    /// instance's throughput, but when many instances chain audit records
+    /// their smaller batches queue on the audit chain's lock instead
+    /// (BENCHMARKS.md has both).
+    pub fn writers(mut self, writers: usize) -> Self {
+        self.writers = writers.max(1);
         self
     }
 
@@ -142,6 +156,10 @@ impl PostgresStore {
         } else {
             schema::check_current(writer_conn.client()).await?;
         }
+        let mut writer_conns = vec![writer_conn];
+        for _ in 1..options.writers {
+            writer_conns.push(Conn::open(url, &options.schema).await?);
+        }
         let pool = Arc::new(Pool::open(url, &options.schema, options.pool_size).await?);
         let (changes, _) = broadcast::channel(WATCH_CAPACITY);
         let instance = Uuid::now_v7().simple().to_string();
@@ -154,7 +172,7 @@ impl PostgresStore {
             Arc::downgrade(&alive),
         );
         let writer = writer::spawn(
-            writer_conn,
+            writer_conns,
             writer::Target {
                 url: url.to_owned(),
                 schema: options.schema.clone(),

@@ -8,6 +8,7 @@
 //! only itself.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::Utc;
 use governor_core::{
@@ -172,34 +173,48 @@ pub(crate) struct Target {
     pub(crate) changes: broadcast::Sender<Change>,
 }
 
-/// Starts the writer task on `conn`.
-pub(crate) fn spawn(conn: Conn, target: Target) -> mpsc::UnboundedSender<Job> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-    tokio::spawn(async move {
-        let mut conn = Some(conn);
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+/// Starts one writer task per connection in `conns`. They share one
+/// queue: while one commits its batch, the next collects the writes that
+/// arrive meanwhile, so commits overlap instead of queueing.
+pub(crate) fn spawn(conns: Vec<Conn>, target: Target) -> mpsc::UnboundedSender<Job> {
+    let (tx, rx) = mpsc::unbounded_channel::<Job>();
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let target = Arc::new(target);
+    for conn in conns {
+        let (rx, target) = (Arc::clone(&rx), Arc::clone(&target));
+        tokio::spawn(async move {
+            let mut conn = Some(conn);
+            while let Some(batch) = next_batch(&rx).await {
+                let c = match conn.take() {
+                    Some(c) if !c.client().is_closed() => c,
+                    _ => match Conn::open(&target.url, &target.schema).await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            fail_all(batch, &e);
+                            continue;
+                        }
+                    },
+                };
+                run_batch(&c, batch, &target).await;
+                conn = Some(c);
             }
-            let c = match conn.take() {
-                Some(c) if !c.client().is_closed() => c,
-                _ => match Conn::open(&target.url, &target.schema).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        fail_all(batch, &e);
-                        continue;
-                    }
-                },
-            };
-            run_batch(&c, batch, &target).await;
-            conn = Some(c);
-        }
-    });
+        });
+    }
     tx
+}
+
+/// The next write and whatever else is already waiting; `None` once the
+/// store is dropped.
+async fn next_batch(rx: &tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>) -> Option<Vec<Job>> {
+    let mut rx = rx.lock().await;
+    let mut batch = vec![rx.recv().await?];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
 }
 
 fn copy(e: &StoreError) -> StoreError {
