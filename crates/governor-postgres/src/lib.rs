@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY, lease_until};
+use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY, first_id_at, lease_until};
 use governor_core::{
     AuditEntry, AuditRecord, Change, Checkpoint, Creation, Event, Execution, ExecutionId,
     ExecutionStatus, GENESIS_HASH, Grant, Json, Pause, Snapshot, Store, StoreError, Transition,
@@ -306,17 +306,6 @@ impl PostgresStore {
     }
 }
 
-/// The smallest v7 id at `t` shifted by `slack_ms` (ids can run a little
-/// ahead of their creation time when many are made in one ms).
-fn id_at_ms(t: DateTime<Utc>, slack_ms: i64) -> Uuid {
-    let ms = (t.timestamp_millis() + slack_ms).clamp(0, 0xFFFF_FFFF_FFFF) as u64;
-    let mut id = [0u8; 16];
-    id[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
-    id[6] = 0x70;
-    id[8] = 0x80;
-    Uuid::from_bytes(id)
-}
-
 /// Builds a statement's `WHERE` clauses and their numbered parameters.
 #[derive(Default)]
 struct Filter {
@@ -378,11 +367,11 @@ impl Store for PostgresStore {
         // Ids are time-ordered, so a time range is also an id range the
         // primary key can seek; `created_at` keeps the bound exact.
         if let Some(t) = query.since {
-            f.add(" AND id >= ?", id_at_ms(t, -1_000));
+            f.add(" AND id >= ?", first_id_at(t, -1_000));
             f.add(" AND created_at >= ?", to_nanos(t));
         }
         if let Some(t) = query.until {
-            f.add(" AND id < ?", id_at_ms(t, 1_000));
+            f.add(" AND id < ?", first_id_at(t, 1_000));
             f.add(" AND created_at < ?", to_nanos(t));
         }
         if let Some(b) = query.before {

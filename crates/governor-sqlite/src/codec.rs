@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use governor_core::{
     ApprovalRequest, Event, EventKind, Execution, ExecutionId, ExecutionStatus, Failure, Json,
     Lease, Principal, StoreError,
@@ -42,14 +41,7 @@ fn opt_text_at<'r>(
         .map_err(|e| corrupt(op, format!("column {i}: {e}")))
 }
 
-/// Timestamps are stored as nanoseconds since the epoch: exact, sortable.
-pub(crate) fn to_nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
-pub(crate) fn from_nanos(n: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_nanos(n)
-}
+pub(crate) use governor_core::store::{from_nanos, to_nanos};
 
 pub(crate) fn json_text<T: serde::Serialize>(
     op: &'static str,

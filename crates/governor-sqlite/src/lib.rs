@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY};
+use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY, first_id_at};
 use governor_core::{
     AuditEntry, AuditRecord, Change, Checkpoint, Creation, Event, Execution, ExecutionId,
     ExecutionStatus, GENESIS_HASH, Grant, Json, Pause, Snapshot, Store, StoreError, StoreErrorKind,
@@ -247,15 +247,9 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, Store
     Ok(conn)
 }
 
-/// The smallest v7 id text at `t` shifted by `slack_ms` (ids can run a
-/// little ahead of their creation time when many are made in one ms).
+/// [`first_id_at`] as a blob.
 fn id_at_ms(t: chrono::DateTime<chrono::Utc>, slack_ms: i64) -> Vec<u8> {
-    let ms = (t.timestamp_millis() + slack_ms).clamp(0, 0xFFFF_FFFF_FFFF) as u64;
-    let mut id = [0u8; 16];
-    id[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
-    id[6] = 0x70;
-    id[8] = 0x80;
-    id.to_vec()
+    first_id_at(t, slack_ms).as_bytes().to_vec()
 }
 
 fn unit(done: Done) -> Result<(), StoreError> {

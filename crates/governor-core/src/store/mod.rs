@@ -430,6 +430,29 @@ pub fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
+/// A time as nanoseconds since the epoch: how the built-in stores keep
+/// times (exact and sortable). Times past 2262 saturate.
+pub fn to_nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// The time [`to_nanos`] stored as `n`.
+pub fn from_nanos(n: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(n)
+}
+
+/// The smallest v7 id made at `t` shifted by `slack_ms`, for turning a time
+/// range into an id range (ids can run a little ahead of their creation
+/// time when many are made in one millisecond).
+pub fn first_id_at(t: DateTime<Utc>, slack_ms: i64) -> uuid::Uuid {
+    let ms = (t.timestamp_millis() + slack_ms).clamp(0, 0xFFFF_FFFF_FFFF) as u64;
+    let mut id = [0u8; 16];
+    id[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
+    id[6] = 0x70;
+    id[8] = 0x80;
+    uuid::Uuid::from_bytes(id)
+}
+
 /// Capacity of the change broadcast used by the built-in stores.
 pub const WATCH_CAPACITY: usize = 1024;
 
