@@ -32,3 +32,37 @@ if [ -z "${GOVERNOR_TEST_REDIS_URL:-}" ]; then
     fi
 fi
 echo "== services: PostgreSQL ${GOVERNOR_TEST_POSTGRES_URL%%:*}://…@127.0.0.1:5432/test, Redis $GOVERNOR_TEST_REDIS_URL"
+
+# MongoDB: Debian has no server package, so the tests run against
+# SecantusDB (PyPI), a MongoDB-wire server: a replica-set primary for the
+# store's tests and a standalone one for the "needs a replica set" error.
+port_up() { (echo > "/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+start_secantus() { # port, extra flags...
+    local port=$1 dir="${GOVERNOR_CACHE:-$HOME/.cache/governor}/secantus"
+    shift
+    if [ ! -x "$dir/venv/bin/secantusd-py" ]; then
+        echo "== installing secantusdb from PyPI"
+        python3 -m venv "$dir/venv" 2>/dev/null || {
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$dir/venv"
+        }
+        "$dir/venv/bin/pip" install -q secantusdb
+    fi
+    mkdir -p "$dir"
+    nohup "$dir/venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --log-level WARNING "$@" \
+        >"$dir/$port.log" 2>&1 &
+    for _ in $(seq 100); do port_up "$port" && return 0; sleep 0.2; done
+    echo "secantusdb did not start on port $port:" >&2
+    cat "$dir/$port.log" >&2
+    return 1
+}
+
+if [ -z "${GOVERNOR_TEST_MONGODB_URL:-}" ]; then
+    export GOVERNOR_TEST_MONGODB_URL="mongodb://127.0.0.1:27017/?directConnection=true"
+    port_up 27017 || { echo "== starting SecantusDB (MongoDB wire) on 27017"; start_secantus 27017 --storage-path :memory:; }
+fi
+if [ -z "${GOVERNOR_TEST_MONGODB_STANDALONE_URL:-}" ]; then
+    export GOVERNOR_TEST_MONGODB_STANDALONE_URL="mongodb://127.0.0.1:27019/?directConnection=true"
+    port_up 27019 || start_secantus 27019 --storage-path :memory: --standalone
+fi
+echo "== services: MongoDB wire $GOVERNOR_TEST_MONGODB_URL"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite (PostgreSQL and Redis started if they are not up):
+# The whole test suite (PostgreSQL, Redis and a MongoDB-wire server
+# started if they are not up):
 # every example, the Cedar feature, schemathesis
 # against the HTTP API's OpenAPI document, the dashboard in headless
 # Chromium, cargo fuzz on the policy
@@ -8,7 +9,8 @@
 # gives this command and CI runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# PostgreSQL and Redis for the store and rate-limit tests.
+# PostgreSQL, Redis and SecantusDB (MongoDB wire) for the store and
+# rate-limit tests.
 source scripts/services.sh
 
 for example in basic_usage govern_impl criteria_based_governance financial_approval_system \

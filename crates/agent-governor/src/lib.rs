@@ -93,6 +93,13 @@ pub mod postgres {
     pub use governor_postgres::*;
 }
 
+/// The MongoDB store, the original's production backend (feature
+/// `mongodb`).
+#[cfg(feature = "mongodb")]
+pub mod mongodb {
+    pub use governor_mongodb::*;
+}
+
 /// A Redis rate-limit backend: one limit across every instance (feature
 /// `redis`).
 #[cfg(feature = "redis")]

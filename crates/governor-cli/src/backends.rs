@@ -1,10 +1,11 @@
 //! Which store and which shared rate-limit backend a command runs on:
-//! SQLite by default, PostgreSQL when given a URL; Redis or PostgreSQL
-//! for `shared: true` rate limits.
+//! SQLite by default, PostgreSQL or MongoDB when given a URL; Redis or
+//! PostgreSQL for `shared: true` rate limits.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use agent_governor::mongodb::{MongoOptions, MongoStore};
 use agent_governor::postgres::{PostgresOptions, PostgresStore};
 use agent_governor::redis::RedisRateLimiter;
 use agent_governor::sqlite::SqliteStore;
@@ -14,10 +15,12 @@ use anyhow::{Context, bail};
 /// Where to keep things, as the flags and config file say.
 #[derive(Debug, Default)]
 pub(crate) struct Choice {
-    /// The SQLite file (when no PostgreSQL URL is given).
+    /// The SQLite file (when no PostgreSQL or MongoDB URL is given).
     pub(crate) db: Option<PathBuf>,
     pub(crate) postgres_url: Option<String>,
     pub(crate) postgres_schema: Option<String>,
+    pub(crate) mongodb_url: Option<String>,
+    pub(crate) mongodb_database: Option<String>,
     pub(crate) redis_url: Option<String>,
     /// `redis` or `postgres`: which backend `shared: true` rate limits use
     /// (default: Redis when a Redis URL is given, else PostgreSQL when the
@@ -48,20 +51,36 @@ fn without_password(url: &str) -> String {
 impl Choice {
     pub(crate) async fn open(&self) -> anyhow::Result<Backends> {
         let (store, describe, postgres): (Arc<dyn Store>, String, Option<Arc<PostgresStore>>) =
-            match &self.postgres_url {
-                Some(url) => {
-                    let schema = self.postgres_schema.as_deref().unwrap_or("governor");
-                    let pg = Arc::new(
-                        PostgresStore::connect_with(url, PostgresOptions::new().schema(schema))
-                            .await
-                            .with_context(|| {
-                                format!("cannot open PostgreSQL {}", without_password(url))
-                            })?,
+            match (&self.postgres_url, &self.mongodb_url) {
+                (Some(_), Some(_)) => bail!("give postgres_url or mongodb_url, not both"),
+                (Some(url), None) => {
+                    let pg = Arc::new(self.open_postgres(url).await?);
+                    let describe = format!(
+                        "PostgreSQL {} schema {}",
+                        without_password(url),
+                        pg.schema()
                     );
-                    let describe = format!("PostgreSQL {} schema {schema}", without_password(url));
                     (pg.clone(), describe, Some(pg))
                 }
-                None => {
+                (None, Some(url)) => {
+                    let mut options = MongoOptions::new();
+                    if let Some(db) = &self.mongodb_database {
+                        options = options.database(db);
+                    }
+                    let store =
+                        MongoStore::connect_with(url, options)
+                            .await
+                            .with_context(|| {
+                                format!("cannot open MongoDB {}", without_password(url))
+                            })?;
+                    let describe = format!(
+                        "MongoDB {} database {}",
+                        without_password(url),
+                        store.database()
+                    );
+                    (Arc::new(store), describe, None)
+                }
+                (None, None) => {
                     let db = self
                         .db
                         .clone()
@@ -78,6 +97,13 @@ impl Choice {
             describe,
             shared_rate_limits,
         })
+    }
+
+    async fn open_postgres(&self, url: &str) -> anyhow::Result<PostgresStore> {
+        let schema = self.postgres_schema.as_deref().unwrap_or("governor");
+        PostgresStore::connect_with(url, PostgresOptions::new().schema(schema))
+            .await
+            .with_context(|| format!("cannot open PostgreSQL {}", without_password(url)))
     }
 
     fn rate_limiter(
@@ -102,21 +128,44 @@ impl Choice {
     }
 }
 
-/// `governor migrate`: applies pending PostgreSQL migrations.
+/// `governor migrate`: brings a PostgreSQL schema or a MongoDB database
+/// up to this build's version.
 #[derive(clap::Args)]
 pub(crate) struct MigrateArgs {
     /// The PostgreSQL database.
-    #[arg(long, env = "GOVERNOR_POSTGRES_URL")]
-    postgres_url: String,
+    #[arg(
+        long,
+        env = "GOVERNOR_POSTGRES_URL",
+        required_unless_present = "mongodb_url"
+    )]
+    postgres_url: Option<String>,
     /// The schema holding governor's tables (default `governor`).
     #[arg(long, env = "GOVERNOR_POSTGRES_SCHEMA", default_value = "governor")]
     postgres_schema: String,
+    /// The MongoDB server (instead of PostgreSQL).
+    #[arg(long, env = "GOVERNOR_MONGODB_URL", conflicts_with = "postgres_url")]
+    mongodb_url: Option<String>,
+    /// The MongoDB database (default `governor`).
+    #[arg(long, env = "GOVERNOR_MONGODB_DATABASE", default_value = "governor")]
+    mongodb_database: String,
 }
 
 pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<std::process::ExitCode> {
-    let applied = PostgresStore::migrate(&args.postgres_url, &args.postgres_schema)
+    if let Some(url) = &args.mongodb_url {
+        let moved = MongoStore::migrate(url, &args.mongodb_database)
+            .await
+            .with_context(|| format!("cannot migrate MongoDB {}", without_password(url)))?;
+        out!(
+            "database {} is at version {} ({moved} versions applied)",
+            args.mongodb_database,
+            agent_governor::mongodb::SCHEMA_VERSION
+        );
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    let url = args.postgres_url.as_deref().unwrap_or_default();
+    let applied = PostgresStore::migrate(url, &args.postgres_schema)
         .await
-        .with_context(|| format!("cannot migrate {}", without_password(&args.postgres_url)))?;
+        .with_context(|| format!("cannot migrate {}", without_password(url)))?;
     out!(
         "schema {} is at version {} ({applied} migrations applied)",
         args.postgres_schema,

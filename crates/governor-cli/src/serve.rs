@@ -19,7 +19,7 @@ use serde::Deserialize;
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The config file (TOML): bind, db, postgres_url, postgres_schema,
-    /// redis_url, rate_limits, sweep_seconds, resume_seconds,
+    /// mongodb_url, mongodb_database, redis_url, rate_limits, sweep_seconds, resume_seconds,
     /// `[[keys]]` (hash, principal, roles, permissions, email, tenant) and
     /// `[[actions]]` (name, policies, report_within_seconds), policies
     /// (a shared file with selectors), reload_seconds, `[jwt]`
@@ -37,6 +37,12 @@ pub(crate) struct Args {
     /// The PostgreSQL schema (default `governor`).
     #[arg(long, env = "GOVERNOR_POSTGRES_SCHEMA")]
     postgres_schema: Option<String>,
+    /// Keep everything in MongoDB (a replica set) instead of SQLite.
+    #[arg(long, env = "GOVERNOR_MONGODB_URL", conflicts_with = "postgres_url")]
+    mongodb_url: Option<String>,
+    /// The MongoDB database (default: the URL's, else `governor`).
+    #[arg(long, env = "GOVERNOR_MONGODB_DATABASE")]
+    mongodb_database: Option<String>,
     /// Redis for rate limits marked `shared: true`.
     #[arg(long, env = "GOVERNOR_REDIS_URL")]
     redis_url: Option<String>,
@@ -55,6 +61,9 @@ struct Config {
     /// URL may hold a password).
     postgres_url: Option<String>,
     postgres_schema: Option<String>,
+    /// MongoDB instead of SQLite.
+    mongodb_url: Option<String>,
+    mongodb_database: Option<String>,
     /// Redis for `shared: true` rate limits.
     redis_url: Option<String>,
     /// `redis` or `postgres`: the backend of `shared: true` rate limits.
@@ -228,6 +237,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         postgres_schema: args
             .postgres_schema
             .or_else(|| config.postgres_schema.clone()),
+        mongodb_url: args.mongodb_url.or_else(|| config.mongodb_url.clone()),
+        mongodb_database: args
+            .mongodb_database
+            .or_else(|| config.mongodb_database.clone()),
         redis_url: args.redis_url.or_else(|| config.redis_url.clone()),
         rate_limits: config.rate_limits.clone(),
     }

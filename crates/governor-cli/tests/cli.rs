@@ -845,3 +845,57 @@ fn serve_reloads_changed_policies_and_keeps_the_old_ones_on_a_bad_edit() {
         "{body}"
     );
 }
+
+#[test]
+fn two_servers_share_one_mongodb_database() {
+    let url = std::env::var("GOVERNOR_TEST_MONGODB_URL")
+        .unwrap_or_else(|_| "mongodb://127.0.0.1:27017/?directConnection=true".into());
+    // `t_` and a v7 id: the MongoDB store's tests drop it after an hour.
+    let database = format!(
+        "t_{}",
+        agent_governor::ExecutionId::new().as_uuid().simple()
+    );
+    let keys = [
+        ("principal = \"agent\"", "agent-token"),
+        (
+            "principal = \"cfo\"\npermissions = [\"governor:read\"]",
+            "cfo-token",
+        ),
+    ];
+    let extra = format!(
+        "mongodb_url = \"{url}\"\nmongodb_database = \"{database}\"\n\
+         [[actions]]\nname = \"refund\"\npolicies = \"refund.yaml\"\n"
+    );
+    let files = [(
+        "refund.yaml",
+        "policies:\n  - type: approval\n    name: RefundApproval\n    approvers: [cfo]\n",
+    )];
+    let (a, b) = (serve(&keys, &extra, &files), serve(&keys, &extra, &files));
+    let (status, body) = http_body(
+        &a.addr,
+        "POST",
+        "/govern/executions",
+        Some("agent-token"),
+        "{\"action\":\"refund\",\"arguments\":{\"amount\":900}}",
+    );
+    assert_eq!(status, 202, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = v["execution_id"].as_str().unwrap();
+    let (status, body) = http_body(
+        &b.addr,
+        "POST",
+        &format!("/govern/approvals/{id}/approve"),
+        Some("cfo-token"),
+        "{\"reason\":\"ok\"}",
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http(
+        &a.addr,
+        "GET",
+        &format!("/govern/executions/{id}"),
+        Some("cfo-token"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["execution"]["status"], "approved", "{body}");
+}
