@@ -19,6 +19,8 @@ pub(crate) struct Choice {
     pub(crate) db: Option<PathBuf>,
     pub(crate) postgres_url: Option<String>,
     pub(crate) postgres_schema: Option<String>,
+    /// Extra TLS roots (PEM) for PostgreSQL.
+    pub(crate) postgres_ca_file: Option<PathBuf>,
     pub(crate) mongodb_url: Option<String>,
     pub(crate) mongodb_database: Option<String>,
     pub(crate) redis_url: Option<String>,
@@ -101,7 +103,13 @@ impl Choice {
 
     async fn open_postgres(&self, url: &str) -> anyhow::Result<PostgresStore> {
         let schema = self.postgres_schema.as_deref().unwrap_or("governor");
-        PostgresStore::connect_with(url, PostgresOptions::new().schema(schema))
+        let mut options = PostgresOptions::new().schema(schema);
+        if let Some(path) = &self.postgres_ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("postgres_ca_file {}", path.display()))?;
+            options = options.tls_root_certificates(pem);
+        }
+        PostgresStore::connect_with(url, options)
             .await
             .with_context(|| format!("cannot open PostgreSQL {}", without_password(url)))
     }

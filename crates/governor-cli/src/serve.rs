@@ -19,6 +19,7 @@ use serde::Deserialize;
 #[derive(clap::Args)]
 pub(crate) struct Args {
     /// The config file (TOML): bind, db, postgres_url, postgres_schema,
+    /// postgres_ca_file,
     /// mongodb_url, mongodb_database, redis_url, rate_limits, sweep_seconds, resume_seconds,
     /// `[[keys]]` (hash, principal, roles, permissions, email, tenant) and
     /// `[[actions]]` (name, policies, report_within_seconds), policies
@@ -37,6 +38,10 @@ pub(crate) struct Args {
     /// The PostgreSQL schema (default `governor`).
     #[arg(long, env = "GOVERNOR_POSTGRES_SCHEMA")]
     postgres_schema: Option<String>,
+    /// A PEM file of extra roots to trust for TLS to PostgreSQL (TLS is
+    /// on when the URL has `sslmode=require`).
+    #[arg(long, env = "GOVERNOR_POSTGRES_CA_FILE")]
+    postgres_ca_file: Option<PathBuf>,
     /// Keep everything in MongoDB (a replica set) instead of SQLite.
     #[arg(long, env = "GOVERNOR_MONGODB_URL", conflicts_with = "postgres_url")]
     mongodb_url: Option<String>,
@@ -61,6 +66,8 @@ struct Config {
     /// URL may hold a password).
     postgres_url: Option<String>,
     postgres_schema: Option<String>,
+    /// Extra TLS roots for PostgreSQL (PEM).
+    postgres_ca_file: Option<PathBuf>,
     /// MongoDB instead of SQLite.
     mongodb_url: Option<String>,
     mongodb_database: Option<String>,
@@ -237,6 +244,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         postgres_schema: args
             .postgres_schema
             .or_else(|| config.postgres_schema.clone()),
+        postgres_ca_file: args
+            .postgres_ca_file
+            .or_else(|| config.postgres_ca_file.clone()),
         mongodb_url: args.mongodb_url.or_else(|| config.mongodb_url.clone()),
         mongodb_database: args
             .mongodb_database

@@ -6,25 +6,125 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use governor_core::{StoreError, StoreErrorKind};
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::map;
 
-/// The connection settings in `url`, naming the connection `application`
-/// (as `pg_stat_activity` shows it) unless the URL names it.
-pub(crate) fn config(url: &str, application: &str) -> Result<Config, StoreError> {
-    let mut config: Config = url.parse().map_err(|e| {
-        StoreError::new(
-            StoreErrorKind::Invalid,
-            "connect",
-            format!("invalid PostgreSQL URL: {e}"),
-        )
-    })?;
-    if config.get_application_name().is_none() {
-        config.application_name(application);
+/// Where to connect, and with which TLS settings: TLS when the URL says
+/// `sslmode=require`, verifying the server's certificate and host name
+/// against the web PKI roots plus any roots given.
+#[derive(Clone)]
+pub(crate) struct Endpoint {
+    config: Config,
+    tls: Option<MakeRustlsConnect>,
+}
+
+impl Endpoint {
+    pub(crate) fn new(url: &str, extra_roots: &[Vec<u8>]) -> Result<Self, StoreError> {
+        let config: Config = url.parse().map_err(|e| {
+            StoreError::new(
+                StoreErrorKind::Invalid,
+                "connect",
+                format!("invalid PostgreSQL URL: {e}"),
+            )
+        })?;
+        let tls = if config.get_ssl_mode() == SslMode::Require {
+            Some(MakeRustlsConnect::new(tls_config(extra_roots)?))
+        } else {
+            None
+        };
+        Ok(Self { config, tls })
     }
-    Ok(config)
+
+    /// Opens a connection named `application`; a task drives it, passing
+    /// notification payloads to `notifications`.
+    pub(crate) async fn connect(
+        &self,
+        application: &str,
+        notifications: Option<mpsc::UnboundedSender<String>>,
+    ) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+        let mut config = self.config.clone();
+        // Named as `pg_stat_activity` shows it, unless the URL names it.
+        if config.get_application_name().is_none() {
+            config.application_name(application);
+        }
+        match &self.tls {
+            Some(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await?;
+                Ok((client, drive(connection, notifications)))
+            }
+            None => {
+                let (client, connection) = config.connect(NoTls).await?;
+                Ok((client, drive(connection, notifications)))
+            }
+        }
+    }
+}
+
+fn tls_config(extra_roots: &[Vec<u8>]) -> Result<rustls::ClientConfig, StoreError> {
+    let invalid = |what: String| StoreError::new(StoreErrorKind::Invalid, "connect", what);
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for pem in extra_roots {
+        let mut found = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| invalid(format!("TLS root certificate: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| invalid(format!("TLS root certificate: {e}")))?;
+            found += 1;
+        }
+        if found == 0 {
+            return Err(invalid(
+                "TLS root certificate: no PEM certificate found".into(),
+            ));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Drives `connection` until it ends, passing on notifications.
+fn drive<S, T>(
+    mut connection: Connection<S, T>,
+    notifications: Option<mpsc::UnboundedSender<String>>,
+) -> JoinHandle<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if let Some(tx) = &notifications
+                        && tx.send(n.payload().to_owned()).is_err()
+                    {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "postgres connection ended");
+                    return;
+                }
+            }
+        }
+    })
 }
 
 /// One client and the statements prepared on it.
@@ -34,17 +134,12 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Connects to `url` with `search_path` set to `schema`.
-    pub(crate) async fn open(url: &str, schema: &str) -> Result<Self, StoreError> {
-        let (client, connection) = config(url, "governor")?
-            .connect(NoTls)
+    /// Connects to `endpoint` with `search_path` set to `schema`.
+    pub(crate) async fn open(endpoint: &Endpoint, schema: &str) -> Result<Self, StoreError> {
+        let (client, _driver) = endpoint
+            .connect("governor", None)
             .await
             .map_err(|e| map("connect", e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "postgres connection ended");
-            }
-        });
         client
             .batch_execute(&format!("SET search_path TO {schema}"))
             .await
@@ -83,22 +178,26 @@ impl Conn {
 
 /// A fixed number of shared connections.
 pub(crate) struct Pool {
-    url: String,
+    endpoint: Endpoint,
     schema: String,
     slots: Vec<tokio::sync::RwLock<Arc<Conn>>>,
     next: AtomicUsize,
 }
 
 impl Pool {
-    pub(crate) async fn open(url: &str, schema: &str, size: usize) -> Result<Self, StoreError> {
+    pub(crate) async fn open(
+        endpoint: &Endpoint,
+        schema: &str,
+        size: usize,
+    ) -> Result<Self, StoreError> {
         let mut slots = Vec::with_capacity(size);
         for _ in 0..size.max(1) {
             slots.push(tokio::sync::RwLock::new(Arc::new(
-                Conn::open(url, schema).await?,
+                Conn::open(endpoint, schema).await?,
             )));
         }
         Ok(Self {
-            url: url.to_owned(),
+            endpoint: endpoint.clone(),
             schema: schema.to_owned(),
             slots,
             next: AtomicUsize::new(0),
@@ -115,7 +214,7 @@ impl Pool {
         }
         let mut guard = slot.write().await;
         if guard.client.is_closed() {
-            *guard = Arc::new(Conn::open(&self.url, &self.schema).await?);
+            *guard = Arc::new(Conn::open(&self.endpoint, &self.schema).await?);
         }
         Ok(Arc::clone(&guard))
     }

@@ -27,7 +27,18 @@ pub(crate) fn map(op: &'static str, e: tokio_postgres::Error) -> StoreError {
     };
     let message = match e.as_db_error() {
         Some(db) => db.message().to_owned(),
-        None => e.to_string(),
+        // "error performing TLS handshake" says little without its causes
+        // (such as which certificate check failed).
+        None => {
+            let mut message = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message.push_str(": ");
+                message.push_str(&c.to_string());
+                cause = c.source();
+            }
+            message
+        }
     };
     StoreError::new(kind, op, message).with_source(e)
 }

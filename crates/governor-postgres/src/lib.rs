@@ -55,7 +55,7 @@ use uuid::Uuid;
 use crate::codec::{
     EVENT_COLUMNS, EXECUTION_COLUMNS, event, execution, from_nanos, get, json_text, parse, to_nanos,
 };
-use crate::conn::{Conn, Pool};
+use crate::conn::{Conn, Endpoint, Pool};
 use crate::error::{closed, corrupt, map};
 pub use crate::rate_limit::PostgresRateLimiter;
 pub use crate::schema::SCHEMA_VERSION;
@@ -69,6 +69,7 @@ pub struct PostgresOptions {
     pool_size: usize,
     writers: usize,
     migrate: bool,
+    tls_roots: Vec<Vec<u8>>,
 }
 
 impl Default for PostgresOptions {
@@ -78,6 +79,7 @@ impl Default for PostgresOptions {
             pool_size: 4,
             writers: 1,
             migrate: true,
+            tls_roots: Vec::new(),
         }
     }
 }
@@ -111,6 +113,15 @@ impl PostgresOptions {
     /// (BENCHMARKS.md has both).
     pub fn writers(mut self, writers: usize) -> Self {
         self.writers = writers.max(1);
+        self
+    }
+
+    /// Also trusts the certificates in `pem` (PEM text, such as a private
+    /// CA's or a self-signed server's) when the URL asks for TLS with
+    /// `sslmode=require`. TLS always verifies the server's certificate and
+    /// host name; the web PKI roots are trusted too.
+    pub fn tls_root_certificates(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls_roots.push(pem.into());
         self
     }
 
@@ -150,7 +161,8 @@ impl PostgresStore {
     /// Connects with `options`.
     pub async fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
         schema::check_name(&options.schema)?;
-        let writer_conn = Conn::open(url, &options.schema).await?;
+        let endpoint = Endpoint::new(url, &options.tls_roots)?;
+        let writer_conn = Conn::open(&endpoint, &options.schema).await?;
         if options.migrate {
             schema::migrate(writer_conn.client(), &options.schema).await?;
         } else {
@@ -158,14 +170,14 @@ impl PostgresStore {
         }
         let mut writer_conns = vec![writer_conn];
         for _ in 1..options.writers {
-            writer_conns.push(Conn::open(url, &options.schema).await?);
+            writer_conns.push(Conn::open(&endpoint, &options.schema).await?);
         }
-        let pool = Arc::new(Pool::open(url, &options.schema, options.pool_size).await?);
+        let pool = Arc::new(Pool::open(&endpoint, &options.schema, options.pool_size).await?);
         let (changes, _) = broadcast::channel(WATCH_CAPACITY);
         let instance = Uuid::now_v7().simple().to_string();
         let alive = Arc::new(());
         notify::spawn(
-            url.to_owned(),
+            endpoint.clone(),
             options.schema.clone(),
             instance.clone(),
             changes.clone(),
@@ -174,7 +186,7 @@ impl PostgresStore {
         let writer = writer::spawn(
             writer_conns,
             writer::Target {
-                url: url.to_owned(),
+                endpoint,
                 schema: options.schema.clone(),
                 instance,
                 changes: changes.clone(),
@@ -193,7 +205,7 @@ impl PostgresStore {
     /// returns how many were applied.
     pub async fn migrate(url: &str, schema: &str) -> Result<i64, StoreError> {
         schema::check_name(schema)?;
-        let conn = Conn::open(url, schema).await?;
+        let conn = Conn::open(&Endpoint::new(url, &[])?, schema).await?;
         schema::migrate(conn.client(), schema).await
     }
 

@@ -8,10 +8,10 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use governor_core::{Change, ExecutionId, ExecutionStatus};
 use tokio::sync::{broadcast, mpsc};
-use tokio_postgres::{AsyncMessage, NoTls};
+
+use crate::conn::Endpoint;
 
 /// The notification channel of a schema.
 pub(crate) fn channel(schema: &str) -> String {
@@ -20,7 +20,7 @@ pub(crate) fn channel(schema: &str) -> String {
 
 /// Starts the listener; it stops once `alive` is gone.
 pub(crate) fn spawn(
-    url: String,
+    endpoint: Endpoint,
     schema: String,
     instance: String,
     changes: broadcast::Sender<Change>,
@@ -29,7 +29,7 @@ pub(crate) fn spawn(
     tokio::spawn(async move {
         let mut first = true;
         while alive.upgrade().is_some() {
-            match listen(&url, &schema, &instance, &changes, &alive, first).await {
+            match listen(&endpoint, &schema, &instance, &changes, &alive, first).await {
                 Ok(()) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "postgres listener disconnected; reconnecting")
@@ -43,29 +43,18 @@ pub(crate) fn spawn(
 
 /// Listens until the store is dropped (`Ok`) or the connection fails.
 async fn listen(
-    url: &str,
+    endpoint: &Endpoint,
     schema: &str,
     instance: &str,
     changes: &broadcast::Sender<Change>,
     alive: &Weak<()>,
     first: bool,
 ) -> Result<(), String> {
-    let (client, mut connection) = crate::conn::config(url, "governor-listener")
-        .map_err(|e| e.to_string())?
-        .connect(NoTls)
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (client, driver) = endpoint
+        .connect("governor-listener", Some(tx))
         .await
         .map_err(|e| e.to_string())?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(Ok(message)) = messages.next().await {
-            if let AsyncMessage::Notification(n) = message
-                && tx.send(n.payload().to_owned()).is_err()
-            {
-                break;
-            }
-        }
-    });
     let result = async {
         client
             .batch_execute(&format!("LISTEN {}", channel(schema)))

@@ -166,7 +166,7 @@ pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
 
 /// Where the writer connects and announces.
 pub(crate) struct Target {
-    pub(crate) url: String,
+    pub(crate) endpoint: crate::conn::Endpoint,
     pub(crate) schema: String,
     /// This store handle's id in notifications, so it skips its own.
     pub(crate) instance: String,
@@ -187,7 +187,7 @@ pub(crate) fn spawn(conns: Vec<Conn>, target: Target) -> mpsc::UnboundedSender<J
             while let Some(batch) = next_batch(&rx).await {
                 let c = match conn.take() {
                     Some(c) if !c.client().is_closed() => c,
-                    _ => match Conn::open(&target.url, &target.schema).await {
+                    _ => match Conn::open(&target.endpoint, &target.schema).await {
                         Ok(c) => c,
                         Err(e) => {
                             fail_all(batch, &e);

@@ -242,3 +242,74 @@ async fn bad_names_and_urls_are_refused_with_the_reason() {
     let err = PostgresStore::connect("not a url").await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
 }
+
+/// The test server's URL over TLS: host `localhost` (the name in the
+/// certificate Debian's PostgreSQL generates) and `sslmode=require`.
+fn tls_url() -> String {
+    let url = url().replace("127.0.0.1", "localhost");
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}sslmode=require")
+}
+
+/// The server's certificate, read from where the server says it is.
+async fn server_certificate() -> Vec<u8> {
+    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client.query_one("SHOW ssl_cert_file", &[]).await.unwrap();
+    std::fs::read(row.get::<_, String>(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_used_and_verified_when_the_url_requires_it() {
+    let store = PostgresStore::connect_with(
+        &tls_url(),
+        PostgresOptions::new()
+            .schema(fresh_schema())
+            .tls_root_certificates(server_certificate().await),
+    )
+    .await
+    .unwrap();
+    let store = Arc::new(store);
+    // Works as any store does, and the server sees only encrypted
+    // connections from it.
+    let g = governor(&store);
+    let action = g.action("tls").build().unwrap();
+    action
+        .run(Args::new(), || async { Ok::<_, GovernError>(1) })
+        .await
+        .unwrap();
+    let (admin, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = admin
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name LIKE 'governor%' AND a.query LIKE '%' || $1 || '%'",
+            &[&store.schema()],
+        )
+        .await
+        .unwrap();
+    let listener = rows.len();
+    assert!(listener >= 1, "the listener's LISTEN names the schema");
+    assert!(rows.iter().all(|r| r.get::<_, bool>(0)), "all encrypted");
+
+    // Without the server's certificate among the roots, it is refused.
+    let err =
+        PostgresStore::connect_with(&tls_url(), PostgresOptions::new().schema(fresh_schema()))
+            .await
+            .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    let err = PostgresStore::connect_with(
+        &tls_url(),
+        PostgresOptions::new().tls_root_certificates("not a certificate"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
+}
