@@ -210,4 +210,9 @@ impl StoreError {
     pub fn not_found(op: &'static str, message: impl Into<String>) -> Self {
         Self::new(StoreErrorKind::NotFound, op, message)
     }
+
+    /// Stored data that does not decode (`what` says which and why).
+    pub fn corrupt(op: &'static str, what: impl std::fmt::Display) -> Self {
+        Self::new(StoreErrorKind::Corrupt, op, what.to_string())
+    }
 }

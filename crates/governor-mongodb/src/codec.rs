@@ -16,27 +16,7 @@ use governor_core::{
 use mongodb::bson::{Bson, Document, doc};
 use uuid::Uuid;
 
-use crate::error::corrupt;
-
-pub(crate) use governor_core::store::{from_nanos, to_nanos};
-
-/// `v` as JSON text.
-pub(crate) fn json_text<T: serde::Serialize>(
-    op: &'static str,
-    v: &T,
-) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| corrupt(op, format!("cannot encode: {e}")))
-}
-
-/// Decodes stored JSON text.
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(
-    op: &'static str,
-    what: &str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| corrupt(op, format!("stored {what} does not decode: {e}")))
-}
+pub(crate) use governor_core::store::{decode_json, encode_json, from_nanos, to_nanos};
 
 /// The stored form of an id.
 pub(crate) fn id_text(id: Uuid) -> String {
@@ -56,7 +36,7 @@ impl<'d> Fields<'d> {
 
     pub(crate) fn text(&self, key: &str) -> Result<&'d str, StoreError> {
         self.opt_text(key)?
-            .ok_or_else(|| corrupt(self.op, format!("field `{key}` is missing")))
+            .ok_or_else(|| StoreError::corrupt(self.op, format!("field `{key}` is missing")))
     }
 
     pub(crate) fn opt_text(&self, key: &str) -> Result<Option<&'d str>, StoreError> {
@@ -69,7 +49,7 @@ impl<'d> Fields<'d> {
 
     pub(crate) fn int(&self, key: &str) -> Result<i64, StoreError> {
         self.opt_int(key)?
-            .ok_or_else(|| corrupt(self.op, format!("field `{key}` is missing")))
+            .ok_or_else(|| StoreError::corrupt(self.op, format!("field `{key}` is missing")))
     }
 
     pub(crate) fn opt_int(&self, key: &str) -> Result<Option<i64>, StoreError> {
@@ -83,24 +63,25 @@ impl<'d> Fields<'d> {
 
     pub(crate) fn uuid(&self, key: &str) -> Result<Uuid, StoreError> {
         Uuid::parse_str(self.text(key)?)
-            .map_err(|e| corrupt(self.op, format!("field `{key}` is not an id: {e}")))
+            .map_err(|e| StoreError::corrupt(self.op, format!("field `{key}` is not an id: {e}")))
     }
 
     pub(crate) fn json(&self, key: &str) -> Result<Json, StoreError> {
-        Json::parse(self.text(key)?).map_err(|e| corrupt(self.op, format!("field `{key}`: {e}")))
+        Json::parse(self.text(key)?)
+            .map_err(|e| StoreError::corrupt(self.op, format!("field `{key}`: {e}")))
     }
 
     pub(crate) fn opt_json(&self, key: &str) -> Result<Option<Json>, StoreError> {
         self.opt_text(key)?
             .map(Json::parse)
             .transpose()
-            .map_err(|e| corrupt(self.op, format!("field `{key}`: {e}")))
+            .map_err(|e| StoreError::corrupt(self.op, format!("field `{key}`: {e}")))
     }
 
     pub(crate) fn status(&self) -> Result<ExecutionStatus, StoreError> {
         self.text("status")?
             .parse()
-            .map_err(|e| corrupt(self.op, e))
+            .map_err(|e| StoreError::corrupt(self.op, e))
     }
 
     pub(crate) fn lease(&self) -> Result<Option<Lease>, StoreError> {
@@ -116,7 +97,7 @@ impl<'d> Fields<'d> {
     }
 
     fn wrong(&self, key: &str, value: &Bson) -> StoreError {
-        corrupt(
+        StoreError::corrupt(
             self.op,
             format!("field `{key}` has BSON type {:?}", value.element_type()),
         )
@@ -135,11 +116,11 @@ pub(crate) fn execution_doc(op: &'static str, e: &Execution) -> Result<Document,
         "status": e.status.as_str(),
         "principal_id": &e.principal.id,
         "tenant": opt(e.principal.tenant.clone()),
-        "principal": json_text(op, &*e.principal)?,
+        "principal": encode_json(op, &*e.principal)?,
         "inputs": e.inputs.as_str(),
         "output": opt(e.output.as_ref().map(|o| o.as_str().to_owned())),
-        "failure": opt(e.failure.as_ref().map(|f| json_text(op, f)).transpose()?),
-        "approval": opt(e.approval.as_ref().map(|a| json_text(op, a)).transpose()?),
+        "failure": opt(e.failure.as_ref().map(|f| encode_json(op, f)).transpose()?),
+        "approval": opt(e.approval.as_ref().map(|a| encode_json(op, a)).transpose()?),
         "lease_owner": opt(e.lease.as_ref().map(|l| l.owner.clone())),
         "lease_until": opt(e.lease.as_ref().map(|l| to_nanos(l.until))),
         "created_at": to_nanos(e.created_at),
@@ -152,14 +133,14 @@ pub(crate) fn execution_doc(op: &'static str, e: &Execution) -> Result<Document,
 /// A stored execution.
 pub(crate) fn execution(op: &'static str, doc: &Document) -> Result<Execution, StoreError> {
     let f = Fields::new(op, doc);
-    let principal: Principal = parse(op, "principal", f.text("principal")?)?;
+    let principal: Principal = decode_json(op, "principal", f.text("principal")?)?;
     let failure: Option<Failure> = f
         .opt_text("failure")?
-        .map(|t| parse(op, "failure", t))
+        .map(|t| decode_json(op, "failure", t))
         .transpose()?;
     let approval: Option<ApprovalRequest> = f
         .opt_text("approval")?
-        .map(|t| parse(op, "approval", t))
+        .map(|t| decode_json(op, "approval", t))
         .transpose()?;
     Ok(Execution {
         id: ExecutionId::from_uuid(f.uuid("_id")?),
@@ -199,7 +180,7 @@ pub(crate) fn event(op: &'static str, doc: &Document) -> Result<Event, StoreErro
         kind: f
             .text("kind")?
             .parse::<EventKind>()
-            .map_err(|e| corrupt(op, e))?,
+            .map_err(|e| StoreError::corrupt(op, e))?,
         time: from_nanos(f.int("time")?),
         action: Arc::from(f.text("action")?),
         data: f.json("data")?,

@@ -53,11 +53,6 @@ pub(crate) fn map(op: &'static str, e: mongodb::error::Error) -> StoreError {
     StoreError::new(kind, op, message).with_source(e)
 }
 
-/// Stored data that does not decode.
-pub(crate) fn corrupt(op: &'static str, what: impl std::fmt::Display) -> StoreError {
-    StoreError::new(StoreErrorKind::Corrupt, op, what.to_string())
-}
-
 /// The store's writer task is gone.
 pub(crate) fn closed(op: &'static str) -> StoreError {
     StoreError::new(

@@ -43,10 +43,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
-use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY, first_id_at, lease_until};
+use governor_core::store::{
+    AuditRows, EventQuery, ExecutionQuery, WATCH_CAPACITY, first_id_at, lease_until,
+};
 use governor_core::{
-    AuditEntry, AuditRecord, Change, Checkpoint, Creation, Event, Execution, ExecutionId,
-    ExecutionStatus, GENESIS_HASH, Grant, Pause, Snapshot, Store, StoreError, Transition,
+    AuditEntry, Change, Checkpoint, Creation, Event, Execution, ExecutionId, ExecutionStatus,
+    Grant, Pause, Snapshot, Store, StoreError, Transition,
 };
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ClientOptions;
@@ -54,8 +56,10 @@ use mongodb::{Client, Collection, Database};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::codec::{Fields, event, execution, from_nanos, id_text, json_text, parse, to_nanos};
-use crate::error::{closed, corrupt, map};
+use crate::codec::{
+    Fields, decode_json, encode_json, event, execution, from_nanos, id_text, to_nanos,
+};
+use crate::error::{closed, map};
 pub use crate::schema::SCHEMA_VERSION;
 use crate::writer::Job;
 
@@ -396,7 +400,7 @@ impl Store for MongoStore {
                     checkpoint: f
                         .text("checkpoint")?
                         .parse::<Checkpoint>()
-                        .map_err(|e| corrupt(OP, e))?,
+                        .map_err(|e| StoreError::corrupt(OP, e))?,
                     captured_at: from_nanos(f.int("captured_at")?),
                     state: f.json("state")?,
                 })
@@ -430,34 +434,23 @@ impl Store for MongoStore {
         // The entry at `after` is read too: its hash is the next one's
         // `prev_hash`, which is not stored twice.
         let limit = limit.min(100_000);
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let from = i64::try_from(after).unwrap_or(i64::MAX);
         let docs = self
             .find(
                 OP,
                 "audit",
-                doc! { "_id": { "$gte": after } },
+                doc! { "_id": { "$gte": from } },
                 doc! { "_id": 1 },
                 limit + 1,
             )
             .await?;
-        let mut prev = GENESIS_HASH.to_owned();
-        let mut out = Vec::new();
+        let mut entries = AuditRows::new(after, limit);
         for d in &docs {
             let f = Fields::new(OP, d);
-            let seq = f.int("_id")?;
-            let hash = f.text("hash")?.to_owned();
-            if seq > after && out.len() < limit {
-                let record: AuditRecord = parse(OP, "audit record", f.text("record")?)?;
-                out.push(AuditEntry {
-                    seq: seq as u64,
-                    record,
-                    prev_hash: prev,
-                    hash: hash.clone(),
-                });
-            }
-            prev = hash;
+            let seq = u64::try_from(f.int("_id")?).unwrap_or(0);
+            entries.push(seq, || f.text("record"), f.text("hash")?.to_owned())?;
         }
-        Ok(out)
+        Ok(entries.finish())
     }
 
     async fn claim(
@@ -514,7 +507,7 @@ impl Store for MongoStore {
                 "_id": id_text(grant.id),
                 "action": &grant.action,
                 "principal_id": &grant.principal,
-                "grant": json_text(OP, grant)?,
+                "grant": encode_json(OP, grant)?,
                 "until": to_nanos(grant.until),
             })
             .await
@@ -539,7 +532,7 @@ impl Store for MongoStore {
             )
             .await?;
         docs.iter()
-            .map(|d| parse(OP, "grant", Fields::new(OP, d).text("grant")?))
+            .map(|d| decode_json(OP, "grant", Fields::new(OP, d).text("grant")?))
             .collect()
     }
 
@@ -548,7 +541,7 @@ impl Store for MongoStore {
         self.collection("pauses")
             .replace_one(
                 doc! { "_id": pause.key() },
-                doc! { "_id": pause.key(), "pause": json_text(OP, pause)? },
+                doc! { "_id": pause.key(), "pause": encode_json(OP, pause)? },
             )
             .upsert(true)
             .await
@@ -571,7 +564,7 @@ impl Store for MongoStore {
             .find(OP, "pauses", Document::new(), doc! { "_id": 1 }, usize::MAX)
             .await?;
         docs.iter()
-            .map(|d| parse(OP, "pause", Fields::new(OP, d).text("pause")?))
+            .map(|d| decode_json(OP, "pause", Fields::new(OP, d).text("pause")?))
             .collect()
     }
 }

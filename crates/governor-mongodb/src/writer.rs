@@ -21,7 +21,7 @@ use mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT;
 use mongodb::{Client, ClientSession, Database};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::codec::{Fields, event_doc, execution_doc, id_text, json_text, to_nanos};
+use crate::codec::{Fields, encode_json, event_doc, execution_doc, id_text, to_nanos};
 use crate::error::{is_transient, map};
 
 /// Most writes committed together.
@@ -98,7 +98,7 @@ fn extras(
         }),
         events: events.iter().map(event_doc).collect(),
         audit: audit
-            .map(|r| Ok::<_, StoreError>((json_text(op, r)?, r.clone())))
+            .map(|r| Ok::<_, StoreError>((encode_json(op, r)?, r.clone())))
             .transpose()?,
     })
 }
@@ -131,10 +131,10 @@ pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
         set.insert("output", o.as_str());
     }
     if let Some(f) = &t.failure {
-        set.insert("failure", json_text(OP, f)?);
+        set.insert("failure", encode_json(OP, f)?);
     }
     if let Some(a) = &t.approval {
-        set.insert("approval", json_text(OP, a)?);
+        set.insert("approval", encode_json(OP, a)?);
     }
     match (&t.lease, terminal) {
         (Some(l), false) => {

@@ -4,7 +4,9 @@
 //! resumes per second with 2 workers.
 //!
 //! Run: `cargo bench -p governor-postgres --bench instances` (reads
-//! `GOVERNOR_TEST_POSTGRES_URL`; `--quick` for a short run).
+//! `GOVERNOR_TEST_POSTGRES_URL`; `--quick` for a short run;
+//! `GOVERNOR_BENCH_CALLERS`, `GOVERNOR_BENCH_WRITERS` and
+//! `GOVERNOR_BENCH_ONLY=calls` vary the throughput runs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -24,9 +26,12 @@ fn url() -> String {
 
 async fn store(schema: &str) -> Arc<PostgresStore> {
     Arc::new(
-        PostgresStore::connect_with(&url(), PostgresOptions::new().schema(schema))
-            .await
-            .unwrap(),
+        PostgresStore::connect_with(
+            &url(),
+            PostgresOptions::new().schema(schema).writers(writers()),
+        )
+        .await
+        .unwrap(),
     )
 }
 
@@ -62,12 +67,17 @@ fn main() {
         }
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "{{\"workload\":\"durable_calls\",\"store\":\"postgres\",\"instances\":{instances},\"calls\":{n},\"calls_per_s\":{:.0}}}",
+            "{{\"workload\":\"durable_calls\",\"store\":\"postgres\",\"instances\":{instances},\"callers\":{},\"writers\":{},\"calls\":{n},\"calls_per_s\":{:.0}}}",
+            callers(),
+            writers(),
             n as f64 / secs
         );
     }
-    rt.block_on(cross_instance(if quick { 50 } else { 500 }));
-    rt.block_on(resumes(if quick { 1_000 } else { 10_000 }));
+    // `GOVERNOR_BENCH_ONLY=calls` stops after the throughput runs.
+    if std::env::var("GOVERNOR_BENCH_ONLY").as_deref() != Ok("calls") {
+        rt.block_on(cross_instance(if quick { 50 } else { 500 }));
+        rt.block_on(resumes(if quick { 1_000 } else { 10_000 }));
+    }
     rt.block_on(drop_schemas());
 }
 
@@ -100,8 +110,24 @@ fn child(role: &str) -> std::process::Child {
         .unwrap()
 }
 
-/// One instance making `n` durable governed calls, 64 at a time (process
-/// start and connection set-up are inside the measured time).
+/// Concurrent callers per instance: `GOVERNOR_BENCH_CALLERS`, default 64.
+fn callers() -> usize {
+    std::env::var("GOVERNOR_BENCH_CALLERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
+}
+
+/// Writer connections per instance: `GOVERNOR_BENCH_WRITERS`, default 1.
+fn writers() -> usize {
+    std::env::var("GOVERNOR_BENCH_WRITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// One instance making `n` durable governed calls, [`callers`] at a time
+/// (process start and connection set-up are inside the measured time).
 async fn calls(schema: &str, n: usize) {
     let g = Governor::builder()
         .shared_store(store(schema).await)
@@ -114,10 +140,11 @@ async fn calls(schema: &str, n: usize) {
             .unwrap(),
     );
     let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..64 {
+    let callers = callers();
+    for worker in 0..callers {
         let action = Arc::clone(&action);
         tasks.spawn(async move {
-            for i in (worker..n).step_by(64) {
+            for i in (worker..n).step_by(callers) {
                 action
                     .run(Args::new().arg("i", &i), || async {
                         Ok::<_, GovernError>(())

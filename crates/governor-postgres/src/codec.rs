@@ -9,25 +9,7 @@ use governor_core::{
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
-use crate::error::corrupt;
-
-pub(crate) use governor_core::store::{from_nanos, to_nanos};
-
-pub(crate) fn json_text<T: serde::Serialize>(
-    op: &'static str,
-    v: &T,
-) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| corrupt(op, format!("cannot encode: {e}")))
-}
-
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(
-    op: &'static str,
-    what: &str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| corrupt(op, format!("stored {what} does not decode: {e}")))
-}
+pub(crate) use governor_core::store::{decode_json, encode_json, from_nanos, to_nanos};
 
 /// Column `i` of `row`, or a `Corrupt` error naming it.
 pub(crate) fn get<'r, T: FromSql<'r>>(
@@ -36,7 +18,7 @@ pub(crate) fn get<'r, T: FromSql<'r>>(
     i: usize,
 ) -> Result<T, StoreError> {
     row.try_get(i)
-        .map_err(|e| corrupt(op, format!("column {i}: {e}")))
+        .map_err(|e| StoreError::corrupt(op, format!("column {i}: {e}")))
 }
 
 /// The columns [`execution`] reads, in order.
@@ -46,16 +28,18 @@ pub(crate) const EXECUTION_COLUMNS: &str = "id, action, status, principal, input
 pub(crate) fn execution(op: &'static str, row: &Row) -> Result<Execution, StoreError> {
     let text = |i: usize| get::<&str>(op, row, i);
     let opt = |i: usize| get::<Option<&str>>(op, row, i);
-    let status: ExecutionStatus = text(2)?.parse().map_err(|e| corrupt(op, e))?;
-    let principal: Principal = parse(op, "principal", text(3)?)?;
-    let inputs = Json::parse(text(4)?).map_err(|e| corrupt(op, format!("inputs: {e}")))?;
+    let status: ExecutionStatus = text(2)?.parse().map_err(|e| StoreError::corrupt(op, e))?;
+    let principal: Principal = decode_json(op, "principal", text(3)?)?;
+    let inputs =
+        Json::parse(text(4)?).map_err(|e| StoreError::corrupt(op, format!("inputs: {e}")))?;
     let output = opt(5)?
         .map(Json::parse)
         .transpose()
-        .map_err(|e| corrupt(op, format!("output: {e}")))?;
-    let failure: Option<Failure> = opt(6)?.map(|t| parse(op, "failure", t)).transpose()?;
-    let approval: Option<ApprovalRequest> =
-        opt(7)?.map(|t| parse(op, "approval", t)).transpose()?;
+        .map_err(|e| StoreError::corrupt(op, format!("output: {e}")))?;
+    let failure: Option<Failure> = opt(6)?.map(|t| decode_json(op, "failure", t)).transpose()?;
+    let approval: Option<ApprovalRequest> = opt(7)?
+        .map(|t| decode_json(op, "approval", t))
+        .transpose()?;
     let lease = match (opt(8)?, get::<Option<i64>>(op, row, 9)?) {
         (Some(owner), Some(until)) => Some(Lease {
             owner: owner.to_owned(),
@@ -89,10 +73,10 @@ pub(crate) fn event(op: &'static str, row: &Row) -> Result<Event, StoreError> {
         execution_id: ExecutionId::from_uuid(get(op, row, 1)?),
         kind: get::<&str>(op, row, 2)?
             .parse::<EventKind>()
-            .map_err(|e| corrupt(op, e))?,
+            .map_err(|e| StoreError::corrupt(op, e))?,
         time: from_nanos(get(op, row, 3)?),
         action: Arc::from(get::<&str>(op, row, 4)?),
         data: Json::parse(get::<&str>(op, row, 5)?)
-            .map_err(|e| corrupt(op, format!("event data: {e}")))?,
+            .map_err(|e| StoreError::corrupt(op, format!("event data: {e}")))?,
     })
 }

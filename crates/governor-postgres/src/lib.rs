@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod chain;
 mod codec;
 mod conn;
 mod error;
@@ -43,20 +44,23 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY, first_id_at, lease_until};
+use governor_core::store::{
+    AuditRows, EventQuery, ExecutionQuery, WATCH_CAPACITY, first_id_at, lease_until,
+};
 use governor_core::{
-    AuditEntry, AuditRecord, Change, Checkpoint, Creation, Event, Execution, ExecutionId,
-    ExecutionStatus, GENESIS_HASH, Grant, Json, Pause, Snapshot, Store, StoreError, Transition,
+    AuditEntry, Change, Checkpoint, Creation, Event, Execution, ExecutionId, ExecutionStatus,
+    Grant, Json, Pause, Snapshot, Store, StoreError, Transition,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::codec::{
-    EVENT_COLUMNS, EXECUTION_COLUMNS, event, execution, from_nanos, get, json_text, parse, to_nanos,
+    EVENT_COLUMNS, EXECUTION_COLUMNS, decode_json, encode_json, event, execution, from_nanos, get,
+    to_nanos,
 };
 use crate::conn::{Conn, Endpoint, Pool};
-use crate::error::{closed, corrupt, map};
+use crate::error::{closed, map};
 pub use crate::rate_limit::PostgresRateLimiter;
 pub use crate::schema::SCHEMA_VERSION;
 use crate::writer::Job;
@@ -168,6 +172,8 @@ impl PostgresStore {
         } else {
             schema::check_current(writer_conn.client()).await?;
         }
+        // Records a writer queued but did not live to link.
+        chain::link_pending(&writer_conn, &options.schema).await?;
         let mut writer_conns = vec![writer_conn];
         for _ in 1..options.writers {
             writer_conns.push(Conn::open(&endpoint, &options.schema).await?);
@@ -414,9 +420,10 @@ impl Store for PostgresStore {
                     execution_id: id,
                     checkpoint: get::<&str>(OP, row, 0)?
                         .parse::<Checkpoint>()
-                        .map_err(|e| corrupt(OP, e))?,
+                        .map_err(|e| StoreError::corrupt(OP, e))?,
                     captured_at: from_nanos(get(OP, row, 1)?),
-                    state: Json::parse(get::<&str>(OP, row, 2)?).map_err(|e| corrupt(OP, e))?,
+                    state: Json::parse(get::<&str>(OP, row, 2)?)
+                        .map_err(|e| StoreError::corrupt(OP, e))?,
                 })
             })
             .collect()
@@ -449,32 +456,21 @@ impl Store for PostgresStore {
         const OP: &str = "audit_entries";
         // The entry at `after` is read too: its hash is the next one's
         // `prev_hash`, which is not stored twice.
-        let limit = limit.min(100_000) as i64;
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = limit.min(100_000);
+        let from = i64::try_from(after).unwrap_or(i64::MAX);
         let rows = self
             .query(
                 OP,
                 "SELECT seq, record, hash FROM audit WHERE seq >= $1 ORDER BY seq LIMIT $2",
-                &[&after, &(limit + 1)],
+                &[&from, &(limit as i64 + 1)],
             )
             .await?;
-        let mut prev = GENESIS_HASH.to_owned();
-        let mut out = Vec::new();
+        let mut entries = AuditRows::new(after, limit);
         for row in &rows {
-            let seq: i64 = get(OP, row, 0)?;
-            let hash: String = get(OP, row, 2)?;
-            if seq > after && (out.len() as i64) < limit {
-                let record: AuditRecord = parse(OP, "audit record", get(OP, row, 1)?)?;
-                out.push(AuditEntry {
-                    seq: seq as u64,
-                    record,
-                    prev_hash: prev,
-                    hash: hash.clone(),
-                });
-            }
-            prev = hash;
+            let seq = u64::try_from(get::<i64>(OP, row, 0)?).unwrap_or(0);
+            entries.push(seq, || get::<&str>(OP, row, 1), get(OP, row, 2)?)?;
         }
-        Ok(out)
+        Ok(entries.finish())
     }
 
     async fn claim(
@@ -536,7 +532,7 @@ impl Store for PostgresStore {
                 &grant.id,
                 &grant.action,
                 &grant.principal,
-                &json_text(OP, grant)?,
+                &encode_json(OP, grant)?,
                 &to_nanos(grant.until),
             ],
         )
@@ -559,7 +555,7 @@ impl Store for PostgresStore {
             )
             .await?;
         rows.iter()
-            .map(|r| parse(OP, "grant", get(OP, r, 0)?))
+            .map(|r| decode_json(OP, "grant", get(OP, r, 0)?))
             .collect()
     }
 
@@ -569,7 +565,7 @@ impl Store for PostgresStore {
             OP,
             "INSERT INTO pauses (scope, pause_json) VALUES ($1, $2) \
              ON CONFLICT (scope) DO UPDATE SET pause_json = excluded.pause_json",
-            &[&pause.key(), &json_text(OP, pause)?],
+            &[&pause.key(), &encode_json(OP, pause)?],
         )
         .await
         .map(drop)
@@ -590,7 +586,7 @@ impl Store for PostgresStore {
         const OP: &str = "pauses";
         let rows = self.query(OP, "SELECT pause_json FROM pauses", &[]).await?;
         rows.iter()
-            .map(|r| parse(OP, "pause", get(OP, r, 0)?))
+            .map(|r| decode_json(OP, "pause", get(OP, r, 0)?))
             .collect()
     }
 }

@@ -12,13 +12,13 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use governor_core::{
-    AuditRecord, Change, Creation, Event, ExecutionStatus, GENESIS_HASH, Snapshot, StatusSet,
-    StoreError, StoreErrorKind, Transition, chain_hash,
+    AuditRecord, Change, Creation, Event, ExecutionStatus, Snapshot, StatusSet, StoreError,
+    StoreErrorKind, Transition,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::codec::{from_nanos, json_text, to_nanos};
+use crate::codec::{encode_json, from_nanos, to_nanos};
 use crate::conn::Conn;
 use crate::error::map;
 
@@ -112,7 +112,7 @@ fn extras(
         snapshot: snapshot.cloned(),
         events: events.to_vec(),
         audit: audit
-            .map(|r| Ok::<_, StoreError>((json_text(op, r)?, r.clone())))
+            .map(|r| Ok::<_, StoreError>((encode_json(op, r)?, r.clone())))
             .transpose()?,
     })
 }
@@ -128,11 +128,15 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
         status: e.status.as_str(),
         principal_id: e.principal.id.clone(),
         tenant: e.principal.tenant.clone(),
-        principal: json_text(OP, &*e.principal)?,
+        principal: encode_json(OP, &*e.principal)?,
         inputs: e.inputs.as_str().to_owned(),
         output: e.output.as_ref().map(|o| o.as_str().to_owned()),
-        failure: e.failure.as_ref().map(|f| json_text(OP, f)).transpose()?,
-        approval: e.approval.as_ref().map(|a| json_text(OP, a)).transpose()?,
+        failure: e.failure.as_ref().map(|f| encode_json(OP, f)).transpose()?,
+        approval: e
+            .approval
+            .as_ref()
+            .map(|a| encode_json(OP, a))
+            .transpose()?,
         lease_owner: e.lease.as_ref().map(|l| l.owner.clone()),
         lease_until: e.lease.as_ref().map(|l| to_nanos(l.until)),
         created_at: to_nanos(e.created_at),
@@ -157,8 +161,12 @@ pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
     bare.audit = None;
     Ok(Op::Transition(Box::new(Update {
         output: t.output.as_ref().map(|o| o.as_str().to_owned()),
-        failure: t.failure.as_ref().map(|f| json_text(OP, f)).transpose()?,
-        approval: t.approval.as_ref().map(|a| json_text(OP, a)).transpose()?,
+        failure: t.failure.as_ref().map(|f| encode_json(OP, f)).transpose()?,
+        approval: t
+            .approval
+            .as_ref()
+            .map(|a| encode_json(OP, a))
+            .transpose()?,
         t: bare,
         extras,
     })))
@@ -230,18 +238,37 @@ fn fail_all(batch: Vec<Job>, err: &StoreError) {
 async fn run_batch(conn: &Conn, batch: Vec<Job>, target: &Target) {
     let ops: Vec<&Op> = batch.iter().map(|j| &j.op).collect();
     match commit(conn, &ops, target).await {
-        Ok(results) => finish(batch, results, target),
+        Ok(results) => {
+            link(conn, &ops, &results, target).await;
+            finish(batch, results, target);
+        }
         Err(e) if batch.len() == 1 => fail_all(batch, &e),
         Err(e) => {
             tracing::debug!(error = %e, writes = batch.len(), "batch failed; writing one by one");
             for job in batch {
-                let result = commit(conn, &[&job.op], target).await;
-                match result {
-                    Ok(results) => finish(vec![job], results, target),
+                match commit(conn, &[&job.op], target).await {
+                    Ok(results) => {
+                        link(conn, &[&job.op], &results, target).await;
+                        finish(vec![job], results, target);
+                    }
                     Err(e) => fail_all(vec![job], &e),
                 }
             }
         }
+    }
+}
+
+/// Links the audit records just committed onto the chain before the
+/// callers hear back, so what a call returned is what the audit log
+/// shows. If linking fails the records stay queued (committed) for the
+/// next chaining step.
+async fn link(conn: &Conn, ops: &[&Op], results: &[Result<(), StoreError>], target: &Target) {
+    let audited = ops
+        .iter()
+        .zip(results)
+        .any(|(op, r)| r.is_ok() && op.extras().audit.is_some());
+    if audited && let Err(e) = crate::chain::link_pending(conn, &target.schema).await {
+        tracing::warn!(error = %e, "audit records stay queued until the next chaining step");
     }
 }
 
@@ -299,7 +326,7 @@ async fn write(
         .filter(|(_, r)| matches!(r, Some(Ok(()))))
         .map(|(op, _)| *op)
         .collect();
-    insert_extras(conn, &done, &target.schema).await?;
+    insert_extras(conn, &done).await?;
     notify(conn, &done, target).await?;
     Ok(results
         .into_iter()
@@ -515,7 +542,7 @@ async fn current_states(conn: &Conn, ids: Vec<Uuid>) -> Result<HashMap<Uuid, Sta
         use crate::codec::get;
         let status: ExecutionStatus = get::<&str>(OP, &row, 1)?
             .parse()
-            .map_err(|e| crate::error::corrupt(OP, e))?;
+            .map_err(|e| StoreError::corrupt(OP, e))?;
         let lease = match (
             get::<Option<String>>(OP, &row, 2)?,
             get::<Option<i64>>(OP, &row, 3)?,
@@ -549,7 +576,7 @@ fn explain(t: &Transition, state: Option<&State>) -> Result<(), StoreError> {
     ))
 }
 
-async fn insert_extras(conn: &Conn, done: &[&Op], schema: &str) -> Result<(), StoreError> {
+async fn insert_extras(conn: &Conn, done: &[&Op]) -> Result<(), StoreError> {
     let snapshots: Vec<&Snapshot> = done
         .iter()
         .filter_map(|op| op.extras().snapshot.as_ref())
@@ -597,52 +624,27 @@ async fn insert_extras(conn: &Conn, done: &[&Op], schema: &str) -> Result<(), St
         .filter_map(|op| op.extras().audit.as_ref())
         .collect();
     if !audit.is_empty() {
-        append_audit(conn, &audit, schema).await?;
+        queue_audit(conn, &audit).await?;
     }
     Ok(())
 }
 
-/// Chains audit records onto the log. The chain has one head, so appends
-/// from every instance take turns on an advisory lock held until the
-/// transaction ends: once per batch, not once per record.
-async fn append_audit(
-    conn: &Conn,
-    records: &[&(String, AuditRecord)],
-    schema: &str,
-) -> Result<(), StoreError> {
+/// Queues audit records for [`crate::chain::link_pending`], in the
+/// batch's transaction (so a record is queued exactly when its write
+/// commits) but without touching the chain's head.
+async fn queue_audit(conn: &Conn, records: &[&(String, AuditRecord)]) -> Result<(), StoreError> {
     const OP: &str = "audit";
-    let c = conn.client();
-    let lock = conn
-        .statement(OP, "SELECT pg_advisory_xact_lock(hashtext($1))")
-        .await?;
-    c.execute(&lock, &[&format!("governor.audit.{schema}")])
-        .await
-        .map_err(|e| map(OP, e))?;
-    let head = conn
-        .statement(OP, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        .await?;
-    let (mut seq, mut prev) = match c.query_opt(&head, &[]).await.map_err(|e| map(OP, e))? {
-        Some(row) => (row.get::<_, i64>(0), row.get::<_, String>(1)),
-        None => (0, GENESIS_HASH.to_owned()),
-    };
-    let mut seqs = Vec::with_capacity(records.len());
-    let mut hashes = Vec::with_capacity(records.len());
-    for (_, record) in records {
-        seq += 1;
-        prev = chain_hash(&prev, seq as u64, record);
-        seqs.push(seq);
-        hashes.push(prev.clone());
-    }
     let ids: Vec<Uuid> = records.iter().map(|r| r.1.execution_id.as_uuid()).collect();
     let texts: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
     let insert = conn
         .statement(
             OP,
-            "INSERT INTO audit (seq, execution_id, record, hash) \
-             SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[])",
+            "INSERT INTO audit_pending (execution_id, record) \
+             SELECT * FROM unnest($1::uuid[], $2::text[])",
         )
         .await?;
-    c.execute(&insert, &[&seqs, &ids, &texts, &hashes])
+    conn.client()
+        .execute(&insert, &[&ids, &texts])
         .await
         .map_err(|e| map(OP, e))?;
     Ok(())

@@ -8,8 +8,6 @@ use governor_core::{
 };
 use rusqlite::Row;
 
-use crate::error::corrupt;
-
 /// Ids are stored as their 16 bytes, which sort like the ids.
 pub(crate) fn blob(id: uuid::Uuid) -> Vec<u8> {
     id.as_bytes().to_vec()
@@ -20,13 +18,13 @@ fn uuid_at(op: &'static str, row: &Row<'_>, i: usize) -> Result<uuid::Uuid, Stor
         .get_ref(i)
         .map_err(|e| crate::error::map(op, e))?
         .as_blob()
-        .map_err(|e| corrupt(op, format!("stored id: {e}")))?;
-    uuid::Uuid::from_slice(bytes).map_err(|e| corrupt(op, format!("stored id: {e}")))
+        .map_err(|e| StoreError::corrupt(op, format!("stored id: {e}")))?;
+    uuid::Uuid::from_slice(bytes).map_err(|e| StoreError::corrupt(op, format!("stored id: {e}")))
 }
 
 /// Column `i` as text borrowed from the row (no copy).
 fn text_at<'r>(op: &'static str, row: &'r Row<'_>, i: usize) -> Result<&'r str, StoreError> {
-    opt_text_at(op, row, i)?.ok_or_else(|| corrupt(op, format!("column {i} is NULL")))
+    opt_text_at(op, row, i)?.ok_or_else(|| StoreError::corrupt(op, format!("column {i} is NULL")))
 }
 
 /// Column `i` as text borrowed from the row, or `None` for NULL.
@@ -38,26 +36,10 @@ fn opt_text_at<'r>(
     row.get_ref(i)
         .map_err(|e| crate::error::map(op, e))?
         .as_str_or_null()
-        .map_err(|e| corrupt(op, format!("column {i}: {e}")))
+        .map_err(|e| StoreError::corrupt(op, format!("column {i}: {e}")))
 }
 
-pub(crate) use governor_core::store::{from_nanos, to_nanos};
-
-pub(crate) fn json_text<T: serde::Serialize>(
-    op: &'static str,
-    v: &T,
-) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| corrupt(op, format!("cannot encode: {e}")))
-}
-
-fn parse<T: serde::de::DeserializeOwned>(
-    op: &'static str,
-    what: &str,
-    text: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(text)
-        .map_err(|e| corrupt(op, format!("stored {what} does not decode: {e}")))
-}
+pub(crate) use governor_core::store::{decode_json, encode_json, from_nanos, to_nanos};
 
 /// The columns [`execution`] reads, in order.
 pub(crate) const EXECUTION_COLUMNS: &str = "id, action, status, principal, inputs, output, failure, approval, \
@@ -70,16 +52,22 @@ pub(crate) fn execution(op: &'static str, row: &Row<'_>) -> Result<Execution, St
         row.get(i).map_err(|e| crate::error::map(op, e))
     };
     let id = ExecutionId::from_uuid(uuid_at(op, row, 0)?);
-    let status: ExecutionStatus = get_text(2)?.parse().map_err(|e| corrupt(op, e))?;
-    let principal: Principal = parse(op, "principal", get_text(3)?)?;
-    let inputs = Json::parse(get_text(4)?).map_err(|e| corrupt(op, format!("inputs: {e}")))?;
+    let status: ExecutionStatus = get_text(2)?
+        .parse()
+        .map_err(|e| StoreError::corrupt(op, e))?;
+    let principal: Principal = decode_json(op, "principal", get_text(3)?)?;
+    let inputs =
+        Json::parse(get_text(4)?).map_err(|e| StoreError::corrupt(op, format!("inputs: {e}")))?;
     let output = get_opt(5)?
         .map(Json::parse)
         .transpose()
-        .map_err(|e| corrupt(op, format!("output: {e}")))?;
-    let failure: Option<Failure> = get_opt(6)?.map(|t| parse(op, "failure", t)).transpose()?;
-    let approval: Option<ApprovalRequest> =
-        get_opt(7)?.map(|t| parse(op, "approval", t)).transpose()?;
+        .map_err(|e| StoreError::corrupt(op, format!("output: {e}")))?;
+    let failure: Option<Failure> = get_opt(6)?
+        .map(|t| decode_json(op, "failure", t))
+        .transpose()?;
+    let approval: Option<ApprovalRequest> = get_opt(7)?
+        .map(|t| decode_json(op, "approval", t))
+        .transpose()?;
     let lease = match (get_opt(8)?, get_int(9)?) {
         (Some(owner), Some(until)) => Some(Lease {
             owner: owner.to_owned(),
@@ -117,9 +105,12 @@ pub(crate) fn event(op: &'static str, row: &Row<'_>) -> Result<Event, StoreError
     Ok(Event {
         id: uuid_at(op, row, 0)?,
         execution_id: ExecutionId::from_uuid(uuid_at(op, row, 1)?),
-        kind: text(2)?.parse::<EventKind>().map_err(|e| corrupt(op, e))?,
+        kind: text(2)?
+            .parse::<EventKind>()
+            .map_err(|e| StoreError::corrupt(op, e))?,
         time: from_nanos(time),
         action: Arc::from(text(4)?),
-        data: Json::parse(&text(5)?).map_err(|e| corrupt(op, format!("event data: {e}")))?,
+        data: Json::parse(&text(5)?)
+            .map_err(|e| StoreError::corrupt(op, format!("event data: {e}")))?,
     })
 }

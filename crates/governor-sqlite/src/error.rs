@@ -47,11 +47,6 @@ pub(crate) fn map(op: &'static str, e: rusqlite::Error) -> StoreError {
     StoreError::new(kind, op, message).with_source(e)
 }
 
-/// Stored data that does not decode.
-pub(crate) fn corrupt(op: &'static str, what: impl std::fmt::Display) -> StoreError {
-    StoreError::new(StoreErrorKind::Corrupt, op, what.to_string())
-}
-
 /// The store's background thread is gone.
 pub(crate) fn closed(op: &'static str) -> StoreError {
     StoreError::new(

@@ -35,11 +35,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use governor_core::store::{EventQuery, ExecutionQuery, WATCH_CAPACITY, first_id_at};
+use governor_core::store::{AuditRows, EventQuery, ExecutionQuery, WATCH_CAPACITY, first_id_at};
 use governor_core::{
-    AuditEntry, AuditRecord, Change, Checkpoint, Creation, Event, Execution, ExecutionId,
-    ExecutionStatus, GENESIS_HASH, Grant, Json, Pause, Snapshot, Store, StoreError, StoreErrorKind,
-    Transition,
+    AuditEntry, Change, Checkpoint, Creation, Event, Execution, ExecutionId, ExecutionStatus,
+    Grant, Json, Pause, Snapshot, Store, StoreError, StoreErrorKind, Transition,
 };
 use rusqlite::{Connection, OpenFlags, params, params_from_iter, types::Value as SqlValue};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -47,7 +46,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::codec::{
     EVENT_COLUMNS, EXECUTION_COLUMNS, blob, event, execution, from_nanos, to_nanos,
 };
-use crate::error::{closed, corrupt, map};
+use crate::error::{closed, map};
 pub use crate::schema::SCHEMA_VERSION;
 use crate::writer::{Done, Job, Op};
 
@@ -375,9 +374,9 @@ impl Store for SqliteStore {
                 let state: String = row.get(2).map_err(|e| map(OP, e))?;
                 out.push(Snapshot {
                     execution_id: id,
-                    checkpoint: checkpoint.parse::<Checkpoint>().map_err(|e| corrupt(OP, e))?,
+                    checkpoint: checkpoint.parse::<Checkpoint>().map_err(|e| StoreError::corrupt(OP, e))?,
                     captured_at: from_nanos(at),
-                    state: Json::parse(&state).map_err(|e| corrupt(OP, e))?,
+                    state: Json::parse(&state).map_err(|e| StoreError::corrupt(OP, e))?,
                 });
             }
             Ok(out)
@@ -436,25 +435,17 @@ impl Store for SqliteStore {
             let mut rows = stmt
                 .query([after as i64, limit + 1])
                 .map_err(|e| map(OP, e))?;
-            let mut prev = GENESIS_HASH.to_owned();
-            let mut out = Vec::new();
+            let mut entries = AuditRows::new(after, limit as usize);
             while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
                 let seq: i64 = row.get(0).map_err(|e| map(OP, e))?;
-                let hash: String = row.get(2).map_err(|e| map(OP, e))?;
-                if seq as u64 > after && (out.len() as i64) < limit {
-                    let record: String = row.get(1).map_err(|e| map(OP, e))?;
-                    let record: AuditRecord = serde_json::from_str(&record)
-                        .map_err(|e| corrupt(OP, format!("audit record {seq}: {e}")))?;
-                    out.push(AuditEntry {
-                        seq: seq as u64,
-                        record,
-                        prev_hash: prev,
-                        hash: hash.clone(),
-                    });
-                }
-                prev = hash;
+                let record = || {
+                    row.get_ref(1)
+                        .and_then(|v| Ok(v.as_str()?))
+                        .map_err(|e| map(OP, e))
+                };
+                entries.push(seq as u64, record, row.get(2).map_err(|e| map(OP, e))?)?;
             }
-            Ok(out)
+            Ok(entries.finish())
         })
         .await
     }
@@ -539,7 +530,7 @@ impl Store for SqliteStore {
             id: blob(grant.id),
             action: grant.action.clone(),
             principal: grant.principal.clone(),
-            json: codec::json_text("put_grant", grant)?,
+            json: codec::encode_json("put_grant", grant)?,
             until: to_nanos(grant.until),
         };
         unit(self.write(op, "put_grant").await?)
@@ -561,7 +552,7 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
                 let text: String = row.get(0).map_err(|e| map(OP, e))?;
-                out.push(serde_json::from_str(&text).map_err(|e| corrupt(OP, format!("grant: {e}")))?);
+                out.push(serde_json::from_str(&text).map_err(|e| StoreError::corrupt(OP, format!("grant: {e}")))?);
             }
             Ok(out)
         })
@@ -571,7 +562,7 @@ impl Store for SqliteStore {
     async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
         let op = Op::PutPause {
             scope: pause.key().to_owned(),
-            json: codec::json_text("put_pause", pause)?,
+            json: codec::encode_json("put_pause", pause)?,
         };
         unit(self.write(op, "put_pause").await?)
     }
@@ -601,7 +592,8 @@ impl Store for SqliteStore {
             while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
                 let text: String = row.get(0).map_err(|e| map(OP, e))?;
                 out.push(
-                    serde_json::from_str(&text).map_err(|e| corrupt(OP, format!("pause: {e}")))?,
+                    serde_json::from_str(&text)
+                        .map_err(|e| StoreError::corrupt(OP, format!("pause: {e}")))?,
                 );
             }
             Ok(out)

@@ -14,7 +14,7 @@ use governor_core::{
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params, params_from_iter};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::codec::{EXECUTION_COLUMNS, blob, execution, from_nanos, json_text, to_nanos};
+use crate::codec::{EXECUTION_COLUMNS, blob, encode_json, execution, from_nanos, to_nanos};
 use crate::error::map;
 use rusqlite::types::Value as SqlValue;
 
@@ -130,7 +130,11 @@ fn extras(
             .collect(),
         audit: audit
             .map(|r| {
-                Ok::<_, StoreError>((blob(r.execution_id.as_uuid()), json_text(op, r)?, r.clone()))
+                Ok::<_, StoreError>((
+                    blob(r.execution_id.as_uuid()),
+                    encode_json(op, r)?,
+                    r.clone(),
+                ))
             })
             .transpose()?,
     })
@@ -147,11 +151,15 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
         status: e.status.as_str(),
         principal_id: e.principal.id.clone(),
         tenant: e.principal.tenant.clone(),
-        principal: json_text(OP, &*e.principal)?,
+        principal: encode_json(OP, &*e.principal)?,
         inputs: e.inputs.as_str().to_owned(),
         output: e.output.as_ref().map(|o| o.as_str().to_owned()),
-        failure: e.failure.as_ref().map(|f| json_text(OP, f)).transpose()?,
-        approval: e.approval.as_ref().map(|a| json_text(OP, a)).transpose()?,
+        failure: e.failure.as_ref().map(|f| encode_json(OP, f)).transpose()?,
+        approval: e
+            .approval
+            .as_ref()
+            .map(|a| encode_json(OP, a))
+            .transpose()?,
         lease: e
             .lease
             .as_ref()
@@ -181,8 +189,12 @@ pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
     transition.snapshot = None;
     transition.audit = None;
     Ok(Op::Transition(Box::new(Update {
-        failure: t.failure.as_ref().map(|f| json_text(OP, f)).transpose()?,
-        approval: t.approval.as_ref().map(|a| json_text(OP, a)).transpose()?,
+        failure: t.failure.as_ref().map(|f| encode_json(OP, f)).transpose()?,
+        approval: t
+            .approval
+            .as_ref()
+            .map(|a| encode_json(OP, a))
+            .transpose()?,
         transition,
         extras,
     })))
@@ -414,7 +426,7 @@ fn current_state(
         .map_err(|e| map(op, e))?;
     let (status, owner, until, version) =
         row.ok_or_else(|| StoreError::not_found(op, format!("execution {id} does not exist")))?;
-    let status = status.parse().map_err(|e| crate::error::corrupt(op, e))?;
+    let status = status.parse().map_err(|e| StoreError::corrupt(op, e))?;
     let lease = match (owner, until) {
         (Some(owner), Some(until)) => Some(Lease {
             owner,

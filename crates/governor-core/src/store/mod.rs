@@ -453,6 +453,74 @@ pub fn first_id_at(t: DateTime<Utc>, slack_ms: i64) -> uuid::Uuid {
     uuid::Uuid::from_bytes(id)
 }
 
+/// `v` as JSON text, for stores that keep JSON as the text it was
+/// written as.
+pub fn encode_json<T: serde::Serialize>(op: &'static str, v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::corrupt(op, format!("cannot encode: {e}")))
+}
+
+/// Decodes JSON text a store kept; `Corrupt`, naming `what`, if it does
+/// not decode.
+pub fn decode_json<T: serde::de::DeserializeOwned>(
+    op: &'static str,
+    what: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(op, format!("stored {what} does not decode: {e}")))
+}
+
+/// Rebuilds [`AuditEntry`]s from stored audit rows, for stores that keep
+/// each entry's sequence number, record and hash but not the previous
+/// hash (it is the previous row's). Feed it the rows with `seq >= after`
+/// in order, at most `limit + 1` of them: the row at `after` only lends
+/// its hash.
+#[derive(Debug)]
+pub struct AuditRows {
+    after: u64,
+    limit: usize,
+    prev: String,
+    entries: Vec<AuditEntry>,
+}
+
+impl AuditRows {
+    /// Entries after `after`, at most `limit`.
+    pub fn new(after: u64, limit: usize) -> Self {
+        Self {
+            after,
+            limit,
+            prev: crate::audit::GENESIS_HASH.to_owned(),
+            entries: Vec::new(),
+        }
+    }
+
+    /// One stored row; `record` is read only for rows that become entries.
+    pub fn push<'r>(
+        &mut self,
+        seq: u64,
+        record: impl FnOnce() -> Result<&'r str, StoreError>,
+        hash: String,
+    ) -> Result<(), StoreError> {
+        if seq > self.after && self.entries.len() < self.limit {
+            let record: AuditRecord = decode_json("audit_entries", "audit record", record()?)?;
+            self.entries.push(AuditEntry {
+                seq,
+                record,
+                prev_hash: std::mem::replace(&mut self.prev, hash.clone()),
+                hash,
+            });
+        } else {
+            self.prev = hash;
+        }
+        Ok(())
+    }
+
+    /// The entries.
+    pub fn finish(self) -> Vec<AuditEntry> {
+        self.entries
+    }
+}
+
 /// Capacity of the change broadcast used by the built-in stores.
 pub const WATCH_CAPACITY: usize = 1024;
 

@@ -313,3 +313,44 @@ async fn tls_is_used_and_verified_when_the_url_requires_it() {
     .unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_records_a_dead_writer_queued_are_linked_when_a_store_opens() {
+    let schema = fresh_schema();
+    let store = instance(&schema).await;
+    let g = governor(&store);
+    let action = g
+        .action("chained")
+        .policy(AuditPolicy::new())
+        .build()
+        .unwrap();
+    action
+        .run(Args::new(), || async { Ok::<_, GovernError>(1) })
+        .await
+        .unwrap();
+    // A record committed to the queue by a writer that died before
+    // linking it (the one above, queued again by hand).
+    let entries = store.audit_entries(0, 10).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    let mut record = entries[0].record.clone();
+    record.execution_id = ExecutionId::new();
+    let (admin, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    admin
+        .execute(
+            &format!("INSERT INTO {schema}.audit_pending (execution_id, record) VALUES ($1, $2)"),
+            &[
+                &record.execution_id.as_uuid(),
+                &serde_json::to_string(&record).unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.audit_entries(0, 10).await.unwrap().len(), 1);
+    let reopened = instance(&schema).await;
+    let entries = reopened.audit_entries(0, 10).await.unwrap();
+    assert_eq!(verify_chain(&entries), Ok(2));
+    assert_eq!(entries[1].record.execution_id, record.execution_id);
+}
