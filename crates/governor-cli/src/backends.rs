@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agent_governor::mongodb::{MongoOptions, MongoStore};
 use agent_governor::postgres::{PostgresOptions, PostgresStore};
 use agent_governor::redis::RedisRateLimiter;
 use agent_governor::sqlite::SqliteStore;
 use agent_governor::{RateLimitBackend, Store};
 use anyhow::{Context, bail};
+use governor_mongodb::{MongoOptions, MongoStore};
 
 /// Where to keep things, as the flags and config file say.
 #[derive(Debug, Default)]
@@ -166,7 +166,7 @@ pub(crate) async fn migrate(args: MigrateArgs) -> anyhow::Result<std::process::E
         out!(
             "database {} is at version {} ({moved} versions applied)",
             args.mongodb_database,
-            agent_governor::mongodb::SCHEMA_VERSION
+            governor_mongodb::SCHEMA_VERSION
         );
         return Ok(std::process::ExitCode::SUCCESS);
     }
