@@ -30,7 +30,6 @@
 //! # }
 //! ```
 
-mod chain;
 mod codec;
 mod conn;
 mod error;
@@ -172,8 +171,6 @@ impl PostgresStore {
         } else {
             schema::check_current(writer_conn.client()).await?;
         }
-        // Records a writer queued but did not live to link.
-        chain::link_pending(&writer_conn, &options.schema).await?;
         let mut writer_conns = vec![writer_conn];
         for _ in 1..options.writers {
             writer_conns.push(Conn::open(&endpoint, &options.schema).await?);

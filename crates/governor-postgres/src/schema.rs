@@ -16,8 +16,7 @@ use crate::error::map;
 ///
 /// Each entry moves the schema one version up. Never edit a shipped entry;
 /// append a new one.
-const MIGRATIONS: &[&str] = &[
-    r#"
+const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE executions (
     id           uuid PRIMARY KEY,
     action       text NOT NULL,
@@ -114,17 +113,7 @@ BEGIN
     INSERT INTO rate_limit_calls (key, until_micros) VALUES (k, now_us + window_us);
     RETURN -1;
 END $$;
-"#,
-    r#"
--- Audit records queued by a batch's transaction, linked onto the chain
--- right after it commits (so no commit waits for the chain's lock).
-CREATE TABLE audit_pending (
-    n            bigserial PRIMARY KEY,
-    execution_id uuid NOT NULL,
-    record       text NOT NULL
-);
-"#,
-];
+"#];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

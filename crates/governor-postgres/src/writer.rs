@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use governor_core::{
-    AuditRecord, Change, Creation, Event, ExecutionStatus, Snapshot, StatusSet, StoreError,
-    StoreErrorKind, Transition,
+    AuditRecord, Change, Creation, Event, ExecutionStatus, GENESIS_HASH, Snapshot, StatusSet,
+    StoreError, StoreErrorKind, Transition, chain_hash,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
@@ -238,37 +238,18 @@ fn fail_all(batch: Vec<Job>, err: &StoreError) {
 async fn run_batch(conn: &Conn, batch: Vec<Job>, target: &Target) {
     let ops: Vec<&Op> = batch.iter().map(|j| &j.op).collect();
     match commit(conn, &ops, target).await {
-        Ok(results) => {
-            link(conn, &ops, &results, target).await;
-            finish(batch, results, target);
-        }
+        Ok(results) => finish(batch, results, target),
         Err(e) if batch.len() == 1 => fail_all(batch, &e),
         Err(e) => {
             tracing::debug!(error = %e, writes = batch.len(), "batch failed; writing one by one");
             for job in batch {
-                match commit(conn, &[&job.op], target).await {
-                    Ok(results) => {
-                        link(conn, &[&job.op], &results, target).await;
-                        finish(vec![job], results, target);
-                    }
+                let result = commit(conn, &[&job.op], target).await;
+                match result {
+                    Ok(results) => finish(vec![job], results, target),
                     Err(e) => fail_all(vec![job], &e),
                 }
             }
         }
-    }
-}
-
-/// Links the audit records just committed onto the chain before the
-/// callers hear back, so what a call returned is what the audit log
-/// shows. If linking fails the records stay queued (committed) for the
-/// next chaining step.
-async fn link(conn: &Conn, ops: &[&Op], results: &[Result<(), StoreError>], target: &Target) {
-    let audited = ops
-        .iter()
-        .zip(results)
-        .any(|(op, r)| r.is_ok() && op.extras().audit.is_some());
-    if audited && let Err(e) = crate::chain::link_pending(conn, &target.schema).await {
-        tracing::warn!(error = %e, "audit records stay queued until the next chaining step");
     }
 }
 
@@ -326,7 +307,7 @@ async fn write(
         .filter(|(_, r)| matches!(r, Some(Ok(()))))
         .map(|(op, _)| *op)
         .collect();
-    insert_extras(conn, &done).await?;
+    insert_extras(conn, &done, &target.schema).await?;
     notify(conn, &done, target).await?;
     Ok(results
         .into_iter()
@@ -576,7 +557,7 @@ fn explain(t: &Transition, state: Option<&State>) -> Result<(), StoreError> {
     ))
 }
 
-async fn insert_extras(conn: &Conn, done: &[&Op]) -> Result<(), StoreError> {
+async fn insert_extras(conn: &Conn, done: &[&Op], schema: &str) -> Result<(), StoreError> {
     let snapshots: Vec<&Snapshot> = done
         .iter()
         .filter_map(|op| op.extras().snapshot.as_ref())
@@ -624,27 +605,52 @@ async fn insert_extras(conn: &Conn, done: &[&Op]) -> Result<(), StoreError> {
         .filter_map(|op| op.extras().audit.as_ref())
         .collect();
     if !audit.is_empty() {
-        queue_audit(conn, &audit).await?;
+        append_audit(conn, &audit, schema).await?;
     }
     Ok(())
 }
 
-/// Queues audit records for [`crate::chain::link_pending`], in the
-/// batch's transaction (so a record is queued exactly when its write
-/// commits) but without touching the chain's head.
-async fn queue_audit(conn: &Conn, records: &[&(String, AuditRecord)]) -> Result<(), StoreError> {
+/// Chains audit records onto the log. The chain has one head, so appends
+/// from every instance take turns on an advisory lock held until the
+/// transaction ends: once per batch, not once per record.
+async fn append_audit(
+    conn: &Conn,
+    records: &[&(String, AuditRecord)],
+    schema: &str,
+) -> Result<(), StoreError> {
     const OP: &str = "audit";
+    let c = conn.client();
+    let lock = conn
+        .statement(OP, "SELECT pg_advisory_xact_lock(hashtext($1))")
+        .await?;
+    c.execute(&lock, &[&format!("governor.audit.{schema}")])
+        .await
+        .map_err(|e| map(OP, e))?;
+    let head = conn
+        .statement(OP, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .await?;
+    let (mut seq, mut prev) = match c.query_opt(&head, &[]).await.map_err(|e| map(OP, e))? {
+        Some(row) => (row.get::<_, i64>(0), row.get::<_, String>(1)),
+        None => (0, GENESIS_HASH.to_owned()),
+    };
+    let mut seqs = Vec::with_capacity(records.len());
+    let mut hashes = Vec::with_capacity(records.len());
+    for (_, record) in records {
+        seq += 1;
+        prev = chain_hash(&prev, seq as u64, record);
+        seqs.push(seq);
+        hashes.push(prev.clone());
+    }
     let ids: Vec<Uuid> = records.iter().map(|r| r.1.execution_id.as_uuid()).collect();
     let texts: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
     let insert = conn
         .statement(
             OP,
-            "INSERT INTO audit_pending (execution_id, record) \
-             SELECT * FROM unnest($1::uuid[], $2::text[])",
+            "INSERT INTO audit (seq, execution_id, record, hash) \
+             SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[])",
         )
         .await?;
-    conn.client()
-        .execute(&insert, &[&ids, &texts])
+    c.execute(&insert, &[&seqs, &ids, &texts, &hashes])
         .await
         .map_err(|e| map(OP, e))?;
     Ok(())
