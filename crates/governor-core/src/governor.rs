@@ -159,6 +159,22 @@ impl Governor {
         actions
     }
 
+    /// The names of the actions this governor can run: the registered
+    /// ones and the `#[govern]` functions linked into the program (which
+    /// register on first use).
+    pub(crate) fn runnable_actions(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .inner
+            .actions
+            .read()
+            .map(|a| a.keys().map(|k| k.to_string()).collect())
+            .unwrap_or_default();
+        names.extend(crate::macro_support::linked_names().map(str::to_owned));
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     fn registered_now(&self, name: &str) -> Option<Action> {
         self.inner.actions.read().ok()?.get(name).cloned()
     }

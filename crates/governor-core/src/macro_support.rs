@@ -183,6 +183,11 @@ pub use inventory;
 
 /// Builds every `#[govern]` action named `name` linked into this program,
 /// registering the resumable ones with their governors.
+/// The names of the `#[govern]` functions linked into the program.
+pub(crate) fn linked_names() -> impl Iterator<Item = &'static str> {
+    inventory::iter::<Registration>.into_iter().map(|r| r.name)
+}
+
 pub(crate) fn register_linked(name: &str) {
     for registration in inventory::iter::<Registration> {
         if registration.name == name

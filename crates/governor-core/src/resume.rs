@@ -247,9 +247,20 @@ impl Governor {
     /// have it). Returns how many it completed or failed.
     pub async fn resume_approved(&self, owner: &str, limit: usize) -> Result<usize, StoreError> {
         let mut finished = self.take_over_abandoned(limit).await?;
+        let runnable = self.runnable_actions();
+        if runnable.is_empty() {
+            return Ok(finished);
+        }
+        let names: Vec<&str> = runnable.iter().map(String::as_str).collect();
         let claimed = self
             .store()
-            .claim(ExecutionStatus::Approved, owner, self.resume_lease(), limit)
+            .claim(
+                ExecutionStatus::Approved,
+                owner,
+                self.resume_lease(),
+                limit,
+                Some(&names),
+            )
             .await?;
         // The claimed runs go concurrently (they are independent
         // executions), so their writes share the store's commits instead of
@@ -288,9 +299,16 @@ impl Governor {
     /// one completion is recorded (a late one from the old runner is
     /// refused because it no longer holds the lease).
     pub async fn take_over_abandoned(&self, limit: usize) -> Result<usize, StoreError> {
+        // Only runs this instance can finish: others would starve its own
+        // behind them, round after round.
+        let runnable = self.runnable_actions();
+        if runnable.is_empty() {
+            return Ok(0);
+        }
+        let names: Vec<&str> = runnable.iter().map(String::as_str).collect();
         let taken = self
             .store()
-            .claim_abandoned(self.instance(), self.resume_lease(), limit)
+            .claim_abandoned(self.instance(), self.resume_lease(), limit, Some(&names))
             .await?;
         let mut finished = 0;
         for e in taken {

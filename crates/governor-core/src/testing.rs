@@ -32,7 +32,7 @@ macro_rules! store_conformance {
             claims_are_exclusive_and_expire, concurrent_claims_are_disjoint,
             lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip,
             creation_can_start_past_pending, versions_make_updates_conditional, grants_are_found_while_valid,
-            abandoned_runs_are_taken_over, pauses_are_kept_until_lifted);
+            abandoned_runs_are_taken_over, pauses_are_kept_until_lifted, claims_take_only_the_actions_asked_for);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -419,13 +419,20 @@ pub async fn claims_are_exclusive_and_expire(store: Arc<dyn Store>) {
             "w1",
             Duration::from_millis(300),
             10,
+            None,
         )
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].lease.as_ref().unwrap().owner, "w1");
     let second = store
-        .claim(ExecutionStatus::Approved, "w2", Duration::from_secs(30), 10)
+        .claim(
+            ExecutionStatus::Approved,
+            "w2",
+            Duration::from_secs(30),
+            10,
+            None,
+        )
         .await
         .unwrap();
     assert!(second.is_empty(), "a held lease is not claimable");
@@ -443,7 +450,13 @@ pub async fn claims_are_exclusive_and_expire(store: Arc<dyn Store>) {
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let taken = store
-        .claim(ExecutionStatus::Approved, "w2", Duration::from_secs(30), 10)
+        .claim(
+            ExecutionStatus::Approved,
+            "w2",
+            Duration::from_secs(30),
+            10,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(taken.len(), 1, "a lapsed lease is claimable");
@@ -453,7 +466,13 @@ pub async fn claims_are_exclusive_and_expire(store: Arc<dyn Store>) {
     );
     store.release_lease(e.id, "w2").await.unwrap();
     let again = store
-        .claim(ExecutionStatus::Approved, "w3", Duration::from_secs(30), 10)
+        .claim(
+            ExecutionStatus::Approved,
+            "w3",
+            Duration::from_secs(30),
+            10,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -483,6 +502,7 @@ pub async fn concurrent_claims_are_disjoint(store: Arc<dyn Store>) {
                         &format!("w{w}"),
                         Duration::from_secs(60),
                         3,
+                        None,
                     )
                     .await
                     .unwrap();
@@ -515,7 +535,13 @@ pub async fn lease_guards_transitions(store: Arc<dyn Store>) {
         .await
         .unwrap();
     store
-        .claim(ExecutionStatus::Approved, "w1", Duration::from_secs(60), 1)
+        .claim(
+            ExecutionStatus::Approved,
+            "w1",
+            Duration::from_secs(60),
+            1,
+            None,
+        )
         .await
         .unwrap();
     let mut stolen = Transition::new(e.id, ExecutionStatus::Approved, ExecutionStatus::Running);
@@ -816,7 +842,7 @@ pub async fn abandoned_runs_are_taken_over(store: Arc<dyn Store>) {
     );
     assert!(
         store
-            .claim_abandoned("w2", Duration::from_secs(60), 10)
+            .claim_abandoned("w2", Duration::from_secs(60), 10, None)
             .await
             .unwrap()
             .is_empty(),
@@ -824,13 +850,13 @@ pub async fn abandoned_runs_are_taken_over(store: Arc<dyn Store>) {
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let taken = store
-        .claim_abandoned("w2", Duration::from_secs(60), 10)
+        .claim_abandoned("w2", Duration::from_secs(60), 10, None)
         .await
         .unwrap();
     assert_eq!(taken.iter().map(|e| e.id).collect::<Vec<_>>(), vec![e.id]);
     assert!(
         store
-            .claim_abandoned("w3", Duration::from_secs(60), 10)
+            .claim_abandoned("w3", Duration::from_secs(60), 10, None)
             .await
             .unwrap()
             .is_empty()
@@ -845,4 +871,59 @@ pub async fn abandoned_runs_are_taken_over(store: Arc<dyn Store>) {
     let mut done = Transition::new(e.id, ExecutionStatus::Running, ExecutionStatus::Completed);
     done.lease_owner = Some("w2".into());
     store.transition(&done).await.unwrap();
+}
+
+pub async fn claims_take_only_the_actions_asked_for(store: Arc<dyn Store>) {
+    let mut ids = std::collections::HashMap::new();
+    for action in ["a", "b", "c"] {
+        let mut c = Creation::new(execution(action, "agent"));
+        c.execution.status = ExecutionStatus::Approved;
+        ids.insert(action, c.execution.id);
+        store.create(&c).await.unwrap();
+    }
+    let lease = Duration::from_secs(60);
+    let none = store
+        .claim(ExecutionStatus::Approved, "w1", lease, 10, Some(&[]))
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "an empty list claims nothing");
+    let got = store
+        .claim(
+            ExecutionStatus::Approved,
+            "w1",
+            lease,
+            10,
+            Some(&["b", "c", "x"]),
+        )
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = got.iter().map(|e| &*e.action).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["b", "c"]);
+    let rest = store
+        .claim(ExecutionStatus::Approved, "w2", lease, 10, None)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, ids["a"]);
+    // Abandoned runs likewise: lapse the leases of running a and b.
+    for (action, owner) in [("a", "w2"), ("b", "w1")] {
+        let mut t = Transition::new(
+            ids[action],
+            ExecutionStatus::Approved,
+            ExecutionStatus::Running,
+        );
+        t.lease_owner = Some(owner.into());
+        store.transition(&t).await.unwrap();
+        store
+            .renew_lease(ids[action], owner, Duration::ZERO)
+            .await
+            .unwrap();
+    }
+    let taken = store
+        .claim_abandoned("w3", lease, 10, Some(&["b"]))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].id, ids["b"]);
 }

@@ -300,6 +300,13 @@ impl MongoStore {
     }
 }
 
+/// Narrows a claim's filter to `actions`, if given.
+fn only(free: &mut Document, actions: Option<&[&str]>) {
+    if let Some(a) = actions {
+        free.insert("action", doc! { "$in": a });
+    }
+}
+
 /// The filter for [`ExecutionQuery`].
 fn execution_filter(query: &ExecutionQuery) -> Document {
     let mut f = Document::new();
@@ -459,12 +466,14 @@ impl Store for MongoStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
         // Free work has no lease or a lapsed one.
-        let free = doc! {
+        let mut free = doc! {
             "status": status.as_str(),
             "$or": [ { "lease_until": Bson::Null }, { "lease_until": { "$lte": to_nanos(Utc::now()) } } ],
         };
+        only(&mut free, actions);
         self.claim_where("claim", free, owner, lease, limit).await
     }
 
@@ -473,12 +482,14 @@ impl Store for MongoStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
         // Abandoned work had a lease that lapsed (`$lte` skips nulls).
-        let free = doc! {
+        let mut free = doc! {
             "status": ExecutionStatus::Running.as_str(),
             "lease_until": { "$lte": to_nanos(Utc::now()) },
         };
+        only(&mut free, actions);
         self.claim_where("claim_abandoned", free, owner, lease, limit)
             .await
     }

@@ -244,6 +244,7 @@ impl PostgresStore {
             .map_err(|e| map(op, e))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn claim_where(
         &self,
         op: &'static str,
@@ -252,13 +253,16 @@ impl PostgresStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
         let now = Utc::now();
         let sql = format!(
             "UPDATE executions SET lease_owner = $1, lease_until = $2 WHERE id IN (\
                SELECT id FROM executions WHERE status = $3 AND {lapsed} \
+               AND ($6::text[] IS NULL OR action = ANY($6)) \
                ORDER BY id LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING {EXECUTION_COLUMNS}"
         );
+        let actions: Option<Vec<&str>> = actions.map(<[&str]>::to_vec);
         let rows = self
             .query(
                 op,
@@ -269,6 +273,7 @@ impl PostgresStore {
                     &status.as_str(),
                     &to_nanos(now),
                     &(limit.min(10_000) as i64),
+                    &actions,
                 ],
             )
             .await?;
@@ -476,10 +481,11 @@ impl Store for PostgresStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
         // Free work has no lease or a lapsed one.
         let lapsed = "(lease_until IS NULL OR lease_until <= $4)";
-        self.claim_where("claim", lapsed, status, owner, lease, limit)
+        self.claim_where("claim", lapsed, status, owner, lease, limit, actions)
             .await
     }
 
@@ -488,6 +494,7 @@ impl Store for PostgresStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
         // Abandoned work had a lease that lapsed.
         let lapsed = "lease_until IS NOT NULL AND lease_until <= $4";
@@ -498,6 +505,7 @@ impl Store for PostgresStore {
             owner,
             lease,
             limit,
+            actions,
         )
         .await
     }

@@ -456,6 +456,7 @@ impl Store for SqliteStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
         let op = Op::Claim {
             status,
@@ -463,6 +464,9 @@ impl Store for SqliteStore {
             lease,
             limit,
             abandoned: false,
+            actions: actions
+                .map(|a| codec::encode_json("claim", &a))
+                .transpose()?,
         };
         match self.write(op, "claim").await? {
             Done::Claimed(v) => Ok(v),
@@ -475,6 +479,7 @@ impl Store for SqliteStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
         let op = Op::Claim {
             status: ExecutionStatus::Running,
@@ -482,6 +487,9 @@ impl Store for SqliteStore {
             lease,
             limit,
             abandoned: true,
+            actions: actions
+                .map(|a| codec::encode_json("claim_abandoned", &a))
+                .transpose()?,
         };
         match self.write(op, "claim_abandoned").await? {
             Done::Claimed(v) => Ok(v),

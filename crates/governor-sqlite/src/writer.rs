@@ -64,6 +64,8 @@ pub(crate) enum Op {
         lease: Duration,
         limit: usize,
         abandoned: bool,
+        /// Only these actions (a JSON array), or any.
+        actions: Option<String>,
     },
     Renew {
         id: ExecutionId,
@@ -302,8 +304,9 @@ fn apply(conn: &Connection, op: &Op, head: &mut ChainHead) -> Result<Done, Store
     match op {
         Op::Create(c) => create(conn, &c.0, &c.1, head).map(|()| Done::Unit),
         Op::Transition(u) => transition(conn, u, head).map(|()| Done::Unit),
-        Op::Claim { status, owner, lease, limit, abandoned } => {
-            claim(conn, *status, owner, *lease, *limit, *abandoned).map(Done::Claimed)
+        Op::Claim { status, owner, lease, limit, abandoned, actions } => {
+            let free = Free { status: *status, abandoned: *abandoned, actions: actions.as_deref() };
+            claim(conn, &free, owner, *lease, *limit).map(Done::Claimed)
         }
         Op::Renew { id, owner, lease } => {
             renew(conn, *id, owner, Some(*lease)).map(|()| Done::Unit)
@@ -500,20 +503,27 @@ fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(),
     write_extras(conn, &u.extras, head)
 }
 
+/// Which executions a claim may take.
+struct Free<'a> {
+    status: ExecutionStatus,
+    /// Abandoned work had a lease that lapsed; free work has none or a
+    /// lapsed one.
+    abandoned: bool,
+    /// Only these actions (a JSON array), or any.
+    actions: Option<&'a str>,
+}
+
 fn claim(
     conn: &Connection,
-    status: ExecutionStatus,
+    free: &Free<'_>,
     owner: &str,
     lease: Duration,
     limit: usize,
-    abandoned: bool,
 ) -> Result<Vec<Execution>, StoreError> {
     const OP: &str = "claim";
     let now = Utc::now();
     let until = to_nanos(lease_until(now, lease));
-    // Abandoned work had a lease that lapsed; free work has none or a
-    // lapsed one.
-    let lapsed = if abandoned {
+    let lapsed = if free.abandoned {
         "lease_until IS NOT NULL AND lease_until <= ?4"
     } else {
         "(lease_until IS NULL OR lease_until <= ?4)"
@@ -521,6 +531,7 @@ fn claim(
     let sql = format!(
         "UPDATE executions SET lease_owner = ?1, lease_until = ?2 WHERE id IN (\
            SELECT id FROM executions WHERE status = ?3 AND {lapsed} \
+           AND (?6 IS NULL OR action IN (SELECT value FROM json_each(?6))) \
            ORDER BY id LIMIT ?5) RETURNING {EXECUTION_COLUMNS}"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(|e| map(OP, e))?;
@@ -528,9 +539,10 @@ fn claim(
         .query(params![
             owner,
             until,
-            status.as_str(),
+            free.status.as_str(),
             to_nanos(now),
-            limit as i64
+            limit as i64,
+            free.actions,
         ])
         .map_err(|e| map(OP, e))?;
     let mut out = Vec::new();

@@ -346,6 +346,7 @@ impl MemoryStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
         claimable: impl Fn(&Entry, DateTime<Utc>) -> bool,
     ) -> Result<Vec<Execution>, StoreError> {
         let now = Utc::now();
@@ -356,7 +357,8 @@ impl MemoryStore {
             if claimed.len() >= limit {
                 break;
             }
-            if claimable(entry, now) {
+            let wanted = actions.is_none_or(|a| a.contains(&&*entry.action));
+            if wanted && claimable(entry, now) {
                 *entry.lease_mut() = Some(Lease {
                     owner: owner.to_owned(),
                     until,
@@ -556,8 +558,9 @@ impl Store for MemoryStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
-        self.claim_where(owner, lease, limit, |e, now| {
+        self.claim_where(owner, lease, limit, actions, |e, now| {
             e.status == status && e.lease().is_none_or(|l| l.until <= now)
         })
     }
@@ -567,8 +570,9 @@ impl Store for MemoryStore {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
-        self.claim_where(owner, lease, limit, |e, now| {
+        self.claim_where(owner, lease, limit, actions, |e, now| {
             e.status == ExecutionStatus::Running && e.lease().is_some_and(|l| l.until <= now)
         })
     }

@@ -365,24 +365,28 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Takes a lease on up to `limit` executions in `status` whose lease is
-    /// absent or lapsed, for `owner`, lasting `lease`. Two concurrent
-    /// claimers never receive the same execution.
+    /// absent or lapsed, for `owner`, lasting `lease`; with `actions`, only
+    /// executions of those actions (none for an empty list). Two
+    /// concurrent claimers never receive the same execution.
     async fn claim(
         &self,
         status: ExecutionStatus,
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError>;
 
     /// Takes over up to `limit` running executions whose lease lapsed (their
-    /// runner died), for `owner`. Running executions that never had a lease
-    /// (run in place by their caller) are not taken.
+    /// runner died), for `owner`; with `actions`, only executions of those
+    /// actions. Running executions that never had a lease (run in place by
+    /// their caller) are not taken.
     async fn claim_abandoned(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError>;
 
     /// Extends a lease `owner` holds. `Conflict` if it is not held.
@@ -553,16 +557,18 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
-        (**self).claim(status, owner, lease, limit).await
+        (**self).claim(status, owner, lease, limit, actions).await
     }
     async fn claim_abandoned(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
+        actions: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
-        (**self).claim_abandoned(owner, lease, limit).await
+        (**self).claim_abandoned(owner, lease, limit, actions).await
     }
     async fn renew_lease(
         &self,

@@ -704,8 +704,9 @@ impl Store for FailingStore {
         o: &str,
         l: Duration,
         n: usize,
+        a: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
-        self.inner.claim(s, o, l, n).await
+        self.inner.claim(s, o, l, n, a).await
     }
     async fn renew_lease(&self, id: ExecutionId, o: &str, l: Duration) -> Result<(), StoreError> {
         self.inner.renew_lease(id, o, l).await
@@ -721,8 +722,9 @@ impl Store for FailingStore {
         o: &str,
         l: Duration,
         n: usize,
+        a: Option<&[&str]>,
     ) -> Result<Vec<Execution>, StoreError> {
-        self.inner.claim_abandoned(o, l, n).await
+        self.inner.claim_abandoned(o, l, n, a).await
     }
     async fn put_grant(&self, g: &Grant) -> Result<(), StoreError> {
         self.inner.put_grant(g).await

@@ -534,3 +534,42 @@ async fn a_worker_told_to_stop_finishes_its_runs_and_holds_no_lease() {
     assert_eq!(e.status, ExecutionStatus::Approved);
     assert!(e.lease.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_claims_only_the_actions_it_can_run() {
+    let store = Arc::new(MemoryStore::new());
+    let other = Governor::builder()
+        .shared_store(store.clone())
+        .build()
+        .unwrap();
+    let g = Governor::builder()
+        .shared_store(store.clone())
+        .build()
+        .unwrap();
+    let foreign = other
+        .action("only_elsewhere")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]))
+        .resumable(|v: Value| async move { Ok::<_, GovernError>(v) })
+        .build()
+        .unwrap();
+    // Older approved runs of an action this worker does not have...
+    for _ in 0..20 {
+        let id = request(&foreign).await;
+        other.approve(id, &cfo(), None).await.unwrap();
+    }
+    // ...do not hide the one it does have behind them.
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mine = request(&large_transfer(&g, Arc::clone(&runs))).await;
+    g.approve(mine, &cfo(), None).await.unwrap();
+    assert_eq!(g.resume_approved("worker", 5).await.unwrap(), 1);
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    let waiting = store
+        .executions(&ExecutionQuery {
+            statuses: vec![ExecutionStatus::Approved],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 20);
+    assert!(waiting.iter().all(|e| e.lease.is_none()), "left unclaimed");
+}

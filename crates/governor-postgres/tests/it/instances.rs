@@ -138,6 +138,7 @@ async fn instances_claim_disjoint_work() {
                             &owner,
                             Duration::from_secs(60),
                             7,
+                            None,
                         )
                         .await
                         .unwrap();
