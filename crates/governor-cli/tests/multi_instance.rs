@@ -218,7 +218,7 @@ fn three_servers_and_two_workers_share_one_postgres() {
         PostgresStore::migrate(&pg_url(), &schema).await.unwrap();
         let db = admin().await;
         db.batch_execute(&format!(
-            "CREATE TABLE {schema}.effects (n int NOT NULL, worker text NOT NULL)"
+            "CREATE TABLE {schema}.effects (id bigserial PRIMARY KEY, n int NOT NULL, worker text NOT NULL)"
         ))
         .await
         .unwrap();
@@ -236,21 +236,27 @@ fn three_servers_and_two_workers_share_one_postgres() {
 
     let started = Instant::now();
     approve_all(&ids, &servers, || {
-        // w1 is killed once it is busy: some of its runs are cut off.
+        // w1 is killed once it has done some runs and is in the middle of
+        // others (each takes 100 ms after its effect): those are cut off.
         rt.block_on(async {
-            for _ in 0..500 {
-                let busy: i64 = db
+            for _ in 0..1_000 {
+                let row = db
                     .query_one(
-                        &format!("SELECT count(*) FROM {schema}.effects WHERE worker = 'w1'"),
+                        &format!(
+                            "SELECT (SELECT count(*) FROM {schema}.effects WHERE worker = 'w1'), \
+                             (SELECT count(*) FROM {schema}.executions x \
+                              JOIN {schema}.effects f ON (x.inputs::jsonb ->> 'n')::int = f.n \
+                              WHERE f.worker = 'w1' AND x.status = 'running')"
+                        ),
                         &[],
                     )
                     .await
-                    .unwrap()
-                    .get(0);
-                if busy >= 20 {
+                    .unwrap();
+                let (done, running): (i64, i64) = (row.get(0), row.get(1));
+                if done >= 20 && running >= 5 {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         });
         w1.kill().unwrap();
@@ -286,7 +292,12 @@ fn three_servers_and_two_workers_share_one_postgres() {
         assert!(per_execution.values().all(|&n| n == 1), "a completion was recorded twice");
         // Every effect happened; runs cut off by the kill ran again on w2.
         let rows = db
-            .query(&format!("SELECT n, worker FROM {schema}.effects"), &[])
+            // In the order they were written: two connections' inserts can
+            // land in the table's pages out of that order.
+            .query(
+                &format!("SELECT n, worker FROM {schema}.effects ORDER BY id"),
+                &[],
+            )
             .await
             .unwrap();
         let mut runs: HashMap<i32, Vec<String>> = HashMap::new();
@@ -300,7 +311,11 @@ fn three_servers_and_two_workers_share_one_postgres() {
             .filter(|w| w.len() > 1 && w[0] == "w1" && w.iter().any(|x| x == "w2"))
             .count();
         assert!(taken_over >= 1, "the killed worker's runs were taken over");
-        assert_eq!(rerun, taken_over, "only cut-off runs ran twice");
+        let odd: Vec<&Vec<String>> = runs
+            .values()
+            .filter(|w| w.len() > 1 && !(w[0] == "w1" && w.iter().any(|x| x == "w2")))
+            .collect();
+        assert_eq!(rerun, taken_over, "only cut-off runs ran twice: {odd:?}");
         let audit = store.audit_entries(0, 100_000).await.unwrap();
         assert!(verify_chain(&audit).is_ok());
         eprintln!(

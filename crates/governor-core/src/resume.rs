@@ -311,6 +311,7 @@ impl Governor {
             .claim_abandoned(self.instance(), self.resume_lease(), limit, Some(&names))
             .await?;
         let mut finished = 0;
+        let mut running = tokio::task::JoinSet::new();
         for e in taken {
             let id = e.id;
             if self.registered(&e.action).is_none() {
@@ -338,15 +339,28 @@ impl Governor {
                 }
                 continue;
             }
-            match self.run_stored(e, true).await {
-                Ok(_) => finished += 1,
-                Err(ResumeError::Store(err)) => return Err(err),
-                Err(err) => {
+            // Together, not one after another: they were claimed with one
+            // lease, which would lapse under the last ones while the first
+            // ran (and a lapsed lease refuses the completion, so the run
+            // would be taken over and run yet again).
+            let governor = self.clone();
+            running.spawn(async move { (id, governor.run_stored(e, true).await) });
+        }
+        let mut failure = None;
+        while let Some(done) = running.join_next().await {
+            match done {
+                Ok((_, Ok(_))) => finished += 1,
+                Ok((_, Err(ResumeError::Store(err)))) => failure = Some(err),
+                Ok((id, Err(err))) => {
                     tracing::warn!(execution_id = %id, "taking over an abandoned run: {err}")
                 }
+                Err(join) => tracing::error!("taking over an abandoned run: it panicked: {join}"),
             }
         }
-        Ok(finished)
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(finished),
+        }
     }
 
     /// Resumes approved executions in the background (the seed's
