@@ -211,6 +211,12 @@ impl StoreError {
         Self::new(StoreErrorKind::NotFound, op, message)
     }
 
+    /// The same error (kind, operation, message) without its source, for
+    /// answering every caller whose write shared the failed batch.
+    pub fn without_source(&self) -> Self {
+        Self::new(self.kind, self.op, self.message.clone())
+    }
+
     /// Stored data that does not decode (`what` says which and why).
     pub fn corrupt(op: &'static str, what: impl std::fmt::Display) -> Self {
         Self::new(StoreErrorKind::Corrupt, op, what.to_string())

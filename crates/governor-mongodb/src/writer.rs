@@ -180,13 +180,9 @@ pub(crate) fn spawn(
     tx
 }
 
-fn copy(e: &StoreError) -> StoreError {
-    StoreError::new(e.kind(), e.op(), e.to_string())
-}
-
 fn fail_all(batch: Vec<Job>, err: &StoreError) {
     for job in batch {
-        let _ = job.reply.send(Err(copy(err)));
+        let _ = job.reply.send(Err(err.without_source()));
     }
 }
 

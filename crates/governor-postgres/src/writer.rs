@@ -225,13 +225,9 @@ async fn next_batch(rx: &tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>) -> Op
     Some(batch)
 }
 
-fn copy(e: &StoreError) -> StoreError {
-    StoreError::new(e.kind(), e.op(), e.to_string())
-}
-
 fn fail_all(batch: Vec<Job>, err: &StoreError) {
     for job in batch {
-        let _ = job.reply.send(Err(copy(err)));
+        let _ = job.reply.send(Err(err.without_source()));
     }
 }
 
