@@ -486,20 +486,12 @@ fn filter(t: &Transition, now: i64) -> Document {
 
 /// Why a transition matched no document.
 fn explain(t: &Transition, current: Option<&Document>) -> Result<(), StoreError> {
-    const OP: &str = "transition";
     let Some(doc) = current else {
-        return Err(StoreError::not_found(
-            OP,
-            format!("execution {} does not exist", t.id),
-        ));
+        return Err(t.explain_miss(None));
     };
-    let f = Fields::new(OP, doc);
-    t.check_state(f.status()?, f.lease()?.as_ref(), Utc::now())?;
-    t.check_version(u64::try_from(f.int("version")?).unwrap_or(0))?;
-    Err(StoreError::conflict(
-        OP,
-        format!("execution {} changed concurrently", t.id),
-    ))
+    let f = Fields::new("transition", doc);
+    let version = u64::try_from(f.int("version")?).unwrap_or(0);
+    Err(t.explain_miss(Some((f.status()?, f.lease()?.as_ref(), version))))
 }
 
 async fn insert_extras(

@@ -538,19 +538,7 @@ async fn current_states(conn: &Conn, ids: Vec<Uuid>) -> Result<HashMap<Uuid, Sta
 
 /// Why a transition matched no row.
 fn explain(t: &Transition, state: Option<&State>) -> Result<(), StoreError> {
-    const OP: &str = "transition";
-    let Some((status, lease, version)) = state else {
-        return Err(StoreError::not_found(
-            OP,
-            format!("execution {} does not exist", t.id),
-        ));
-    };
-    t.check_state(*status, lease.as_ref(), Utc::now())?;
-    t.check_version(*version)?;
-    Err(StoreError::conflict(
-        OP,
-        format!("execution {} changed concurrently", t.id),
-    ))
+    Err(t.explain_miss(state.map(|(s, l, v)| (*s, l.as_ref(), *v))))
 }
 
 async fn insert_extras(conn: &Conn, done: &[&Op], schema: &str) -> Result<(), StoreError> {

@@ -493,12 +493,7 @@ fn transition(conn: &Connection, u: &Update, head: &mut ChainHead) -> Result<(),
     };
     if updated == 0 {
         let (status, lease, version) = current_state(conn, t.id, OP)?;
-        t.check_state(status, lease.as_ref(), Utc::now())?;
-        t.check_version(version)?;
-        return Err(StoreError::conflict(
-            OP,
-            format!("execution {} changed concurrently", t.id),
-        ));
+        return Err(t.explain_miss(Some((status, lease.as_ref(), version))));
     }
     write_extras(conn, &u.extras, head)
 }

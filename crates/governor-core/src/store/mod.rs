@@ -144,6 +144,28 @@ impl Transition {
         }
     }
 
+    /// Why a conditional write of this transition matched nothing, given
+    /// the execution's current status, lease and version (`None`: there is
+    /// no such execution).
+    pub fn explain_miss(
+        &self,
+        current: Option<(ExecutionStatus, Option<&Lease>, u64)>,
+    ) -> StoreError {
+        const OP: &str = "transition";
+        let Some((status, lease, version)) = current else {
+            return StoreError::not_found(OP, format!("execution {} does not exist", self.id));
+        };
+        let checked = self
+            .check_state(status, lease, Utc::now())
+            .and_then(|()| self.check_version(version));
+        match checked {
+            Err(e) => e,
+            Ok(()) => {
+                StoreError::conflict(OP, format!("execution {} changed concurrently", self.id))
+            }
+        }
+    }
+
     /// [`check`](Self::check) for backends that read only the status and
     /// lease.
     pub fn check_state(
