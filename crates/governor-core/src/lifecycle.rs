@@ -58,7 +58,7 @@ impl Action {
                     let output = match output(&value) {
                         Some(Ok(v)) => v,
                         Some(Err(reason)) => {
-                            return Err(run.unrecordable_output(reason).await.into());
+                            return Err(Box::pin(run.unrecordable_output(reason)).await.into());
                         }
                         None => Value::Null,
                     };
@@ -66,7 +66,7 @@ impl Action {
                     Ok(value)
                 }
                 Err(err) => {
-                    run.action_failed(error(&err)).await;
+                    Box::pin(run.action_failed(error(&err))).await;
                     Err(err)
                 }
             }
@@ -83,16 +83,23 @@ impl Action {
         call: Call,
         lease: Option<crate::execution::Lease>,
     ) -> Result<Run<'_>, GovernError> {
-        let mut run = Run::begin(self, call).await?;
+        let mut run = Run::begin(self, call)?;
+        if !self.pre.is_empty() {
+            // Pre-actions are user code with possible side effects: the
+            // execution must be on record before they run. Without them,
+            // the first write waits until the pre-execution policies (pure
+            // checks) have decided, saving a write per call.
+            Box::pin(run.create_now()).await?;
+        }
         tracing::Span::current().record("execution_id", tracing::field::display(run.id()));
         run.deny_if_paused().await?;
-        run.pre_actions().await?;
+        if !self.pre.is_empty() {
+            Box::pin(run.pre_actions()).await?;
+        }
         let from = match run.pre_policies().await? {
             Gate::Proceed => ExecutionStatus::Pending,
             Gate::Parked { wait } => {
-                run.await_decision(wait).await?;
-                let inputs = run.execution.inputs.clone();
-                run.recheck(&inputs).await?;
+                Box::pin(run.wait_and_recheck(wait)).await?;
                 ExecutionStatus::Approved
             }
         };
@@ -148,7 +155,7 @@ pub(crate) struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    async fn begin(action: &'a Action, call: Call) -> Result<Run<'a>, GovernError> {
+    fn begin(action: &'a Action, call: Call) -> Result<Run<'a>, GovernError> {
         let governor = action.governor();
         let principal = call
             .principal
@@ -171,22 +178,24 @@ impl<'a> Run<'a> {
         let mut run = Run::new(action, governor, redactor, execution, input, now);
         let started = run.event(EventKind::ExecutionStarted, stored_input);
         run.queue(started);
-        if !action.pre.is_empty() {
-            // Pre-actions are user code with possible side effects: the
-            // execution must be on record before they run. Without them,
-            // the first write waits until the pre-execution policies (pure
-            // checks) have decided, saving a write per call.
-            let creation = Creation {
-                execution: run.execution.clone(),
-                events: std::mem::take(&mut run.queued),
-                snapshot: None,
-                audit: None,
-            };
-            (*run.store).create(&creation).await?;
-            run.created = true;
-            creation.events.into_iter().for_each(|e| run.events.emit(e));
-        }
         Ok(run)
+    }
+
+    /// Writes the execution with the events queued so far.
+    async fn create_now(&mut self) -> Result<(), GovernError> {
+        let creation = Creation {
+            execution: self.execution.clone(),
+            events: std::mem::take(&mut self.queued),
+            snapshot: None,
+            audit: None,
+        };
+        (*self.store).create(&creation).await?;
+        self.created = true;
+        creation
+            .events
+            .into_iter()
+            .for_each(|e| self.events.emit(e));
+        Ok(())
     }
 
     fn new(
@@ -336,7 +345,14 @@ impl<'a> Run<'a> {
         self.queued.push(event);
     }
 
-    async fn apply(&mut self, mut t: Transition) -> Result<(), GovernError> {
+    /// A change of this execution from `from` to `to`, now. Boxed, like
+    /// everything a lifecycle step holds across the store write: every
+    /// move of a future copies all of it, so the hot futures stay small.
+    fn transition(&self, from: impl Into<StatusSet>, to: ExecutionStatus) -> Box<Transition> {
+        Box::new(Transition::at(self.now, self.id(), from, to))
+    }
+
+    async fn apply(&mut self, mut t: Box<Transition>) -> Result<(), GovernError> {
         if t.lease_owner.is_none() {
             t.lease_owner = self.lease_owner.clone();
         }
@@ -351,14 +367,15 @@ impl<'a> Run<'a> {
         } else {
             let mut execution = self.execution.clone();
             t.apply_to(&mut execution);
-            let creation = Creation {
+            let creation = Box::new(Creation {
                 execution,
                 events: std::mem::take(&mut t.events),
                 snapshot: t.snapshot.take(),
                 audit: t.audit.take(),
-            };
+            });
             (*self.store).create(&creation).await?;
             self.created = true;
+            let creation = *creation;
             self.execution = creation.execution;
             t.events = creation.events;
         }
@@ -411,7 +428,7 @@ impl<'a> Run<'a> {
         self.tick();
         let mut failure = failure;
         failure.message = self.redactor.redact_text(&failure.message);
-        let mut t = Transition::at(self.now, self.id(), StatusSet::active(), to);
+        let mut t = self.transition(StatusSet::active(), to);
         t.events.push(self.event(
             kind,
             json_of(
@@ -520,7 +537,7 @@ impl<'a> Run<'a> {
             let shadow = policy.is_shadow();
             let mut granted = None;
             if let (Decision::RequireApproval(spec), false) = (&decision, shadow)
-                && let Some(grant) = self.standing_grant(&spec.policy).await
+                && let Some(grant) = Box::pin(self.standing_grant(&spec.policy)).await
             {
                 granted = Some(format!(
                     "approved by standing grant {} from `{}` until {}",
@@ -579,8 +596,12 @@ impl<'a> Run<'a> {
             self.release_allowed();
             let error = self.denial_error(&*policy, denial, PolicyPhase::PreExecution);
             let failure = failure_of(&error, policy.name());
-            self.settle_failed(ExecutionStatus::Denied, failure, EventKind::ExecutionDenied)
-                .await?;
+            Box::pin(self.settle_failed(
+                ExecutionStatus::Denied,
+                failure,
+                EventKind::ExecutionDenied,
+            ))
+            .await?;
             return Err(error);
         }
         Ok(approvals)
@@ -592,11 +613,19 @@ impl<'a> Run<'a> {
             return Ok(Gate::Proceed);
         }
         let wait = approvals.iter().map(|a| a.wait).max().unwrap_or_default();
-        if let Err(e) = self.park(approvals, wait, ExecutionStatus::Pending).await {
+        if let Err(e) = Box::pin(self.park(approvals, wait, ExecutionStatus::Pending)).await {
             self.release_unrecorded();
             return Err(e);
         }
         Ok(Gate::Parked { wait })
+    }
+
+    /// Waits for the decision on a parked call, then checks that what
+    /// runs is what was approved.
+    async fn wait_and_recheck(&mut self, wait: std::time::Duration) -> Result<(), GovernError> {
+        self.await_decision(wait).await?;
+        let inputs = self.execution.inputs.clone();
+        self.recheck(&inputs).await
     }
 
     /// The sync pattern: waits up to `wait` for a human decision on the
@@ -716,7 +745,7 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         match self.governor.paused_at(&self.action.name, self.now).await {
-            Some(pause) if pause.mode == PauseMode::Deny => self.deny_paused(pause).await,
+            Some(pause) if pause.mode == PauseMode::Deny => Box::pin(self.deny_paused(pause)).await,
             _ => Ok(()),
         }
     }
@@ -729,15 +758,21 @@ impl<'a> Run<'a> {
         if !self.action.pausable {
             return Ok(());
         }
-        let Some(pause) = self.governor.paused_at(&self.action.name, self.now).await else {
-            return Ok(());
-        };
+        match self.governor.paused_at(&self.action.name, self.now).await {
+            Some(pause) => Box::pin(self.hold(pause, from)).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Holds (or, for a new call in deny mode, denies) a call `pause`
+    /// stops.
+    async fn hold(&mut self, pause: Pause, from: ExecutionStatus) -> Result<(), GovernError> {
         if from == ExecutionStatus::Pending && pause.mode == PauseMode::Deny {
             self.release_allowed();
             return self.deny_paused(pause).await;
         }
         self.tick();
-        let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::Approved);
+        let mut t = self.transition(from, ExecutionStatus::Approved);
         t.clear_lease = true;
         let reason = format!("paused by `{}`: {}", pause.by, pause.reason);
         t.events.push(self.event(
@@ -856,7 +891,7 @@ impl<'a> Run<'a> {
         let mut request = ApprovalRequest::new(specs);
         let inputs = self.execution.inputs.clone();
         request.bind(&self.execution, &inputs, &self.action.policy_version);
-        let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::AwaitingApproval);
+        let mut t = self.transition(from, ExecutionStatus::AwaitingApproval);
         // A worker's claim on an approved execution ends with re-parking.
         t.clear_lease = from == ExecutionStatus::Approved;
         let snapshot = self.snapshot(Checkpoint::AwaitingApproval, self.execution.inputs.clone());
@@ -941,7 +976,7 @@ impl<'a> Run<'a> {
         if !self.straight_through(from) {
             self.tick();
         }
-        let mut t = Transition::at(self.now, self.id(), from, ExecutionStatus::Running);
+        let mut t = self.transition(from, ExecutionStatus::Running);
         let taking = self.take_lease.take();
         // A caller continuing in place drops the lease it held while waiting.
         t.clear_lease = taking.is_none();
@@ -992,22 +1027,23 @@ impl<'a> Run<'a> {
             let error = self.denial_error(&*policy, denial, PolicyPhase::PostExecution);
             let mut failure = failure_of(&error, policy.name());
             failure.kind = "post_policy".into();
-            self.settle_failed(ExecutionStatus::Failed, failure, EventKind::ExecutionFailed)
-                .await?;
+            Box::pin(self.settle_failed(
+                ExecutionStatus::Failed,
+                failure,
+                EventKind::ExecutionFailed,
+            ))
+            .await?;
             return Err(error);
         }
-        self.post_actions().await?;
+        if !self.action.post.is_empty() {
+            Box::pin(self.post_actions()).await?;
+        }
         let stored_output = self
             .output
             .as_deref()
             .map(|o| redact_json(&self.redactor, o))
             .unwrap_or_else(Json::null);
-        let mut t = Transition::at(
-            self.now,
-            self.id(),
-            ExecutionStatus::Running,
-            ExecutionStatus::Completed,
-        );
+        let mut t = self.transition(ExecutionStatus::Running, ExecutionStatus::Completed);
         if self.capture_state {
             t.snapshot = Some(self.snapshot(Checkpoint::PostExecution, stored_output.clone()));
             self.queue(self.event(
