@@ -667,3 +667,74 @@ async fn notify(conn: &Conn, done: &[&Op], target: &Target) -> Result<(), StoreE
         .map_err(|e| map(OP, e))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::UPDATE_EXECUTIONS;
+    use crate::conn::{Conn, Endpoint};
+
+    fn url() -> String {
+        std::env::var("GOVERNOR_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    /// The plan of the batch update on `conn` after the table grew from
+    /// empty to 20,000 rows without statistics (a new schema).
+    async fn update_plan_after_growth(conn: &Conn) -> String {
+        let c = conn.client();
+        let types = "uuid[], text[], bigint[], bool[], text[], text[], text[], text[], bigint[], \
+                     text[], bigint[], bool[], text[], bigint";
+        c.batch_execute(&format!(
+            "PREPARE batch_update({types}) AS {UPDATE_EXECUTIONS}"
+        ))
+        .await
+        .unwrap();
+        let run = "batch_update(ARRAY[gen_random_uuid()], ARRAY['completed'], ARRAY[1]::bigint[], \
+                   ARRAY[true], ARRAY[NULL], ARRAY[NULL], ARRAY[NULL], ARRAY[NULL], \
+                   ARRAY[NULL]::bigint[], ARRAY[NULL], ARRAY[NULL]::bigint[], ARRAY[false], \
+                   ARRAY['running'], 0)";
+        // Enough runs on the empty table for PostgreSQL to settle on a
+        // generic plan, as the writer's statement does early on.
+        for _ in 0..8 {
+            c.batch_execute(&format!("EXECUTE {run}")).await.unwrap();
+        }
+        c.batch_execute(
+            "INSERT INTO executions (id, action, status, principal_id, principal, inputs, \
+             created_at, updated_at, version) SELECT gen_random_uuid(), 'a', 'running', 'p', '{}', \
+             '{}', 0, 0, 0 FROM generate_series(1, 20000)",
+        )
+        .await
+        .unwrap();
+        let rows = c
+            .query(&format!("EXPLAIN EXECUTE {run}"), &[])
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[tokio::test]
+    async fn batch_updates_find_rows_by_key_after_the_table_grew() {
+        let endpoint = Endpoint::new(&url(), &[]).unwrap();
+        let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+        let setup = Conn::open(&endpoint, "public").await.unwrap();
+        crate::schema::migrate(setup.client(), &schema)
+            .await
+            .unwrap();
+        let conn = Conn::open(&endpoint, &schema).await.unwrap();
+        let plan = update_plan_after_growth(&conn).await;
+        setup
+            .client()
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await
+            .unwrap();
+        assert!(
+            plan.contains("Index Scan using executions_pkey") && !plan.contains("Seq Scan"),
+            "the update scans the table:\n{plan}"
+        );
+    }
+}
