@@ -32,7 +32,8 @@ macro_rules! store_conformance {
             claims_are_exclusive_and_expire, concurrent_claims_are_disjoint,
             lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip,
             creation_can_start_past_pending, versions_make_updates_conditional, grants_are_found_while_valid,
-            abandoned_runs_are_taken_over, pauses_are_kept_until_lifted, claims_take_only_the_actions_asked_for);
+            abandoned_runs_are_taken_over, pauses_are_kept_until_lifted, claims_take_only_the_actions_asked_for,
+            concurrent_transitions_each_get_their_own_result);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -926,4 +927,73 @@ pub async fn claims_take_only_the_actions_asked_for(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(taken.len(), 1);
     assert_eq!(taken[0].id, ids["b"]);
+}
+
+/// Transitions arriving together (which a batching store writes in one
+/// go) each get their own result: the ones whose expected status holds
+/// are applied, the others are conflicts and change nothing.
+pub async fn concurrent_transitions_each_get_their_own_result(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        ids.push(created(&store, "job", "agent").await.id);
+    }
+    let tasks: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (store, id) = (Arc::clone(&store), *id);
+            tokio::spawn(async move {
+                let t = if i % 2 == 0 {
+                    Transition::new(id, ExecutionStatus::Pending, ExecutionStatus::Running)
+                } else {
+                    Transition::new(
+                        id,
+                        ExecutionStatus::AwaitingApproval,
+                        ExecutionStatus::Approved,
+                    )
+                };
+                store.transition(&t).await
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        let result = t.await.unwrap();
+        let now = store.execution(ids[i]).await.unwrap().unwrap();
+        if i % 2 == 0 {
+            result.unwrap();
+            assert_eq!(now.status, ExecutionStatus::Running);
+            assert_eq!(now.version, 1);
+        } else {
+            assert_eq!(result.unwrap_err().kind(), StoreErrorKind::Conflict);
+            assert_eq!(now.status, ExecutionStatus::Pending);
+            assert_eq!(now.version, 0);
+        }
+    }
+}
+
+/// For stores that keep event ids unique (the database ones): a creation
+/// whose event insert fails leaves nothing behind, because the whole
+/// write is one transaction. Not in [`store_conformance!`]: the memory
+/// store does not index event ids.
+pub async fn failed_writes_leave_nothing_behind(store: Arc<dyn Store>) {
+    let first = created(&store, "job", "agent").await;
+    let taken = store
+        .events(&EventQuery {
+            execution_id: Some(first.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // A second execution whose event reuses the first one's event id.
+    let second = execution("job", "agent");
+    let mut c = Creation::new(second.clone());
+    c.events.push(Event {
+        execution_id: second.id,
+        ..taken[0].clone()
+    });
+    let err = store.create(&c).await.unwrap_err();
+    assert_eq!(err.kind(), StoreErrorKind::AlreadyExists, "{err}");
+    assert!(store.execution(second.id).await.unwrap().is_none());
+    // The store still works afterwards.
+    created(&store, "job", "agent").await;
 }

@@ -271,40 +271,69 @@ async fn commit(
     ops: &[&Op],
     target: &Target,
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    let c = conn.client();
-    c.batch_execute("BEGIN")
-        .await
-        .map_err(|e| map("begin", e))?;
-    match write(conn, ops, target).await {
-        Ok(results) => {
-            c.batch_execute("COMMIT")
-                .await
-                .map_err(|e| map("commit", e))?;
-            Ok(results)
-        }
-        Err(e) => {
-            let _ = c.batch_execute("ROLLBACK").await;
-            Err(e)
-        }
+    let outcome = write(conn, ops, target).await;
+    if outcome.is_err() {
+        // Usually the transaction is already gone (a failed statement, or
+        // a COMMIT that rolled back); this makes sure.
+        let _ = conn.client().batch_execute("ROLLBACK").await;
     }
+    outcome
 }
 
+/// The statements of one batch, pipelined: each group is sent without
+/// waiting for the previous answer, so a batch takes 3 round trips (4 with
+/// audit records) instead of one per statement. A statement that fails
+/// aborts the transaction, so everything after it fails too and the
+/// COMMIT rolls back; any error therefore means nothing was committed.
 async fn write(
     conn: &Conn,
     ops: &[&Op],
     target: &Target,
 ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-    let mut results: Vec<Option<Result<(), StoreError>>> = (0..ops.len()).map(|_| None).collect();
-    insert_executions(conn, ops, &mut results).await?;
-    update_executions(conn, ops, &mut results).await?;
+    prepare(conn).await?;
+    let c = conn.client();
+    let (begun, inserted, updated) = tokio::join!(
+        async { c.batch_execute("BEGIN").await.map_err(|e| map("begin", e)) },
+        insert_executions(conn, ops),
+        update_executions(conn, ops),
+    );
+    begun?;
+    let mut results = inserted?;
+    for (r, u) in results.iter_mut().zip(updated?) {
+        if r.is_none() {
+            *r = u;
+        }
+    }
     let done: Vec<&Op> = ops
         .iter()
         .zip(&results)
         .filter(|(_, r)| matches!(r, Some(Ok(()))))
         .map(|(op, _)| *op)
         .collect();
-    insert_extras(conn, &done, &target.schema).await?;
-    notify(conn, &done, target).await?;
+    let audit: Vec<&(String, AuditRecord)> = done
+        .iter()
+        .filter_map(|op| op.extras().audit.as_ref())
+        .collect();
+    let (snapshots, events, head) = tokio::join!(
+        insert_snapshots(conn, &done),
+        insert_events(conn, &done),
+        lock_audit_head(conn, !audit.is_empty(), &target.schema),
+    );
+    snapshots?;
+    events?;
+    let head = head?;
+    let (appended, notified, committed) = tokio::join!(
+        append_audit(conn, &audit, head),
+        notify(conn, &done, target),
+        async {
+            c.batch_execute("COMMIT")
+                .await
+                .map_err(|e| map("commit", e))
+        },
+    );
+    appended?;
+    notified?;
+    committed?;
     Ok(results
         .into_iter()
         .map(|r| {
@@ -319,6 +348,42 @@ async fn write(
         .collect())
 }
 
+const SNAPSHOTS: &str = "INSERT INTO snapshots (execution_id, captured_at, checkpoint, state) \
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[])";
+const EVENTS: &str = "INSERT INTO events (id, execution_id, kind, time, data) \
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[])";
+const AUDIT_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext($1))";
+const AUDIT_HEAD: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+const AUDIT_INSERT: &str = "INSERT INTO audit (seq, execution_id, record, hash) \
+    SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[])";
+const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
+/// Prepares every statement a batch sends (once per connection). A
+/// statement prepared in the middle of a pipeline would be sent after the
+/// ones behind it, the COMMIT among them.
+async fn prepare(conn: &Conn) -> Result<(), StoreError> {
+    for sql in [
+        INSERT_EXECUTIONS,
+        UPDATE_EXECUTIONS,
+        SNAPSHOTS,
+        EVENTS,
+        AUDIT_LOCK,
+        AUDIT_HEAD,
+        AUDIT_INSERT,
+        NOTIFY,
+    ] {
+        conn.statement("prepare", sql).await?;
+    }
+    Ok(())
+}
+
+/// Which writes of a batch took effect (`None`: not this statement's).
+type Results = Vec<Option<Result<(), StoreError>>>;
+
+fn no_results(n: usize) -> Results {
+    (0..n).map(|_| None).collect()
+}
+
 const INSERT_EXECUTIONS: &str = "INSERT INTO executions (id, action, status, principal_id, tenant, \
     principal, inputs, output, failure, approval, lease_owner, lease_until, created_at, updated_at, \
     finished_at, version) SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], \
@@ -326,12 +391,9 @@ const INSERT_EXECUTIONS: &str = "INSERT INTO executions (id, action, status, pri
     $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[]) \
     ON CONFLICT (id) DO NOTHING RETURNING id";
 
-async fn insert_executions(
-    conn: &Conn,
-    ops: &[&Op],
-    results: &mut [Option<Result<(), StoreError>>],
-) -> Result<(), StoreError> {
+async fn insert_executions(conn: &Conn, ops: &[&Op]) -> Result<Results, StoreError> {
     const OP: &str = "create";
+    let mut results = no_results(ops.len());
     let rows: Vec<(usize, &NewExecution)> = ops
         .iter()
         .enumerate()
@@ -341,7 +403,7 @@ async fn insert_executions(
         })
         .collect();
     if rows.is_empty() {
-        return Ok(());
+        return Ok(results);
     }
     macro_rules! column {
         ($f:ident) => {
@@ -388,7 +450,7 @@ async fn insert_executions(
             ))
         });
     }
-    Ok(())
+    Ok(results)
 }
 
 const UPDATE_EXECUTIONS: &str = "UPDATE executions AS x SET status = t.to_status, updated_at = t.at, \
@@ -406,11 +468,8 @@ const UPDATE_EXECUTIONS: &str = "UPDATE executions AS x SET status = t.to_status
     AND (t.need_owner IS NULL OR (x.lease_owner = t.need_owner AND x.lease_until > $14)) \
     AND (t.expect_version IS NULL OR x.version = t.expect_version) RETURNING x.id";
 
-async fn update_executions(
-    conn: &Conn,
-    ops: &[&Op],
-    results: &mut [Option<Result<(), StoreError>>],
-) -> Result<(), StoreError> {
+async fn update_executions(conn: &Conn, ops: &[&Op]) -> Result<Results, StoreError> {
+    let mut results = no_results(ops.len());
     let mut pending: Vec<(usize, &Update)> = ops
         .iter()
         .enumerate()
@@ -425,16 +484,16 @@ async fn update_executions(
         let mut seen = HashSet::new();
         let (round, later): (Vec<_>, Vec<_>) =
             pending.into_iter().partition(|(_, u)| seen.insert(u.t.id));
-        update_round(conn, &round, results).await?;
+        update_round(conn, &round, &mut results).await?;
         pending = later;
     }
-    Ok(())
+    Ok(results)
 }
 
 async fn update_round(
     conn: &Conn,
     round: &[(usize, &Update)],
-    results: &mut [Option<Result<(), StoreError>>],
+    results: &mut Results,
 ) -> Result<(), StoreError> {
     const OP: &str = "transition";
     macro_rules! column {
@@ -541,81 +600,84 @@ fn explain(t: &Transition, state: Option<&State>) -> Result<(), StoreError> {
     Err(t.explain_miss(state.map(|(s, l, v)| (*s, l.as_ref(), *v))))
 }
 
-async fn insert_extras(conn: &Conn, done: &[&Op], schema: &str) -> Result<(), StoreError> {
+async fn insert_snapshots(conn: &Conn, done: &[&Op]) -> Result<(), StoreError> {
+    const OP: &str = "snapshot";
     let snapshots: Vec<&Snapshot> = done
         .iter()
         .filter_map(|op| op.extras().snapshot.as_ref())
         .collect();
-    if !snapshots.is_empty() {
-        const OP: &str = "snapshot";
-        let stmt = conn
-            .statement(
-                OP,
-                "INSERT INTO snapshots (execution_id, captured_at, checkpoint, state) \
-                 SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[])",
-            )
-            .await?;
-        let ids: Vec<Uuid> = snapshots.iter().map(|s| s.execution_id.as_uuid()).collect();
-        let at: Vec<i64> = snapshots.iter().map(|s| to_nanos(s.captured_at)).collect();
-        let cp: Vec<&str> = snapshots.iter().map(|s| s.checkpoint.as_str()).collect();
-        let state: Vec<&str> = snapshots.iter().map(|s| s.state.as_str()).collect();
-        conn.client()
-            .execute(&stmt, &[&ids, &at, &cp, &state])
-            .await
-            .map_err(|e| map(OP, e))?;
+    if snapshots.is_empty() {
+        return Ok(());
     }
-    let events: Vec<&Event> = done.iter().flat_map(|op| &op.extras().events).collect();
-    if !events.is_empty() {
-        const OP: &str = "events";
-        let stmt = conn
-            .statement(
-                OP,
-                "INSERT INTO events (id, execution_id, kind, time, data) \
-                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[], $5::text[])",
-            )
-            .await?;
-        let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-        let xs: Vec<Uuid> = events.iter().map(|e| e.execution_id.as_uuid()).collect();
-        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
-        let times: Vec<i64> = events.iter().map(|e| to_nanos(e.time)).collect();
-        let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
-        conn.client()
-            .execute(&stmt, &[&ids, &xs, &kinds, &times, &data])
-            .await
-            .map_err(|e| map(OP, e))?;
-    }
-    let audit: Vec<&(String, AuditRecord)> = done
-        .iter()
-        .filter_map(|op| op.extras().audit.as_ref())
-        .collect();
-    if !audit.is_empty() {
-        append_audit(conn, &audit, schema).await?;
-    }
+    let stmt = conn.statement(OP, SNAPSHOTS).await?;
+    let ids: Vec<Uuid> = snapshots.iter().map(|s| s.execution_id.as_uuid()).collect();
+    let at: Vec<i64> = snapshots.iter().map(|s| to_nanos(s.captured_at)).collect();
+    let cp: Vec<&str> = snapshots.iter().map(|s| s.checkpoint.as_str()).collect();
+    let state: Vec<&str> = snapshots.iter().map(|s| s.state.as_str()).collect();
+    conn.client()
+        .execute(&stmt, &[&ids, &at, &cp, &state])
+        .await
+        .map_err(|e| map(OP, e))?;
     Ok(())
 }
 
-/// Chains audit records onto the log. The chain has one head, so appends
-/// from every instance take turns on an advisory lock held until the
-/// transaction ends: once per batch, not once per record.
-async fn append_audit(
+async fn insert_events(conn: &Conn, done: &[&Op]) -> Result<(), StoreError> {
+    const OP: &str = "events";
+    let events: Vec<&Event> = done.iter().flat_map(|op| &op.extras().events).collect();
+    if events.is_empty() {
+        return Ok(());
+    }
+    let stmt = conn.statement(OP, EVENTS).await?;
+    let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+    let xs: Vec<Uuid> = events.iter().map(|e| e.execution_id.as_uuid()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let times: Vec<i64> = events.iter().map(|e| to_nanos(e.time)).collect();
+    let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+    conn.client()
+        .execute(&stmt, &[&ids, &xs, &kinds, &times, &data])
+        .await
+        .map_err(|e| map(OP, e))?;
+    Ok(())
+}
+
+/// The audit chain's head (last seq and hash), read under the chain's
+/// lock when this batch has records to append (`None` otherwise). The
+/// chain has one head, so appends from every instance take turns on an
+/// advisory lock held until the transaction ends: once per batch, not
+/// once per record. The head is read by a statement of its own, after the
+/// lock is held, so it sees the previous holder's commit.
+async fn lock_audit_head(
     conn: &Conn,
-    records: &[&(String, AuditRecord)],
+    needed: bool,
     schema: &str,
-) -> Result<(), StoreError> {
+) -> Result<Option<(i64, String)>, StoreError> {
     const OP: &str = "audit";
+    if !needed {
+        return Ok(None);
+    }
     let c = conn.client();
-    let lock = conn
-        .statement(OP, "SELECT pg_advisory_xact_lock(hashtext($1))")
-        .await?;
+    let lock = conn.statement(OP, AUDIT_LOCK).await?;
     c.execute(&lock, &[&format!("governor.audit.{schema}")])
         .await
         .map_err(|e| map(OP, e))?;
-    let head = conn
-        .statement(OP, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        .await?;
-    let (mut seq, mut prev) = match c.query_opt(&head, &[]).await.map_err(|e| map(OP, e))? {
-        Some(row) => (row.get::<_, i64>(0), row.get::<_, String>(1)),
-        None => (0, GENESIS_HASH.to_owned()),
+    let head = conn.statement(OP, AUDIT_HEAD).await?;
+    Ok(Some(
+        match c.query_opt(&head, &[]).await.map_err(|e| map(OP, e))? {
+            Some(row) => (row.get::<_, i64>(0), row.get::<_, String>(1)),
+            None => (0, GENESIS_HASH.to_owned()),
+        },
+    ))
+}
+
+/// Chains `records` after `head`.
+async fn append_audit(
+    conn: &Conn,
+    records: &[&(String, AuditRecord)],
+    head: Option<(i64, String)>,
+) -> Result<(), StoreError> {
+    const OP: &str = "audit";
+    let Some((mut seq, mut prev)) = head else {
+        return Ok(());
     };
     let mut seqs = Vec::with_capacity(records.len());
     let mut hashes = Vec::with_capacity(records.len());
@@ -627,14 +689,9 @@ async fn append_audit(
     }
     let ids: Vec<Uuid> = records.iter().map(|r| r.1.execution_id.as_uuid()).collect();
     let texts: Vec<&str> = records.iter().map(|r| r.0.as_str()).collect();
-    let insert = conn
-        .statement(
-            OP,
-            "INSERT INTO audit (seq, execution_id, record, hash) \
-             SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[])",
-        )
-        .await?;
-    c.execute(&insert, &[&seqs, &ids, &texts, &hashes])
+    let insert = conn.statement(OP, AUDIT_INSERT).await?;
+    conn.client()
+        .execute(&insert, &[&seqs, &ids, &texts, &hashes])
         .await
         .map_err(|e| map(OP, e))?;
     Ok(())
@@ -648,21 +705,24 @@ async fn notify(conn: &Conn, done: &[&Op], target: &Target) -> Result<(), StoreE
         return Ok(());
     }
     let channel = crate::notify::channel(&target.schema);
-    let stmt = conn.statement(OP, "SELECT pg_notify($1, $2)").await?;
-    let mut payload = target.instance.clone();
+    let stmt = conn.statement(OP, NOTIFY).await?;
+    let mut payloads = vec![target.instance.clone()];
     for op in done {
         let entry = format!(" {}={}", op.id().simple(), op.change().status.as_str());
-        if payload.len() + entry.len() > MAX_PAYLOAD {
-            conn.client()
-                .execute(&stmt, &[&channel, &payload])
-                .await
-                .map_err(|e| map(OP, e))?;
-            payload.clone_from(&target.instance);
+        if payloads
+            .last()
+            .is_some_and(|p| p.len() + entry.len() > MAX_PAYLOAD)
+        {
+            payloads.push(target.instance.clone());
         }
-        payload.push_str(&entry);
+        if let Some(p) = payloads.last_mut() {
+            p.push_str(&entry);
+        }
     }
-    conn.client()
-        .execute(&stmt, &[&channel, &payload])
+    // All sent at once, so they are all in the pipeline before the COMMIT.
+    let params: Vec<[&(dyn tokio_postgres::types::ToSql + Sync); 2]> =
+        payloads.iter().map(|p| [&channel as _, p as _]).collect();
+    futures_util::future::try_join_all(params.iter().map(|p| conn.client().execute(&stmt, p)))
         .await
         .map_err(|e| map(OP, e))?;
     Ok(())

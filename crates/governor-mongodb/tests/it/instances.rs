@@ -236,29 +236,10 @@ async fn bad_names_and_urls_are_refused_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_write_leaves_nothing_behind() {
-    let store = crate::support::fresh_store().await;
-    let principal = Arc::new(Principal::new("agent"));
-    let first = Execution::new("job".into(), principal.clone(), Json::parse("{}").unwrap());
-    let event = Event::new(
-        EventKind::ExecutionStarted,
-        first.id,
-        "job".into(),
-        Json::parse("{}").unwrap(),
-    );
-    let mut c = Creation::new(first);
-    c.events.push(event.clone());
-    store.create(&c).await.unwrap();
-    // A second execution whose event reuses the first one's event id: the
-    // event insert fails, and the transaction takes the execution with it.
-    let second = Execution::new("job".into(), principal, Json::parse("{}").unwrap());
-    let mut c = Creation::new(second.clone());
-    c.events.push(Event {
-        execution_id: second.id,
-        ..event
-    });
-    let err = store.create(&c).await.unwrap_err();
-    assert_eq!(err.kind(), StoreErrorKind::AlreadyExists, "{err}");
-    assert!(store.execution(second.id).await.unwrap().is_none());
+    governor_core::testing::failed_writes_leave_nothing_behind(Arc::new(
+        crate::support::fresh_store().await,
+    ))
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,53 +249,4 @@ async fn a_standalone_server_is_refused_with_the_reason() {
     let err = MongoStore::connect(&url).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::Invalid, "{err}");
     assert!(err.to_string().contains("replica set"), "{err}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batched_transitions_each_get_their_own_result() {
-    let store = Arc::new(crate::support::fresh_store().await);
-    let mut ids = Vec::new();
-    for _ in 0..60 {
-        let e = Execution::new(
-            "job".into(),
-            Arc::new(Principal::new("agent")),
-            Json::parse("{}").unwrap(),
-        );
-        ids.push(e.id);
-        store.create(&Creation::new(e)).await.unwrap();
-    }
-    // Sent together, so the writer batches them: the even ones may run,
-    // the odd ones expect a status they are not in.
-    let tasks: Vec<_> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let (store, id) = (Arc::clone(&store), *id);
-            tokio::spawn(async move {
-                let t = if i % 2 == 0 {
-                    Transition::new(id, ExecutionStatus::Pending, ExecutionStatus::Running)
-                } else {
-                    Transition::new(
-                        id,
-                        ExecutionStatus::AwaitingApproval,
-                        ExecutionStatus::Approved,
-                    )
-                };
-                store.transition(&t).await
-            })
-        })
-        .collect();
-    for (i, t) in tasks.into_iter().enumerate() {
-        let result = t.await.unwrap();
-        let now = store.execution(ids[i]).await.unwrap().unwrap();
-        if i % 2 == 0 {
-            result.unwrap();
-            assert_eq!(now.status, ExecutionStatus::Running);
-            assert_eq!(now.version, 1);
-        } else {
-            assert_eq!(result.unwrap_err().kind(), StoreErrorKind::Conflict);
-            assert_eq!(now.status, ExecutionStatus::Pending);
-            assert_eq!(now.version, 0);
-        }
-    }
 }
