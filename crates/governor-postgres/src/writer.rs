@@ -1,7 +1,7 @@
 //! The writer task: creations and transitions that arrive together share
 //! one transaction (group commit), and each kind of row in the batch is
-//! written with one statement over arrays (`unnest`), so a batch costs the
-//! same handful of round trips however many calls it carries.
+//! written with one statement over arrays (`unnest`), pipelined, so a
+//! batch costs 3 or 4 round trips however many calls it carries.
 //!
 //! A statement error aborts a PostgreSQL transaction, so when a batch
 //! fails each of its writes is tried again alone: one bad write fails
