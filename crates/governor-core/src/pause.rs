@@ -120,6 +120,22 @@ impl Governor {
     }
 
     pub(crate) async fn paused_at(&self, action: &str, now: DateTime<Utc>) -> Option<Pause> {
+        match self.cached_pause(action, now) {
+            Some(view) => view,
+            None => Box::pin(self.refreshed_pause(action, now)).await,
+        }
+    }
+
+    /// The pause covering `action` in this instance's view, without
+    /// waiting; `None` when the view is due for a refresh from the store.
+    fn cached_pause(&self, action: &str, now: DateTime<Utc>) -> Option<Option<Pause>> {
+        let cache = self.pause_cache();
+        let read_at = cache.read_at_ms.load(Ordering::Acquire);
+        (now.timestamp_millis().saturating_sub(read_at) < cache.refresh_ms)
+            .then(|| cache.find(action))
+    }
+
+    async fn refreshed_pause(&self, action: &str, now: DateTime<Utc>) -> Option<Pause> {
         let cache = self.pause_cache();
         let now_ms = now.timestamp_millis();
         let read_at = cache.read_at_ms.load(Ordering::Acquire);
