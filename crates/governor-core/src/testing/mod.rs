@@ -997,3 +997,5 @@ pub async fn failed_writes_leave_nothing_behind(store: Arc<dyn Store>) {
     // The store still works afterwards.
     created(&store, "job", "agent").await;
 }
+
+pub mod instances;
