@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::error::GovernError;
 use crate::execution::ExecutionId;
 use crate::governor::Governor;
+use crate::json::Json;
 use crate::policy::{AuditSettings, Policy};
 use crate::principal::Principal;
 use crate::redact::Redactor;
@@ -86,6 +87,9 @@ pub type StateCallback = Arc<dyn Fn(ExecutionId, &Value) + Send + Sync>;
 
 /// Arguments bound by parameter name.
 ///
+/// They are written as JSON text as they are bound (in the order bound),
+/// so a call whose policies never read them never builds a `Value`.
+///
 /// ```
 /// use governor_core::Args;
 /// let args = Args::new().arg("amount", &5000).arg("recipient", "Acme");
@@ -93,8 +97,16 @@ pub type StateCallback = Arc<dyn Fn(ExecutionId, &Value) + Send + Sync>;
 /// ```
 #[derive(Debug, Default, Clone)]
 pub struct Args {
-    map: Map<String, Value>,
-    error: Option<(String, String)>,
+    /// `{"name":value,...` without the closing brace.
+    text: Vec<u8>,
+    /// One bit per name bound, picked by a hash of the name: a bit hit
+    /// twice may be a name bound twice.
+    names: u64,
+    /// A name may have been bound twice: the text is read back as a map,
+    /// where the last binding wins.
+    rebound: bool,
+    /// The first argument that could not be serialized, and why.
+    error: Option<Box<(String, String)>>,
 }
 
 impl Args {
@@ -103,33 +115,46 @@ impl Args {
         Self::default()
     }
 
-    /// Binds `name` to the serialized `value`. A value that fails to
-    /// serialize makes the call fail with [`GovernError::Serialization`]
-    /// before anything runs.
+    /// Binds `name` to the serialized `value` (a name bound again is
+    /// replaced). A value that fails to serialize makes the call fail
+    /// with [`GovernError::Serialization`] before anything runs.
     #[must_use]
     pub fn arg<T: Serialize + ?Sized>(mut self, name: &str, value: &T) -> Self {
-        if self.error.is_none() {
-            match serde_json::to_value(value) {
-                Ok(v) => {
-                    self.map.insert(name.to_owned(), v);
-                }
-                Err(e) => self.error = Some((name.to_owned(), e.to_string())),
-            }
+        if self.error.is_some() {
+            return self;
+        }
+        let start = self.text.len();
+        if start == 0 {
+            self.text.reserve(64);
+        }
+        self.text.push(if start == 0 { b'{' } else { b',' });
+        let key_at = self.text.len();
+        let written = serde_json::to_writer(&mut self.text, name).and_then(|()| {
+            let bit = 1u64 << (fnv1a(&self.text[key_at..]) % 64);
+            self.rebound |= self.names & bit != 0;
+            self.names |= bit;
+            self.text.push(b':');
+            serde_json::to_writer(&mut self.text, value)
+        });
+        if let Err(e) = written {
+            self.text.truncate(start);
+            self.error = Some(Box::new((name.to_owned(), e.to_string())));
         }
         self
     }
 
     /// Binds an already-serialized value.
     #[must_use]
-    pub fn value(mut self, name: &str, value: Value) -> Self {
-        self.map.insert(name.to_owned(), value);
-        self
+    pub fn value(self, name: &str, value: Value) -> Self {
+        self.arg(name, &value)
     }
 
     /// Binds every field of a struct (or map) as an argument.
     pub fn from_serialize<T: Serialize + ?Sized>(value: &T) -> Result<Self, GovernError> {
         match serde_json::to_value(value) {
-            Ok(Value::Object(map)) => Ok(Self { map, error: None }),
+            Ok(Value::Object(map)) => Ok(map
+                .iter()
+                .fold(Self::new(), |args, (name, v)| args.arg(name, v))),
             Ok(other) => Err(GovernError::Config(format!(
                 "arguments must serialize to an object of named fields, got {}",
                 kind_of(&other)
@@ -144,15 +169,37 @@ impl Args {
 
     /// The bound arguments as a JSON object.
     pub fn into_value(self) -> Result<Value, GovernError> {
-        match self.error {
-            Some((what, reason)) => Err(GovernError::Serialization {
+        self.into_json().map(|json| json.value())
+    }
+
+    /// The bound arguments as JSON text.
+    pub(crate) fn into_json(mut self) -> Result<Json, GovernError> {
+        if let Some((what, reason)) = self.error.map(|e| *e) {
+            return Err(GovernError::Serialization {
                 action: String::new(),
                 what,
                 reason,
-            }),
-            None => Ok(Value::Object(self.map)),
+            });
         }
+        if self.text.is_empty() {
+            return Ok(Json::raw_with(|t| t.push_str("{}")));
+        }
+        self.text.push(b'}');
+        let json = Json::from_utf8(&self.text);
+        if !self.rebound {
+            return Ok(json);
+        }
+        // Parsing into a map keeps the last value of a repeated name.
+        let value: Map<String, Value> = serde_json::from_str(json.as_str()).unwrap_or_default();
+        Ok(Json::from(&Value::Object(value)))
     }
+}
+
+/// FNV-1a: a hash of a few bytes without a hasher's setup.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -271,8 +318,8 @@ impl Action {
     }
 }
 
-fn serde_output<T: Serialize>(t: &T) -> Option<Result<Value, String>> {
-    Some(serde_json::to_value(t).map_err(|e| e.to_string()))
+fn serde_output<T: Serialize>(t: &T) -> Option<Result<Json, String>> {
+    Some(Json::encode(t).map_err(|e| e.to_string()))
 }
 
 fn display_error<E: fmt::Display>(e: &E) -> String {
@@ -484,5 +531,48 @@ impl ActionBuilder {
             self.action.governor().register(&self.action);
         }
         Ok(self.action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn args_are_written_in_order_and_a_name_bound_again_is_replaced() {
+        let args = Args::new().arg("b", &1).arg("a", "x");
+        assert_eq!(args.into_json().unwrap().as_str(), r#"{"b":1,"a":"x"}"#);
+        let again = Args::new().arg("a", &1).arg("b", &2).arg("a", &[3]);
+        assert_eq!(again.into_value().unwrap(), json!({"a": [3], "b": 2}));
+        assert_eq!(Args::new().into_json().unwrap().as_str(), "{}");
+        let quoted = Args::new().arg("say \"hi\"", &true);
+        assert_eq!(quoted.into_value().unwrap(), json!({"say \"hi\"": true}));
+        // More names than hash bits: some collide, none is lost.
+        let many = (0..100).fold(Args::new(), |a, i| a.arg(&format!("n{i}"), &i));
+        let many = many.into_value().unwrap();
+        assert_eq!(many.as_object().unwrap().len(), 100);
+        assert_eq!(many["n42"], 42);
+        let from = Args::from_serialize(&json!({"x": 1, "y": {"z": null}})).unwrap();
+        assert_eq!(
+            from.into_value().unwrap(),
+            json!({"x": 1, "y": {"z": null}})
+        );
+    }
+
+    #[test]
+    fn an_argument_that_cannot_be_serialized_is_named_and_the_rest_kept_out() {
+        let bad: BTreeMap<(u8, u8), u8> = BTreeMap::from([((1, 2), 3)]);
+        let args = Args::new().arg("ok", &1).arg("bad", &bad).arg("later", &2);
+        match args.into_json() {
+            Err(GovernError::Serialization { what, reason, .. }) => {
+                assert_eq!(what, "bad");
+                assert!(reason.contains("key must be"), "{reason}");
+            }
+            other => panic!("expected a serialization error, got {other:?}"),
+        }
     }
 }

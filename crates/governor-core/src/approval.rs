@@ -422,6 +422,27 @@ impl Policy for ApprovalPolicy {
         PolicyPhase::PreExecution
     }
     async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
+        self.decide(ctx)
+    }
+    fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
+        Some(self.decide(ctx))
+    }
+    fn approval_spec(&self) -> Option<&ApprovalSpec> {
+        Some(&self.spec)
+    }
+    fn fingerprint(&self) -> String {
+        let spec = serde_json::to_string(&self.spec).unwrap_or_default();
+        format!(
+            "{spec} auto:{} {:?}",
+            self.auto_approve.is_some(),
+            self.auto_approve_source
+        )
+    }
+}
+
+impl ApprovalPolicy {
+    /// Allows when an auto-approve condition holds; otherwise asks.
+    fn decide(&self, ctx: &PolicyContext<'_>) -> Decision {
         if let Some(cond) = &self.auto_approve
             && cond(ctx.input, ctx.principal)
         {
@@ -435,17 +456,6 @@ impl Policy for ApprovalPolicy {
             }
         }
         Decision::RequireApproval(self.spec.clone())
-    }
-    fn approval_spec(&self) -> Option<&ApprovalSpec> {
-        Some(&self.spec)
-    }
-    fn fingerprint(&self) -> String {
-        let spec = serde_json::to_string(&self.spec).unwrap_or_default();
-        format!(
-            "{spec} auto:{} {:?}",
-            self.auto_approve.is_some(),
-            self.auto_approve_source
-        )
     }
 }
 

@@ -179,7 +179,7 @@ impl Governor {
         let input = execution.arguments_to_run().value();
         let mut run = Run::continuing(&action, self, execution, input, EXTERNAL_RUNNER);
         let recorded = match outcome {
-            Ok(output) => run.finish(output).await,
+            Ok(output) => run.finish(crate::json::Doc::from_value(output)).await,
             Err(message) => run.record_failure(Failure::new("action", message)).await,
         };
         match recorded {

@@ -1,7 +1,7 @@
 //! Compact, immutable JSON text shared between records.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -83,6 +83,14 @@ impl Json {
         })
     }
 
+    /// Text written by serde_json (so valid UTF-8 and valid JSON).
+    pub(crate) fn from_utf8(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self(Arc::from(text)),
+            Err(_) => Self::null(),
+        }
+    }
+
     /// The JSON `null` (shared: no allocation).
     pub fn null() -> Self {
         static NULL: std::sync::LazyLock<Json> = std::sync::LazyLock::new(|| Json("null".into()));
@@ -131,6 +139,51 @@ impl Serialize for Json {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let raw = RawValue::from_string(self.0.to_string()).map_err(serde::ser::Error::custom)?;
         raw.serialize(serializer)
+    }
+}
+
+/// A JSON document held as text, with its parsed [`Value`] made the first
+/// time something asks for it (a policy, a hook), or the other way round.
+///
+/// A governed call with no policy reading its arguments never builds a
+/// tree of maps for them: the text is what gets stored.
+#[derive(Debug)]
+pub(crate) struct Doc {
+    text: OnceLock<Json>,
+    value: OnceLock<Arc<Value>>,
+}
+
+impl Doc {
+    /// A document from its text.
+    pub(crate) fn from_text(text: Json) -> Self {
+        Self {
+            text: OnceLock::from(text),
+            value: OnceLock::new(),
+        }
+    }
+
+    /// A document from its value.
+    pub(crate) fn from_value(value: Value) -> Self {
+        Self {
+            text: OnceLock::new(),
+            value: OnceLock::from(Arc::new(value)),
+        }
+    }
+
+    /// The text.
+    pub(crate) fn text(&self) -> &Json {
+        self.text.get_or_init(|| match self.value.get() {
+            Some(v) => Json::from(&**v),
+            None => Json::null(),
+        })
+    }
+
+    /// The parsed value.
+    pub(crate) fn value(&self) -> &Arc<Value> {
+        self.value.get_or_init(|| match self.text.get() {
+            Some(t) => Arc::new(t.value()),
+            None => Arc::new(Value::Null),
+        })
     }
 }
 

@@ -21,7 +21,7 @@ use crate::execution::{
     Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Snapshot, StatusSet,
 };
 use crate::governor::Governor;
-use crate::json::Json;
+use crate::json::{Doc, Json};
 use crate::pause::{Pause, PauseMode};
 use crate::policy::{Decision, Denial, Policy, PolicyContext, PolicyKind, PolicyPhase};
 use crate::principal::Principal;
@@ -30,8 +30,8 @@ use crate::store::{Creation, Store, Transition};
 
 impl Action {
     /// Runs `f` governed. `#[govern]` expands to this; `output` turns the
-    /// result into JSON (`None` when it cannot be recorded) and `error`
-    /// turns the action's error into its stored message.
+    /// result into JSON text (`None` when it cannot be recorded) and
+    /// `error` turns the action's error into its stored message.
     pub async fn run_with<T, E, F, Fut, O, R>(
         &self,
         call: Call,
@@ -43,7 +43,7 @@ impl Action {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
         E: From<GovernError>,
-        O: FnOnce(&T) -> Option<Result<Value, String>>,
+        O: FnOnce(&T) -> Option<Result<Json, String>>,
         R: FnOnce(&E) -> String,
     {
         let span = tracing::info_span!(
@@ -60,9 +60,9 @@ impl Action {
                         Some(Err(reason)) => {
                             return Err(Box::pin(run.unrecordable_output(reason)).await.into());
                         }
-                        None => Value::Null,
+                        None => Json::null(),
                     };
-                    run.finish(output).await?;
+                    run.finish(Doc::from_text(output)).await?;
                     Ok(value)
                 }
                 Err(err) => {
@@ -134,9 +134,13 @@ pub(crate) struct Run<'a> {
     events: EventBus,
     redactor: Redactor,
     capture_state: bool,
-    execution: Execution,
-    input: Arc<Value>,
-    output: Option<Arc<Value>>,
+    /// The execution as stored, with the slots of its first write: boxed
+    /// once, so the first write needs no copy of it and moving the run
+    /// stays cheap.
+    record: Box<Creation>,
+    /// The arguments as given (not redacted).
+    input: Doc,
+    output: Option<Doc>,
     decisions: Vec<DecisionRecord>,
     /// A lease the `Running` transition takes (resumed runs).
     pub(crate) take_lease: Option<crate::execution::Lease>,
@@ -161,13 +165,14 @@ impl<'a> Run<'a> {
             .principal
             .or_else(Principal::current)
             .unwrap_or_else(anonymous);
-        let input = call
-            .args
-            .into_value()
-            .map_err(|e| with_action(e, &action.name))?;
+        let input = Doc::from_text(
+            call.args
+                .into_json()
+                .map_err(|e| with_action(e, &action.name))?,
+        );
         let mut redactor = action.redactor.clone();
         redactor.extend(governor.redactor().fields());
-        let stored_input = redact_json(&redactor, &input);
+        let stored_input = redact_doc(&redactor, &input);
         let now = crate::ids::now();
         let execution = Execution::at(
             now,
@@ -183,18 +188,12 @@ impl<'a> Run<'a> {
 
     /// Writes the execution with the events queued so far.
     async fn create_now(&mut self) -> Result<(), GovernError> {
-        let creation = Creation {
-            execution: self.execution.clone(),
-            events: std::mem::take(&mut self.queued),
-            snapshot: None,
-            audit: None,
-        };
-        (*self.store).create(&creation).await?;
+        self.record.events = std::mem::take(&mut self.queued);
+        let written = (*self.store).create(&self.record).await;
+        let events = std::mem::take(&mut self.record.events);
+        written?;
         self.created = true;
-        creation
-            .events
-            .into_iter()
-            .for_each(|e| self.events.emit(e));
+        events.into_iter().for_each(|e| self.events.emit(e));
         Ok(())
     }
 
@@ -203,7 +202,7 @@ impl<'a> Run<'a> {
         governor: &Governor,
         redactor: Redactor,
         execution: Execution,
-        input: Value,
+        input: Doc,
         now: DateTime<Utc>,
     ) -> Run<'a> {
         Run {
@@ -215,8 +214,8 @@ impl<'a> Run<'a> {
             capture_state: action
                 .capture_state
                 .unwrap_or_else(|| governor.capture_state()),
-            execution,
-            input: Arc::new(input),
+            record: Box::new(Creation::new(execution)),
+            input,
             output: None,
             decisions: Vec::new(),
             queued: Vec::with_capacity(4),
@@ -275,7 +274,7 @@ impl<'a> Run<'a> {
             governor,
             redactor,
             execution,
-            input,
+            Doc::from_value(input),
             crate::ids::now(),
         );
         run.created = true;
@@ -290,7 +289,7 @@ impl<'a> Run<'a> {
 
     /// The arguments as given (not redacted).
     pub(crate) fn input(&self) -> &Value {
-        &self.input
+        self.input.value()
     }
 
     /// Records that the action failed with `failure`.
@@ -300,7 +299,7 @@ impl<'a> Run<'a> {
     }
 
     pub(crate) fn id(&self) -> ExecutionId {
-        self.execution.id
+        self.record.execution.id
     }
 
     /// Reads the clock for the next lifecycle step.
@@ -312,30 +311,30 @@ impl<'a> Run<'a> {
         Event::at(
             self.now,
             kind,
-            self.execution.id,
-            Arc::clone(&self.execution.action),
+            self.record.execution.id,
+            Arc::clone(&self.record.execution.action),
             data,
         )
     }
 
     fn hook_context(&self) -> HookContext {
         HookContext {
-            execution_id: self.execution.id,
-            action: Arc::clone(&self.execution.action),
-            input: Arc::clone(&self.input),
-            output: self.output.clone(),
-            principal: Arc::clone(&self.execution.principal),
+            execution_id: self.record.execution.id,
+            action: Arc::clone(&self.record.execution.action),
+            input: Arc::clone(self.input.value()),
+            output: self.output.as_ref().map(|o| Arc::clone(o.value())),
+            principal: Arc::clone(&self.record.execution.principal),
         }
     }
 
     fn policy_context(&self, phase: PolicyPhase) -> PolicyContext<'_> {
         PolicyContext {
-            execution_id: self.execution.id,
-            action: &self.execution.action,
+            execution_id: self.record.execution.id,
+            action: &self.record.execution.action,
             phase,
-            input: &self.input,
-            output: self.output.as_deref(),
-            principal: &self.execution.principal,
+            input: self.input.value(),
+            output: self.output.as_ref().map(|o| &**o.value()),
+            principal: &self.record.execution.principal,
         }
     }
 
@@ -362,22 +361,28 @@ impl<'a> Run<'a> {
             t.events = events;
         }
         if self.created {
-            (*self.store).transition(&t).await?;
-            t.apply_to(&mut self.execution);
+            match (*self.store).transition_in_place(&t) {
+                Some(done) => done?,
+                None => (*self.store).transition(&t).await?,
+            }
+            t.apply_to(&mut self.record.execution);
         } else {
-            let mut execution = self.execution.clone();
-            t.apply_to(&mut execution);
-            let creation = Box::new(Creation {
-                execution,
-                events: std::mem::take(&mut t.events),
-                snapshot: t.snapshot.take(),
-                audit: t.audit.take(),
-            });
-            (*self.store).create(&creation).await?;
+            // The first write: the execution as this step leaves it. A
+            // failed write ends the call, so the record is not rolled back.
+            let record = &mut *self.record;
+            t.apply_to(&mut record.execution);
+            record.events = std::mem::take(&mut t.events);
+            record.snapshot = t.snapshot.take();
+            record.audit = t.audit.take();
+            let written = match (*self.store).create_in_place(&self.record) {
+                Some(done) => done,
+                None => (*self.store).create(&self.record).await,
+            };
+            t.events = std::mem::take(&mut self.record.events);
+            self.record.snapshot = None;
+            self.record.audit = None;
+            written?;
             self.created = true;
-            let creation = *creation;
-            self.execution = creation.execution;
-            t.events = creation.events;
         }
         if t.to.is_terminal() || t.to == ExecutionStatus::AwaitingApproval {
             self.settled = true;
@@ -395,21 +400,19 @@ impl<'a> Run<'a> {
     fn audit_record(&self, status: ExecutionStatus, failure: Option<&Failure>) -> AuditRecord {
         let settings = self.action.audit.as_ref();
         AuditRecord {
-            execution_id: self.execution.id,
-            action: Arc::clone(&self.execution.action),
-            principal: self.execution.principal.id.clone(),
-            tenant: self.execution.principal.tenant.clone(),
+            execution_id: self.record.execution.id,
+            action: Arc::clone(&self.record.execution.action),
+            principal: self.record.execution.principal.id.clone(),
+            tenant: self.record.execution.principal.tenant.clone(),
             status,
             at: self.now,
             decisions: self.decisions.clone(),
             inputs: settings
                 .filter(|s| s.log_inputs)
-                .map(|_| self.execution.inputs.clone()),
-            output: settings.filter(|s| s.log_outputs).and_then(|_| {
-                self.output
-                    .as_deref()
-                    .map(|o| redact_json(&self.redactor, o))
-            }),
+                .map(|_| self.record.execution.inputs.clone()),
+            output: settings
+                .filter(|s| s.log_outputs)
+                .and_then(|_| self.output.as_ref().map(|o| redact_doc(&self.redactor, o))),
             failure: failure.map(|f| f.message.clone()),
             tags: settings
                 .map(|s| s.compliance_tags.clone())
@@ -502,7 +505,7 @@ impl<'a> Run<'a> {
                     .await?;
                 Err(GovernError::Hook {
                     execution_id: self.id(),
-                    action: self.execution.action.to_string(),
+                    action: self.record.execution.action.to_string(),
                     stage,
                     hook: hook.name().to_owned(),
                     reason,
@@ -533,7 +536,11 @@ impl<'a> Run<'a> {
             if !policy.phase().applies_to(phase) {
                 continue;
             }
-            let mut decision = policy.evaluate(&self.policy_context(phase)).await;
+            let ctx = self.policy_context(phase);
+            let mut decision = match (**policy).evaluate_now(&ctx) {
+                Some(decision) => decision,
+                None => (**policy).evaluate(&ctx).await,
+            };
             let shadow = policy.is_shadow();
             let mut granted = None;
             if let (Decision::RequireApproval(spec), false) = (&decision, shadow)
@@ -624,7 +631,7 @@ impl<'a> Run<'a> {
     /// runs is what was approved.
     async fn wait_and_recheck(&mut self, wait: std::time::Duration) -> Result<(), GovernError> {
         self.await_decision(wait).await?;
-        let inputs = self.execution.inputs.clone();
+        let inputs = self.record.execution.inputs.clone();
         self.recheck(&inputs).await
     }
 
@@ -660,7 +667,7 @@ impl<'a> Run<'a> {
                     return Err(pending);
                 }
                 ExecutionStatus::Approved => {
-                    self.execution = current;
+                    self.record.execution = current;
                     return Ok(());
                 }
                 ExecutionStatus::Rejected | ExecutionStatus::Expired => {
@@ -693,12 +700,12 @@ impl<'a> Run<'a> {
     /// approved or is now denied; parks it again (`Pending`) if the new
     /// policies ask for an approval nobody gave yet.
     pub(crate) async fn recheck(&mut self, inputs: &Json) -> Result<(), GovernError> {
-        match crate::binding::check(&self.execution, inputs, &self.action.policy_version) {
+        match crate::binding::check(&self.record.execution, inputs, &self.action.policy_version) {
             Check::Intact => Ok(()),
             Check::Mismatch => {
                 let error = GovernError::Denied {
                     execution_id: self.id(),
-                    action: self.execution.action.to_string(),
+                    action: self.record.execution.action.to_string(),
                     policy: BINDING_POLICY.into(),
                     rule: Some("digest".into()),
                     reason: "what would run is not what was approved: the action, arguments or \
@@ -719,7 +726,7 @@ impl<'a> Run<'a> {
     /// whose action's policies changed since it was approved.
     async fn reevaluate(&mut self) -> Result<(), GovernError> {
         let approvals = self.pre_checks().await?;
-        let previous = self.execution.approval.clone();
+        let previous = self.record.execution.approval.clone();
         let missing: Vec<ApprovalSpec> = approvals
             .into_iter()
             .filter(|spec| !previous.as_ref().is_some_and(|r| r.covers(spec)))
@@ -800,7 +807,7 @@ impl<'a> Run<'a> {
     async fn deny_paused(&mut self, pause: Pause) -> Result<(), GovernError> {
         let error = GovernError::Paused {
             execution_id: self.id(),
-            action: self.execution.action.to_string(),
+            action: self.record.execution.action.to_string(),
             by: pause.by,
             reason: pause.reason,
         };
@@ -816,15 +823,15 @@ impl<'a> Run<'a> {
         match self
             .store
             .grants(
-                &self.execution.action,
-                &self.execution.principal.id,
+                &self.record.execution.action,
+                &self.record.execution.principal.id,
                 self.now,
             )
             .await
         {
             Ok(grants) => grants
                 .into_iter()
-                .find(|g| g.covers(policy, &self.input, self.now)),
+                .find(|g| g.covers(policy, self.input.value(), self.now)),
             Err(e) => {
                 tracing::warn!(execution_id = %self.id(), "could not read standing grants: {e}");
                 None
@@ -851,7 +858,7 @@ impl<'a> Run<'a> {
 
     fn denial_error(&self, policy: &dyn Policy, denial: Denial, phase: PolicyPhase) -> GovernError {
         let execution_id = self.id();
-        let action = self.execution.action.to_string();
+        let action = self.record.execution.action.to_string();
         let name = policy.name().to_owned();
         let reason = self.redactor.redact_text(&denial.reason);
         match (policy.kind(), denial.retry_after) {
@@ -889,12 +896,15 @@ impl<'a> Run<'a> {
         from: ExecutionStatus,
     ) -> Result<(), GovernError> {
         let mut request = ApprovalRequest::new(specs);
-        let inputs = self.execution.inputs.clone();
-        request.bind(&self.execution, &inputs, &self.action.policy_version);
+        let inputs = self.record.execution.inputs.clone();
+        request.bind(&self.record.execution, &inputs, &self.action.policy_version);
         let mut t = self.transition(from, ExecutionStatus::AwaitingApproval);
         // A worker's claim on an approved execution ends with re-parking.
         t.clear_lease = from == ExecutionStatus::Approved;
-        let snapshot = self.snapshot(Checkpoint::AwaitingApproval, self.execution.inputs.clone());
+        let snapshot = self.snapshot(
+            Checkpoint::AwaitingApproval,
+            self.record.execution.inputs.clone(),
+        );
         t.events
             .push(self.event(EventKind::ApprovalRequested, json_of(&request)));
         t.events.push(self.event(
@@ -921,9 +931,9 @@ impl<'a> Run<'a> {
         request.sealed_inputs = None;
         let notice = ApprovalNotice {
             execution_id: self.id(),
-            action: self.execution.action.to_string(),
-            requester: self.execution.principal.id.clone(),
-            inputs: self.execution.inputs.clone(),
+            action: self.record.execution.action.to_string(),
+            requester: self.record.execution.principal.id.clone(),
+            inputs: self.record.execution.inputs.clone(),
             request,
         };
         self.apply(t).await?;
@@ -938,6 +948,7 @@ impl<'a> Run<'a> {
     fn sealed_input(&self) -> Option<String> {
         let key = self.governor.seal_key()?;
         if !self
+            .record
             .execution
             .inputs
             .as_str()
@@ -945,7 +956,7 @@ impl<'a> Run<'a> {
         {
             return None;
         }
-        key.seal(&self.execution, Json::from(&*self.input).as_str())
+        key.seal(&self.record.execution, self.input.text().as_str())
     }
 
     fn snapshot(&self, checkpoint: Checkpoint, state: Json) -> Snapshot {
@@ -961,10 +972,10 @@ impl<'a> Run<'a> {
         if let Some(cb) = &self.action.on_state_saved {
             let state = json!({
                 "execution_id": self.id(),
-                "action": &*self.execution.action,
-                "status": self.execution.status,
+                "action": &*self.record.execution.action,
+                "status": self.record.execution.status,
                 "checkpoint": checkpoint,
-                "inputs": self.execution.inputs,
+                "inputs": self.record.execution.inputs,
                 "captured_at": self.now,
                 "approval_required": approval_required,
             });
@@ -982,8 +993,10 @@ impl<'a> Run<'a> {
         t.clear_lease = taking.is_none();
         t.lease = taking.clone();
         if self.capture_state {
-            t.snapshot =
-                Some(self.snapshot(Checkpoint::PreExecution, self.execution.inputs.clone()));
+            t.snapshot = Some(self.snapshot(
+                Checkpoint::PreExecution,
+                self.record.execution.inputs.clone(),
+            ));
             self.queue(self.event(
                 EventKind::StateCaptured,
                 checkpoint_data(Checkpoint::PreExecution),
@@ -1018,10 +1031,10 @@ impl<'a> Run<'a> {
                 .any(|p| p.phase().applies_to(PolicyPhase::PreExecution))
     }
 
-    pub(crate) async fn finish(&mut self, output: Value) -> Result<(), GovernError> {
+    pub(crate) async fn finish(&mut self, output: Doc) -> Result<(), GovernError> {
         // The action just returned: this step's time is its end.
         self.tick();
-        self.output = Some(Arc::new(output));
+        self.output = Some(output);
         let (denied, _, _) = self.evaluate(PolicyPhase::PostExecution).await;
         if let Some((policy, denial)) = denied {
             let error = self.denial_error(&*policy, denial, PolicyPhase::PostExecution);
@@ -1040,8 +1053,8 @@ impl<'a> Run<'a> {
         }
         let stored_output = self
             .output
-            .as_deref()
-            .map(|o| redact_json(&self.redactor, o))
+            .as_ref()
+            .map(|o| redact_doc(&self.redactor, o))
             .unwrap_or_else(Json::null);
         let mut t = self.transition(ExecutionStatus::Running, ExecutionStatus::Completed);
         if self.capture_state {
@@ -1051,7 +1064,7 @@ impl<'a> Run<'a> {
                 checkpoint_data(Checkpoint::PostExecution),
             ));
         }
-        let micros = (self.now - self.execution.created_at)
+        let micros = (self.now - self.record.execution.created_at)
             .num_microseconds()
             .unwrap_or(0);
         let data = Json::raw_with(|data| {
@@ -1079,7 +1092,7 @@ impl<'a> Run<'a> {
 
     async fn unrecordable_output(&mut self, reason: String) -> GovernError {
         let error = GovernError::Serialization {
-            action: self.execution.action.to_string(),
+            action: self.record.execution.action.to_string(),
             what: "output".into(),
             reason,
         };
@@ -1136,18 +1149,32 @@ impl Drop for Run<'_> {
     }
 }
 
+/// Writes `n` in decimal (without the formatting machinery, which costs
+/// more than the rest of the event's text).
+fn push_digits(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[at..].iter().for_each(|&d| out.push(char::from(d)));
+}
+
 /// Writes `micros` as a JSON number of milliseconds with up to three
 /// decimals (`1.5`, `12`, `0.007`), without going through `f64`
 /// formatting, which cost ~4% of a governed call.
 fn push_millis(out: &mut String, micros: i64) {
-    use std::fmt::Write as _;
-    let (sign, micros) = if micros < 0 {
-        ("-", -micros)
-    } else {
-        ("", micros)
-    };
+    if micros < 0 {
+        out.push('-');
+    }
+    let micros = micros.unsigned_abs();
     let (whole, frac) = (micros / 1000, micros % 1000);
-    let _ = write!(out, "{sign}{whole}");
+    push_digits(out, whole);
     if frac != 0 {
         out.push('.');
         let mut rest = frac;
@@ -1181,11 +1208,13 @@ fn failure_of(error: &GovernError, policy: &str) -> Failure {
     Failure::new(kind, error.to_string()).with_policy(policy)
 }
 
-fn redact_json(redactor: &Redactor, value: &Value) -> Json {
-    if redactor.is_empty() {
-        Json::from(value)
+/// The stored form of `doc`: its text, unless something in it is redacted.
+fn redact_doc(redactor: &Redactor, doc: &Doc) -> Json {
+    let text = doc.text();
+    if redactor.may_match(text.as_str()) {
+        Json::from(&redactor.redact(doc.value()))
     } else {
-        Json::from(&redactor.redact(value))
+        text.clone()
     }
 }
 
@@ -1196,7 +1225,7 @@ fn json_of<T: serde::Serialize>(value: &T) -> Json {
 impl fmt::Debug for Run<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Run")
-            .field("execution", &self.execution.id)
+            .field("execution", &self.record.execution.id)
             .finish_non_exhaustive()
     }
 }
@@ -1325,7 +1354,7 @@ pub(crate) async fn run_resumed(
         }
     };
     match result {
-        Ok(output) => run.finish(output).await,
+        Ok(output) => run.finish(Doc::from_value(output)).await,
         Err(message) => {
             run.action_failed(message).await;
             Ok(())
@@ -1346,6 +1375,7 @@ mod tests {
             (7, "0.007"),
             (1_010, "1.01"),
             (-2_250, "-2.25"),
+            (9_876_543_210_123, "9876543210.123"),
         ] {
             let mut out = String::new();
             push_millis(&mut out, micros);

@@ -12,6 +12,7 @@ pub use serde_json::Value;
 use crate::action::{Action, ActionBuilder, Args};
 use crate::error::GovernError;
 use crate::governor::Governor;
+use crate::json::Json;
 use crate::policy::Policy;
 use crate::principal::Principal;
 use crate::store::Store;
@@ -121,13 +122,13 @@ pub fn caller(c: impl IntoCaller) -> Option<Principal> {
 pub struct Rec<'a, T: ?Sized>(pub &'a T);
 
 pub trait RecordSerialize {
-    fn record_output(&self) -> Option<Result<Value, String>>;
+    fn record_output(&self) -> Option<Result<Json, String>>;
     fn bind_self(&self, args: Args) -> Args;
 }
 
 impl<T: Serialize + ?Sized> RecordSerialize for &Rec<'_, T> {
-    fn record_output(&self) -> Option<Result<Value, String>> {
-        Some(serde_json::to_value(self.0).map_err(|e| e.to_string()))
+    fn record_output(&self) -> Option<Result<Json, String>> {
+        Some(Json::encode(self.0).map_err(|e| e.to_string()))
     }
     fn bind_self(&self, args: Args) -> Args {
         args.arg("self", self.0)
@@ -135,12 +136,12 @@ impl<T: Serialize + ?Sized> RecordSerialize for &Rec<'_, T> {
 }
 
 pub trait RecordOpaque {
-    fn record_output(&self) -> Option<Result<Value, String>>;
+    fn record_output(&self) -> Option<Result<Json, String>>;
     fn bind_self(&self, args: Args) -> Args;
 }
 
 impl<T: ?Sized> RecordOpaque for Rec<'_, T> {
-    fn record_output(&self) -> Option<Result<Value, String>> {
+    fn record_output(&self) -> Option<Result<Json, String>> {
         None
     }
     fn bind_self(&self, args: Args) -> Args {
@@ -265,6 +266,12 @@ where
     Box::pin(body)
 }
 
+/// A resumed body's output as the resume handler returns it (`null` when
+/// it cannot be recorded).
+pub fn resumed_output(output: Option<Result<Json, String>>) -> Result<Value, String> {
+    output.map_or(Ok(Value::Null), |o| o.map(|json| json.value()))
+}
+
 /// A handler's failure before its body runs.
 pub fn resume_failed(message: String) -> BoxFuture<'static, Result<Value, String>> {
     Box::pin(async move { Err(message) })
@@ -287,7 +294,10 @@ mod tests {
 
     #[test]
     fn autoref_picks_serialize_or_falls_back() {
-        assert_eq!((&&Rec(&5)).record_output(), Some(Ok(serde_json::json!(5))));
+        assert_eq!(
+            (&&Rec(&5)).record_output().map(|o| o.map(|j| j.value())),
+            Some(Ok(serde_json::json!(5)))
+        );
         assert_eq!((&&Rec(&Opaque)).record_output(), None);
         assert_eq!((&&Rec(&"x")).record_error(), "x");
         assert_eq!((&&Rec(&OnlyDebug)).record_error(), "OnlyDebug");

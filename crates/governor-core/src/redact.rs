@@ -77,6 +77,27 @@ impl Redactor {
         }
     }
 
+    /// Whether JSON text may hold a sensitive key, so that it has to be
+    /// parsed and redacted. serde_json writes every key as it is, escaping
+    /// only quotes, backslashes and control characters, so a field that
+    /// appears nowhere in the text (ignoring ASCII case) is in no key.
+    /// Text with `\u` escapes, and fields that would be escaped, always
+    /// count as a possible match.
+    pub(crate) fn may_match(&self, json_text: &str) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        if json_text.contains("\\u") {
+            return true;
+        }
+        let text = json_text.as_bytes();
+        self.fields.iter().any(|f| {
+            let f = f.as_bytes();
+            f.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
+                || text.windows(f.len()).any(|w| w.eq_ignore_ascii_case(f))
+        })
+    }
+
     /// A redacted copy of `value`.
     pub fn redact(&self, value: &Value) -> Value {
         let mut copy = value.clone();
@@ -158,6 +179,20 @@ mod tests {
         assert_eq!(out["list"][0]["password"], REDACTED);
         assert_eq!(out["tuple"][1]["Ssn"], REDACTED);
         assert_eq!(v["user"]["SSN"], "123", "original untouched");
+    }
+
+    #[test]
+    fn text_without_a_sensitive_name_needs_no_parsing() {
+        let r = Redactor::new(["ssn"]);
+        assert!(!r.may_match(r#"{"amount":5,"recipient":"Acme"}"#));
+        assert!(r.may_match(r#"{"user":{"SSN":"1"}}"#));
+        assert!(
+            r.may_match(r#"{"note":"no ssn here"}"#),
+            "a value may match too"
+        );
+        assert!(r.may_match(r#"{"\u0073sn":"1"}"#), "an escaped key");
+        assert!(Redactor::new([r#"a"b"#]).may_match(r#"{"a\"b":1}"#));
+        assert!(!Redactor::default().may_match(r#"{"ssn":1}"#));
     }
 
     #[test]

@@ -388,9 +388,9 @@ fn resume_parts(
                 #(#restores)*
                 let __gov_body = async move {
                     match #body.await {
-                        ::core::result::Result::Ok(__gov_out) => (&&#p::Rec(&__gov_out))
-                            .record_output()
-                            .unwrap_or(::core::result::Result::Ok(#p::Value::Null)),
+                        ::core::result::Result::Ok(__gov_out) => {
+                            #p::resumed_output((&&#p::Rec(&__gov_out)).record_output())
+                        }
                         ::core::result::Result::Err(__gov_err) => {
                             ::core::result::Result::Err((&&#p::Rec(&__gov_err)).record_error())
                         }

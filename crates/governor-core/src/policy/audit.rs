@@ -120,6 +120,9 @@ impl Policy for AuditPolicy {
     async fn evaluate(&self, _ctx: &PolicyContext<'_>) -> Decision {
         Decision::Allow
     }
+    fn evaluate_now(&self, _ctx: &PolicyContext<'_>) -> Option<Decision> {
+        Some(Decision::Allow)
+    }
     fn sensitive_fields(&self) -> &[String] {
         &self.sensitive_fields
     }

@@ -63,6 +63,9 @@ where
     async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
         (self.check)(ctx)
     }
+    fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
+        Some((self.check)(ctx))
+    }
 }
 
 /// An owned copy of a call, handed to asynchronous closure policies.

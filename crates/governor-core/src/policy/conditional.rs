@@ -55,6 +55,13 @@ impl<P: Policy> Policy for When<P> {
             Decision::Allow
         }
     }
+    fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
+        if self.holds(ctx) {
+            self.inner.evaluate_now(ctx)
+        } else {
+            Some(Decision::Allow)
+        }
+    }
     fn release(&self, ctx: &PolicyContext<'_>) {
         if self.holds(ctx) {
             self.inner.release(ctx);

@@ -311,6 +311,16 @@ pub trait Policy: Send + Sync + 'static {
     /// Decides about one call.
     async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision;
 
+    /// [`Policy::evaluate`] decided on the spot, for a policy that never
+    /// waits (the built-in ones, unless backed by a shared store): the
+    /// governed call then skips a boxed future. `None`, the default, means
+    /// "call `evaluate`". When it returns a decision, it must be the one
+    /// `evaluate` would return.
+    fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
+        let _ = ctx;
+        None
+    }
+
     /// Called when this policy allowed a call that a later pre-execution
     /// policy then refused, so that quota-like state can be given back.
     fn release(&self, _ctx: &PolicyContext<'_>) {}
@@ -371,6 +381,9 @@ impl<P: Policy> Policy for Shadow<P> {
     async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
         self.0.evaluate(ctx).await
     }
+    fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
+        self.0.evaluate_now(ctx)
+    }
     fn release(&self, ctx: &PolicyContext<'_>) {
         self.0.release(ctx);
     }
@@ -409,6 +422,9 @@ impl<P: Policy + ?Sized> Policy for Arc<P> {
     }
     async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
         (**self).evaluate(ctx).await
+    }
+    fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
+        (**self).evaluate_now(ctx)
     }
     fn release(&self, ctx: &PolicyContext<'_>) {
         (**self).release(ctx);

@@ -215,28 +215,9 @@ fn compile(
         })
 }
 
-#[async_trait]
-impl Policy for ValidationPolicy {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn kind(&self) -> PolicyKind {
-        PolicyKind::Validation
-    }
-
-    fn phase(&self) -> PolicyPhase {
-        if let Some(phase) = self.phase {
-            return phase;
-        }
-        match (self.input.is_empty(), self.output.is_empty()) {
-            (false, true) | (true, true) => PolicyPhase::PreExecution,
-            (true, false) => PolicyPhase::PostExecution,
-            (false, false) => PolicyPhase::Both,
-        }
-    }
-
-    async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
+impl ValidationPolicy {
+    /// The decision about the inputs (pre-execution) or output (post).
+    fn decide(&self, ctx: &PolicyContext<'_>) -> Decision {
         let (checks, value, what) = match (ctx.phase, ctx.output) {
             (PolicyPhase::PostExecution, Some(out)) => (&self.output, out, "output"),
             (PolicyPhase::PostExecution, None) => return Decision::Allow,
@@ -259,6 +240,35 @@ impl Policy for ValidationPolicy {
         } else {
             Decision::Warn(reason)
         }
+    }
+}
+
+#[async_trait]
+impl Policy for ValidationPolicy {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> PolicyKind {
+        PolicyKind::Validation
+    }
+
+    fn phase(&self) -> PolicyPhase {
+        if let Some(phase) = self.phase {
+            return phase;
+        }
+        match (self.input.is_empty(), self.output.is_empty()) {
+            (false, true) | (true, true) => PolicyPhase::PreExecution,
+            (true, false) => PolicyPhase::PostExecution,
+            (false, false) => PolicyPhase::Both,
+        }
+    }
+
+    async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
+        self.decide(ctx)
+    }
+    fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
+        Some(self.decide(ctx))
     }
     fn input_schema(&self) -> Option<&Value> {
         self.input.schema_value.as_deref()

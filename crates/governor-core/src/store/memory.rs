@@ -422,9 +422,8 @@ impl Inner {
     }
 }
 
-#[async_trait]
-impl Store for MemoryStore {
-    async fn create(&self, c: &Creation) -> Result<(), StoreError> {
+impl MemoryStore {
+    fn create_now(&self, c: &Creation) -> Result<(), StoreError> {
         c.check()?;
         let id = c.execution.id;
         let mut entry = Box::new(Entry::new(&c.execution));
@@ -456,7 +455,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn transition(&self, t: &Transition) -> Result<(), StoreError> {
+    fn transition_now(&self, t: &Transition) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         let entry = inner.entry(t.id, "transition")?;
         // The clock is read only when a lease has to be checked.
@@ -475,6 +474,25 @@ impl Store for MemoryStore {
         drop(inner);
         self.announce(t.id, t.to);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn create(&self, c: &Creation) -> Result<(), StoreError> {
+        self.create_now(c)
+    }
+
+    async fn transition(&self, t: &Transition) -> Result<(), StoreError> {
+        self.transition_now(t)
+    }
+
+    fn create_in_place(&self, c: &Creation) -> Option<Result<(), StoreError>> {
+        Some(self.create_now(c))
+    }
+
+    fn transition_in_place(&self, t: &Transition) -> Option<Result<(), StoreError>> {
+        Some(self.transition_now(t))
     }
 
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {

@@ -371,6 +371,21 @@ pub trait Store: Send + Sync + 'static {
     /// state machine forbids it).
     async fn transition(&self, transition: &Transition) -> Result<(), StoreError>;
 
+    /// [`Store::create`] done on the spot by a store that never waits (the
+    /// memory store), which spares a governed call a boxed future per
+    /// write. `None`, the default, means "call `create`".
+    fn create_in_place(&self, creation: &Creation) -> Option<Result<(), StoreError>> {
+        let _ = creation;
+        None
+    }
+
+    /// [`Store::transition`] done on the spot, as for
+    /// [`Store::create_in_place`].
+    fn transition_in_place(&self, transition: &Transition) -> Option<Result<(), StoreError>> {
+        let _ = transition;
+        None
+    }
+
     /// One execution.
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError>;
 
@@ -557,6 +572,12 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     async fn transition(&self, transition: &Transition) -> Result<(), StoreError> {
         (**self).transition(transition).await
+    }
+    fn create_in_place(&self, creation: &Creation) -> Option<Result<(), StoreError>> {
+        (**self).create_in_place(creation)
+    }
+    fn transition_in_place(&self, transition: &Transition) -> Option<Result<(), StoreError>> {
+        (**self).transition_in_place(transition)
     }
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
         (**self).execution(id).await

@@ -9,6 +9,7 @@ mod external;
 mod lifecycle;
 mod memory_store;
 mod pause;
+mod policies;
 mod policy_files;
 mod resume;
 mod sealed;

@@ -45,7 +45,7 @@ async fn park(action: &Action) -> ExecutionId {
         .run_with(
             call,
             || async { Ok::<_, GovernError>(json!(0)) },
-            |v| Some(Ok(v.clone())),
+            |v| Some(Ok(governor_core::Json::from(v))),
             |e| e.to_string(),
         )
         .await

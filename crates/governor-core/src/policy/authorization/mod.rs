@@ -180,6 +180,19 @@ impl AuthorizationPolicy {
         Ok(self)
     }
 
+    /// The decision: allow, or the first failing rule's denial (or an
+    /// approval request, with `require_approval_on_failure`).
+    fn decide(&self, ctx: &PolicyContext<'_>) -> Decision {
+        match (self.check(ctx), &self.on_failure) {
+            (Ok(()), _) => Decision::Allow,
+            (Err(denial), None) => Decision::Deny(denial),
+            (Err(denial), Some(approvers)) => Decision::RequireApproval(
+                ApprovalSpec::new(self.name.clone(), approvers.clone())
+                    .with_reason(format!("{}, approval required", denial.reason)),
+            ),
+        }
+    }
+
     fn check(&self, ctx: &PolicyContext<'_>) -> Result<(), Denial> {
         let who = ctx.principal;
         if who.is_anonymous() && !self.allow_anonymous {
@@ -252,14 +265,10 @@ impl Policy for AuthorizationPolicy {
     }
 
     async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
-        match (self.check(ctx), &self.on_failure) {
-            (Ok(()), _) => Decision::Allow,
-            (Err(denial), None) => Decision::Deny(denial),
-            (Err(denial), Some(approvers)) => Decision::RequireApproval(
-                ApprovalSpec::new(self.name.clone(), approvers.clone())
-                    .with_reason(format!("{}, approval required", denial.reason)),
-            ),
-        }
+        self.decide(ctx)
+    }
+    fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
+        Some(self.decide(ctx))
     }
     fn fingerprint(&self) -> String {
         let conditions: Vec<&str> = self.conditions.iter().map(|(n, _)| n.as_str()).collect();

@@ -286,6 +286,28 @@ impl RateLimitPolicy {
         format!("{}:{key}", self.name)
     }
 
+    /// The decision of the in-process limiter (and of a limit of zero,
+    /// which needs no counter).
+    fn evaluate_local(&self, ctx: &PolicyContext<'_>) -> Decision {
+        if self.max_calls == 0 {
+            return self.deny("", self.window);
+        }
+        let key = self.key(ctx);
+        let now = self.now();
+        let Ok(mut state) = self.state.lock() else {
+            return Decision::deny("rate limiter state is unavailable");
+        };
+        match state.acquire(&key, now, self.limit(), self.max_keys) {
+            Ok(()) => Decision::Allow,
+            Err(local::Refusal::Limited(wait)) => self.deny(&key, Duration::from_nanos(wait)),
+            Err(local::Refusal::Full) => Decision::Deny(
+                Denial::new("rate limiter is tracking its maximum number of keys")
+                    .rule("max_keys")
+                    .retry_after(Duration::from_nanos(self.interval())),
+            ),
+        }
+    }
+
     async fn evaluate_shared(&self, shared: &dyn RateLimitBackend, key: &str) -> Decision {
         match shared.acquire(&self.shared_key(key), self.limit()).await {
             Ok(Admission::Admitted) => Decision::Allow,
@@ -326,25 +348,18 @@ impl Policy for RateLimitPolicy {
     }
 
     async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
-        if self.max_calls == 0 {
-            return self.deny("", self.window);
+        match &self.shared {
+            Some(shared) if self.max_calls > 0 => {
+                self.evaluate_shared(&**shared, &self.key(ctx)).await
+            }
+            _ => self.evaluate_local(ctx),
         }
-        let key = self.key(ctx);
-        if let Some(shared) = &self.shared {
-            return self.evaluate_shared(&**shared, &key).await;
-        }
-        let now = self.now();
-        let Ok(mut state) = self.state.lock() else {
-            return Decision::deny("rate limiter state is unavailable");
-        };
-        match state.acquire(&key, now, self.limit(), self.max_keys) {
-            Ok(()) => Decision::Allow,
-            Err(local::Refusal::Limited(wait)) => self.deny(&key, Duration::from_nanos(wait)),
-            Err(local::Refusal::Full) => Decision::Deny(
-                Denial::new("rate limiter is tracking its maximum number of keys")
-                    .rule("max_keys")
-                    .retry_after(Duration::from_nanos(self.interval())),
-            ),
+    }
+
+    fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
+        match &self.shared {
+            Some(_) if self.max_calls > 0 => None,
+            _ => Some(self.evaluate_local(ctx)),
         }
     }
 
