@@ -264,7 +264,12 @@ fn main() {
     rt.block_on(async {
         // The default capacity: a long-running process evicts old finished
         // executions, so the store is measured in that steady state.
-        let store = MemoryStore::new();
+        // `GOVERNOR_BENCH_CAPACITY` changes it (to see what a store that
+        // fits in the CPU's caches costs).
+        let store = match std::env::var("GOVERNOR_BENCH_CAPACITY").map(|c| c.parse()) {
+            Ok(Ok(capacity)) => MemoryStore::with_capacity(capacity),
+            _ => MemoryStore::new(),
+        };
         GOV.set(Governor::builder().store(store).build().unwrap())
             .unwrap();
         memory_benchmarks(n).await;

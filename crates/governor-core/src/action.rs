@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::error::GovernError;
 use crate::execution::ExecutionId;
 use crate::governor::Governor;
-use crate::json::Json;
+use crate::json::{Doc, Json};
 use crate::policy::{AuditSettings, Policy};
 use crate::principal::Principal;
 use crate::redact::Redactor;
@@ -107,6 +107,10 @@ pub struct Args {
     rebound: bool,
     /// The first argument that could not be serialized, and why.
     error: Option<Box<(String, String)>>,
+    /// The arguments as a map too, for an action whose policies or hooks
+    /// read them ([`Action::args`]): building it costs less than parsing
+    /// the text back.
+    value: Option<Map<String, Value>>,
 }
 
 impl Args {
@@ -130,11 +134,17 @@ impl Args {
         self.text.push(if start == 0 { b'{' } else { b',' });
         let key_at = self.text.len();
         let written = serde_json::to_writer(&mut self.text, name).and_then(|()| {
-            let bit = 1u64 << (fnv1a(&self.text[key_at..]) % 64);
+            let bit = 1u64 << (name_hash(&self.text[key_at..]) % 64);
             self.rebound |= self.names & bit != 0;
             self.names |= bit;
             self.text.push(b':');
             serde_json::to_writer(&mut self.text, value)
+        });
+        let written = written.and_then(|()| match &mut self.value {
+            Some(map) => serde_json::to_value(value).map(|v| {
+                map.insert(name.to_owned(), v);
+            }),
+            None => Ok(()),
         });
         if let Err(e) = written {
             self.text.truncate(start);
@@ -173,7 +183,12 @@ impl Args {
     }
 
     /// The bound arguments as JSON text.
-    pub(crate) fn into_json(mut self) -> Result<Json, GovernError> {
+    pub(crate) fn into_json(self) -> Result<Json, GovernError> {
+        self.into_doc().map(|doc| doc.text().clone())
+    }
+
+    /// The bound arguments as text, with their value when it was built.
+    pub(crate) fn into_doc(mut self) -> Result<Doc, GovernError> {
         if let Some((what, reason)) = self.error.map(|e| *e) {
             return Err(GovernError::Serialization {
                 action: String::new(),
@@ -181,25 +196,38 @@ impl Args {
                 reason,
             });
         }
-        if self.text.is_empty() {
-            return Ok(Json::raw_with(|t| t.push_str("{}")));
+        if self.rebound {
+            // As a map, a repeated name keeps its last value.
+            let map = match self.value {
+                Some(map) => map,
+                None => {
+                    self.text.push(b'}');
+                    serde_json::from_slice(&self.text).unwrap_or_default()
+                }
+            };
+            return Ok(Doc::from_value(Value::Object(map)));
         }
-        self.text.push(b'}');
-        let json = Json::from_utf8(&self.text);
-        if !self.rebound {
-            return Ok(json);
-        }
-        // Parsing into a map keeps the last value of a repeated name.
-        let value: Map<String, Value> = serde_json::from_str(json.as_str()).unwrap_or_default();
-        Ok(Json::from(&Value::Object(value)))
+        let text = if self.text.is_empty() {
+            Json::raw_with(|t| t.push_str("{}"))
+        } else {
+            self.text.push(b'}');
+            Json::from_utf8(&self.text)
+        };
+        Ok(match self.value {
+            Some(map) => Doc::from_parts(text, Value::Object(map)),
+            None => Doc::from_text(text),
+        })
     }
 }
 
-/// FNV-1a: a hash of a few bytes without a hasher's setup.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+/// A cheap hash of a name: its length and its first and last bytes (a
+/// collision only costs a parse of the arguments, never a wrong result).
+fn name_hash(bytes: &[u8]) -> u64 {
+    let edge = |b: Option<&u8>| u64::from(b.copied().unwrap_or(0));
+    (bytes.len() as u64)
+        .wrapping_mul(31)
+        .wrapping_add(edge(bytes.get(1)) * 7)
+        .wrapping_add(edge(bytes.iter().rev().nth(1)))
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -234,6 +262,8 @@ pub struct Action {
     pub(crate) audit: Option<AuditSettings>,
     pub(crate) allow_data: Vec<crate::lifecycle::AllowData>,
     pub(crate) policy_names: Vec<Arc<str>>,
+    /// Whether policies or hooks read the arguments (see [`Action::args`]).
+    pub(crate) reads_input: bool,
     pub(crate) resume: Option<ResumeFn>,
     /// A label folded into the policy version (see
     /// [`ActionBuilder::policy_version`]).
@@ -284,6 +314,16 @@ impl Action {
         match &self.governor {
             GovernorRef::Global => Governor::global(),
             GovernorRef::Fixed(g) => g,
+        }
+    }
+
+    /// Arguments for a call of this action. They are also kept as a map
+    /// when its policies or hooks will read them, which spares parsing
+    /// their text back; `#[govern]` binds its arguments this way.
+    pub fn args(&self) -> Args {
+        Args {
+            value: self.reads_input.then(Map::new),
+            ..Args::new()
         }
     }
 
@@ -379,6 +419,7 @@ impl ActionBuilder {
                 audit: None,
                 allow_data: Vec::new(),
                 policy_names: Vec::new(),
+                reads_input: false,
                 resume: None,
                 policy_label: None,
                 policy_version: Arc::from(""),
@@ -506,6 +547,8 @@ impl ActionBuilder {
             .iter()
             .map(|p| crate::lifecycle::AllowData::new(&**p))
             .collect();
+        a.policy_names = a.policies.iter().map(|p| Arc::from(p.name())).collect();
+        a.reads_input = !a.policies.is_empty() || !a.pre.is_empty() || !a.post.is_empty();
         for p in &a.policies {
             a.redactor.extend(p.sensitive_fields());
             if let Some(s) = p.audit_settings() {
@@ -561,6 +604,27 @@ mod tests {
             from.into_value().unwrap(),
             json!({"x": 1, "y": {"z": null}})
         );
+    }
+
+    #[test]
+    fn args_for_an_action_that_reads_them_carry_their_value_too() {
+        let keeping = || Args {
+            value: Some(Map::new()),
+            ..Args::new()
+        };
+        let doc = keeping().arg("b", &1).arg("a", "x").into_doc().unwrap();
+        assert_eq!(doc.text().as_str(), r#"{"b":1,"a":"x"}"#);
+        assert_eq!(**doc.value(), json!({"a": "x", "b": 1}));
+        let again = keeping().arg("a", &1).arg("a", &2).into_doc().unwrap();
+        assert_eq!(**again.value(), json!({"a": 2}));
+        assert_eq!(again.text().as_str(), r#"{"a":2}"#);
+        let reading = Action::builder("t")
+            .policy(crate::AuditPolicy::new())
+            .build()
+            .unwrap();
+        assert!(reading.args().value.is_some());
+        let plain = Action::builder("t").build().unwrap();
+        assert!(plain.args().value.is_none());
     }
 
     #[test]

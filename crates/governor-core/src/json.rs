@@ -143,13 +143,13 @@ impl Serialize for Json {
 }
 
 /// A JSON document held as text, with its parsed [`Value`] made the first
-/// time something asks for it (a policy, a hook), or the other way round.
+/// time something asks for it (a policy, a hook).
 ///
 /// A governed call with no policy reading its arguments never builds a
 /// tree of maps for them: the text is what gets stored.
 #[derive(Debug)]
 pub(crate) struct Doc {
-    text: OnceLock<Json>,
+    text: Json,
     value: OnceLock<Arc<Value>>,
 }
 
@@ -157,33 +157,32 @@ impl Doc {
     /// A document from its text.
     pub(crate) fn from_text(text: Json) -> Self {
         Self {
-            text: OnceLock::from(text),
+            text,
             value: OnceLock::new(),
+        }
+    }
+
+    /// A document from its text and the value it parses to.
+    pub(crate) fn from_parts(text: Json, value: Value) -> Self {
+        Self {
+            text,
+            value: OnceLock::from(Arc::new(value)),
         }
     }
 
     /// A document from its value.
     pub(crate) fn from_value(value: Value) -> Self {
-        Self {
-            text: OnceLock::new(),
-            value: OnceLock::from(Arc::new(value)),
-        }
+        Self::from_parts(Json::from(&value), value)
     }
 
     /// The text.
     pub(crate) fn text(&self) -> &Json {
-        self.text.get_or_init(|| match self.value.get() {
-            Some(v) => Json::from(&**v),
-            None => Json::null(),
-        })
+        &self.text
     }
 
     /// The parsed value.
     pub(crate) fn value(&self) -> &Arc<Value> {
-        self.value.get_or_init(|| match self.text.get() {
-            Some(t) => Arc::new(t.value()),
-            None => Arc::new(Value::Null),
-        })
+        self.value.get_or_init(|| Arc::new(self.text.value()))
     }
 }
 

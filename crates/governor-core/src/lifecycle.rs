@@ -147,7 +147,7 @@ pub(crate) struct Run<'a> {
     /// The lease owner later transitions must hold (resumed runs).
     lease_owner: Option<String>,
     /// Pre-execution policies that allowed the call (to give quota back).
-    allowed: Vec<usize>,
+    allowed: Allowed,
     /// The time of the current lifecycle step (one clock read per step).
     now: DateTime<Utc>,
     /// Events waiting to be stored with the next transition, then published.
@@ -165,11 +165,10 @@ impl<'a> Run<'a> {
             .principal
             .or_else(Principal::current)
             .unwrap_or_else(anonymous);
-        let input = Doc::from_text(
-            call.args
-                .into_json()
-                .map_err(|e| with_action(e, &action.name))?,
-        );
+        let input = call
+            .args
+            .into_doc()
+            .map_err(|e| with_action(e, &action.name))?;
         let mut redactor = action.redactor.clone();
         redactor.extend(governor.redactor().fields());
         let stored_input = redact_doc(&redactor, &input);
@@ -217,9 +216,11 @@ impl<'a> Run<'a> {
             record: Box::new(Creation::new(execution)),
             input,
             output: None,
-            decisions: Vec::new(),
-            queued: Vec::with_capacity(4),
-            allowed: Vec::new(),
+            decisions: Vec::with_capacity(action.policies.len()),
+            // Started, state captured and one decision per policy, before
+            // the first write.
+            queued: Vec::with_capacity(4 + action.policies.len()),
+            allowed: Allowed::new(),
             take_lease: None,
             lease_owner: None,
             now,
@@ -522,7 +523,7 @@ impl<'a> Run<'a> {
     ) -> (
         Option<(Arc<dyn Policy>, Denial)>,
         Vec<ApprovalSpec>,
-        Vec<usize>,
+        Allowed,
     ) {
         let action = self.action;
         if phase == PolicyPhase::PreExecution
@@ -531,7 +532,7 @@ impl<'a> Run<'a> {
             self.tick();
         }
         let mut approvals = Vec::new();
-        let mut allowed = Vec::new();
+        let mut allowed = Allowed::new();
         for (i, policy) in action.policies.iter().enumerate() {
             if !policy.phase().applies_to(phase) {
                 continue;
@@ -577,11 +578,11 @@ impl<'a> Run<'a> {
                 shadow,
             });
             match decision {
-                Decision::Allow => allowed.push(i),
+                Decision::Allow => allowed.push(policy_index(i)),
                 Decision::Warn(_) => self.queue(self.event(EventKind::PolicyFailed, data)),
                 Decision::Deny(_) | Decision::RequireApproval(_) if shadow => {
                     self.queue(self.event(EventKind::PolicyFailed, data));
-                    allowed.push(i);
+                    allowed.push(policy_index(i));
                 }
                 Decision::Deny(denial) => {
                     self.queue(self.event(EventKind::PolicyViolated, data));
@@ -843,8 +844,10 @@ impl<'a> Run<'a> {
     fn release_allowed(&mut self) {
         let allowed = std::mem::take(&mut self.allowed);
         let ctx = self.policy_context(PolicyPhase::PreExecution);
-        for i in allowed {
-            self.action.policies[i].release(&ctx);
+        for i in allowed.into_iter().map(usize::from) {
+            if let Some(policy) = self.action.policies.get(i) {
+                policy.release(&ctx);
+            }
         }
     }
 
@@ -1228,6 +1231,15 @@ impl fmt::Debug for Run<'_> {
             .field("execution", &self.record.execution.id)
             .finish_non_exhaustive()
     }
+}
+
+/// Indices of the policies that allowed a call, inline for the usual few.
+type Allowed = smallvec::SmallVec<[u16; 8]>;
+
+/// A policy's index as kept in [`Allowed`] (an action has far fewer than
+/// 65,536 policies; more would only stop quota from being given back).
+fn policy_index(i: usize) -> u16 {
+    u16::try_from(i).unwrap_or(u16::MAX)
 }
 
 /// `{"checkpoint": "..."}`, built once per checkpoint.

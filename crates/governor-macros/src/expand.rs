@@ -296,12 +296,12 @@ fn expand_fn(
 
         #(#attrs)*
         #vis #new_sig {
-            let __gov_args = #p::Args::new() #(#binds)*;
-            #bind_self
             let __gov_action = match #helper_path() {
                 ::core::result::Result::Ok(a) => a,
                 ::core::result::Result::Err(e) => return ::core::result::Result::Err(::core::convert::From::from(e)),
             };
+            let __gov_args = __gov_action.args() #(#binds)*;
+            #bind_self
             let __gov_call = #p::Call::new(__gov_args) #context;
             __gov_action
                 .run_with(

@@ -241,6 +241,13 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, Store
         .map_err(|e| map("open", e))?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(|e| map("open", e))?;
+    // Each write of a batch runs in a savepoint, and a savepoint's journal
+    // goes to a temporary file by default: a write call per page touched,
+    // six times the WAL's own (perf stat: 144,856 pwrites against 22,125
+    // over the same 6,100 calls). Durability is the WAL's, not this
+    // journal's, so it can live in memory.
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(|e| map("open", e))?;
     conn.set_prepared_statement_cache_capacity(64);
     schema::migrate(&mut conn)?;
     Ok(conn)
