@@ -257,23 +257,78 @@ fn fail_all(batch: Vec<Job>, err: &StoreError) {
     }
 }
 
+/// Commits a batch in one transaction. Most batches have no failing
+/// write, so they first run without a savepoint per write (two statements
+/// and a page journal each); only when a write fails does the batch run
+/// again with savepoints, so that the failure undoes that write alone.
 fn commit_batch(conn: &mut Connection, batch: Vec<Job>, changes: &broadcast::Sender<Change>) {
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(batch, &map("begin", e)),
+    let outcome = match run_batch(conn, &batch, Isolation::Together) {
+        Ok(Some(outcome)) => Ok(outcome),
+        // Run write by write, a batch always completes.
+        Ok(None) => run_batch(conn, &batch, Isolation::PerWrite).and_then(|o| {
+            o.ok_or_else(|| {
+                StoreError::new(
+                    StoreErrorKind::Other,
+                    "commit",
+                    "the batch was not isolated",
+                )
+            })
+        }),
+        Err(e) => Err(e),
     };
+    let (results, announced) = match outcome {
+        Ok(outcome) => outcome,
+        Err(e) => return fail_all(batch, &e),
+    };
+    for (job, result) in batch.into_iter().zip(results) {
+        let _ = job.reply.send(result);
+    }
+    if changes.receiver_count() > 0 {
+        for c in announced {
+            let _ = changes.send(c);
+        }
+    }
+}
+
+/// How the writes of a batch are isolated from each other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// One transaction, no savepoints: a failing write fails the attempt.
+    Together,
+    /// A savepoint per write: a failing write is rolled back alone.
+    PerWrite,
+}
+
+/// Each write's result and the changes to announce.
+type Outcome = (Vec<Result<Done, StoreError>>, Vec<Change>);
+
+/// Runs and commits `batch`. `Ok(None)`: a write failed while running
+/// [`Isolation::Together`], and the transaction was rolled back.
+fn run_batch(
+    conn: &mut Connection,
+    batch: &[Job],
+    isolation: Isolation,
+) -> Result<Option<Outcome>, StoreError> {
+    let mut tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| map("begin", e))?;
     let mut head = ChainHead::default();
     let mut results = Vec::with_capacity(batch.len());
     let mut announced = Vec::new();
-    for job in &batch {
-        let result = match tx.savepoint() {
-            Ok(sp) => match apply(&sp, &job.op, &mut head) {
-                Ok(done) => sp.commit().map(|_| done).map_err(|e| map("commit", e)),
-                Err(e) => Err(e),
+    for job in batch {
+        let result = match isolation {
+            Isolation::Together => apply(&tx, &job.op, &mut head),
+            Isolation::PerWrite => match tx.savepoint() {
+                Ok(sp) => match apply(&sp, &job.op, &mut head) {
+                    Ok(done) => sp.commit().map(|_| done).map_err(|e| map("commit", e)),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(map("savepoint", e)),
             },
-            Err(e) => Err(map("savepoint", e)),
         };
         match (&result, &job.op) {
+            // Dropping the transaction rolls it back.
+            (Err(_), _) if isolation == Isolation::Together => return Ok(None),
             (Ok(_), Op::Create(c)) => announced.push(c.2.clone()),
             (Ok(_), Op::Transition(u)) => {
                 announced.push(Change {
@@ -287,17 +342,8 @@ fn commit_batch(conn: &mut Connection, batch: Vec<Job>, changes: &broadcast::Sen
         }
         results.push(result);
     }
-    if let Err(e) = tx.commit() {
-        return fail_all(batch, &map("commit", e));
-    }
-    for (job, result) in batch.into_iter().zip(results) {
-        let _ = job.reply.send(result);
-    }
-    if changes.receiver_count() > 0 {
-        for c in announced {
-            let _ = changes.send(c);
-        }
-    }
+    tx.commit().map_err(|e| map("commit", e))?;
+    Ok(Some((results, announced)))
 }
 
 fn apply(conn: &Connection, op: &Op, head: &mut ChainHead) -> Result<Done, StoreError> {
@@ -576,4 +622,52 @@ fn renew(
     .and_then(|mut s| s.execute(params![blob(id.as_uuid()), until]))
     .map_err(|e| map(op, e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::Arc;
+
+    use governor_core::{Execution, Json, Principal};
+
+    use super::*;
+
+    fn creation(action: &str) -> Creation {
+        let inputs = Json::parse("{}").unwrap();
+        Creation::new(Execution::new(
+            action.into(),
+            Arc::new(Principal::new("p")),
+            inputs,
+        ))
+    }
+
+    #[test]
+    fn a_failing_write_fails_alone_and_the_rest_of_its_batch_commits() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&mut conn).unwrap();
+        let (a, b) = (creation("a"), creation("b"));
+        let (jobs, replies): (Vec<_>, Vec<_>) = [&a, &a, &b]
+            .into_iter()
+            .map(|c| {
+                let (reply, rx) = oneshot::channel();
+                let op = encode_creation(c).unwrap();
+                (Job { op, reply }, rx)
+            })
+            .unzip();
+        let (changes, mut announced) = broadcast::channel(16);
+        commit_batch(&mut conn, jobs, &changes);
+        let kinds: Vec<_> = replies
+            .into_iter()
+            .map(|r| r.blocking_recv().unwrap().err().map(|e| e.kind()))
+            .collect();
+        assert_eq!(kinds, [None, Some(StoreErrorKind::AlreadyExists), None]);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM executions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
+        let ids: Vec<_> = std::iter::from_fn(|| announced.try_recv().ok().map(|c| c.id)).collect();
+        assert_eq!(ids, [a.execution.id, b.execution.id]);
+    }
 }
