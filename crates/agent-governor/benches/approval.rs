@@ -27,18 +27,29 @@ fn main() {
         rt.block_on(approver(path.into()));
         return;
     }
-    // `GOVERNOR_BENCH_ONLY=round_trip` (cross_process, resume) runs one
-    // workload, for profiling.
+    // `GOVERNOR_BENCH_ONLY=round_trip` (round_trip_task, round_trip_busy,
+    // round_trip_outside, approve_alone, cross_process, resume) runs one
+    // workload (or those starting so), for profiling.
     let only = std::env::var("GOVERNOR_BENCH_ONLY").unwrap_or_default();
-    let run = |w: &str| only.is_empty() || only == w;
-    if run("round_trip") {
-        let n = if quick { 200 } else { 5_000 };
+    let run = |w: &str| only.is_empty() || w.starts_with(&only);
+    let n = if quick { 200 } else { 5_000 };
+    if run("round_trip_task") {
         // As in the HTTP API: the decision is made by a task on the
         // runtime, so waking the caller is a local schedule.
-        rt.block_on(async { tokio::spawn(round_trip(n, "")).await.unwrap() });
+        rt.block_on(async { tokio::spawn(round_trip(n, "", false)).await.unwrap() });
+    }
+    if run("round_trip_busy") {
+        // The same on a runtime that is not idle while the caller waits:
+        // no thread parks, so nothing wakes cold.
+        rt.block_on(async { tokio::spawn(round_trip(n, "_busy", true)).await.unwrap() });
+    }
+    if run("round_trip_outside") {
         // From a thread outside the runtime: every wake-up also has to
         // wake a parked worker thread (a futex call, slow in a VM).
-        rt.block_on(round_trip(n, "_from_outside"));
+        rt.block_on(round_trip(n, "_from_outside", false));
+    }
+    if run("approve_alone") {
+        rt.block_on(async { tokio::spawn(approve_alone(n)).await.unwrap() });
     }
     if run("cross_process") {
         rt.block_on(cross_process_round_trip(if quick { 20 } else { 500 }));
@@ -136,7 +147,7 @@ async fn cross_process_round_trip(n: usize) {
 }
 
 /// From `approve` until the waiting caller's action starts.
-async fn round_trip(n: usize, suffix: &str) {
+async fn round_trip(n: usize, suffix: &str, busy: bool) {
     let g = Governor::builder()
         .store(MemoryStore::new())
         .build()
@@ -169,8 +180,17 @@ async fn round_trip(n: usize, suffix: &str) {
                 break event.execution_id;
             }
         };
-        // Let the caller reach its wait before deciding.
-        tokio::time::sleep(Duration::from_micros(200)).await;
+        // Let the caller reach its wait before deciding: idle (the worker
+        // threads park, as on a quiet server) or busy (yielding, as on a
+        // server with other work).
+        if busy {
+            let until = Instant::now() + Duration::from_micros(200);
+            while Instant::now() < until {
+                tokio::task::yield_now().await;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
         let decided = Instant::now();
         g.approve(id, &cfo, None).await.unwrap();
         deciding.push(decided.elapsed().as_nanos() as u64);
@@ -180,6 +200,40 @@ async fn round_trip(n: usize, suffix: &str) {
     }
     print_latencies(&format!("approval_round_trip{suffix}"), "memory", samples);
     print_latencies(&format!("approve_call{suffix}"), "memory", deciding);
+}
+
+/// `approve` on executions nobody waits for (the async pattern): the cost
+/// of the decision itself, without waking anyone.
+async fn approve_alone(n: usize) {
+    let g = Governor::builder()
+        .store(MemoryStore::new())
+        .build()
+        .unwrap();
+    let action = g
+        .action("transfer")
+        .policy(ApprovalPolicy::new(["cfo"]))
+        .build()
+        .unwrap();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        match action
+            .run(Args::new().arg("i", &i), || async {
+                Ok::<_, GovernError>(())
+            })
+            .await
+        {
+            Err(GovernError::Pending { execution_id }) => ids.push(execution_id),
+            other => panic!("expected a parked call, got {other:?}"),
+        }
+    }
+    let cfo = Principal::new("cfo");
+    let mut samples = Vec::with_capacity(n);
+    for id in ids {
+        let t = Instant::now();
+        g.approve(id, &cfo, None).await.unwrap();
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    print_latencies("approve_call_nobody_waiting", "memory", samples);
 }
 
 #[derive(serde::Deserialize)]

@@ -246,8 +246,9 @@ impl Governor {
     ) -> Result<Execution, ApprovalError> {
         let store = self.store();
         let id = execution.id;
-        let (transition, event) =
-            decision_transition(&execution, approver, verdict, reason, edits)?;
+        let mut updated = execution;
+        let (mut transition, event) =
+            decision_transition(&mut updated, approver, verdict, reason, edits)?;
         store
             .transition(&transition)
             .await
@@ -255,22 +256,26 @@ impl Governor {
                 StoreErrorKind::Conflict => ApprovalError::Conflict { execution_id: id },
                 _ => ApprovalError::Store(e),
             })?;
-        let mut updated = execution;
+        // The request moves over rather than being copied once more.
+        let approval = transition.approval.take();
         transition.apply_to(&mut updated);
+        updated.approval = approval;
         self.events().emit(event);
         Ok(updated)
     }
 }
 
+/// The decision as a transition of `e`, whose request it takes (a
+/// refused decision leaves `e` without its request: the caller drops it).
 fn decision_transition(
-    e: &Execution,
+    e: &mut Execution,
     approver: &Principal,
     verdict: Verdict,
     reason: Option<&str>,
     edits: Option<Json>,
 ) -> Result<(Transition, Event), ApprovalError> {
     let id = e.id;
-    let Some(request) = &e.approval else {
+    let Some(mut updated) = e.approval.take() else {
         return Err(ApprovalError::NotPending {
             execution_id: id,
             status: e.status,
@@ -280,7 +285,7 @@ fn decision_transition(
         // It was waiting, and a decision (or expiry) got there first.
         return Err(ApprovalError::Conflict { execution_id: id });
     }
-    let Some((index, stage)) = request.current_stage() else {
+    let Some((index, stage)) = updated.current_stage() else {
         return Err(ApprovalError::NotPending {
             execution_id: id,
             status: e.status,
@@ -324,7 +329,6 @@ fn decision_transition(
         });
     }
     let approved = verdict == Verdict::Approve;
-    let mut updated = request.clone();
     updated.stages[index].decisions.push(StageDecision {
         approver: approver.id.clone(),
         approved,
