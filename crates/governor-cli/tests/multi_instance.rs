@@ -225,8 +225,11 @@ fn three_servers_and_two_workers_share_one_postgres() {
         (store(&schema).await, db)
     });
     let servers = start_servers(&schema);
+    // w2 starts only once w1 is in the middle of runs, so that a slow
+    // start of w1 (a loaded machine) cannot leave it with nothing to cut
+    // off when it is killed.
     let mut w1 = start_worker("w1", &schema);
-    let mut w2 = start_worker("w2", &schema);
+    let mut w2 = None;
     let g = Governor::builder()
         .shared_store(store.clone())
         .build()
@@ -238,8 +241,9 @@ fn three_servers_and_two_workers_share_one_postgres() {
     approve_all(&ids, &servers, || {
         // w1 is killed once it has done some runs and is in the middle of
         // others (each takes 100 ms after its effect): those are cut off.
-        rt.block_on(async {
-            for _ in 0..1_000 {
+        let in_the_middle = rt.block_on(async {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
                 let row = db
                     .query_one(
                         &format!(
@@ -254,11 +258,14 @@ fn three_servers_and_two_workers_share_one_postgres() {
                     .unwrap();
                 let (done, running): (i64, i64) = (row.get(0), row.get(1));
                 if done >= 20 && running >= 5 {
-                    break;
+                    return true;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
+            false
         });
+        assert!(in_the_middle, "w1 never had 20 runs done and 5 in flight");
+        w2 = Some(start_worker("w2", &schema));
         w1.kill().unwrap();
         w1.wait().unwrap();
     });
@@ -270,8 +277,10 @@ fn three_servers_and_two_workers_share_one_postgres() {
         }
     });
     let all_done = started.elapsed();
-    let _ = w2.kill();
-    let _ = w2.wait();
+    if let Some(mut w2) = w2 {
+        let _ = w2.kill();
+        let _ = w2.wait();
+    }
 
     rt.block_on(async {
         assert_eq!(completed(&store).await, CALLS, "every call completes");
