@@ -249,8 +249,7 @@ impl Governor {
         let mut updated = execution;
         let (mut transition, event) =
             decision_transition(&mut updated, approver, verdict, reason, edits)?;
-        store
-            .transition(&transition)
+        crate::store::transition(&**store, &transition)
             .await
             .map_err(|e| match e.kind() {
                 StoreErrorKind::Conflict => ApprovalError::Conflict { execution_id: id },

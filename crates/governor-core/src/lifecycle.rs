@@ -188,7 +188,7 @@ impl<'a> Run<'a> {
     /// Writes the execution with the events queued so far.
     async fn create_now(&mut self) -> Result<(), GovernError> {
         self.record.events = std::mem::take(&mut self.queued);
-        let written = (*self.store).create(&self.record).await;
+        let written = crate::store::create(&*self.store, &self.record).await;
         let events = std::mem::take(&mut self.record.events);
         written?;
         self.created = true;
@@ -362,10 +362,7 @@ impl<'a> Run<'a> {
             t.events = events;
         }
         if self.created {
-            match (*self.store).transition_in_place(&t) {
-                Some(done) => done?,
-                None => (*self.store).transition(&t).await?,
-            }
+            crate::store::transition(&*self.store, &t).await?;
             t.apply_to(&mut self.record.execution);
         } else {
             // The first write: the execution as this step leaves it. A
@@ -375,10 +372,7 @@ impl<'a> Run<'a> {
             record.events = std::mem::take(&mut t.events);
             record.snapshot = t.snapshot.take();
             record.audit = t.audit.take();
-            let written = match (*self.store).create_in_place(&self.record) {
-                Some(done) => done,
-                None => (*self.store).create(&self.record).await,
-            };
+            let written = crate::store::create(&*self.store, &self.record).await;
             t.events = std::mem::take(&mut self.record.events);
             self.record.snapshot = None;
             self.record.audit = None;

@@ -463,6 +463,27 @@ pub trait Store: Send + Sync + 'static {
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
 }
 
+/// Writes `creation`, on the spot when the store can
+/// ([`Store::create_in_place`]), through its future otherwise.
+pub(crate) async fn create(store: &dyn Store, creation: &Creation) -> Result<(), StoreError> {
+    match store.create_in_place(creation) {
+        Some(done) => done,
+        None => store.create(creation).await,
+    }
+}
+
+/// Applies `transition`, on the spot when the store can
+/// ([`Store::transition_in_place`]), through its future otherwise.
+pub(crate) async fn transition(
+    store: &dyn Store,
+    transition: &Transition,
+) -> Result<(), StoreError> {
+    match store.transition_in_place(transition) {
+        Some(done) => done,
+        None => store.transition(transition).await,
+    }
+}
+
 /// When a lease of length `lease` taken at `now` lapses.
 pub fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(lease)
