@@ -55,7 +55,14 @@ async fn park_payment(amount: f64, to: &str) -> ExecutionId {
     .await
 }
 
+/// Both payment cases share `PAY`, and `resume_approved` takes every approved
+/// execution of it, so they run one after the other.
 #[tokio::test]
+async fn a_parked_payment_resumes_through_the_function_itself() {
+    an_approved_call_resumes_through_the_function_itself().await;
+    a_resumed_function_error_fails_the_execution_with_its_message().await;
+}
+
 async fn an_approved_call_resumes_through_the_function_itself() {
     let id = park_payment(5000.0, "Acme").await;
     PAY.approve(id, &cfo(), Some("budgeted")).await.unwrap();
@@ -70,7 +77,6 @@ async fn an_approved_call_resumes_through_the_function_itself() {
     assert_eq!(PAID.load(Ordering::SeqCst), before + 1);
 }
 
-#[tokio::test]
 async fn a_resumed_function_error_fails_the_execution_with_its_message() {
     let id = park_payment(10.0, "Mallory").await;
     PAY.approve(id, &cfo(), None).await.unwrap();
