@@ -249,7 +249,7 @@ impl Governor {
         let mut updated = execution;
         let (mut transition, event) =
             decision_transition(&mut updated, approver, verdict, reason, edits)?;
-        crate::store::transition(&**store, &transition)
+        crate::store::transition(&**store, &mut transition)
             .await
             .map_err(|e| match e.kind() {
                 StoreErrorKind::Conflict => ApprovalError::Conflict { execution_id: id },

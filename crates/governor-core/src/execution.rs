@@ -13,7 +13,7 @@ use crate::json::Json;
 use crate::principal::Principal;
 
 /// The id of an execution: a UUIDv7, so ids sort by creation time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ExecutionId(Uuid);
 
@@ -38,6 +38,21 @@ impl ExecutionId {
     /// The UUID.
     pub fn as_uuid(&self) -> Uuid {
         self.0
+    }
+}
+
+/// The UUID's byte order, compared as one big-endian number: stores keep
+/// executions in ordered maps, and comparing 16 bytes one at a time was a
+/// tenth of a governed call's cost.
+impl Ord for ExecutionId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.as_u128().cmp(&other.0.as_u128())
+    }
+}
+
+impl PartialOrd for ExecutionId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -428,6 +443,18 @@ mod tests {
         assert!(!set.contains(ExecutionStatus::Completed));
         assert_eq!(set.iter().count(), 2);
         assert!(!StatusSet::active().contains(ExecutionStatus::Failed));
+    }
+
+    #[test]
+    fn ids_order_like_their_uuids() {
+        let ids: Vec<Uuid> = (0u128..2_000)
+            .map(|i| Uuid::from_u128(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)))
+            .collect();
+        for pair in ids.windows(2) {
+            let (a, b) = (ExecutionId(pair[0]), ExecutionId(pair[1]));
+            assert_eq!(a.cmp(&b), pair[0].cmp(&pair[1]));
+            assert_eq!(b.cmp(&a), pair[1].cmp(&pair[0]));
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! policies, approval, snapshot, run, snapshot, post-execution policies,
 //! post-actions, complete.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use crate::audit::{AuditRecord, DecisionRecord};
 use crate::binding::Check;
 use crate::channel::ApprovalNotice;
 use crate::error::GovernError;
-use crate::event::{Event, EventBus, EventKind};
+use crate::event::{Event, EventKind};
 use crate::execution::{
     Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Snapshot, StatusSet,
 };
@@ -92,7 +93,7 @@ impl Action {
             Box::pin(run.create_now()).await?;
         }
         tracing::Span::current().record("execution_id", tracing::field::display(run.id()));
-        run.deny_if_paused().await?;
+        let paused = run.deny_if_paused().await?;
         if !self.pre.is_empty() {
             Box::pin(run.pre_actions()).await?;
         }
@@ -103,7 +104,11 @@ impl Action {
                 ExecutionStatus::Approved
             }
         };
-        run.hold_if_paused(from).await?;
+        // A call that went straight through has the same time and view
+        // of the pauses as the first check: no need to look again.
+        if paused || !run.straight_through(from) {
+            run.hold_if_paused(from).await?;
+        }
         run.take_lease = lease;
         match run.start(from).await {
             Ok(()) => Ok(run),
@@ -127,12 +132,11 @@ impl Action {
 /// cancelled.
 pub(crate) struct Run<'a> {
     action: &'a Action,
-    governor: Governor,
-    /// Called as `(*self.store)`: through the `Arc` itself, the call would
-    /// take the forwarding impl for `Arc<S>` and box its future twice.
-    store: Arc<dyn Store>,
-    events: EventBus,
-    redactor: Redactor,
+    /// Borrowed, like the action: cloning it, its store and its event bus
+    /// for every call cost six atomic operations.
+    governor: &'a Governor,
+    /// The action's sensitive fields with the governor's.
+    redactor: Cow<'a, Redactor>,
     capture_state: bool,
     /// The execution as stored, with the slots of its first write: boxed
     /// once, so the first write needs no copy of it and moving the run
@@ -152,6 +156,9 @@ pub(crate) struct Run<'a> {
     now: DateTime<Utc>,
     /// Events waiting to be stored with the next transition, then published.
     queued: Vec<Event>,
+    /// The last step's change, kept for the next one: a fresh one would
+    /// be built on the stack and copied into a new box every step.
+    spare: Option<Box<Transition>>,
     /// Set once the execution reached a terminal or parked status.
     settled: bool,
     /// Whether the execution has been written to the store yet.
@@ -169,8 +176,7 @@ impl<'a> Run<'a> {
             .args
             .into_doc()
             .map_err(|e| with_action(e, &action.name))?;
-        let mut redactor = action.redactor.clone();
-        redactor.extend(governor.redactor().fields());
+        let redactor = action.redactor.merged(governor.redactor());
         let stored_input = redact_doc(&redactor, &input);
         let now = crate::ids::now();
         let execution = Execution::at(
@@ -188,27 +194,27 @@ impl<'a> Run<'a> {
     /// Writes the execution with the events queued so far.
     async fn create_now(&mut self) -> Result<(), GovernError> {
         self.record.events = std::mem::take(&mut self.queued);
-        let written = crate::store::create(&*self.store, &self.record).await;
+        let written = crate::store::create(self.store(), &mut self.record).await;
         let events = std::mem::take(&mut self.record.events);
         written?;
         self.created = true;
-        events.into_iter().for_each(|e| self.events.emit(e));
+        events
+            .into_iter()
+            .for_each(|e| self.governor.events().emit(e));
         Ok(())
     }
 
     fn new(
         action: &'a Action,
-        governor: &Governor,
-        redactor: Redactor,
+        governor: &'a Governor,
+        redactor: Cow<'a, Redactor>,
         execution: Execution,
         input: Doc,
         now: DateTime<Utc>,
     ) -> Run<'a> {
         Run {
             action,
-            governor: governor.clone(),
-            store: Arc::clone(governor.store()),
-            events: governor.events().clone(),
+            governor,
             redactor,
             capture_state: action
                 .capture_state
@@ -224,6 +230,7 @@ impl<'a> Run<'a> {
             take_lease: None,
             lease_owner: None,
             now,
+            spare: None,
             created: false,
             settled: false,
         }
@@ -232,7 +239,7 @@ impl<'a> Run<'a> {
     /// A run picking up an approved execution from the store.
     pub(crate) fn resumed(
         action: &'a Action,
-        governor: &Governor,
+        governor: &'a Governor,
         execution: Execution,
         input: Value,
     ) -> Run<'a> {
@@ -251,7 +258,7 @@ impl<'a> Run<'a> {
     /// `owner`'s lease, to record its outcome.
     pub(crate) fn continuing(
         action: &'a Action,
-        governor: &Governor,
+        governor: &'a Governor,
         execution: Execution,
         input: Value,
         owner: &str,
@@ -264,12 +271,11 @@ impl<'a> Run<'a> {
     /// A run over an execution already in the store.
     fn stored(
         action: &'a Action,
-        governor: &Governor,
+        governor: &'a Governor,
         execution: Execution,
         input: Value,
     ) -> Run<'a> {
-        let mut redactor = action.redactor.clone();
-        redactor.extend(governor.redactor().fields());
+        let redactor = action.redactor.merged(governor.redactor());
         let mut run = Run::new(
             action,
             governor,
@@ -297,6 +303,13 @@ impl<'a> Run<'a> {
     pub(crate) async fn record_failure(&mut self, failure: Failure) -> Result<(), GovernError> {
         self.settle_failed(ExecutionStatus::Failed, failure, EventKind::ExecutionFailed)
             .await
+    }
+
+    /// Called through the `dyn Store` itself: through the `Arc`, the call
+    /// would take the forwarding impl for `Arc<S>` and box its future
+    /// twice.
+    fn store(&self) -> &'a dyn Store {
+        &**self.governor.store()
     }
 
     pub(crate) fn id(&self) -> ExecutionId {
@@ -348,8 +361,15 @@ impl<'a> Run<'a> {
     /// A change of this execution from `from` to `to`, now. Boxed, like
     /// everything a lifecycle step holds across the store write: every
     /// move of a future copies all of it, so the hot futures stay small.
-    fn transition(&self, from: impl Into<StatusSet>, to: ExecutionStatus) -> Box<Transition> {
-        Box::new(Transition::at(self.now, self.id(), from, to))
+    fn transition(&mut self, from: impl Into<StatusSet>, to: ExecutionStatus) -> Box<Transition> {
+        let (at, id, from) = (self.now, self.id(), from.into());
+        match self.spare.take() {
+            Some(mut t) => {
+                t.reset(at, id, from, to);
+                t
+            }
+            None => Box::new(Transition::at(at, id, from, to)),
+        }
     }
 
     async fn apply(&mut self, mut t: Box<Transition>) -> Result<(), GovernError> {
@@ -362,7 +382,10 @@ impl<'a> Run<'a> {
             t.events = events;
         }
         if self.created {
-            crate::store::transition(&*self.store, &t).await?;
+            if let Err(e) = crate::store::transition(self.store(), &mut t).await {
+                self.keep_decisions(t.audit.take());
+                return Err(e.into());
+            }
             t.apply_to(&mut self.record.execution);
         } else {
             // The first write: the execution as this step leaves it. A
@@ -372,27 +395,67 @@ impl<'a> Run<'a> {
             record.events = std::mem::take(&mut t.events);
             record.snapshot = t.snapshot.take();
             record.audit = t.audit.take();
-            let written = crate::store::create(&*self.store, &self.record).await;
+            let written = crate::store::create(self.store(), &mut self.record).await;
             t.events = std::mem::take(&mut self.record.events);
             self.record.snapshot = None;
-            self.record.audit = None;
-            written?;
+            let audit = self.record.audit.take();
+            if let Err(e) = written {
+                self.keep_decisions(audit);
+                return Err(e.into());
+            }
             self.created = true;
         }
         if t.to.is_terminal() || t.to == ExecutionStatus::AwaitingApproval {
             self.settled = true;
         }
         for e in t.events.drain(..) {
-            self.events.emit(e);
+            self.governor.events().emit(e);
         }
         // Keep the allocation for the next step's events.
         if self.queued.capacity() == 0 {
-            self.queued = t.events;
+            std::mem::swap(&mut self.queued, &mut t.events);
         }
+        self.spare = Some(t);
         Ok(())
     }
 
+    /// The audit record of the call's last step: it takes the decisions
+    /// instead of copying them ([`Self::keep_decisions`] puts them back
+    /// if the step is not recorded).
+    fn closing_audit_record(
+        &mut self,
+        status: ExecutionStatus,
+        failure: Option<&Failure>,
+        stored_output: Option<&Json>,
+    ) -> AuditRecord {
+        let decisions = std::mem::take(&mut self.decisions);
+        self.audit_record_with(status, failure, decisions, stored_output)
+    }
+
+    /// After a failed write: the decisions a closing audit record took
+    /// stay with the run, for the record a later step (a cancellation)
+    /// writes.
+    fn keep_decisions(&mut self, unwritten: Option<AuditRecord>) {
+        if let Some(record) = unwritten
+            && self.decisions.is_empty()
+        {
+            self.decisions = record.decisions;
+        }
+    }
+
     fn audit_record(&self, status: ExecutionStatus, failure: Option<&Failure>) -> AuditRecord {
+        self.audit_record_with(status, failure, self.decisions.clone(), None)
+    }
+
+    /// `stored_output`: the output as redacted for the record, when the
+    /// caller has it already.
+    fn audit_record_with(
+        &self,
+        status: ExecutionStatus,
+        failure: Option<&Failure>,
+        decisions: Vec<DecisionRecord>,
+        stored_output: Option<&Json>,
+    ) -> AuditRecord {
         let settings = self.action.audit.as_ref();
         AuditRecord {
             execution_id: self.record.execution.id,
@@ -401,13 +464,16 @@ impl<'a> Run<'a> {
             tenant: self.record.execution.principal.tenant.clone(),
             status,
             at: self.now,
-            decisions: self.decisions.clone(),
+            decisions,
             inputs: settings
                 .filter(|s| s.log_inputs)
                 .map(|_| self.record.execution.inputs.clone()),
             output: settings
                 .filter(|s| s.log_outputs)
-                .and_then(|_| self.output.as_ref().map(|o| redact_doc(&self.redactor, o))),
+                .and_then(|_| match stored_output {
+                    Some(o) => Some(o.clone()),
+                    None => self.output.as_ref().map(|o| redact_doc(&self.redactor, o)),
+                }),
             failure: failure.map(|f| f.message.clone()),
             tags: settings
                 .map(|s| s.compliance_tags.clone())
@@ -433,7 +499,7 @@ impl<'a> Run<'a> {
                 &json!({"kind": failure.kind, "error": failure.message, "policy": failure.policy}),
             ),
         ));
-        t.audit = Some(self.audit_record(to, Some(&failure)));
+        t.audit = Some(self.closing_audit_record(to, Some(&failure), None));
         t.failure = Some(failure);
         self.apply(t).await
     }
@@ -642,10 +708,10 @@ impl<'a> Run<'a> {
         }
         // Subscribe before reading, so a decision made between the two is
         // seen by the read or announced on the subscription, never lost.
-        let mut changes = self.store.watch();
+        let mut changes = self.store().watch();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let Some(current) = self.store.execution(id).await? else {
+            let Some(current) = self.store().execution(id).await? else {
                 return Err(pending);
             };
             match current.status {
@@ -741,14 +807,17 @@ impl<'a> Run<'a> {
     }
 
     /// The kill switch on a new call: denied at once in deny mode, before
-    /// any hook or policy runs.
-    async fn deny_if_paused(&mut self) -> Result<(), GovernError> {
+    /// any hook or policy runs. Returns whether the action is paused (in
+    /// hold mode).
+    async fn deny_if_paused(&mut self) -> Result<bool, GovernError> {
         if !self.action.pausable {
-            return Ok(());
+            return Ok(false);
         }
         match self.governor.paused_at(&self.action.name, self.now).await {
-            Some(pause) if pause.mode == PauseMode::Deny => Box::pin(self.deny_paused(pause)).await,
-            _ => Ok(()),
+            Some(pause) if pause.mode == PauseMode::Deny => {
+                Box::pin(self.deny_paused(pause)).await.map(|()| false)
+            }
+            seen => Ok(seen.is_some()),
         }
     }
 
@@ -816,7 +885,7 @@ impl<'a> Run<'a> {
     /// A store failure here means "no grant": the call asks a human.
     async fn standing_grant(&self, policy: &str) -> Option<crate::grant::Grant> {
         match self
-            .store
+            .store()
             .grants(
                 &self.record.execution.action,
                 &self.record.execution.principal.id,
@@ -1072,7 +1141,8 @@ impl<'a> Run<'a> {
             data.push('}');
         });
         self.queue(self.event(EventKind::ExecutionCompleted, data));
-        t.audit = Some(self.audit_record(ExecutionStatus::Completed, None));
+        t.audit =
+            Some(self.closing_audit_record(ExecutionStatus::Completed, None, Some(&stored_output)));
         t.output = Some(stored_output);
         self.apply(t).await
     }
@@ -1133,8 +1203,8 @@ impl Drop for Run<'_> {
         t.events.push(event);
         t.audit = Some(self.audit_record(ExecutionStatus::Cancelled, Some(&failure)));
         t.failure = Some(failure);
-        let store = Arc::clone(&self.store);
-        let events = self.events.clone();
+        let store = Arc::clone(self.governor.store());
+        let events = self.governor.events().clone();
         runtime.spawn(async move {
             match store.transition(&t).await {
                 Ok(()) => t.events.into_iter().for_each(|e| events.emit(e)),

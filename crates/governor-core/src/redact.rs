@@ -38,6 +38,19 @@ impl Redactor {
         }
     }
 
+    /// This redactor with `other`'s fields added; borrowed when `other`
+    /// adds none (the usual case: one of the two is empty), so a call
+    /// copies no field list.
+    pub fn merged<'r>(&'r self, other: &Redactor) -> std::borrow::Cow<'r, Redactor> {
+        if other.fields.iter().all(|f| self.fields.contains(f)) {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            let mut merged = self.clone();
+            merged.extend(&other.fields);
+            std::borrow::Cow::Owned(merged)
+        }
+    }
+
     /// Whether nothing is redacted.
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()

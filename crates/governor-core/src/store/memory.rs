@@ -221,7 +221,7 @@ struct AuditRest {
 }
 
 impl StoredAudit {
-    fn new(seq: u64, r: &AuditRecord, hash: [u8; 32], caller: &Arc<Principal>) -> Self {
+    fn new(seq: u64, r: AuditRecord, hash: [u8; 32], caller: &Arc<Principal>) -> Self {
         let plain = r.tenant.is_none()
             && r.decisions.is_empty()
             && r.inputs.is_none()
@@ -234,20 +234,22 @@ impl StoredAudit {
             execution_id: r.execution_id,
             status: r.status,
             at: r.at,
-            action: Arc::clone(&r.action),
-            principal: Some(caller)
-                .filter(|p| p.id == r.principal)
-                .map_or_else(|| Arc::new(Principal::new(r.principal.clone())), Arc::clone),
+            action: r.action,
+            principal: if caller.id == r.principal {
+                Arc::clone(caller)
+            } else {
+                Arc::new(Principal::new(r.principal))
+            },
             hash,
             rest: (!plain).then(|| {
                 Box::new(AuditRest {
-                    tenant: r.tenant.clone(),
-                    decisions: r.decisions.clone(),
-                    inputs: r.inputs.clone(),
-                    output: r.output.clone(),
-                    failure: r.failure.clone(),
-                    tags: r.tags.clone(),
-                    approved_digest: r.approved_digest.clone(),
+                    tenant: r.tenant,
+                    decisions: r.decisions,
+                    inputs: r.inputs,
+                    output: r.output,
+                    failure: r.failure,
+                    tags: r.tags,
+                    approved_digest: r.approved_digest,
                 })
             }),
         }
@@ -383,16 +385,16 @@ impl Inner {
         &mut self,
         id: ExecutionId,
         status: ExecutionStatus,
-        audit: Option<&AuditRecord>,
+        audit: &mut Option<AuditRecord>,
         caller: &Arc<Principal>,
         capacity: usize,
     ) {
         if status.is_terminal() {
             self.finished.push_back(id);
         }
-        if let Some(record) = audit {
+        if let Some(record) = audit.take() {
             self.audit_seq += 1;
-            let hash = chain_digest(&self.last_hash, self.audit_seq, record);
+            let hash = chain_digest(&self.last_hash, self.audit_seq, &record);
             self.last_hash = hash;
             let stored = StoredAudit::new(self.audit_seq, record, hash, caller);
             self.audit.push_back(stored);
@@ -423,7 +425,9 @@ impl Inner {
 }
 
 impl MemoryStore {
-    fn create_now(&self, c: &Creation) -> Result<(), StoreError> {
+    /// Writes `c`, taking its audit record from `audit` once the write
+    /// is certain (so a failed write leaves it to the caller).
+    fn create_now(&self, c: &Creation, audit: &mut Option<AuditRecord>) -> Result<(), StoreError> {
         c.check()?;
         let id = c.execution.id;
         let mut entry = Box::new(Entry::new(&c.execution));
@@ -443,19 +447,18 @@ impl MemoryStore {
                 v.insert(entry);
             }
         }
-        inner.record(
-            id,
-            c.execution.status,
-            c.audit.as_ref(),
-            &principal,
-            self.capacity,
-        );
+        inner.record(id, c.execution.status, audit, &principal, self.capacity);
         drop(inner);
         self.announce(id, c.execution.status);
         Ok(())
     }
 
-    fn transition_now(&self, t: &Transition) -> Result<(), StoreError> {
+    /// Applies `t`, taking its audit record as [`Self::create_now`] does.
+    fn transition_now(
+        &self,
+        t: &Transition,
+        audit: &mut Option<AuditRecord>,
+    ) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
         let entry = inner.entry(t.id, "transition")?;
         // The clock is read only when a lease has to be checked.
@@ -470,7 +473,7 @@ impl MemoryStore {
         entry.push_snapshot(t.snapshot.as_ref());
         entry.push_events(&t.events);
         let principal = Arc::clone(&entry.principal);
-        inner.record(t.id, t.to, t.audit.as_ref(), &principal, self.capacity);
+        inner.record(t.id, t.to, audit, &principal, self.capacity);
         drop(inner);
         self.announce(t.id, t.to);
         Ok(())
@@ -480,19 +483,39 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn create(&self, c: &Creation) -> Result<(), StoreError> {
-        self.create_now(c)
+        self.create_now(c, &mut c.audit.clone())
     }
 
     async fn transition(&self, t: &Transition) -> Result<(), StoreError> {
-        self.transition_now(t)
+        self.transition_now(t, &mut t.audit.clone())
     }
 
-    fn create_in_place(&self, c: &Creation) -> Option<Result<(), StoreError>> {
-        Some(self.create_now(c))
+    fn create_in_place(&self, c: &mut Creation) -> Option<Result<(), StoreError>> {
+        // `take` copies the whole record slot, even when empty.
+        let mut audit = if c.audit.is_some() {
+            c.audit.take()
+        } else {
+            None
+        };
+        let written = self.create_now(c, &mut audit);
+        if audit.is_some() {
+            c.audit = audit;
+        }
+        Some(written)
     }
 
-    fn transition_in_place(&self, t: &Transition) -> Option<Result<(), StoreError>> {
-        Some(self.transition_now(t))
+    fn transition_in_place(&self, t: &mut Transition) -> Option<Result<(), StoreError>> {
+        // `take` copies the whole record slot, even when empty.
+        let mut audit = if t.audit.is_some() {
+            t.audit.take()
+        } else {
+            None
+        };
+        let written = self.transition_now(t, &mut audit);
+        if audit.is_some() {
+            t.audit = audit;
+        }
+        Some(written)
     }
 
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {

@@ -95,6 +95,45 @@ impl Transition {
         }
     }
 
+    /// Makes this the change [`Transition::at`] would build, keeping the
+    /// allocations of its event list (a run reuses one box for its steps).
+    pub(crate) fn reset(
+        &mut self,
+        at: DateTime<Utc>,
+        id: ExecutionId,
+        from: StatusSet,
+        to: ExecutionStatus,
+    ) {
+        // Destructured, so a new field cannot be forgotten here.
+        let Self {
+            id: i,
+            from: f,
+            to: t,
+            at: a,
+            output,
+            failure,
+            approval,
+            lease_owner,
+            expect_version,
+            lease,
+            clear_lease,
+            snapshot,
+            events,
+            audit,
+        } = self;
+        (*i, *f, *t, *a) = (id, from, to, at);
+        *output = None;
+        *failure = None;
+        *approval = None;
+        *lease_owner = None;
+        *expect_version = None;
+        *lease = None;
+        *clear_lease = false;
+        *snapshot = None;
+        events.clear();
+        *audit = None;
+    }
+
     /// Applies the change to an in-memory execution (for stores that keep
     /// whole records), after the caller checked `from` and the lease.
     pub fn apply_to(&self, e: &mut Execution) {
@@ -373,15 +412,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// [`Store::create`] done on the spot by a store that never waits (the
     /// memory store), which spares a governed call a boxed future per
-    /// write. `None`, the default, means "call `create`".
-    fn create_in_place(&self, creation: &Creation) -> Option<Result<(), StoreError>> {
+    /// write. `None`, the default, means "call `create`". A successful
+    /// write may take the audit record (leaving `None`) instead of copying
+    /// it; a failed one leaves it.
+    fn create_in_place(&self, creation: &mut Creation) -> Option<Result<(), StoreError>> {
         let _ = creation;
         None
     }
 
     /// [`Store::transition`] done on the spot, as for
     /// [`Store::create_in_place`].
-    fn transition_in_place(&self, transition: &Transition) -> Option<Result<(), StoreError>> {
+    fn transition_in_place(&self, transition: &mut Transition) -> Option<Result<(), StoreError>> {
         let _ = transition;
         None
     }
@@ -465,7 +506,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// Writes `creation`, on the spot when the store can
 /// ([`Store::create_in_place`]), through its future otherwise.
-pub(crate) async fn create(store: &dyn Store, creation: &Creation) -> Result<(), StoreError> {
+pub(crate) async fn create(store: &dyn Store, creation: &mut Creation) -> Result<(), StoreError> {
     match store.create_in_place(creation) {
         Some(done) => done,
         None => store.create(creation).await,
@@ -476,7 +517,7 @@ pub(crate) async fn create(store: &dyn Store, creation: &Creation) -> Result<(),
 /// ([`Store::transition_in_place`]), through its future otherwise.
 pub(crate) async fn transition(
     store: &dyn Store,
-    transition: &Transition,
+    transition: &mut Transition,
 ) -> Result<(), StoreError> {
     match store.transition_in_place(transition) {
         Some(done) => done,
@@ -594,10 +635,10 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     async fn transition(&self, transition: &Transition) -> Result<(), StoreError> {
         (**self).transition(transition).await
     }
-    fn create_in_place(&self, creation: &Creation) -> Option<Result<(), StoreError>> {
+    fn create_in_place(&self, creation: &mut Creation) -> Option<Result<(), StoreError>> {
         (**self).create_in_place(creation)
     }
-    fn transition_in_place(&self, transition: &Transition) -> Option<Result<(), StoreError>> {
+    fn transition_in_place(&self, transition: &mut Transition) -> Option<Result<(), StoreError>> {
         (**self).transition_in_place(transition)
     }
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
