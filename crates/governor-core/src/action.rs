@@ -129,6 +129,9 @@ impl Args {
         }
         let start = self.text.len();
         if start == 0 {
+            if self.text.capacity() == 0 {
+                self.text = ARGS_BUFFER.take();
+            }
             self.text.reserve(64);
         }
         self.text.push(if start == 0 { b'{' } else { b',' });
@@ -211,13 +214,27 @@ impl Args {
             Json::raw_with(|t| t.push_str("{}"))
         } else {
             self.text.push(b'}');
-            Json::from_utf8(&self.text)
+            let text = Json::from_utf8(&self.text);
+            if self.text.capacity() <= KEPT_ARGS_BYTES {
+                self.text.clear();
+                ARGS_BUFFER.set(std::mem::take(&mut self.text));
+            }
+            text
         };
         Ok(match self.value {
             Some(map) => Doc::from_parts(text, Value::Object(map)),
             None => Doc::from_text(text),
         })
     }
+}
+
+/// Largest argument buffer kept for the thread's next call.
+const KEPT_ARGS_BYTES: usize = 4 << 10;
+
+thread_local! {
+    /// The buffer the last call's arguments were written in: their text is
+    /// copied into a shared allocation, so the buffer serves the next call.
+    static ARGS_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// A cheap hash of a name: its length and its first and last bytes (a
@@ -260,6 +277,8 @@ pub struct Action {
     pub(crate) on_state_saved: Option<StateCallback>,
     pub(crate) redactor: Redactor,
     pub(crate) audit: Option<AuditSettings>,
+    /// `audit`'s compliance tags, shared by every call's audit record.
+    pub(crate) audit_tags: Arc<[String]>,
     pub(crate) allow_data: Vec<crate::lifecycle::AllowData>,
     pub(crate) policy_names: Vec<Arc<str>>,
     /// Whether policies or hooks read the arguments (see [`Action::args`]).
@@ -417,6 +436,7 @@ impl ActionBuilder {
                 on_state_saved: None,
                 redactor: Redactor::default(),
                 audit: None,
+                audit_tags: Arc::default(),
                 allow_data: Vec::new(),
                 policy_names: Vec::new(),
                 reads_input: false,
@@ -566,6 +586,12 @@ impl ActionBuilder {
                 }
             }
         }
+        self.action.audit_tags = self
+            .action
+            .audit
+            .as_ref()
+            .map(|s| Arc::from(s.compliance_tags.as_slice()))
+            .unwrap_or_default();
         self.action.policy_version = crate::binding::policy_version(
             &self.action.policies,
             self.action.policy_label.as_deref(),

@@ -63,13 +63,17 @@ pub struct AuditRecord {
     /// Why it did not complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
-    /// Compliance tags.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
+    /// Compliance tags (shared: every call of an action has the same).
+    #[serde(default, skip_serializing_if = "no_tags")]
+    pub tags: Arc<[String]>,
     /// For a decision: the digest of what was approved (see
     /// [`ApprovalRequest::digest`](crate::ApprovalRequest::digest)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_digest: Option<String>,
+}
+
+fn no_tags(tags: &Arc<[String]>) -> bool {
+    tags.is_empty()
 }
 
 /// A record's place in the chain.
@@ -125,11 +129,32 @@ pub fn chain_hash(prev_hash: &str, seq: u64, record: &AuditRecord) -> String {
 
 /// The raw digest behind [`chain_hash`].
 pub(crate) fn chain_digest(prev: &[u8; 32], seq: u64, record: &AuditRecord) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(prev);
-    h.update(seq.to_be_bytes());
-    record.feed(&mut h);
-    h.finalize().into()
+    // The canonical bytes are gathered first and hashed in one go: fed
+    // field by field, the hasher's buffering cost more than the hashing.
+    let digest = |buf: &mut Vec<u8>| -> [u8; 32] {
+        buf.extend_from_slice(prev);
+        buf.extend_from_slice(&seq.to_be_bytes());
+        record.feed(buf);
+        Sha256::digest(&buf[..]).into()
+    };
+    CANONICAL.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let hash = digest(&mut buf);
+            if buf.capacity() > KEPT_BUFFER_BYTES {
+                *buf = Vec::new();
+            }
+            hash
+        }
+        Err(_) => digest(&mut Vec::new()),
+    })
+}
+
+/// Largest canonical-form buffer kept between records.
+const KEPT_BUFFER_BYTES: usize = 64 << 10;
+
+thread_local! {
+    static CANONICAL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Parses 64 hex digits.
@@ -152,46 +177,48 @@ pub(crate) fn unhex(text: &str) -> Option<[u8; 32]> {
 }
 
 impl AuditRecord {
-    fn feed(&self, h: &mut Sha256) {
-        fn text(h: &mut Sha256, s: &str) {
-            h.update((s.len() as u64).to_be_bytes());
-            h.update(s.as_bytes());
+    /// Appends the canonical form: length-prefixed strings, flags for
+    /// optional fields, big-endian numbers.
+    fn feed(&self, out: &mut Vec<u8>) {
+        fn text(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&(s.len() as u64).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
         }
-        fn opt(h: &mut Sha256, s: Option<&str>) {
+        fn opt(out: &mut Vec<u8>, s: Option<&str>) {
             match s {
                 Some(s) => {
-                    h.update([1]);
-                    text(h, s);
+                    out.push(1);
+                    text(out, s);
                 }
-                None => h.update([0]),
+                None => out.push(0),
             }
         }
-        h.update(self.execution_id.as_uuid().as_bytes());
-        text(h, &self.action);
-        text(h, &self.principal);
-        opt(h, self.tenant.as_deref());
-        text(h, self.status.as_str());
-        h.update(self.at.timestamp().to_be_bytes());
-        h.update(self.at.timestamp_subsec_nanos().to_be_bytes());
-        h.update((self.decisions.len() as u64).to_be_bytes());
+        out.extend_from_slice(self.execution_id.as_uuid().as_bytes());
+        text(out, &self.action);
+        text(out, &self.principal);
+        opt(out, self.tenant.as_deref());
+        text(out, self.status.as_str());
+        out.extend_from_slice(&self.at.timestamp().to_be_bytes());
+        out.extend_from_slice(&self.at.timestamp_subsec_nanos().to_be_bytes());
+        out.extend_from_slice(&(self.decisions.len() as u64).to_be_bytes());
         for d in &self.decisions {
-            text(h, &d.policy);
-            text(h, &d.outcome);
-            opt(h, d.reason.as_deref());
-            h.update([u8::from(d.shadow)]);
+            text(out, &d.policy);
+            text(out, &d.outcome);
+            opt(out, d.reason.as_deref());
+            out.push(u8::from(d.shadow));
         }
-        opt(h, self.inputs.as_ref().map(Json::as_str));
-        opt(h, self.output.as_ref().map(Json::as_str));
-        opt(h, self.failure.as_deref());
-        h.update((self.tags.len() as u64).to_be_bytes());
-        for t in &self.tags {
-            text(h, t);
+        opt(out, self.inputs.as_ref().map(Json::as_str));
+        opt(out, self.output.as_ref().map(Json::as_str));
+        opt(out, self.failure.as_deref());
+        out.extend_from_slice(&(self.tags.len() as u64).to_be_bytes());
+        for t in self.tags.iter() {
+            text(out, t);
         }
         // Fed only when present, so records written before the field
         // existed keep their hashes.
         if let Some(d) = &self.approved_digest {
-            h.update(b"d");
-            text(h, d);
+            out.push(b'd');
+            text(out, d);
         }
     }
 }
@@ -286,7 +313,7 @@ mod tests {
             inputs: None,
             output: None,
             failure: None,
-            tags: vec![],
+            tags: Arc::default(),
             approved_digest: None,
         }
     }
@@ -306,6 +333,35 @@ mod tests {
         assert_eq!(
             verify_chain([&a, &c]),
             Err(ChainError::Broken { seq: 3, prev: 1 })
+        );
+    }
+
+    /// Stored chains must keep verifying: the canonical form, and so the
+    /// hash of a fixed record, never changes.
+    #[test]
+    fn the_hash_of_a_fixed_record_is_stable() {
+        let fixed = AuditRecord {
+            execution_id: "0190f3a2-0000-7000-8000-000000000001".parse().unwrap(),
+            action: "transfer".into(),
+            principal: "agent-7".into(),
+            tenant: Some("acme".into()),
+            status: ExecutionStatus::Completed,
+            at: DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap(),
+            decisions: vec![DecisionRecord {
+                policy: "limits".into(),
+                outcome: "allow".into(),
+                reason: Some("under the cap".into()),
+                shadow: true,
+            }],
+            inputs: Some(Json::parse(r#"{"amount":5}"#).unwrap()),
+            output: None,
+            failure: Some("no".into()),
+            tags: Arc::from(["SOC2".to_owned(), "GDPR".to_owned()]),
+            approved_digest: Some("d1".into()),
+        };
+        assert_eq!(
+            chain_hash(GENESIS_HASH, 7, &fixed),
+            "debca1c65122828ca8bcb086e4f0a8ccc14b5464e0c2489060f1357ca1525305"
         );
     }
 

@@ -494,7 +494,7 @@ pub(crate) fn decision_audit(
         inputs,
         output: None,
         failure: failure.map(|f| f.message.clone()),
-        tags: Vec::new(),
+        tags: Arc::default(),
         approved_digest: None,
     }
 }

@@ -151,7 +151,20 @@ impl Event {
         action: Arc<str>,
         data: Json,
     ) -> Self {
-        let id = crate::ids::v7(u64::try_from(time.timestamp_millis()).unwrap_or(0));
+        let unix_ms = u64::try_from(time.timestamp_millis()).unwrap_or(0);
+        Self::stamped(unix_ms, time, kind, execution_id, action, data)
+    }
+
+    /// [`Event::at`] for a time whose milliseconds the caller has already.
+    pub(crate) fn stamped(
+        unix_ms: u64,
+        time: DateTime<Utc>,
+        kind: EventKind,
+        execution_id: ExecutionId,
+        action: Arc<str>,
+        data: Json,
+    ) -> Self {
+        let id = crate::ids::v7(unix_ms);
         Self {
             id,
             kind,

@@ -154,6 +154,8 @@ pub(crate) struct Run<'a> {
     allowed: Allowed,
     /// The time of the current lifecycle step (one clock read per step).
     now: DateTime<Utc>,
+    /// `now` in milliseconds since the epoch, for event ids.
+    now_ms: u64,
     /// Events waiting to be stored with the next transition, then published.
     queued: Vec<Event>,
     /// The last step's change, kept for the next one: a fresh one would
@@ -212,6 +214,15 @@ impl<'a> Run<'a> {
         input: Doc,
         now: DateTime<Utc>,
     ) -> Run<'a> {
+        // The last finished run's step box and event list, if this thread
+        // has one: a call then allocates neither.
+        let mut spare = SPARE_STEP.take();
+        let queued = match &mut spare {
+            Some(t) if t.events.capacity() > 0 => std::mem::take(&mut t.events),
+            // Started, state captured and one decision per policy, before
+            // the first write.
+            _ => Vec::with_capacity(4 + action.policies.len()),
+        };
         Run {
             action,
             governor,
@@ -225,12 +236,13 @@ impl<'a> Run<'a> {
             decisions: Vec::with_capacity(action.policies.len()),
             // Started, state captured and one decision per policy, before
             // the first write.
-            queued: Vec::with_capacity(4 + action.policies.len()),
+            queued,
             allowed: Allowed::new(),
             take_lease: None,
             lease_owner: None,
             now,
-            spare: None,
+            now_ms: unix_ms(now),
+            spare,
             created: false,
             settled: false,
         }
@@ -316,13 +328,27 @@ impl<'a> Run<'a> {
         self.record.execution.id
     }
 
+    /// Leaves this run's step box, emptied, for the thread's next run.
+    fn keep_spare_step(&mut self) {
+        let Some(mut t) = self.spare.take() else {
+            return;
+        };
+        t.clear();
+        if t.events.capacity() == 0 && self.queued.is_empty() {
+            std::mem::swap(&mut t.events, &mut self.queued);
+        }
+        SPARE_STEP.set(Some(t));
+    }
+
     /// Reads the clock for the next lifecycle step.
     fn tick(&mut self) {
         self.now = crate::ids::now();
+        self.now_ms = unix_ms(self.now);
     }
 
     fn event(&self, kind: EventKind, data: Json) -> Event {
-        Event::at(
+        Event::stamped(
+            self.now_ms,
             self.now,
             kind,
             self.record.execution.id,
@@ -475,9 +501,7 @@ impl<'a> Run<'a> {
                     None => self.output.as_ref().map(|o| redact_doc(&self.redactor, o)),
                 }),
             failure: failure.map(|f| f.message.clone()),
-            tags: settings
-                .map(|s| s.compliance_tags.clone())
-                .unwrap_or_default(),
+            tags: Arc::clone(&self.action.audit_tags),
             approved_digest: None,
         }
     }
@@ -1174,9 +1198,15 @@ impl<'a> Run<'a> {
     }
 }
 
+thread_local! {
+    /// One step box (with its event list) kept between runs on this thread.
+    static SPARE_STEP: std::cell::Cell<Option<Box<Transition>>> = const { std::cell::Cell::new(None) };
+}
+
 impl Drop for Run<'_> {
     fn drop(&mut self) {
         if self.settled || !self.created {
+            self.keep_spare_step();
             return;
         }
         // The caller's future was dropped mid-call. Record that, so the
@@ -1283,6 +1313,10 @@ fn redact_doc(redactor: &Redactor, doc: &Doc) -> Json {
     } else {
         text.clone()
     }
+}
+
+fn unix_ms(t: DateTime<Utc>) -> u64 {
+    u64::try_from(t.timestamp_millis()).unwrap_or(0)
 }
 
 fn json_of<T: serde::Serialize>(value: &T) -> Json {

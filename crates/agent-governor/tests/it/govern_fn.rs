@@ -253,5 +253,5 @@ async fn policy_lists_from_expressions_and_events_are_stored() {
     let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&EventKind::PolicyEvaluated));
     let audit = EVENTS.store().audit_entries(0, 10).await.unwrap();
-    assert_eq!(audit[0].record.tags, vec!["SOC2"]);
+    assert_eq!(&*audit[0].record.tags, ["SOC2"]);
 }

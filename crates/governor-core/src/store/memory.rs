@@ -216,7 +216,7 @@ struct AuditRest {
     inputs: Option<Json>,
     output: Option<Json>,
     failure: Option<String>,
-    tags: Vec<String>,
+    tags: Arc<[String]>,
     approved_digest: Option<String>,
 }
 

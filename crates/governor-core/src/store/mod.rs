@@ -95,6 +95,13 @@ impl Transition {
         }
     }
 
+    /// Drops everything the change carries, keeping the allocation of its
+    /// event list (for a box kept to be reused).
+    pub(crate) fn clear(&mut self) {
+        let (at, id, from, to) = (self.at, self.id, self.from, self.to);
+        self.reset(at, id, from, to);
+    }
+
     /// Makes this the change [`Transition::at`] would build, keeping the
     /// allocations of its event list (a run reuses one box for its steps).
     pub(crate) fn reset(

@@ -79,7 +79,7 @@ fn record(e: &Execution, status: ExecutionStatus) -> AuditRecord {
         inputs: Some(e.inputs.clone()),
         output: None,
         failure: None,
-        tags: vec!["SOC2".into()],
+        tags: Arc::from(["SOC2".to_owned()]),
         approved_digest: (status == ExecutionStatus::Approved).then(|| "d".repeat(64)),
     }
 }
@@ -400,7 +400,7 @@ pub async fn audit_log_is_chained(store: Arc<dyn Store>) {
         vec![1, 2, 3, 4, 5]
     );
     assert_eq!(verify_chain(&entries), Ok(5));
-    assert_eq!(entries[0].record.tags, vec!["SOC2"]);
+    assert_eq!(&*entries[0].record.tags, ["SOC2"]);
     let tail = store.audit_entries(3, 100).await.unwrap();
     assert_eq!(tail.len(), 2);
     assert_eq!(tail[0].prev_hash, entries[2].hash);

@@ -447,7 +447,7 @@ async fn sensitive_fields_never_reach_storage_events_snapshots_audit_or_errors()
         "{all}"
     );
     assert!(all.contains(REDACTED));
-    assert_eq!(audit[0].record.tags, vec!["GDPR"]);
+    assert_eq!(&*audit[0].record.tags, ["GDPR"]);
     assert!(audit[0].record.inputs.is_some() && audit[0].record.output.is_some());
 
     let failing = g

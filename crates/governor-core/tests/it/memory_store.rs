@@ -50,7 +50,7 @@ async fn evicted_audit_entries_leave_a_verifiable_window() {
             inputs: None,
             output: None,
             failure: None,
-            tags: vec![],
+            tags: Default::default(),
             approved_digest: None,
         });
         store.create(&c).await.unwrap();
