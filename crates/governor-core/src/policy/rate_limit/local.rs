@@ -12,12 +12,148 @@ pub(super) enum Refusal {
     Full,
 }
 
-/// Per key: the times of the calls in the last window (window limits), or
-/// the theoretical arrival time (GCRA), in nanoseconds since the policy's
+/// Limits up to this many calls per window keep each call's time (exact);
+/// larger ones count calls per slot, so no key holds more than
+/// [`SLOTS`] + 1 counters however high the limit.
+pub(super) const EXACT_MAX_CALLS: u32 = 1_024;
+
+/// Slots per window for limits above [`EXACT_MAX_CALLS`].
+const SLOTS: u64 = 64;
+
+/// A key's calls in the last window.
+enum Window {
+    /// The time of each call in the last window.
+    Exact(VecDeque<u64>),
+    /// Calls per slot of `window / SLOTS`.
+    Slotted(Box<Slots>),
+}
+
+/// Counters for the `SLOTS + 1` slots that cover the last window: every
+/// call counted is at most one window and one slot old, so the count is
+/// never below the true one (a call may be refused up to one slot early,
+/// never admitted beyond the limit).
+struct Slots {
+    width: u64,
+    /// The slot index (time / width) of the newest counter.
+    head: u64,
+    counts: [u32; SLOTS as usize + 1],
+    total: u64,
+    last_call: u64,
+}
+
+impl Slots {
+    fn new(window: u64, now: u64) -> Self {
+        let width = window.div_ceil(SLOTS).max(1);
+        Self {
+            width,
+            head: now / width,
+            counts: [0; SLOTS as usize + 1],
+            total: 0,
+            last_call: now,
+        }
+    }
+
+    fn ring(index: u64) -> usize {
+        // The remainder is at most SLOTS, so it fits.
+        (index % (SLOTS + 1)) as usize
+    }
+
+    /// Drops the counters of slots that left the window by `now`.
+    fn advance(&mut self, now: u64) {
+        let slot = now / self.width;
+        if slot <= self.head {
+            return;
+        }
+        let stale = (slot - self.head).min(SLOTS + 1);
+        for k in 1..=stale {
+            let c = &mut self.counts[Self::ring(self.head + k)];
+            self.total -= u64::from(*c);
+            *c = 0;
+        }
+        self.head = slot;
+    }
+
+    fn acquire(&mut self, now: u64, max_calls: u32) -> Result<(), u64> {
+        self.advance(now);
+        if self.total >= u64::from(max_calls) {
+            return Err(self.until_room(now));
+        }
+        self.counts[Self::ring(self.head)] += 1;
+        self.total += 1;
+        self.last_call = now;
+        Ok(())
+    }
+
+    /// Nanoseconds until the oldest counted slot leaves the window.
+    fn until_room(&self, now: u64) -> u64 {
+        let oldest = (self.head.saturating_sub(SLOTS)..=self.head)
+            .find(|&i| self.counts[Self::ring(i)] > 0)
+            .unwrap_or(self.head);
+        ((oldest + SLOTS + 1) * self.width)
+            .saturating_sub(now)
+            .max(1)
+    }
+
+    fn release(&mut self) {
+        let c = &mut self.counts[Self::ring(self.head)];
+        if *c > 0 {
+            *c -= 1;
+            self.total -= 1;
+        }
+    }
+}
+
+impl Window {
+    fn new(max_calls: u32, window: u64, now: u64) -> Self {
+        if max_calls <= EXACT_MAX_CALLS {
+            Self::Exact(VecDeque::new())
+        } else {
+            Self::Slotted(Box::new(Slots::new(window, now)))
+        }
+    }
+
+    fn acquire(&mut self, now: u64, max_calls: u32, window: u64) -> Result<(), u64> {
+        match self {
+            Self::Exact(log) => {
+                while log.front().is_some_and(|t| t + window <= now) {
+                    log.pop_front();
+                }
+                if log.len() >= max_calls as usize {
+                    let oldest = log.front().copied().unwrap_or(now);
+                    return Err((oldest + window).saturating_sub(now).max(1));
+                }
+                log.push_back(now);
+                Ok(())
+            }
+            Self::Slotted(slots) => slots.acquire(now, max_calls),
+        }
+    }
+
+    /// Whether no call inside the window is counted any more.
+    fn recovered(&self, now: u64, window: u64) -> bool {
+        match self {
+            Self::Exact(log) => log.back().is_none_or(|t| t + window <= now),
+            // The slot of the last call has left the counted range.
+            Self::Slotted(s) => (s.last_call / s.width + SLOTS + 1) * s.width <= now,
+        }
+    }
+
+    fn release(&mut self) {
+        match self {
+            Self::Exact(log) => {
+                log.pop_back();
+            }
+            Self::Slotted(slots) => slots.release(),
+        }
+    }
+}
+
+/// Per key: its calls in the last window (window limits), or the
+/// theoretical arrival time (GCRA), in nanoseconds since the policy's
 /// base instant.
 #[derive(Default)]
 pub(super) struct State {
-    logs: HashMap<Box<str>, VecDeque<u64>>,
+    logs: HashMap<Box<str>, Window>,
     tats: HashMap<Box<str>, u64>,
 }
 
@@ -37,47 +173,42 @@ impl State {
         match limit {
             Limit::Window { max_calls, window } => {
                 let w = nanos(window);
-                let fresh = !self.logs.contains_key(key);
-                if fresh && self.logs.len() >= max_keys {
+                // A known key is looked up without allocating its name.
+                if let Some(log) = self.logs.get_mut(key) {
+                    return log.acquire(now, max_calls, w).map_err(Refusal::Limited);
+                }
+                if self.logs.len() >= max_keys {
                     // Keys with no call inside the window have recovered.
-                    self.logs
-                        .retain(|_, log| log.back().is_some_and(|t| t + w > now));
+                    self.logs.retain(|_, log| !log.recovered(now, w));
                     if self.logs.len() >= max_keys {
                         return Err(Refusal::Full);
                     }
                 }
-                let log = self.logs.entry(key.into()).or_default();
-                while log.front().is_some_and(|t| t + w <= now) {
-                    log.pop_front();
-                }
-                if log.len() >= max_calls as usize {
-                    let oldest = log.front().copied().unwrap_or(now);
-                    return Err(Refusal::Limited((oldest + w).saturating_sub(now).max(1)));
-                }
-                log.push_back(now);
-                Ok(())
+                let mut log = Window::new(max_calls, w, now);
+                let taken = log.acquire(now, max_calls, w);
+                self.logs.insert(key.into(), log);
+                taken.map_err(Refusal::Limited)
             }
             Limit::Gcra {
                 interval,
                 tolerance,
             } => {
                 let (t, tau) = (nanos(interval), nanos(tolerance));
-                let tat = match self.tats.get(key) {
-                    Some(tat) => (*tat).max(now),
-                    None => {
-                        if self.tats.len() >= max_keys {
-                            self.tats.retain(|_, tat| *tat > now);
-                            if self.tats.len() >= max_keys {
-                                return Err(Refusal::Full);
-                            }
-                        }
-                        now
+                if let Some(tat) = self.tats.get_mut(key) {
+                    let at = (*tat).max(now);
+                    if at - now > tau {
+                        return Err(Refusal::Limited(at - now - tau));
                     }
-                };
-                if tat - now > tau {
-                    return Err(Refusal::Limited(tat - now - tau));
+                    *tat = at.saturating_add(t);
+                    return Ok(());
                 }
-                self.tats.insert(key.into(), tat.saturating_add(t));
+                if self.tats.len() >= max_keys {
+                    self.tats.retain(|_, tat| *tat > now);
+                    if self.tats.len() >= max_keys {
+                        return Err(Refusal::Full);
+                    }
+                }
+                self.tats.insert(key.into(), now.saturating_add(t));
                 Ok(())
             }
         }
@@ -88,7 +219,7 @@ impl State {
         match limit {
             Limit::Window { .. } => {
                 if let Some(log) = self.logs.get_mut(key) {
-                    log.pop_back();
+                    log.release();
                 }
             }
             Limit::Gcra { interval, .. } => {
@@ -102,4 +233,102 @@ impl State {
 
 fn nanos(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const SECOND: u64 = 1_000_000_000;
+
+    fn window(max_calls: u32, secs: u64) -> Limit {
+        Limit::Window {
+            max_calls,
+            window: Duration::from_secs(secs),
+        }
+    }
+
+    /// Calls every `step` ns for `span` ns; returns the admitted times.
+    fn admitted_times(limit: Limit, step: u64, span: u64) -> Vec<u64> {
+        let mut state = State::default();
+        (0..span / step)
+            .map(|i| i * step)
+            .filter(|&t| state.acquire("k", t, limit, 10).is_ok())
+            .collect()
+    }
+
+    fn most_in_any_window(times: &[u64], w: u64) -> usize {
+        let mut most = 0;
+        let mut start = 0;
+        for (end, &t) in times.iter().enumerate() {
+            while times[start] + w <= t {
+                start += 1;
+            }
+            most = most.max(end + 1 - start);
+        }
+        most
+    }
+
+    #[test]
+    fn a_high_limit_never_admits_more_than_max_calls_in_any_window() {
+        let max = EXACT_MAX_CALLS * 3;
+        // 100 calls a second for 20 minutes against 3,072 per 60 s.
+        let times = admitted_times(window(max, 60), SECOND / 100, 1_200 * SECOND);
+        let most = most_in_any_window(&times, 60 * SECOND);
+        assert!(most <= max as usize, "{most} calls in one window");
+        // Slots only ever refuse early by one slot (60 s / 64) per window:
+        // 20 minutes admit at least 20 windows' worth minus that.
+        let floor = f64::from(max) * 20.0 * (1.0 - 2.0 / 64.0);
+        assert!(times.len() as f64 >= floor, "{} admitted", times.len());
+    }
+
+    #[test]
+    fn a_high_limit_keeps_a_fixed_number_of_counters() {
+        let mut state = State::default();
+        let limit = window(1_000_000, 3_600);
+        for i in 0..200_000 {
+            assert!(state.acquire("k", i * 1_000, limit, 10).is_ok());
+        }
+        match state.logs.get("k") {
+            Some(Window::Slotted(s)) => assert_eq!(s.total, 200_000),
+            _ => panic!("a limit of a million calls must use slots"),
+        }
+    }
+
+    #[test]
+    fn a_full_slotted_window_says_when_the_oldest_slot_leaves() {
+        let mut state = State::default();
+        let limit = window(EXACT_MAX_CALLS + 1, 64);
+        for _ in 0..=EXACT_MAX_CALLS {
+            assert!(state.acquire("k", 0, limit, 10).is_ok());
+        }
+        let Err(Refusal::Limited(wait)) = state.acquire("k", 10 * SECOND, limit, 10) else {
+            panic!("the window is full")
+        };
+        // Slot 0 leaves once slot 65 begins: 65 s after the first call.
+        assert_eq!(wait, 55 * SECOND);
+        assert!(state.acquire("k", 64 * SECOND, limit, 10).is_err());
+        assert!(state.acquire("k", 65 * SECOND, limit, 10).is_ok());
+        // Given back, the cell can be taken again at once.
+        state.release("k", limit);
+        assert!(state.acquire("k", 65 * SECOND, limit, 10).is_ok());
+    }
+
+    #[test]
+    fn a_known_key_is_found_without_a_new_entry() {
+        let mut state = State::default();
+        let gcra = Limit::Gcra {
+            interval: Duration::from_secs(1),
+            tolerance: Duration::from_secs(2),
+        };
+        for t in 0..3 {
+            assert!(state.acquire("k", t, gcra, 1).is_ok());
+        }
+        assert!(matches!(
+            state.acquire("k", 3, gcra, 1),
+            Err(Refusal::Limited(_))
+        ));
+        assert_eq!(state.keys(), 1);
+    }
 }

@@ -120,7 +120,11 @@ pub enum OnBackendError {
 /// Limits how often calls happen.
 ///
 /// By default at most `max_calls` calls pass in any `window` (a sliding
-/// window). With [`burst`](Self::burst) set, the limit is a smooth rate
+/// window). Up to 1,024 calls per window, each call's time is kept; above
+/// that, calls are counted in 64 slots per window, so a key never holds
+/// more than 65 counters: such a limit may refuse a call up to one slot
+/// (1/64 of the window) early, and never admits more than `max_calls` in
+/// any window. With [`burst`](Self::burst) set, the limit is a smooth rate
 /// instead (GCRA): `max_calls` per `window` sustained, up to `burst` at
 /// once. Each check is O(1); the number
 /// of tracked keys is capped (`max_keys`, default 100,000): keys whose
