@@ -1,7 +1,8 @@
 //! A rate-limit backend on PostgreSQL, for deployments without Redis, with
 //! the database's clock: window limits keep a row per call still inside
 //! its window (counted and added by one function call under a per-key
-//! lock); GCRA limits keep a row per key with its arrival time, moved by
+//! lock), or above `Limit::EXACT_WINDOW_CALLS` a row per slot of the
+//! window (at most `Limit::WINDOW_SLOTS + 1` per key); GCRA limits keep a row per key with its arrival time, moved by
 //! one atomic upsert.
 
 use std::sync::Arc;
@@ -28,9 +29,13 @@ const RELEASE: &str = "UPDATE rate_limits SET tat_micros = tat_micros - $2 WHERE
 
 const WINDOW: &str = "SELECT rate_limit_window($1, $2, $3, $4)";
 
+/// A window limit counted in slots (`Limit::counts_in_slots`).
+const SLOTTED: &str = "SELECT rate_limit_slotted($1, $2, $3, $4, $5)";
+
 /// Keys whose budget fully recovered hold nothing worth keeping.
 const PRUNE: &str = "WITH now AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS us), \
-    a AS (DELETE FROM rate_limits WHERE tat_micros < (SELECT us FROM now)) \
+    a AS (DELETE FROM rate_limits WHERE tat_micros < (SELECT us FROM now)), \
+    b AS (DELETE FROM rate_limit_slots WHERE until_micros <= (SELECT us FROM now)) \
     DELETE FROM rate_limit_calls WHERE until_micros <= (SELECT us FROM now)";
 
 /// Acquires between prunes of recovered keys.
@@ -70,6 +75,27 @@ impl PostgresRateLimiter {
         }
     }
 
+    /// Runs a window limit: per call, or in slots above
+    /// `Limit::EXACT_WINDOW_CALLS`.
+    async fn window(
+        &self,
+        key: &str,
+        limit: Limit,
+        max_calls: u32,
+        window: Duration,
+        give_back: bool,
+    ) -> Result<Vec<tokio_postgres::Row>, RateLimitBackendError> {
+        let max = i32::try_from(max_calls).unwrap_or(i32::MAX);
+        if limit.counts_in_slots() {
+            let slots = i32::try_from(Limit::WINDOW_SLOTS).unwrap_or(i32::MAX);
+            self.run(SLOTTED, &[&key, &max, &micros(window), &slots, &give_back])
+                .await
+        } else {
+            self.run(WINDOW, &[&key, &max, &micros(window), &give_back])
+                .await
+        }
+    }
+
     async fn run(
         &self,
         sql: &str,
@@ -93,10 +119,7 @@ impl RateLimitBackend for PostgresRateLimiter {
         }
         let wait = match limit {
             Limit::Window { max_calls, window } => {
-                let max = i32::try_from(max_calls).unwrap_or(i32::MAX);
-                let rows = self
-                    .run(WINDOW, &[&key, &max, &micros(window), &false])
-                    .await?;
+                let rows = self.window(key, limit, max_calls, window, false).await?;
                 let row = rows.first().ok_or_else(|| failed("no reply"))?;
                 row.try_get::<_, i64>(0).map_err(failed)?
             }
@@ -125,12 +148,10 @@ impl RateLimitBackend for PostgresRateLimiter {
 
     async fn release(&self, key: &str, limit: Limit) -> Result<(), RateLimitBackendError> {
         match limit {
-            Limit::Window { max_calls, window } => {
-                let max = i32::try_from(max_calls).unwrap_or(i32::MAX);
-                self.run(WINDOW, &[&key, &max, &micros(window), &true])
-                    .await
-                    .map(drop)
-            }
+            Limit::Window { max_calls, window } => self
+                .window(key, limit, max_calls, window, true)
+                .await
+                .map(drop),
             Limit::Gcra { interval, .. } => self
                 .run(RELEASE, &[&key, &micros(interval)])
                 .await

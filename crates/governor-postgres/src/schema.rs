@@ -16,7 +16,8 @@ use crate::error::map;
 ///
 /// Each entry moves the schema one version up. Never edit a shipped entry;
 /// append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE executions (
     id           uuid PRIMARY KEY,
     action       text NOT NULL,
@@ -113,7 +114,48 @@ BEGIN
     INSERT INTO rate_limit_calls (key, until_micros) VALUES (k, now_us + window_us);
     RETURN -1;
 END $$;
-"#];
+"#,
+    r#"
+-- Window limits above Limit::EXACT_WINDOW_CALLS count calls per slot of
+-- window / slots: at most slots + 1 rows per key, however high the limit.
+-- A slot counts until `until_micros`, one window and one slot after it
+-- began, so no window ever holds more than `max_calls` calls.
+CREATE TABLE rate_limit_slots (
+    key          text NOT NULL,
+    slot         bigint NOT NULL,
+    calls        int NOT NULL,
+    until_micros bigint NOT NULL,
+    PRIMARY KEY (key, slot)
+);
+CREATE INDEX rate_limit_slots_until ON rate_limit_slots (until_micros);
+
+CREATE FUNCTION rate_limit_slotted(k text, max_calls int, window_us bigint, slots int, give_back boolean)
+RETURNS bigint LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    now_us bigint := (extract(epoch FROM clock_timestamp()) * 1000000)::bigint;
+    width bigint := GREATEST(1, (window_us + slots - 1) / slots);
+    head bigint := now_us / width;
+    n bigint;
+    oldest bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('governor.rate.' || k));
+    DELETE FROM rate_limit_slots WHERE key = k AND (slot < head - slots OR calls <= 0);
+    IF give_back THEN
+        UPDATE rate_limit_slots SET calls = calls - 1 WHERE key = k AND slot = (
+            SELECT max(slot) FROM rate_limit_slots WHERE key = k);
+        RETURN -1;
+    END IF;
+    SELECT COALESCE(sum(calls), 0), min(slot) INTO n, oldest FROM rate_limit_slots WHERE key = k;
+    IF n >= max_calls THEN
+        RETURN GREATEST(1, (oldest + slots + 1) * width - now_us);
+    END IF;
+    INSERT INTO rate_limit_slots AS s (key, slot, calls, until_micros)
+        VALUES (k, head, 1, (head + slots + 1) * width)
+        ON CONFLICT (key, slot) DO UPDATE SET calls = s.calls + 1;
+    RETURN -1;
+END $$;
+"#,
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

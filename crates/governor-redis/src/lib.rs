@@ -53,6 +53,41 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1)
 return -1
 ";
 
+/// A window limit above `Limit::EXACT_WINDOW_CALLS`, counted in slots: a
+/// hash of slot index to calls, holding at most `WINDOW_SLOTS + 1` slots
+/// (see `Limit::WINDOW_SLOTS`). ARGV: max calls, window, 1 to give the
+/// newest call back, slots per window. Returns as [`WINDOW`] does.
+const SLOTTED: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[2])
+local slots = tonumber(ARGV[4])
+local width = math.max(1, math.ceil(window / slots))
+local head = math.floor(now / width)
+local all = redis.call('HGETALL', KEYS[1])
+local total, oldest, newest = 0, nil, nil
+for i = 1, #all, 2 do
+  local slot, calls = tonumber(all[i]), tonumber(all[i + 1])
+  if slot < head - slots or calls <= 0 then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
+    total = total + calls
+    if not oldest or slot < oldest then oldest = slot end
+    if not newest or slot > newest then newest = slot end
+  end
+end
+if ARGV[3] == '1' then
+  if newest then redis.call('HINCRBY', KEYS[1], string.format('%.0f', newest), -1) end
+  return -1
+end
+if total >= tonumber(ARGV[1]) then
+  return math.max(1, (oldest + slots + 1) * width - now)
+end
+redis.call('HINCRBY', KEYS[1], string.format('%.0f', head), 1)
+redis.call('PEXPIRE', KEYS[1], math.ceil((slots + 1) * width / 1000) + 1)
+return -1
+";
+
 /// GCRA in microseconds. ARGV: interval, tolerance, and 1 to give a cell
 /// back instead of taking one. Returns -1 when admitted (or given back),
 /// otherwise the microseconds until a cell frees up.
@@ -123,6 +158,7 @@ impl RedisOptions {
 pub struct RedisRateLimiter {
     connection: ConnectionManager,
     window: redis::Script,
+    slotted: redis::Script,
     gcra: redis::Script,
     options: RedisOptions,
 }
@@ -166,6 +202,7 @@ impl RedisRateLimiter {
         Ok(Self {
             connection,
             window: redis::Script::new(WINDOW),
+            slotted: redis::Script::new(SLOTTED),
             gcra: redis::Script::new(GCRA),
             options,
         })
@@ -178,7 +215,11 @@ impl RedisRateLimiter {
         release: bool,
     ) -> Result<i64, RateLimitBackendError> {
         let mut connection = self.connection.clone();
+        let slotted = limit.counts_in_slots();
         let (script, a, b) = match limit {
+            Limit::Window { max_calls, window } if slotted => {
+                (&self.slotted, i64::from(max_calls), micros(window))
+            }
             Limit::Window { max_calls, window } => {
                 (&self.window, i64::from(max_calls), micros(window))
             }
@@ -187,11 +228,16 @@ impl RedisRateLimiter {
                 tolerance,
             } => (&self.gcra, micros(interval), micros(tolerance)),
         };
-        let mut invocation = script.key(format!("{}{key}", self.options.prefix));
+        // Slot counters live in a hash, under their own key.
+        let suffix = if slotted { ":slots" } else { "" };
+        let mut invocation = script.key(format!("{}{key}{suffix}", self.options.prefix));
         invocation
             .arg(a)
             .arg(b)
             .arg(if release { "1" } else { "0" });
+        if slotted {
+            invocation.arg(Limit::WINDOW_SLOTS);
+        }
         let call = invocation.invoke_async::<i64>(&mut connection);
         match tokio::time::timeout(self.options.timeout, call).await {
             Ok(result) => result.map_err(failed),

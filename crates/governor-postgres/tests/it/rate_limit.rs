@@ -94,3 +94,54 @@ async fn a_denied_call_gives_its_cell_back_and_retry_after_is_told() {
         );
     }
 }
+
+/// A limit above `Limit::EXACT_WINDOW_CALLS` keeps a row per slot, not per
+/// call, and still admits exactly `max_calls` in a window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_limit_counts_in_a_bounded_number_of_slots() {
+    let schema = fresh_schema();
+    let store = PostgresStore::connect_with(&url(), PostgresOptions::new().schema(&schema))
+        .await
+        .unwrap();
+    let limiter = store.rate_limiter();
+    let max_calls = Limit::EXACT_WINDOW_CALLS + 76;
+    let window = Duration::from_secs(6);
+    let limit = Limit::Window { max_calls, window };
+    assert!(limit.counts_in_slots());
+    let mut admitted = 0;
+    let retry_after = loop {
+        match limiter.acquire("high", limit).await.unwrap() {
+            Admission::Admitted => admitted += 1,
+            Admission::Limited { retry_after } => break retry_after,
+        }
+    };
+    assert_eq!(admitted, max_calls);
+    let slot = window / Limit::WINDOW_SLOTS;
+    assert!(retry_after <= window + slot, "{retry_after:?}");
+    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows: i64 = client
+        .query_one(
+            &format!("SELECT count(*) FROM {schema}.rate_limit_slots WHERE key = 'high'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        (1..=i64::from(Limit::WINDOW_SLOTS) + 1).contains(&rows),
+        "{rows} rows"
+    );
+    tokio::time::sleep(retry_after + Duration::from_millis(20)).await;
+    assert_eq!(
+        limiter.acquire("high", limit).await.unwrap(),
+        Admission::Admitted
+    );
+    limiter.release("high", limit).await.unwrap();
+    assert_eq!(
+        limiter.acquire("high", limit).await.unwrap(),
+        Admission::Admitted
+    );
+}

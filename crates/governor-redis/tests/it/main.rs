@@ -113,6 +113,55 @@ async fn cells_free_up_with_time_and_can_be_given_back() {
     }
 }
 
+/// A limit above `Limit::EXACT_WINDOW_CALLS` keeps slot counters, not a
+/// member per call, and still admits exactly `max_calls` in a window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_limit_counts_in_a_bounded_number_of_slots() {
+    let prefix = format!("governor-test:{}:", uuid_like());
+    let redis = limiter_at(&prefix);
+    let max_calls = Limit::EXACT_WINDOW_CALLS + 76;
+    let limit = Limit::Window {
+        max_calls,
+        window: Duration::from_secs(4),
+    };
+    assert!(limit.counts_in_slots());
+    let mut admitted = 0;
+    let retry_after = loop {
+        match redis.acquire("high", limit).await.unwrap() {
+            Admission::Admitted => admitted += 1,
+            Admission::Limited { retry_after } => break retry_after,
+        }
+    };
+    assert_eq!(admitted, max_calls);
+    // The oldest slot leaves at most a window and a slot after it began.
+    let slot = Duration::from_secs(4) / Limit::WINDOW_SLOTS;
+    assert!(
+        retry_after <= Duration::from_secs(4) + slot,
+        "{retry_after:?}"
+    );
+    let client = redis::Client::open(url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let slots: u32 = redis::cmd("HLEN")
+        .arg(format!("{prefix}high:slots"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        (1..=Limit::WINDOW_SLOTS + 1).contains(&slots),
+        "{slots} slots"
+    );
+    tokio::time::sleep(retry_after + Duration::from_millis(20)).await;
+    assert_eq!(
+        redis.acquire("high", limit).await.unwrap(),
+        Admission::Admitted
+    );
+    redis.release("high", limit).await.unwrap();
+    assert_eq!(
+        redis.acquire("high", limit).await.unwrap(),
+        Admission::Admitted
+    );
+}
+
 async fn call_with_redis_down(on_error: OnBackendError) -> Result<(), GovernError> {
     // Nothing listens on port 1.
     let down = RedisRateLimiter::open_with(

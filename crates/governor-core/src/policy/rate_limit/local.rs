@@ -12,13 +12,8 @@ pub(super) enum Refusal {
     Full,
 }
 
-/// Limits up to this many calls per window keep each call's time (exact);
-/// larger ones count calls per slot, so no key holds more than
-/// [`SLOTS`] + 1 counters however high the limit.
-pub(super) const EXACT_MAX_CALLS: u32 = 1_024;
-
-/// Slots per window for limits above [`EXACT_MAX_CALLS`].
-const SLOTS: u64 = 64;
+/// Slots per window for limits that count in slots.
+const SLOTS: u64 = Limit::WINDOW_SLOTS as u64;
 
 /// A key's calls in the last window.
 enum Window {
@@ -104,11 +99,11 @@ impl Slots {
 }
 
 impl Window {
-    fn new(max_calls: u32, window: u64, now: u64) -> Self {
-        if max_calls <= EXACT_MAX_CALLS {
-            Self::Exact(VecDeque::new())
-        } else {
+    fn new(limit: Limit, window: u64, now: u64) -> Self {
+        if limit.counts_in_slots() {
             Self::Slotted(Box::new(Slots::new(window, now)))
+        } else {
+            Self::Exact(VecDeque::new())
         }
     }
 
@@ -184,7 +179,7 @@ impl State {
                         return Err(Refusal::Full);
                     }
                 }
-                let mut log = Window::new(max_calls, w, now);
+                let mut log = Window::new(limit, w, now);
                 let taken = log.acquire(now, max_calls, w);
                 self.logs.insert(key.into(), log);
                 taken.map_err(Refusal::Limited)
@@ -272,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_high_limit_never_admits_more_than_max_calls_in_any_window() {
-        let max = EXACT_MAX_CALLS * 3;
+        let max = Limit::EXACT_WINDOW_CALLS * 3;
         // 100 calls a second for 20 minutes against 3,072 per 60 s.
         let times = admitted_times(window(max, 60), SECOND / 100, 1_200 * SECOND);
         let most = most_in_any_window(&times, 60 * SECOND);
@@ -299,8 +294,8 @@ mod tests {
     #[test]
     fn a_full_slotted_window_says_when_the_oldest_slot_leaves() {
         let mut state = State::default();
-        let limit = window(EXACT_MAX_CALLS + 1, 64);
-        for _ in 0..=EXACT_MAX_CALLS {
+        let limit = window(Limit::EXACT_WINDOW_CALLS + 1, 64);
+        for _ in 0..=Limit::EXACT_WINDOW_CALLS {
             assert!(state.acquire("k", 0, limit, 10).is_ok());
         }
         let Err(Refusal::Limited(wait)) = state.acquire("k", 10 * SECOND, limit, 10) else {

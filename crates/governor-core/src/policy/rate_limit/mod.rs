@@ -70,6 +70,25 @@ pub enum Limit {
     },
 }
 
+impl Limit {
+    /// Window limits up to this many calls keep each call's time; larger
+    /// ones count calls in [`Limit::WINDOW_SLOTS`] slots per window, so a
+    /// key holds a bounded number of counters however high the limit.
+    pub const EXACT_WINDOW_CALLS: u32 = 1_024;
+
+    /// Slots per window of a window limit above
+    /// [`Limit::EXACT_WINDOW_CALLS`]. A backend counts the calls of the
+    /// last `WINDOW_SLOTS + 1` slots (each `window / WINDOW_SLOTS` long,
+    /// rounded up), so it never admits more than `max_calls` in any window
+    /// and refuses a call at most one slot early.
+    pub const WINDOW_SLOTS: u32 = 64;
+
+    /// Whether this is a window limit counted in slots.
+    pub fn counts_in_slots(&self) -> bool {
+        matches!(self, Self::Window { max_calls, .. } if *max_calls > Self::EXACT_WINDOW_CALLS)
+    }
+}
+
 /// What a backend says about one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
