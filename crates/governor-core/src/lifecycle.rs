@@ -234,8 +234,6 @@ impl<'a> Run<'a> {
             input,
             output: None,
             decisions: Vec::with_capacity(action.policies.len()),
-            // Started, state captured and one decision per policy, before
-            // the first write.
             queued,
             allowed: Allowed::new(),
             take_lease: None,
