@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use agent_governor::prelude::*;
-use agent_governor::sqlite::SqliteStore;
+use agent_governor::sqlite::{Durability, SqliteOptions, SqliteStore};
 use serde_json::Value;
 
 static GOV: OnceLock<Governor> = OnceLock::new();
@@ -235,13 +235,29 @@ fn main() {
             .unwrap();
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
-            let store = SqliteStore::open(dir.path().join("bench.db"))
+            // `GOVERNOR_BENCH_SYNC=normal`: no fsync per commit, to compare
+            // the writer's CPU work without the disk's noise.
+            let durability = match std::env::var("GOVERNOR_BENCH_SYNC").as_deref() {
+                Ok("normal") => Durability::Normal,
+                _ => Durability::Full,
+            };
+            let options = SqliteOptions::new().durability(durability);
+            let store = SqliteStore::open_with(dir.path().join("bench.db"), options)
                 .await
                 .unwrap();
             GOV.set(Governor::builder().store(store).build().unwrap())
                 .unwrap();
             let n = if quick { 2_000 } else { 100_000 };
-            for callers in [1, 64, 256] {
+            // `GOVERNOR_BENCH_ONLY=b|c` runs one workload and
+            // `GOVERNOR_BENCH_CALLERS=256` one caller count (for A/B runs).
+            let only = std::env::var("GOVERNOR_BENCH_ONLY").unwrap_or_default();
+            let callers_only: Option<usize> = std::env::var("GOVERNOR_BENCH_CALLERS")
+                .ok()
+                .and_then(|c| c.parse().ok());
+            let counts = [1, 64, 256]
+                .into_iter()
+                .filter(|c| callers_only.is_none_or(|o| o == *c));
+            for callers in counts.filter(|_| only.is_empty() || only == "b") {
                 let s =
                     sqlite_benchmark(n / if callers == 1 { 20 } else { 1 }, callers, false).await;
                 report(
@@ -251,8 +267,10 @@ fn main() {
                     &format!(",\"callers\":{callers}"),
                 );
             }
-            let s = sqlite_benchmark(n, 256, true).await;
-            report("c_four_policies", "sqlite", &s, ",\"callers\":256");
+            if only.is_empty() || only == "c" {
+                let s = sqlite_benchmark(n, 256, true).await;
+                report("c_four_policies", "sqlite", &s, ",\"callers\":256");
+            }
         });
         return;
     }

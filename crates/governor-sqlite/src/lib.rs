@@ -23,6 +23,7 @@
 //! # }
 //! ```
 
+mod checkpoint;
 mod codec;
 mod error;
 mod schema;
@@ -207,7 +208,8 @@ impl SqliteStore {
         self.writer
             .send(Job { op, reply })
             .map_err(|_| closed(name))?;
-        rx.await.map_err(|_| closed(name))?
+        let (result, _written) = rx.await.map_err(|_| closed(name))?;
+        result
     }
 
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -250,6 +252,7 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, Store
         .map_err(|e| map("open", e))?;
     conn.set_prepared_statement_cache_capacity(64);
     schema::migrate(&mut conn)?;
+    checkpoint::offload(&mut conn, path.to_path_buf(), sync, options.busy_timeout)?;
     Ok(conn)
 }
 
