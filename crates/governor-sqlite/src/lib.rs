@@ -176,8 +176,8 @@ impl SqliteStore {
         let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let unavailable =
             |e: std::io::Error| StoreError::new(StoreErrorKind::Unavailable, "open", e.to_string());
-        let writer =
-            writer::spawn(opened, changes.clone(), Arc::clone(&commits)).map_err(unavailable)?;
+        let writer = writer::spawn(opened.0, opened.1, changes.clone(), Arc::clone(&commits))
+            .map_err(unavailable)?;
         let alive = Arc::new(());
         watch::spawn(
             path.clone(),
@@ -229,7 +229,10 @@ impl SqliteStore {
     }
 }
 
-fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+fn open_writer(
+    path: &Path,
+    options: &SqliteOptions,
+) -> Result<(Connection, checkpoint::Checkpoints), StoreError> {
     let mut conn = Connection::open(path).map_err(|e| map("open", e))?;
     conn.busy_timeout(options.busy_timeout)
         .map_err(|e| map("open", e))?;
@@ -252,8 +255,9 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, Store
         .map_err(|e| map("open", e))?;
     conn.set_prepared_statement_cache_capacity(64);
     schema::migrate(&mut conn)?;
-    checkpoint::offload(&mut conn, path.to_path_buf(), sync, options.busy_timeout)?;
-    Ok(conn)
+    let checkpoints =
+        checkpoint::offload(&mut conn, path.to_path_buf(), sync, options.busy_timeout)?;
+    Ok((conn, checkpoints))
 }
 
 /// [`first_id_at`] as a blob.

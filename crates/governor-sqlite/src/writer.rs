@@ -209,6 +209,7 @@ pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
 
 pub(crate) fn spawn(
     mut conn: Connection,
+    checkpoints: crate::checkpoint::Checkpoints,
     changes: broadcast::Sender<Change>,
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<mpsc::UnboundedSender<Job>> {
@@ -229,6 +230,7 @@ pub(crate) fn spawn(
                 commits.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 commit_batch(&mut conn, batch, &changes);
                 commits.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                checkpoints.after_commit(&conn, !rx.is_empty());
             }
         })?;
     Ok(tx)
