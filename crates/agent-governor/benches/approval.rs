@@ -28,7 +28,7 @@ fn main() {
         return;
     }
     // `GOVERNOR_BENCH_ONLY=round_trip` (round_trip_task, round_trip_busy,
-    // round_trip_outside, approve_alone, cross_process, resume) runs one
+    // round_trip_outside, cpu_after, approve_alone, cross_process, resume) runs one
     // workload (or those starting so), for profiling.
     let only = std::env::var("GOVERNOR_BENCH_ONLY").unwrap_or_default();
     let run = |w: &str| only.is_empty() || w.starts_with(&only);
@@ -47,6 +47,12 @@ fn main() {
         // From a thread outside the runtime: every wake-up also has to
         // wake a parked worker thread (a futex call, slow in a VM).
         rt.block_on(round_trip(n, "_from_outside", false));
+    }
+    if run("cpu_after") {
+        // The same fixed computation after the pause the idle and busy
+        // round trips take: how much slower this machine runs any code
+        // right after its worker threads parked.
+        rt.block_on(async { tokio::spawn(cpu_after_pause(n)).await.unwrap() });
     }
     if run("approve_alone") {
         rt.block_on(async { tokio::spawn(approve_alone(n)).await.unwrap() });
@@ -200,6 +206,58 @@ async fn round_trip(n: usize, suffix: &str, busy: bool) {
     }
     print_latencies(&format!("approval_round_trip{suffix}"), "memory", samples);
     print_latencies(&format!("approve_call{suffix}"), "memory", deciding);
+}
+
+/// Fixed work, timed after an idle pause (the workers park) and after a
+/// busy one (they yield): a computation in registers only, and 2,000
+/// scattered reads of a 256 KiB table (in the caches when warm).
+async fn cpu_after_pause(n: usize) {
+    fn compute() -> u64 {
+        let mut x = std::hint::black_box(0x9e37_79b9_7f4a_7c15_u64);
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        x
+    }
+    let table: Vec<u64> = (0..32 * 1024).collect();
+    let read = |table: &[u64]| {
+        let mut i = 0usize;
+        let mut sum = 0u64;
+        for _ in 0..2_000 {
+            sum = sum.wrapping_add(table[i]);
+            i = (i + 4099 + sum as usize % 7) % table.len();
+        }
+        sum
+    };
+    for (what, busy) in [
+        ("compute", false),
+        ("compute", true),
+        ("reads", false),
+        ("reads", true),
+    ] {
+        let mut samples = Vec::with_capacity(n);
+        for _ in 0..n {
+            if busy {
+                let until = Instant::now() + Duration::from_micros(200);
+                while Instant::now() < until {
+                    tokio::task::yield_now().await;
+                }
+            } else {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+            }
+            let t = Instant::now();
+            std::hint::black_box(if what == "compute" {
+                compute()
+            } else {
+                read(&table)
+            });
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+        let pause = if busy { "busy" } else { "idle" };
+        print_latencies(&format!("{what}_after_{pause}_pause"), "-", samples);
+    }
 }
 
 /// `approve` on executions nobody waits for (the async pattern): the cost
