@@ -153,6 +153,19 @@ async fn cross_process_round_trip(n: usize) {
 }
 
 /// From `approve` until the waiting caller's action starts.
+/// 200 µs in which the worker threads park (idle: a quiet server) or
+/// keep yielding (busy: a server with other work).
+async fn pause(busy: bool) {
+    if busy {
+        let until = Instant::now() + Duration::from_micros(200);
+        while Instant::now() < until {
+            tokio::task::yield_now().await;
+        }
+    } else {
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
 async fn round_trip(n: usize, suffix: &str, busy: bool) {
     let g = Governor::builder()
         .store(MemoryStore::new())
@@ -189,14 +202,7 @@ async fn round_trip(n: usize, suffix: &str, busy: bool) {
         // Let the caller reach its wait before deciding: idle (the worker
         // threads park, as on a quiet server) or busy (yielding, as on a
         // server with other work).
-        if busy {
-            let until = Instant::now() + Duration::from_micros(200);
-            while Instant::now() < until {
-                tokio::task::yield_now().await;
-            }
-        } else {
-            tokio::time::sleep(Duration::from_micros(200)).await;
-        }
+        pause(busy).await;
         let decided = Instant::now();
         g.approve(id, &cfo, None).await.unwrap();
         deciding.push(decided.elapsed().as_nanos() as u64);
@@ -239,14 +245,7 @@ async fn cpu_after_pause(n: usize) {
     ] {
         let mut samples = Vec::with_capacity(n);
         for _ in 0..n {
-            if busy {
-                let until = Instant::now() + Duration::from_micros(200);
-                while Instant::now() < until {
-                    tokio::task::yield_now().await;
-                }
-            } else {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-            }
+            pause(busy).await;
             let t = Instant::now();
             std::hint::black_box(if what == "compute" {
                 compute()
