@@ -28,8 +28,8 @@ fn main() {
         return;
     }
     // `GOVERNOR_BENCH_ONLY=round_trip` (round_trip_task, round_trip_busy,
-    // round_trip_outside, cpu_after, approve_alone, cross_process, resume) runs one
-    // workload (or those starting so), for profiling.
+    // round_trip_outside, cpu_after, approve_alone, cross_process, resume)
+    // runs one workload (or those starting so), for profiling.
     let only = std::env::var("GOVERNOR_BENCH_ONLY").unwrap_or_default();
     let run = |w: &str| only.is_empty() || w.starts_with(&only);
     let n = if quick { 200 } else { 5_000 };
@@ -152,7 +152,6 @@ async fn cross_process_round_trip(n: usize) {
     print_latencies("approval_round_trip_cross_process", "sqlite", samples);
 }
 
-/// From `approve` until the waiting caller's action starts.
 /// 200 µs in which the worker threads park (idle: a quiet server) or
 /// keep yielding (busy: a server with other work).
 async fn pause(busy: bool) {
@@ -166,6 +165,7 @@ async fn pause(busy: bool) {
     }
 }
 
+/// From `approve` until the waiting caller's action starts.
 async fn round_trip(n: usize, suffix: &str, busy: bool) {
     let g = Governor::builder()
         .store(MemoryStore::new())
@@ -199,9 +199,7 @@ async fn round_trip(n: usize, suffix: &str, busy: bool) {
                 break event.execution_id;
             }
         };
-        // Let the caller reach its wait before deciding: idle (the worker
-        // threads park, as on a quiet server) or busy (yielding, as on a
-        // server with other work).
+        // Let the caller reach its wait before deciding.
         pause(busy).await;
         let decided = Instant::now();
         g.approve(id, &cfo, None).await.unwrap();

@@ -251,13 +251,14 @@ fn main() {
             // `GOVERNOR_BENCH_ONLY=b|c` runs one workload and
             // `GOVERNOR_BENCH_CALLERS=256` one caller count (for A/B runs).
             let only = std::env::var("GOVERNOR_BENCH_ONLY").unwrap_or_default();
+            let run = |w: &str| only.is_empty() || only == w;
             let callers_only: Option<usize> = std::env::var("GOVERNOR_BENCH_CALLERS")
                 .ok()
                 .and_then(|c| c.parse().ok());
             let counts = [1, 64, 256]
                 .into_iter()
-                .filter(|c| callers_only.is_none_or(|o| o == *c));
-            for callers in counts.filter(|_| only.is_empty() || only == "b") {
+                .filter(|c| run("b") && callers_only.is_none_or(|o| o == *c));
+            for callers in counts {
                 let s =
                     sqlite_benchmark(n / if callers == 1 { 20 } else { 1 }, callers, false).await;
                 report(
@@ -267,7 +268,7 @@ fn main() {
                     &format!(",\"callers\":{callers}"),
                 );
             }
-            if only.is_empty() || only == "c" {
+            if run("c") {
                 let s = sqlite_benchmark(n, 256, true).await;
                 report("c_four_policies", "sqlite", &s, ",\"callers\":256");
             }

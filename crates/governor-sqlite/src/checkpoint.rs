@@ -20,7 +20,7 @@ use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
 
-use crate::error::map;
+use crate::error::{map, no_thread};
 use governor_core::StoreError;
 
 /// WAL pages after which a checkpoint is due: SQLite's own default.
@@ -73,13 +73,7 @@ pub(crate) fn offload(
     std::thread::Builder::new()
         .name("governor-sqlite-checkpoint".into())
         .spawn(move || run(&path, synchronous, busy_timeout, &asked))
-        .map_err(|e| {
-            StoreError::new(
-                governor_core::StoreErrorKind::Unavailable,
-                "open",
-                e.to_string(),
-            )
-        })?;
+        .map_err(no_thread)?;
     install(writer, ask)
 }
 

@@ -47,6 +47,11 @@ pub(crate) fn map(op: &'static str, e: rusqlite::Error) -> StoreError {
     StoreError::new(kind, op, message).with_source(e)
 }
 
+/// One of the store's background threads could not be started.
+pub(crate) fn no_thread(e: std::io::Error) -> StoreError {
+    StoreError::new(StoreErrorKind::Unavailable, "open", e.to_string())
+}
+
 /// The store's background thread is gone.
 pub(crate) fn closed(op: &'static str) -> StoreError {
     StoreError::new(

@@ -47,7 +47,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::codec::{
     EVENT_COLUMNS, EXECUTION_COLUMNS, blob, event, execution, from_nanos, to_nanos,
 };
-use crate::error::{closed, map};
+use crate::error::{closed, map, no_thread};
 pub use crate::schema::SCHEMA_VERSION;
 use crate::writer::{Done, Job, Op};
 
@@ -165,7 +165,7 @@ impl SqliteStore {
         options: SqliteOptions,
     ) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
-        let opened = {
+        let (conn, checkpoints) = {
             let path = path.clone();
             let options = options.clone();
             tokio::task::spawn_blocking(move || open_writer(&path, &options))
@@ -174,10 +174,8 @@ impl SqliteStore {
         };
         let (changes, _) = broadcast::channel(WATCH_CAPACITY);
         let commits = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let unavailable =
-            |e: std::io::Error| StoreError::new(StoreErrorKind::Unavailable, "open", e.to_string());
-        let writer = writer::spawn(opened.0, opened.1, changes.clone(), Arc::clone(&commits))
-            .map_err(unavailable)?;
+        let writer = writer::spawn(conn, checkpoints, changes.clone(), Arc::clone(&commits))
+            .map_err(no_thread)?;
         let alive = Arc::new(());
         watch::spawn(
             path.clone(),
@@ -185,7 +183,7 @@ impl SqliteStore {
             commits,
             Arc::downgrade(&alive),
         )
-        .map_err(unavailable)?;
+        .map_err(no_thread)?;
         Ok(Self {
             writer,
             readers: Arc::new(Readers {
