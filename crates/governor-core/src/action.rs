@@ -12,7 +12,7 @@ use crate::error::GovernError;
 use crate::execution::ExecutionId;
 use crate::governor::Governor;
 use crate::json::{Doc, Json};
-use crate::policy::{AuditSettings, Policy};
+use crate::policy::{AuditSettings, Policy, PolicyPhase};
 use crate::principal::Principal;
 use crate::redact::Redactor;
 
@@ -283,6 +283,12 @@ pub struct Action {
     pub(crate) policy_names: Vec<Arc<str>>,
     /// Whether policies or hooks read the arguments (see [`Action::args`]).
     pub(crate) reads_input: bool,
+    /// How many policies apply before the body runs, and after: a call's
+    /// decisions number their sum.
+    pub(crate) phase_policies: PhaseCounts,
+    /// Whether a post-execution policy reads the result
+    /// ([`Policy::reads_output`]).
+    pub(crate) policies_read_output: bool,
     pub(crate) resume: Option<ResumeFn>,
     /// A label folded into the policy version (see
     /// [`ActionBuilder::policy_version`]).
@@ -294,6 +300,37 @@ pub struct Action {
     /// Set for actions whose body runs elsewhere: how long a runner has to
     /// report the outcome.
     pub(crate) external: Option<std::time::Duration>,
+}
+
+/// The number of an action's policies that apply in each phase.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PhaseCounts {
+    pub(crate) pre: usize,
+    pub(crate) post: usize,
+}
+
+impl PhaseCounts {
+    fn of(policies: &[Arc<dyn Policy>]) -> Self {
+        let count = |phase| {
+            policies
+                .iter()
+                .filter(|p| p.phase().applies_to(phase))
+                .count()
+        };
+        Self {
+            pre: count(PolicyPhase::PreExecution),
+            post: count(PolicyPhase::PostExecution),
+        }
+    }
+
+    /// How many policies apply in `phase`.
+    pub(crate) fn get(self, phase: PolicyPhase) -> usize {
+        match phase {
+            PolicyPhase::PreExecution => self.pre,
+            PolicyPhase::PostExecution => self.post,
+            PolicyPhase::Both => self.pre + self.post,
+        }
+    }
 }
 
 impl fmt::Debug for Action {
@@ -440,6 +477,8 @@ impl ActionBuilder {
                 allow_data: Vec::new(),
                 policy_names: Vec::new(),
                 reads_input: false,
+                phase_policies: PhaseCounts::default(),
+                policies_read_output: false,
                 resume: None,
                 policy_label: None,
                 policy_version: Arc::from(""),
@@ -569,6 +608,11 @@ impl ActionBuilder {
             .collect();
         a.policy_names = a.policies.iter().map(|p| Arc::from(p.name())).collect();
         a.reads_input = !a.policies.is_empty() || !a.pre.is_empty() || !a.post.is_empty();
+        a.phase_policies = PhaseCounts::of(&a.policies);
+        a.policies_read_output = a
+            .policies
+            .iter()
+            .any(|p| p.phase().applies_to(PolicyPhase::PostExecution) && p.reads_output());
         for p in &a.policies {
             a.redactor.extend(p.sensitive_fields());
             if let Some(s) = p.audit_settings() {

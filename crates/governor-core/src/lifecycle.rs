@@ -233,7 +233,7 @@ impl<'a> Run<'a> {
             record: Box::new(Creation::new(execution)),
             input,
             output: None,
-            decisions: Vec::with_capacity(action.policies.len()),
+            decisions: Vec::with_capacity(action.phase_policies.get(PolicyPhase::Both)),
             queued,
             allowed: Allowed::new(),
             take_lease: None,
@@ -371,7 +371,11 @@ impl<'a> Run<'a> {
             action: &self.record.execution.action,
             phase,
             input: self.input.value(),
-            output: self.output.as_ref().map(|o| &**o.value()),
+            output: self
+                .output
+                .as_ref()
+                .filter(|_| self.action.policies_read_output)
+                .map(|o| &**o.value()),
             principal: &self.record.execution.principal,
         }
     }
@@ -608,9 +612,10 @@ impl<'a> Run<'a> {
         Allowed,
     ) {
         let action = self.action;
-        if phase == PolicyPhase::PreExecution
-            && action.policies.iter().any(|p| p.phase().applies_to(phase))
-        {
+        if action.phase_policies.get(phase) == 0 {
+            return (None, Vec::new(), Allowed::new());
+        }
+        if phase == PolicyPhase::PreExecution {
             self.tick();
         }
         let mut approvals = Vec::new();
@@ -1112,11 +1117,7 @@ impl<'a> Run<'a> {
     fn straight_through(&self, from: ExecutionStatus) -> bool {
         from == ExecutionStatus::Pending
             && self.action.pre.is_empty()
-            && !self
-                .action
-                .policies
-                .iter()
-                .any(|p| p.phase().applies_to(PolicyPhase::PreExecution))
+            && self.action.phase_policies.pre == 0
     }
 
     pub(crate) async fn finish(&mut self, output: Doc) -> Result<(), GovernError> {

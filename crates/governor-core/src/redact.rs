@@ -10,6 +10,25 @@ pub const REDACTED: &str = "***REDACTED***";
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redactor {
     fields: Vec<String>,
+    /// The bytes a possible match starts with: each field's first byte in
+    /// both cases, and `\` (an escape may hide a name).
+    starts: ByteSet,
+    /// A field holds a byte JSON escapes: any text may hold it.
+    escaped: bool,
+}
+
+/// A set of bytes, one bit each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    fn insert(&mut self, b: u8) {
+        self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
+
+    fn contains(self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] >> (b & 63) & 1 != 0
+    }
 }
 
 impl Redactor {
@@ -33,6 +52,11 @@ impl Redactor {
         for f in fields {
             let f = f.as_ref().to_ascii_lowercase();
             if !f.is_empty() && !self.fields.contains(&f) {
+                let first = f.as_bytes()[0];
+                self.starts.insert(first);
+                self.starts.insert(first.to_ascii_uppercase());
+                self.starts.insert(b'\\');
+                self.escaped |= f.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20);
                 self.fields.push(f);
             }
         }
@@ -100,14 +124,25 @@ impl Redactor {
         if self.is_empty() {
             return false;
         }
-        if json_text.contains("\\u") {
+        if self.escaped {
             return true;
         }
+        // One pass over the text, comparing only where a field (or an
+        // escape) could start: a substring search per field set up a
+        // searcher per call and cost more than the rest of the check.
         let text = json_text.as_bytes();
+        (0..text.len()).any(|i| self.starts.contains(text[i]) && self.matches_at(&text[i..]))
+    }
+
+    /// Whether `text` starts with a `\u` escape or a field (ignoring
+    /// ASCII case).
+    fn matches_at(&self, text: &[u8]) -> bool {
+        if text.starts_with(b"\\u") {
+            return true;
+        }
         self.fields.iter().any(|f| {
-            let f = f.as_bytes();
-            f.iter().any(|&b| b == b'"' || b == b'\\' || b < 0x20)
-                || text.windows(f.len()).any(|w| w.eq_ignore_ascii_case(f))
+            text.get(..f.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(f.as_bytes()))
         })
     }
 
@@ -206,6 +241,35 @@ mod tests {
         assert!(r.may_match(r#"{"\u0073sn":"1"}"#), "an escaped key");
         assert!(Redactor::new([r#"a"b"#]).may_match(r#"{"a\"b":1}"#));
         assert!(!Redactor::default().may_match(r#"{"ssn":1}"#));
+        assert!(r.may_match("sSn"), "the whole text");
+        assert!(r.may_match(r#"{"a":"xSSN"#), "at the very end");
+        assert!(!r.may_match("ss"), "shorter than the name");
+        assert!(!r.may_match(r#"{"s":"sn","n":"ss"}"#), "parts apart");
+        assert!(
+            r.may_match(r#"{"a":"\\u"}"#),
+            "a backslash before a u counts"
+        );
+        assert!(!r.may_match(r#"{"a":"\\"}"#), "a backslash alone");
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_a_plain_search() {
+        let r = Redactor::new(["ssn", "Nu"]);
+        let plain = |text: &str| {
+            let lower = text.to_ascii_lowercase();
+            text.contains("\\u") || r.fields().iter().any(|f| lower.contains(f.as_str()))
+        };
+        let alphabet = ['s', 'S', 'n', 'N', 'u', '\\', '"'];
+        let mut texts = vec![String::new()];
+        for _ in 0..5 {
+            texts = texts
+                .iter()
+                .flat_map(|t| alphabet.iter().map(move |c| format!("{t}{c}")))
+                .collect();
+            for t in &texts {
+                assert_eq!(r.may_match(t), plain(t), "{t:?}");
+            }
+        }
     }
 
     #[test]

@@ -123,6 +123,10 @@ impl Policy for AuditPolicy {
     fn evaluate_now(&self, _ctx: &PolicyContext<'_>) -> Option<Decision> {
         Some(Decision::Allow)
     }
+    fn reads_output(&self) -> bool {
+        // The audit record takes the result from the call itself.
+        false
+    }
     fn sensitive_fields(&self) -> &[String] {
         &self.sensitive_fields
     }

@@ -256,7 +256,9 @@ pub struct PolicyContext<'a> {
     pub phase: PolicyPhase,
     /// Arguments bound by parameter name (a JSON object), unredacted.
     pub input: &'a Value,
-    /// The action's result, in the post-execution phase.
+    /// The action's result, in the post-execution phase (`None` when
+    /// no post-execution policy of the action reads it, see
+    /// [`Policy::reads_output`]).
     pub output: Option<&'a Value>,
     /// Who is calling.
     pub principal: &'a Principal,
@@ -325,6 +327,13 @@ pub trait Policy: Send + Sync + 'static {
     /// policy then refused, so that quota-like state can be given back.
     fn release(&self, _ctx: &PolicyContext<'_>) {}
 
+    /// Whether the policy reads [`PolicyContext::output`]. When no
+    /// post-execution policy of an action does, the action's result is not
+    /// parsed for them and `output` is `None`. The default is `true`.
+    fn reads_output(&self) -> bool {
+        true
+    }
+
     /// Field names to redact from everything stored, emitted or logged.
     fn sensitive_fields(&self) -> &[String] {
         &[]
@@ -387,6 +396,9 @@ impl<P: Policy> Policy for Shadow<P> {
     fn release(&self, ctx: &PolicyContext<'_>) {
         self.0.release(ctx);
     }
+    fn reads_output(&self) -> bool {
+        self.0.reads_output()
+    }
     fn sensitive_fields(&self) -> &[String] {
         self.0.sensitive_fields()
     }
@@ -428,6 +440,9 @@ impl<P: Policy + ?Sized> Policy for Arc<P> {
     }
     fn release(&self, ctx: &PolicyContext<'_>) {
         (**self).release(ctx);
+    }
+    fn reads_output(&self) -> bool {
+        (**self).reads_output()
     }
     fn sensitive_fields(&self) -> &[String] {
         (**self).sensitive_fields()

@@ -270,6 +270,9 @@ impl Policy for ValidationPolicy {
     fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
         Some(self.decide(ctx))
     }
+    fn reads_output(&self) -> bool {
+        !self.output.is_empty()
+    }
     fn input_schema(&self) -> Option<&Value> {
         self.input.schema_value.as_deref()
     }

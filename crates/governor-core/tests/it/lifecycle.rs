@@ -137,6 +137,60 @@ async fn lifecycle_runs_in_the_documented_order() {
     );
 }
 
+/// A post-execution policy that says it does not read the result, and
+/// records what it was given.
+struct IgnoresOutput(Arc<Mutex<Vec<Option<Value>>>>);
+
+#[async_trait]
+impl Policy for IgnoresOutput {
+    fn name(&self) -> &str {
+        "ignores_output"
+    }
+    fn phase(&self) -> PolicyPhase {
+        PolicyPhase::PostExecution
+    }
+    fn reads_output(&self) -> bool {
+        false
+    }
+    async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
+        self.0.lock().unwrap().push(ctx.output.cloned());
+        Decision::Allow
+    }
+}
+
+#[tokio::test]
+async fn the_result_is_given_to_post_policies_when_one_of_them_reads_it() {
+    let g = governor();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let alone = g
+        .action("nobody_reads_output")
+        .policy(IgnoresOutput(Arc::clone(&seen)))
+        .policy(AuditPolicy::new())
+        .build()
+        .unwrap();
+    let with_reader = g
+        .action("one_reads_output")
+        .policy(IgnoresOutput(Arc::clone(&seen)))
+        .policy(ValidationPolicy::new().output_validator(|out: &Value| out == &json!(7)))
+        .build()
+        .unwrap();
+    for action in [&alone, &with_reader] {
+        let v: i32 = action
+            .run(Args::new(), || async { Ok::<_, GovernError>(7) })
+            .await
+            .unwrap();
+        assert_eq!(v, 7);
+    }
+    assert_eq!(*seen.lock().unwrap(), vec![None, Some(json!(7))]);
+    let completed = g.store().executions(&Default::default()).await.unwrap();
+    assert!(
+        completed
+            .iter()
+            .all(|e| e.output.as_ref().map(|o| o.as_str()) == Some("7")),
+        "{completed:?}"
+    );
+}
+
 #[tokio::test]
 async fn authorization_denial_names_the_rule_and_the_action_never_runs() {
     let g = governor();
