@@ -16,7 +16,9 @@ use crate::approval::{ApprovalRequest, ApprovalSpec};
 use crate::audit::{AuditRecord, verify_chain};
 use crate::error::StoreErrorKind;
 use crate::event::{Event, EventKind};
-use crate::execution::{Checkpoint, Execution, ExecutionStatus, Failure, Snapshot, StatusSet};
+use crate::execution::{
+    Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Snapshot, StatusSet,
+};
 use crate::json::Json;
 use crate::principal::Principal;
 use crate::store::{Creation, EventQuery, ExecutionQuery, Store, Transition};
@@ -29,7 +31,7 @@ macro_rules! store_conformance {
             create_and_read, duplicate_create_is_rejected, transitions_are_conditional,
             state_machine_is_enforced, first_decision_wins, completion_records_everything,
             listing_filters_and_pages, events_filter_and_order, audit_log_is_chained,
-            claims_are_exclusive_and_expire, concurrent_claims_are_disjoint,
+            claims_are_exclusive_and_expire, claims_take_the_oldest_first, concurrent_claims_are_disjoint,
             lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip,
             creation_can_start_past_pending, versions_make_updates_conditional, grants_are_found_while_valid,
             abandoned_runs_are_taken_over, pauses_are_kept_until_lifted, claims_take_only_the_actions_asked_for,
@@ -477,6 +479,36 @@ pub async fn claims_are_exclusive_and_expire(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
+}
+
+/// Approved executions are claimed oldest first, so none waits behind
+/// newer work for ever.
+pub async fn claims_take_the_oldest_first(store: Arc<dyn Store>) {
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let e = parked(&store).await;
+        let approve = Transition::new(
+            e.id,
+            ExecutionStatus::AwaitingApproval,
+            ExecutionStatus::Approved,
+        );
+        store.transition(&approve).await.unwrap();
+        ids.push(e.id);
+    }
+    for (worker, expected) in ["w1", "w2", "w3"].into_iter().zip(&ids) {
+        let claimed = store
+            .claim(
+                ExecutionStatus::Approved,
+                worker,
+                Duration::from_secs(30),
+                1,
+                None,
+            )
+            .await
+            .unwrap();
+        let claimed: Vec<ExecutionId> = claimed.iter().map(|e| e.id).collect();
+        assert_eq!(claimed, vec![*expected], "{worker}");
+    }
 }
 
 pub async fn concurrent_claims_are_disjoint(store: Arc<dyn Store>) {
