@@ -109,6 +109,30 @@ async fn parked(store: &Arc<dyn Store>) -> Execution {
     e
 }
 
+async fn approved(store: &Arc<dyn Store>) -> Execution {
+    let e = parked(store).await;
+    let approve = Transition::new(
+        e.id,
+        ExecutionStatus::AwaitingApproval,
+        ExecutionStatus::Approved,
+    );
+    store.transition(&approve).await.unwrap();
+    e
+}
+
+/// Claims up to `limit` approved executions of any action for `owner`.
+async fn claim_approved(
+    store: &Arc<dyn Store>,
+    owner: &str,
+    lease: Duration,
+    limit: usize,
+) -> Vec<Execution> {
+    store
+        .claim(ExecutionStatus::Approved, owner, lease, limit, None)
+        .await
+        .unwrap()
+}
+
 pub async fn create_and_read(store: Arc<dyn Store>) {
     let e = created(&store, "pay", "alice").await;
     let got = store.execution(e.id).await.unwrap().expect("stored");
@@ -409,35 +433,11 @@ pub async fn audit_log_is_chained(store: Arc<dyn Store>) {
 }
 
 pub async fn claims_are_exclusive_and_expire(store: Arc<dyn Store>) {
-    let e = parked(&store).await;
-    let approve = Transition::new(
-        e.id,
-        ExecutionStatus::AwaitingApproval,
-        ExecutionStatus::Approved,
-    );
-    store.transition(&approve).await.unwrap();
-    let first = store
-        .claim(
-            ExecutionStatus::Approved,
-            "w1",
-            Duration::from_millis(300),
-            10,
-            None,
-        )
-        .await
-        .unwrap();
+    let e = approved(&store).await;
+    let first = claim_approved(&store, "w1", Duration::from_millis(300), 10).await;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].lease.as_ref().unwrap().owner, "w1");
-    let second = store
-        .claim(
-            ExecutionStatus::Approved,
-            "w2",
-            Duration::from_secs(30),
-            10,
-            None,
-        )
-        .await
-        .unwrap();
+    let second = claim_approved(&store, "w2", Duration::from_secs(30), 10).await;
     assert!(second.is_empty(), "a held lease is not claimable");
     store
         .renew_lease(e.id, "w1", Duration::from_millis(300))
@@ -452,32 +452,14 @@ pub async fn claims_are_exclusive_and_expire(store: Arc<dyn Store>) {
         StoreErrorKind::Conflict
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let taken = store
-        .claim(
-            ExecutionStatus::Approved,
-            "w2",
-            Duration::from_secs(30),
-            10,
-            None,
-        )
-        .await
-        .unwrap();
+    let taken = claim_approved(&store, "w2", Duration::from_secs(30), 10).await;
     assert_eq!(taken.len(), 1, "a lapsed lease is claimable");
     assert_eq!(
         store.release_lease(e.id, "w1").await.unwrap_err().kind(),
         StoreErrorKind::Conflict
     );
     store.release_lease(e.id, "w2").await.unwrap();
-    let again = store
-        .claim(
-            ExecutionStatus::Approved,
-            "w3",
-            Duration::from_secs(30),
-            10,
-            None,
-        )
-        .await
-        .unwrap();
+    let again = claim_approved(&store, "w3", Duration::from_secs(30), 10).await;
     assert_eq!(again.len(), 1);
 }
 
@@ -486,26 +468,10 @@ pub async fn claims_are_exclusive_and_expire(store: Arc<dyn Store>) {
 pub async fn claims_take_the_oldest_first(store: Arc<dyn Store>) {
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let e = parked(&store).await;
-        let approve = Transition::new(
-            e.id,
-            ExecutionStatus::AwaitingApproval,
-            ExecutionStatus::Approved,
-        );
-        store.transition(&approve).await.unwrap();
-        ids.push(e.id);
+        ids.push(approved(&store).await.id);
     }
     for (worker, expected) in ["w1", "w2", "w3"].into_iter().zip(&ids) {
-        let claimed = store
-            .claim(
-                ExecutionStatus::Approved,
-                worker,
-                Duration::from_secs(30),
-                1,
-                None,
-            )
-            .await
-            .unwrap();
+        let claimed = claim_approved(&store, worker, Duration::from_secs(30), 1).await;
         let claimed: Vec<ExecutionId> = claimed.iter().map(|e| e.id).collect();
         assert_eq!(claimed, vec![*expected], "{worker}");
     }
@@ -513,15 +479,7 @@ pub async fn claims_take_the_oldest_first(store: Arc<dyn Store>) {
 
 pub async fn concurrent_claims_are_disjoint(store: Arc<dyn Store>) {
     for _ in 0..20 {
-        let e = parked(&store).await;
-        store
-            .transition(&Transition::new(
-                e.id,
-                ExecutionStatus::AwaitingApproval,
-                ExecutionStatus::Approved,
-            ))
-            .await
-            .unwrap();
+        approved(&store).await;
     }
     let mut tasks = Vec::new();
     for w in 0..4 {
@@ -529,16 +487,8 @@ pub async fn concurrent_claims_are_disjoint(store: Arc<dyn Store>) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = store
-                    .claim(
-                        ExecutionStatus::Approved,
-                        &format!("w{w}"),
-                        Duration::from_secs(60),
-                        3,
-                        None,
-                    )
-                    .await
-                    .unwrap();
+                let got =
+                    claim_approved(&store, &format!("w{w}"), Duration::from_secs(60), 3).await;
                 if got.is_empty() {
                     break mine;
                 }
@@ -558,25 +508,8 @@ pub async fn concurrent_claims_are_disjoint(store: Arc<dyn Store>) {
 }
 
 pub async fn lease_guards_transitions(store: Arc<dyn Store>) {
-    let e = parked(&store).await;
-    store
-        .transition(&Transition::new(
-            e.id,
-            ExecutionStatus::AwaitingApproval,
-            ExecutionStatus::Approved,
-        ))
-        .await
-        .unwrap();
-    store
-        .claim(
-            ExecutionStatus::Approved,
-            "w1",
-            Duration::from_secs(60),
-            1,
-            None,
-        )
-        .await
-        .unwrap();
+    let e = approved(&store).await;
+    claim_approved(&store, "w1", Duration::from_secs(60), 1).await;
     let mut stolen = Transition::new(e.id, ExecutionStatus::Approved, ExecutionStatus::Running);
     stolen.lease_owner = Some("w2".into());
     assert_eq!(
@@ -847,15 +780,7 @@ pub async fn abandoned_runs_are_taken_over(store: Arc<dyn Store>) {
         "clear_lease removes it"
     );
     // Resumed by a worker that then died: its lease lapses.
-    let e = parked(&store).await;
-    store
-        .transition(&Transition::new(
-            e.id,
-            ExecutionStatus::AwaitingApproval,
-            ExecutionStatus::Approved,
-        ))
-        .await
-        .unwrap();
+    let e = approved(&store).await;
     let mut run = Transition::new(e.id, ExecutionStatus::Approved, ExecutionStatus::Running);
     run.lease = Some(Lease {
         owner: "dead".into(),
