@@ -677,6 +677,20 @@ mod tests {
     }
 
     #[test]
+    fn names_that_need_escaping_are_escaped() {
+        let args = Args::new()
+            .arg("plain_1", &1)
+            .arg("with \"quotes\"", &2)
+            .arg("back\\slash", &3)
+            .arg("ünïcode", &4)
+            .arg("", &5);
+        assert_eq!(
+            args.into_value().unwrap(),
+            json!({"plain_1": 1, "with \"quotes\"": 2, "back\\slash": 3, "ünïcode": 4, "": 5})
+        );
+    }
+
+    #[test]
     fn args_for_an_action_that_reads_them_carry_their_value_too() {
         let keeping = || Args {
             value: Some(Map::new()),
