@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use agent_governor::prelude::*;
 use agent_governor::sqlite::{Durability, SqliteOptions, SqliteStore};
+use governor_core::testing::InterceptWrites;
 use serde_json::Value;
 
 static GOV: OnceLock<Governor> = OnceLock::new();
@@ -292,21 +293,14 @@ fn main() {
         // `GOVERNOR_BENCH_STORE=discard`: the same calls with every write
         // dropped, to see what the lifecycle costs without the store.
         let builder = Governor::builder();
-        let builder = if which == "discard" {
-            builder.store(discard::DiscardWrites(store))
+        let (builder, label) = if which == "discard" {
+            let discard = InterceptWrites::new(store, |_| Some(Ok(())));
+            (builder.store(discard), "discard")
         } else {
-            builder.store(store)
+            (builder.store(store), "memory")
         };
         GOV.set(builder.build().unwrap()).unwrap();
-        memory_benchmarks(
-            n,
-            if which == "discard" {
-                "discard"
-            } else {
-                "memory"
-            },
-        )
-        .await;
+        memory_benchmarks(n, label).await;
     });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -319,104 +313,4 @@ fn main() {
         let bytes = retained_bytes(if quick { 20_000 } else { 500_000 }).await;
         println!("{{\"workload\":\"b_govern_default\",\"store\":\"memory\",\"retained_bytes_per_execution\":{bytes:.0}}}");
     });
-}
-
-/// A diagnostic store, never a real one: it accepts every write and keeps
-/// nothing (reads go to an empty memory store), so that a run with it
-/// measures the governed call's own work apart from the store's.
-mod discard {
-    use std::time::Duration;
-
-    use agent_governor::store::{Change, Creation, EventQuery, ExecutionQuery, Store, Transition};
-    use agent_governor::{
-        AuditEntry, Event, Execution, ExecutionId, ExecutionStatus, Grant, MemoryStore, Pause,
-        Snapshot, StoreError,
-    };
-    use chrono::{DateTime, Utc};
-
-    pub(crate) struct DiscardWrites(pub(crate) MemoryStore);
-
-    #[async_trait::async_trait]
-    impl Store for DiscardWrites {
-        async fn create(&self, _: &Creation) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn transition(&self, _: &Transition) -> Result<(), StoreError> {
-            Ok(())
-        }
-        fn create_in_place(&self, _: &mut Creation) -> Option<Result<(), StoreError>> {
-            Some(Ok(()))
-        }
-        fn transition_in_place(&self, _: &mut Transition) -> Option<Result<(), StoreError>> {
-            Some(Ok(()))
-        }
-        async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
-            self.0.execution(id).await
-        }
-        async fn executions(&self, q: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
-            self.0.executions(q).await
-        }
-        async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
-            self.0.snapshots(id).await
-        }
-        async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
-            self.0.events(q).await
-        }
-        async fn audit_entries(&self, after: u64, n: usize) -> Result<Vec<AuditEntry>, StoreError> {
-            self.0.audit_entries(after, n).await
-        }
-        async fn claim(
-            &self,
-            status: ExecutionStatus,
-            owner: &str,
-            lease: Duration,
-            limit: usize,
-            actions: Option<&[&str]>,
-        ) -> Result<Vec<Execution>, StoreError> {
-            self.0.claim(status, owner, lease, limit, actions).await
-        }
-        async fn claim_abandoned(
-            &self,
-            owner: &str,
-            lease: Duration,
-            limit: usize,
-            actions: Option<&[&str]>,
-        ) -> Result<Vec<Execution>, StoreError> {
-            self.0.claim_abandoned(owner, lease, limit, actions).await
-        }
-        async fn renew_lease(
-            &self,
-            id: ExecutionId,
-            owner: &str,
-            lease: Duration,
-        ) -> Result<(), StoreError> {
-            self.0.renew_lease(id, owner, lease).await
-        }
-        async fn release_lease(&self, id: ExecutionId, owner: &str) -> Result<(), StoreError> {
-            self.0.release_lease(id, owner).await
-        }
-        fn watch(&self) -> tokio::sync::broadcast::Receiver<Change> {
-            self.0.watch()
-        }
-        async fn put_grant(&self, grant: &Grant) -> Result<(), StoreError> {
-            self.0.put_grant(grant).await
-        }
-        async fn grants(
-            &self,
-            action: &str,
-            principal: &str,
-            now: DateTime<Utc>,
-        ) -> Result<Vec<Grant>, StoreError> {
-            self.0.grants(action, principal, now).await
-        }
-        async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
-            self.0.put_pause(pause).await
-        }
-        async fn remove_pause(&self, key: &str) -> Result<bool, StoreError> {
-            self.0.remove_pause(key).await
-        }
-        async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
-            self.0.pauses().await
-        }
-    }
 }

@@ -956,3 +956,6 @@ pub async fn failed_writes_leave_nothing_behind(store: Arc<dyn Store>) {
 }
 
 pub mod instances;
+mod intercept;
+
+pub use intercept::{InterceptWrites, Write};

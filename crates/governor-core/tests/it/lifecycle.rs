@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use governor_core::store::EventQuery;
+use governor_core::testing::{InterceptWrites, Write};
 use governor_core::*;
 use serde_json::{Value, json};
 
@@ -666,7 +667,7 @@ async fn unserializable_arguments_are_a_typed_error_and_nothing_runs() {
 #[tokio::test]
 async fn a_failing_store_is_a_typed_error_and_the_action_does_not_run_unrecorded() {
     let g = Governor::builder()
-        .store(FailingStore::new(usize::MAX))
+        .store(failing_store(usize::MAX))
         .build()
         .unwrap();
     let action = g.action("pay").build().unwrap();
@@ -703,111 +704,30 @@ async fn finish_time_is_taken_after_the_action_returns() {
     assert!(snaps[1].captured_at - snaps[0].captured_at >= chrono::Duration::milliseconds(30));
 }
 
-/// Fails its first `failures` creates, like a disk that filled up (and,
-/// for a finite count, was cleared again).
-struct FailingStore {
-    inner: MemoryStore,
-    failures: std::sync::atomic::AtomicUsize,
-}
-
-impl FailingStore {
-    fn new(failures: usize) -> Self {
-        Self {
-            inner: MemoryStore::new(),
-            failures: std::sync::atomic::AtomicUsize::new(failures),
-        }
-    }
-}
-
-#[async_trait]
-impl Store for FailingStore {
-    async fn create(&self, c: &Creation) -> Result<(), StoreError> {
-        let left = self.failures.load(std::sync::atomic::Ordering::SeqCst);
-        if left > 0 {
-            self.failures
-                .store(left - 1, std::sync::atomic::Ordering::SeqCst);
-            return Err(StoreError::new(
-                StoreErrorKind::Unavailable,
-                "create",
-                "disk full",
-            ));
-        }
-        self.inner.create(c).await
-    }
-    async fn transition(&self, t: &Transition) -> Result<(), StoreError> {
-        self.inner.transition(t).await
-    }
-    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
-        self.inner.execution(id).await
-    }
-    async fn executions(&self, q: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
-        self.inner.executions(q).await
-    }
-    async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
-        self.inner.snapshots(id).await
-    }
-    async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
-        self.inner.events(q).await
-    }
-    async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.inner.audit_entries(after, limit).await
-    }
-    async fn claim(
-        &self,
-        s: ExecutionStatus,
-        o: &str,
-        l: Duration,
-        n: usize,
-        a: Option<&[&str]>,
-    ) -> Result<Vec<Execution>, StoreError> {
-        self.inner.claim(s, o, l, n, a).await
-    }
-    async fn renew_lease(&self, id: ExecutionId, o: &str, l: Duration) -> Result<(), StoreError> {
-        self.inner.renew_lease(id, o, l).await
-    }
-    async fn release_lease(&self, id: ExecutionId, o: &str) -> Result<(), StoreError> {
-        self.inner.release_lease(id, o).await
-    }
-    fn watch(&self) -> tokio::sync::broadcast::Receiver<Change> {
-        self.inner.watch()
-    }
-    async fn claim_abandoned(
-        &self,
-        o: &str,
-        l: Duration,
-        n: usize,
-        a: Option<&[&str]>,
-    ) -> Result<Vec<Execution>, StoreError> {
-        self.inner.claim_abandoned(o, l, n, a).await
-    }
-    async fn put_grant(&self, g: &Grant) -> Result<(), StoreError> {
-        self.inner.put_grant(g).await
-    }
-    async fn grants(
-        &self,
-        a: &str,
-        p: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<Grant>, StoreError> {
-        self.inner.grants(a, p, now).await
-    }
-    async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
-        self.inner.put_pause(pause).await
-    }
-    async fn remove_pause(&self, key: &str) -> Result<bool, StoreError> {
-        self.inner.remove_pause(key).await
-    }
-    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
-        self.inner.pauses().await
-    }
+/// A memory store that fails its first `failures` creates, like a disk
+/// that filled up (and, for a finite count, was cleared again).
+fn failing_store(failures: usize) -> InterceptWrites<MemoryStore> {
+    let left = std::sync::atomic::AtomicUsize::new(failures);
+    InterceptWrites::new(MemoryStore::new(), move |write| {
+        let Write::Create(_) = write else {
+            return None;
+        };
+        let ordering = std::sync::atomic::Ordering::SeqCst;
+        left.fetch_update(ordering, ordering, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| {
+                Err(StoreError::new(
+                    StoreErrorKind::Unavailable,
+                    "create",
+                    "disk full",
+                ))
+            })
+    })
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_unrecorded_call_gives_its_quota_back() {
-    let g = Governor::builder()
-        .store(FailingStore::new(1))
-        .build()
-        .unwrap();
+    let g = Governor::builder().store(failing_store(1)).build().unwrap();
     let action = g
         .action("pay")
         .policy(RateLimitPolicy::new(1, Duration::from_secs(60)))

@@ -1,0 +1,140 @@
+//! A store whose writes a test decides: for failing disks in tests, and
+//! for measuring a governed call without its store's work.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast;
+
+use crate::audit::AuditEntry;
+use crate::error::StoreError;
+use crate::event::Event;
+use crate::execution::{Execution, ExecutionId, ExecutionStatus, Snapshot};
+use crate::grant::Grant;
+use crate::pause::Pause;
+use crate::store::{Change, Creation, EventQuery, ExecutionQuery, Store, Transition};
+
+/// A write on its way to the store.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// A new execution.
+    Create(&'a Creation),
+    /// A change of one.
+    Transition(&'a Transition),
+}
+
+type Intercept = dyn Fn(Write<'_>) -> Option<Result<(), StoreError>> + Send + Sync;
+
+/// Reads from `inner`; each write goes to `intercept` first, which answers
+/// it (`Some`: an error, or `Ok` for a write dropped) or passes it on to
+/// `inner` (`None`).
+pub struct InterceptWrites<S> {
+    inner: S,
+    intercept: Box<Intercept>,
+}
+
+impl<S: Store> InterceptWrites<S> {
+    /// `inner` with its writes first offered to `intercept`.
+    pub fn new(
+        inner: S,
+        intercept: impl Fn(Write<'_>) -> Option<Result<(), StoreError>> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            inner,
+            intercept: Box::new(intercept),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for InterceptWrites<S> {
+    async fn create(&self, c: &Creation) -> Result<(), StoreError> {
+        match (self.intercept)(Write::Create(c)) {
+            Some(answer) => answer,
+            None => self.inner.create(c).await,
+        }
+    }
+    async fn transition(&self, t: &Transition) -> Result<(), StoreError> {
+        match (self.intercept)(Write::Transition(t)) {
+            Some(answer) => answer,
+            None => self.inner.transition(t).await,
+        }
+    }
+    fn create_in_place(&self, c: &mut Creation) -> Option<Result<(), StoreError>> {
+        (self.intercept)(Write::Create(c)).or_else(|| self.inner.create_in_place(c))
+    }
+    fn transition_in_place(&self, t: &mut Transition) -> Option<Result<(), StoreError>> {
+        (self.intercept)(Write::Transition(t)).or_else(|| self.inner.transition_in_place(t))
+    }
+    async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        self.inner.execution(id).await
+    }
+    async fn executions(&self, q: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
+        self.inner.executions(q).await
+    }
+    async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
+        self.inner.snapshots(id).await
+    }
+    async fn events(&self, q: &EventQuery) -> Result<Vec<Event>, StoreError> {
+        self.inner.events(q).await
+    }
+    async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_entries(after, limit).await
+    }
+    async fn claim(
+        &self,
+        status: ExecutionStatus,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+        actions: Option<&[&str]>,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.inner.claim(status, owner, lease, limit, actions).await
+    }
+    async fn claim_abandoned(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+        actions: Option<&[&str]>,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.inner
+            .claim_abandoned(owner, lease, limit, actions)
+            .await
+    }
+    async fn renew_lease(
+        &self,
+        id: ExecutionId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        self.inner.renew_lease(id, owner, lease).await
+    }
+    async fn release_lease(&self, id: ExecutionId, owner: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(id, owner).await
+    }
+    fn watch(&self) -> broadcast::Receiver<Change> {
+        self.inner.watch()
+    }
+    async fn put_grant(&self, grant: &Grant) -> Result<(), StoreError> {
+        self.inner.put_grant(grant).await
+    }
+    async fn grants(
+        &self,
+        action: &str,
+        principal: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Grant>, StoreError> {
+        self.inner.grants(action, principal, now).await
+    }
+    async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
+        self.inner.put_pause(pause).await
+    }
+    async fn remove_pause(&self, key: &str) -> Result<bool, StoreError> {
+        self.inner.remove_pause(key).await
+    }
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        self.inner.pauses().await
+    }
+}
