@@ -124,7 +124,7 @@ fn report(workload: &str, store: &str, s: &Stats, extra: &str) {
     );
 }
 
-async fn memory_benchmarks(n: usize, store: &str) {
+async fn memory_benchmarks(n: usize, label: &str) {
     let admin = Principal::new("bench").with_roles(["admin"]);
     // `GOVERNOR_BENCH_ONLY=b` (a, c, retained) runs one workload (for
     // profiling).
@@ -146,7 +146,7 @@ async fn memory_benchmarks(n: usize, store: &str) {
             );
         })
         .await;
-        report("b_govern_default", store, &s, "");
+        report("b_govern_default", label, &s, "");
     }
     if !run("c") {
         return;
@@ -161,7 +161,7 @@ async fn memory_benchmarks(n: usize, store: &str) {
             );
         }))
         .await;
-    report("c_four_policies", store, &s, "");
+    report("c_four_policies", label, &s, "");
 }
 
 async fn retained_bytes(n: usize) -> f64 {

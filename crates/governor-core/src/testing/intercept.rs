@@ -17,14 +17,14 @@ use crate::store::{Change, Creation, EventQuery, ExecutionQuery, Store, Transiti
 
 /// A write on its way to the store.
 #[derive(Debug, Clone, Copy)]
-pub enum Write<'a> {
+pub enum StoreWrite<'a> {
     /// A new execution.
     Create(&'a Creation),
     /// A change of one.
     Transition(&'a Transition),
 }
 
-type Intercept = dyn Fn(Write<'_>) -> Option<Result<(), StoreError>> + Send + Sync;
+type Intercept = dyn Fn(StoreWrite<'_>) -> Option<Result<(), StoreError>> + Send + Sync;
 
 /// Reads from `inner`; each write goes to `intercept` first, which answers
 /// it (`Some`: an error, or `Ok` for a write dropped) or passes it on to
@@ -38,7 +38,7 @@ impl<S: Store> InterceptWrites<S> {
     /// `inner` with its writes first offered to `intercept`.
     pub fn new(
         inner: S,
-        intercept: impl Fn(Write<'_>) -> Option<Result<(), StoreError>> + Send + Sync + 'static,
+        intercept: impl Fn(StoreWrite<'_>) -> Option<Result<(), StoreError>> + Send + Sync + 'static,
     ) -> Self {
         Self {
             inner,
@@ -50,22 +50,22 @@ impl<S: Store> InterceptWrites<S> {
 #[async_trait]
 impl<S: Store> Store for InterceptWrites<S> {
     async fn create(&self, c: &Creation) -> Result<(), StoreError> {
-        match (self.intercept)(Write::Create(c)) {
+        match (self.intercept)(StoreWrite::Create(c)) {
             Some(answer) => answer,
             None => self.inner.create(c).await,
         }
     }
     async fn transition(&self, t: &Transition) -> Result<(), StoreError> {
-        match (self.intercept)(Write::Transition(t)) {
+        match (self.intercept)(StoreWrite::Transition(t)) {
             Some(answer) => answer,
             None => self.inner.transition(t).await,
         }
     }
     fn create_in_place(&self, c: &mut Creation) -> Option<Result<(), StoreError>> {
-        (self.intercept)(Write::Create(c)).or_else(|| self.inner.create_in_place(c))
+        (self.intercept)(StoreWrite::Create(c)).or_else(|| self.inner.create_in_place(c))
     }
     fn transition_in_place(&self, t: &mut Transition) -> Option<Result<(), StoreError>> {
-        (self.intercept)(Write::Transition(t)).or_else(|| self.inner.transition_in_place(t))
+        (self.intercept)(StoreWrite::Transition(t)).or_else(|| self.inner.transition_in_place(t))
     }
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
         self.inner.execution(id).await

@@ -958,4 +958,4 @@ pub async fn failed_writes_leave_nothing_behind(store: Arc<dyn Store>) {
 pub mod instances;
 mod intercept;
 
-pub use intercept::{InterceptWrites, Write};
+pub use intercept::{InterceptWrites, StoreWrite};

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use governor_core::store::EventQuery;
-use governor_core::testing::{InterceptWrites, Write};
+use governor_core::testing::{InterceptWrites, StoreWrite};
 use governor_core::*;
 use serde_json::{Value, json};
 
@@ -709,7 +709,7 @@ async fn finish_time_is_taken_after_the_action_returns() {
 fn failing_store(failures: usize) -> InterceptWrites<MemoryStore> {
     let left = std::sync::atomic::AtomicUsize::new(failures);
     InterceptWrites::new(MemoryStore::new(), move |write| {
-        let Write::Create(_) = write else {
+        let StoreWrite::Create(_) = write else {
             return None;
         };
         let ordering = std::sync::atomic::Ordering::SeqCst;
