@@ -92,6 +92,12 @@ pub struct AuditEntry {
 /// The `prev_hash` of the first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// The `prev_hash` of the first entry a [`crate::MemoryStore`] keeps after
+/// entries it evicted before anyone read its log: those were never
+/// hashed, so the chain starts again from this value.
+pub const EVICTED_UNREAD_HASH: &str =
+    "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
+
 impl AuditEntry {
     /// Chains `record` after an entry with hash `prev_hash`.
     pub fn chain(seq: u64, record: AuditRecord, prev_hash: &str) -> Self {

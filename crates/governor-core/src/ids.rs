@@ -81,10 +81,32 @@ thread_local! {
     static TODAY: Cell<(i64, Option<chrono::NaiveDate>)> = const { Cell::new((i64::MIN, None)) };
 }
 
+/// One reading of the clock, as a date-time and as microseconds since
+/// the epoch: the lifecycle needs both (records hold the first, ids, the
+/// pause cache and durations the second), and turning a `DateTime` back
+/// into a count walks the calendar again.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reading {
+    pub(crate) at: chrono::DateTime<chrono::Utc>,
+    pub(crate) unix_us: i64,
+}
+
+impl Reading {
+    /// Milliseconds since the epoch (0 before it).
+    pub(crate) fn unix_ms(&self) -> u64 {
+        u64::try_from(self.unix_us.div_euclid(1000)).unwrap_or(0)
+    }
+
+    /// Microseconds from `earlier` to this reading.
+    pub(crate) fn micros_since(&self, earlier: i64) -> i64 {
+        self.unix_us.saturating_sub(earlier)
+    }
+}
+
 /// The current time, like `Utc::now()` but converting the day number to a
 /// calendar date only when the day changes (that conversion is most of
 /// `Utc::now()`'s cost).
-pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
+pub(crate) fn read() -> Reading {
     use chrono::{NaiveDateTime, NaiveTime};
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -103,8 +125,23 @@ pub(crate) fn now() -> chrono::DateTime<chrono::Utc> {
         .ok()
         .and_then(|s| NaiveTime::from_num_seconds_from_midnight_opt(s, since.subsec_nanos()));
     match (date, time) {
-        (Some(date), Some(time)) => NaiveDateTime::new(date, time).and_utc(),
-        _ => chrono::Utc::now(),
+        (Some(date), Some(time)) => Reading {
+            at: NaiveDateTime::new(date, time).and_utc(),
+            unix_us: secs
+                .saturating_mul(1_000_000)
+                .saturating_add(i64::from(since.subsec_micros())),
+        },
+        _ => Reading::of(chrono::Utc::now()),
+    }
+}
+
+impl Reading {
+    /// The reading of a time given as a date-time.
+    pub(crate) fn of(at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            at,
+            unix_us: at.timestamp_micros(),
+        }
     }
 }
 
@@ -113,8 +150,10 @@ mod clock_tests {
     #[test]
     fn now_matches_chrono() {
         let a = chrono::Utc::now();
-        let ours = super::now();
+        let ours = super::read();
         let b = chrono::Utc::now();
-        assert!(a <= ours && ours <= b, "{a} {ours} {b}");
+        assert!(a <= ours.at && ours.at <= b, "{a} {} {b}", ours.at);
+        assert_eq!(ours.unix_us, ours.at.timestamp_micros());
+        assert_eq!(ours.unix_ms(), ours.at.timestamp_millis() as u64);
     }
 }

@@ -68,8 +68,8 @@ pub use approval::{
     StageDecision,
 };
 pub use audit::{
-    AuditEntry, AuditRecord, ChainError, DecisionRecord, GENESIS_HASH, chain_hash, read_audit_log,
-    verify_chain,
+    AuditEntry, AuditRecord, ChainError, DecisionRecord, EVICTED_UNREAD_HASH, GENESIS_HASH,
+    chain_hash, read_audit_log, verify_chain,
 };
 pub use channel::{ApprovalChannel, ApprovalNotice, CallbackChannel, CliChannel};
 pub use condition::{Condition, ConditionError};

@@ -154,8 +154,11 @@ pub(crate) struct Run<'a> {
     allowed: Allowed,
     /// The time of the current lifecycle step (one clock read per step).
     now: DateTime<Utc>,
-    /// `now` in milliseconds since the epoch, for event ids.
-    now_ms: u64,
+    /// `now` in microseconds since the epoch, for event ids, the pause
+    /// cache and the duration.
+    now_us: i64,
+    /// When the execution was created, in microseconds since the epoch.
+    created_us: i64,
     /// Events waiting to be stored with the next transition, then published.
     queued: Vec<Event>,
     /// The last step's change, kept for the next one: a fresh one would
@@ -180,9 +183,9 @@ impl<'a> Run<'a> {
             .map_err(|e| with_action(e, &action.name))?;
         let redactor = action.redactor.merged(governor.redactor());
         let stored_input = redact_doc(&redactor, &input);
-        let now = crate::ids::now();
+        let now = crate::ids::read();
         let execution = Execution::at(
-            now,
+            now.at,
             Arc::clone(&action.name),
             principal,
             stored_input.clone(),
@@ -212,7 +215,7 @@ impl<'a> Run<'a> {
         redactor: Cow<'a, Redactor>,
         execution: Execution,
         input: Doc,
-        now: DateTime<Utc>,
+        now: crate::ids::Reading,
     ) -> Run<'a> {
         // The last finished run's step box and event list, if this thread
         // has one: a call then allocates neither.
@@ -238,8 +241,9 @@ impl<'a> Run<'a> {
             allowed: Allowed::new(),
             take_lease: None,
             lease_owner: None,
-            now,
-            now_ms: unix_ms(now),
+            now: now.at,
+            now_us: now.unix_us,
+            created_us: now.unix_us,
             spare,
             created: false,
             settled: false,
@@ -292,8 +296,9 @@ impl<'a> Run<'a> {
             redactor,
             execution,
             Doc::from_value(input),
-            crate::ids::now(),
+            crate::ids::read(),
         );
+        run.created_us = run.record.execution.created_at.timestamp_micros();
         run.created = true;
         run
     }
@@ -338,15 +343,23 @@ impl<'a> Run<'a> {
         SPARE_STEP.set(Some(t));
     }
 
+    fn reading(&self) -> crate::ids::Reading {
+        crate::ids::Reading {
+            at: self.now,
+            unix_us: self.now_us,
+        }
+    }
+
     /// Reads the clock for the next lifecycle step.
     fn tick(&mut self) {
-        self.now = crate::ids::now();
-        self.now_ms = unix_ms(self.now);
+        let now = crate::ids::read();
+        self.now = now.at;
+        self.now_us = now.unix_us;
     }
 
     fn event(&self, kind: EventKind, data: Json) -> Event {
         Event::stamped(
-            self.now_ms,
+            self.reading().unix_ms(),
             self.now,
             kind,
             self.record.execution.id,
@@ -840,7 +853,11 @@ impl<'a> Run<'a> {
         if !self.action.pausable {
             return Ok(false);
         }
-        match self.governor.paused_at(&self.action.name, self.now).await {
+        match self
+            .governor
+            .paused_at(&self.action.name, self.now_us / 1000)
+            .await
+        {
             Some(pause) if pause.mode == PauseMode::Deny => {
                 Box::pin(self.deny_paused(pause)).await.map(|()| false)
             }
@@ -856,7 +873,11 @@ impl<'a> Run<'a> {
         if !self.action.pausable {
             return Ok(());
         }
-        match self.governor.paused_at(&self.action.name, self.now).await {
+        match self
+            .governor
+            .paused_at(&self.action.name, self.now_us / 1000)
+            .await
+        {
             Some(pause) => Box::pin(self.hold(pause, from)).await,
             None => Ok(()),
         }
@@ -1153,9 +1174,7 @@ impl<'a> Run<'a> {
                 checkpoint_data(Checkpoint::PostExecution),
             ));
         }
-        let micros = (self.now - self.record.execution.created_at)
-            .num_microseconds()
-            .unwrap_or(0);
+        let micros = self.reading().micros_since(self.created_us);
         let data = Json::raw_with(|data| {
             data.push_str("{\"output\":");
             data.push_str(stored_output.as_str());
@@ -1312,10 +1331,6 @@ fn redact_doc(redactor: &Redactor, doc: &Doc) -> Json {
     } else {
         text.clone()
     }
-}
-
-fn unix_ms(t: DateTime<Utc>) -> u64 {
-    u64::try_from(t.timestamp_millis()).unwrap_or(0)
 }
 
 fn json_of<T: serde::Serialize>(value: &T) -> Json {

@@ -116,28 +116,27 @@ impl Governor {
     /// reads; the others use the view they have). A store that cannot be
     /// read keeps the last view.
     pub async fn paused(&self, action: &str) -> Option<Pause> {
-        self.paused_at(action, Utc::now()).await
+        self.paused_at(action, Utc::now().timestamp_millis()).await
     }
 
-    pub(crate) async fn paused_at(&self, action: &str, now: DateTime<Utc>) -> Option<Pause> {
-        match self.cached_pause(action, now) {
+    /// [`Self::paused`] at `now_ms` (milliseconds since the epoch).
+    pub(crate) async fn paused_at(&self, action: &str, now_ms: i64) -> Option<Pause> {
+        match self.cached_pause(action, now_ms) {
             Some(view) => view,
-            None => Box::pin(self.refreshed_pause(action, now)).await,
+            None => Box::pin(self.refreshed_pause(action, now_ms)).await,
         }
     }
 
     /// The pause covering `action` in this instance's view, without
     /// waiting; `None` when the view is due for a refresh from the store.
-    fn cached_pause(&self, action: &str, now: DateTime<Utc>) -> Option<Option<Pause>> {
+    fn cached_pause(&self, action: &str, now_ms: i64) -> Option<Option<Pause>> {
         let cache = self.pause_cache();
         let read_at = cache.read_at_ms.load(Ordering::Acquire);
-        (now.timestamp_millis().saturating_sub(read_at) < cache.refresh_ms)
-            .then(|| cache.find(action))
+        (now_ms.saturating_sub(read_at) < cache.refresh_ms).then(|| cache.find(action))
     }
 
-    async fn refreshed_pause(&self, action: &str, now: DateTime<Utc>) -> Option<Pause> {
+    async fn refreshed_pause(&self, action: &str, now_ms: i64) -> Option<Pause> {
         let cache = self.pause_cache();
-        let now_ms = now.timestamp_millis();
         let read_at = cache.read_at_ms.load(Ordering::Acquire);
         if now_ms.saturating_sub(read_at) >= cache.refresh_ms
             && cache

@@ -52,6 +52,9 @@ struct Rare {
     lease: Option<Lease>,
 }
 
+/// [`crate::EVICTED_UNREAD_HASH`] as bytes.
+const EVICTED_UNREAD: [u8; 32] = [0xff; 32];
+
 /// Events a call's last step usually adds once its first write spilled
 /// its events off the inline slots (see [`Entry::push_events`]).
 const CLOSING_EVENTS: usize = 3;
@@ -206,9 +209,10 @@ impl Entry {
     }
 }
 
-/// An audit entry with its hash as bytes; its previous hash is the entry
-/// before it (or the hash before the retained window). The fields every
-/// record has are kept inline, the rest boxed only when present.
+/// An audit entry with its hash as bytes (once computed, see
+/// [`Inner::hash_through`]); its previous hash is the entry before it (or
+/// the hash before the retained window). The fields every record has are
+/// kept inline, the rest boxed only when present.
 #[derive(Debug)]
 struct StoredAudit {
     seq: u64,
@@ -301,8 +305,11 @@ struct Inner {
     audit: VecDeque<StoredAudit>,
     /// Hash of the entry before the oldest one kept.
     audit_window_prev: [u8; 32],
-    /// Hash of the newest entry.
-    last_hash: [u8; 32],
+    /// The newest entry whose hash has been computed: entries are hashed
+    /// when the log is read, not when written (see [`MemoryStore`]).
+    hashed_to: u64,
+    /// Hash of entry `hashed_to`.
+    hashed_to_hash: [u8; 32],
     audit_seq: u64,
     grants: Vec<Grant>,
     pauses: BTreeMap<String, Pause>,
@@ -312,6 +319,15 @@ struct Inner {
 /// than `capacity` finished executions are held, the oldest finished ones
 /// are evicted (with their snapshots, events and audit entries). Pending,
 /// parked and running executions are never evicted.
+///
+/// The audit log is hash-chained like every store's, but an entry's hash
+/// is computed when the log is first read ([`Store::audit_entries`]), not
+/// on the call's path: in memory, the chain proves nothing to anyone who
+/// never reads it, and it is gone with the process. Entries evicted before
+/// anyone read them were never hashed; the entry after them starts its
+/// chain from [`crate::EVICTED_UNREAD_HASH`] (the window's first `prev_hash` is
+/// trusted, see [`crate::verify_chain`]). Once read, an entry's hash
+/// never changes.
 #[derive(Debug)]
 pub struct MemoryStore {
     inner: Mutex<Inner>,
@@ -414,12 +430,29 @@ impl Inner {
         }
         if let Some(record) = audit.take() {
             self.audit_seq += 1;
-            let hash = chain_digest(&self.last_hash, self.audit_seq, &record);
-            self.last_hash = hash;
-            let stored = StoredAudit::new(self.audit_seq, record, hash, caller);
+            let stored = StoredAudit::new(self.audit_seq, record, [0; 32], caller);
             self.audit.push_back(stored);
         }
         self.evict(capacity);
+    }
+
+    /// Computes the hashes of the entries up to `seq` that have none yet.
+    fn hash_through(&mut self, seq: u64) {
+        let Some(first) = self.audit.front().map(|a| a.seq) else {
+            return;
+        };
+        while self.hashed_to < seq {
+            let next = self.hashed_to + 1;
+            let Some(a) = usize::try_from(next - first)
+                .ok()
+                .and_then(|i| self.audit.get_mut(i))
+            else {
+                break;
+            };
+            a.hash = chain_digest(&self.hashed_to_hash, a.seq, &a.record());
+            self.hashed_to_hash = a.hash;
+            self.hashed_to = next;
+        }
     }
 
     fn evict(&mut self, capacity: usize) {
@@ -437,8 +470,16 @@ impl Inner {
             }
         }
         while self.audit.len() > capacity {
-            if let Some(gone) = self.audit.pop_front() {
+            let Some(gone) = self.audit.pop_front() else {
+                break;
+            };
+            if gone.seq <= self.hashed_to {
                 self.audit_window_prev = gone.hash;
+            } else {
+                // Never read, never hashed: the chain starts again after it.
+                self.audit_window_prev = EVICTED_UNREAD;
+                self.hashed_to = gone.seq;
+                self.hashed_to_hash = EVICTED_UNREAD;
             }
         }
     }
@@ -608,7 +649,13 @@ impl Store for MemoryStore {
     }
 
     async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let inner = self.lock()?;
+        let mut inner = self.lock()?;
+        let newest = inner.audit.back().map_or(0, |a| a.seq);
+        let last = after
+            .max(inner.audit.front().map_or(0, |a| a.seq.saturating_sub(1)))
+            .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
+            .min(newest);
+        inner.hash_through(last);
         let mut prev = &inner.audit_window_prev;
         let mut out = Vec::new();
         for e in &inner.audit {

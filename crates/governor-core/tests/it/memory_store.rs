@@ -34,31 +34,61 @@ async fn evicts_oldest_finished_never_pending() {
     }
 }
 
+/// Writes a denied execution with its audit record.
+async fn denied_call(store: &MemoryStore) {
+    let e = Execution::new("a".into(), Arc::new(Principal::new("p")), Json::null());
+    let mut c = Creation::new(e.clone());
+    c.execution.status = ExecutionStatus::Denied;
+    c.audit = Some(governor_core::AuditRecord {
+        execution_id: e.id,
+        action: "a".into(),
+        principal: "p".into(),
+        tenant: None,
+        status: ExecutionStatus::Denied,
+        at: e.created_at,
+        decisions: vec![],
+        inputs: None,
+        output: None,
+        failure: None,
+        tags: Default::default(),
+        approved_digest: None,
+    });
+    store.create(&c).await.unwrap();
+}
+
 #[tokio::test]
 async fn evicted_audit_entries_leave_a_verifiable_window() {
     let store = MemoryStore::with_capacity(2);
     for _ in 0..5 {
-        let e = Execution::new("a".into(), Arc::new(Principal::new("p")), Json::null());
-        let mut c = Creation::new(e.clone());
-        c.execution.status = ExecutionStatus::Denied;
-        c.audit = Some(governor_core::AuditRecord {
-            execution_id: e.id,
-            action: "a".into(),
-            principal: "p".into(),
-            tenant: None,
-            status: ExecutionStatus::Denied,
-            at: e.created_at,
-            decisions: vec![],
-            inputs: None,
-            output: None,
-            failure: None,
-            tags: Default::default(),
-            approved_digest: None,
-        });
-        store.create(&c).await.unwrap();
+        denied_call(&store).await;
     }
     let window = store.audit_entries(0, 10).await.unwrap();
     assert_eq!(window.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 5]);
-    assert_ne!(window[0].prev_hash, governor_core::GENESIS_HASH);
+    // Entries 1-3 left before anyone read the log, unhashed.
+    assert_eq!(window[0].prev_hash, governor_core::EVICTED_UNREAD_HASH);
     assert_eq!(governor_core::verify_chain(&window), Ok(2));
+}
+
+#[tokio::test]
+async fn entries_read_before_eviction_keep_the_chain_unbroken() {
+    let store = MemoryStore::with_capacity(3);
+    for _ in 0..3 {
+        denied_call(&store).await;
+    }
+    // Hashed when read; a second read and a paged read see the same.
+    let first = store.audit_entries(0, 10).await.unwrap();
+    assert_eq!(first[0].prev_hash, governor_core::GENESIS_HASH);
+    assert_eq!(store.audit_entries(0, 10).await.unwrap(), first);
+    assert_eq!(store.audit_entries(1, 1).await.unwrap(), first[1..2]);
+    for _ in 0..2 {
+        denied_call(&store).await;
+    }
+    let window = store.audit_entries(0, 10).await.unwrap();
+    assert_eq!(
+        window.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert_eq!(window[0], first[2]);
+    let whole: Vec<_> = first.iter().chain(&window[1..]).collect();
+    assert_eq!(governor_core::verify_chain(whole), Ok(5));
 }
