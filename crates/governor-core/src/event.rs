@@ -283,6 +283,12 @@ impl EventBus {
             || self.inner.streams.load(Ordering::Relaxed) > 0
     }
 
+    /// Whether an emitted event would reach anyone: a handler, a stream,
+    /// or a `tracing` subscriber taking `governor::event` at debug level.
+    pub(crate) fn is_observed(&self) -> bool {
+        self.has_listeners() || tracing::enabled!(target: "governor::event", tracing::Level::DEBUG)
+    }
+
     /// Publishes an event.
     pub fn emit(&self, event: Event) {
         tracing::debug!(

@@ -97,7 +97,13 @@ impl Action {
         if !self.pre.is_empty() {
             Box::pin(run.pre_actions()).await?;
         }
-        let from = match run.pre_policies().await? {
+        // Without policies to run, the call does not build their futures.
+        let gate = if self.phase_policies.pre == 0 {
+            Gate::Proceed
+        } else {
+            run.pre_policies().await?
+        };
+        let from = match gate {
             Gate::Proceed => ExecutionStatus::Pending,
             Gate::Parked { wait } => {
                 Box::pin(run.wait_and_recheck(wait)).await?;
@@ -199,14 +205,30 @@ impl<'a> Run<'a> {
     /// Writes the execution with the events queued so far.
     async fn create_now(&mut self) -> Result<(), GovernError> {
         self.record.events = std::mem::take(&mut self.queued);
+        let copies = self.copies_to_publish(&self.record.events);
         let written = crate::store::create(self.store(), &mut self.record).await;
-        let events = std::mem::take(&mut self.record.events);
+        let mut left = std::mem::take(&mut self.record.events);
         written?;
         self.created = true;
-        events
-            .into_iter()
-            .for_each(|e| self.governor.events().emit(e));
+        self.publish(&mut left, copies);
         Ok(())
+    }
+
+    /// Copies of a write's events, made before the write when anyone
+    /// observes events: an in-place write may take the originals.
+    fn copies_to_publish(&self, events: &[Event]) -> Option<Vec<Event>> {
+        (!events.is_empty() && self.governor.events().is_observed()).then(|| events.to_vec())
+    }
+
+    /// Publishes a stored write's events: those the store left, or else
+    /// the copies made before it took them.
+    fn publish(&self, left: &mut Vec<Event>, copies: Option<Vec<Event>>) {
+        let bus = self.governor.events();
+        if !left.is_empty() {
+            left.drain(..).for_each(|e| bus.emit(e));
+        } else if let Some(copies) = copies {
+            copies.into_iter().for_each(|e| bus.emit(e));
+        }
     }
 
     fn new(
@@ -422,6 +444,7 @@ impl<'a> Run<'a> {
             events.append(&mut t.events);
             t.events = events;
         }
+        let copies = self.copies_to_publish(&t.events);
         if self.created {
             if let Err(e) = crate::store::transition(self.store(), &mut t).await {
                 self.keep_decisions(t.audit.take());
@@ -449,9 +472,7 @@ impl<'a> Run<'a> {
         if t.to.is_terminal() || t.to == ExecutionStatus::AwaitingApproval {
             self.settled = true;
         }
-        for e in t.events.drain(..) {
-            self.governor.events().emit(e);
-        }
+        self.publish(&mut t.events, copies);
         // Keep the allocation for the next step's events.
         if self.queued.capacity() == 0 {
             std::mem::swap(&mut self.queued, &mut t.events);
@@ -666,7 +687,20 @@ impl<'a> Run<'a> {
                 (Decision::Allow, Some(cached)) if outcome == "allow" => cached.for_phase(phase),
                 _ => decision_data(&**policy, phase, outcome, reason.as_deref()),
             };
-            self.queue(self.event(EventKind::PolicyEvaluated, data.clone()));
+            // A decision that is not plain allows (or parks) is announced
+            // twice; only then is its data shared.
+            let follow = match (&decision, shadow) {
+                (Decision::Allow, _) | (Decision::RequireApproval(_), false) => None,
+                (Decision::Warn(_), _) | (_, true) => Some(EventKind::PolicyFailed),
+                (Decision::Deny(_), false) => Some(EventKind::PolicyViolated),
+            };
+            match follow {
+                Some(kind) => {
+                    self.queue(self.event(EventKind::PolicyEvaluated, data.clone()));
+                    self.queue(self.event(kind, data));
+                }
+                None => self.queue(self.event(EventKind::PolicyEvaluated, data)),
+            }
             self.decisions.push(DecisionRecord {
                 policy: action
                     .policy_names
@@ -679,13 +713,11 @@ impl<'a> Run<'a> {
             });
             match decision {
                 Decision::Allow => allowed.push(policy_index(i)),
-                Decision::Warn(_) => self.queue(self.event(EventKind::PolicyFailed, data)),
+                Decision::Warn(_) => {}
                 Decision::Deny(_) | Decision::RequireApproval(_) if shadow => {
-                    self.queue(self.event(EventKind::PolicyFailed, data));
                     allowed.push(policy_index(i));
                 }
                 Decision::Deny(denial) => {
-                    self.queue(self.event(EventKind::PolicyViolated, data));
                     return (Some((Arc::clone(policy), denial)), approvals, allowed);
                 }
                 Decision::RequireApproval(spec) => approvals.push(spec),
@@ -1145,7 +1177,11 @@ impl<'a> Run<'a> {
         // The action just returned: this step's time is its end.
         self.tick();
         self.output = Some(output);
-        let (denied, _, _) = self.evaluate(PolicyPhase::PostExecution).await;
+        let denied = if self.action.phase_policies.post == 0 {
+            None
+        } else {
+            self.evaluate(PolicyPhase::PostExecution).await.0
+        };
         if let Some((policy, denial)) = denied {
             let error = self.denial_error(&*policy, denial, PolicyPhase::PostExecution);
             let mut failure = failure_of(&error, policy.name());

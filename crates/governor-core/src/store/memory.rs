@@ -36,12 +36,54 @@ struct StoredEvent {
     data: Json,
 }
 
+impl StoredEvent {
+    fn of(e: &Event) -> Self {
+        Self {
+            id: e.id,
+            kind: e.kind,
+            time: e.time,
+            data: e.data.clone(),
+        }
+    }
+}
+
+impl From<Event> for StoredEvent {
+    fn from(e: Event) -> Self {
+        Self {
+            id: e.id,
+            kind: e.kind,
+            time: e.time,
+            data: e.data,
+        }
+    }
+}
+
 /// A snapshot without its execution id.
 #[derive(Debug)]
 struct StoredSnapshot {
     checkpoint: Checkpoint,
     captured_at: DateTime<Utc>,
     state: Json,
+}
+
+impl StoredSnapshot {
+    fn of(s: &Snapshot) -> Self {
+        Self {
+            checkpoint: s.checkpoint,
+            captured_at: s.captured_at,
+            state: s.state.clone(),
+        }
+    }
+}
+
+impl From<Snapshot> for StoredSnapshot {
+    fn from(s: Snapshot) -> Self {
+        Self {
+            checkpoint: s.checkpoint,
+            captured_at: s.captured_at,
+            state: s.state,
+        }
+    }
 }
 
 /// Fields most executions never set, boxed to keep records small.
@@ -58,6 +100,35 @@ const EVICTED_UNREAD: [u8; 32] = [0xff; 32];
 /// Events a call's last step usually adds once its first write spilled
 /// its events off the inline slots (see [`Entry::push_events`]).
 const CLOSING_EVENTS: usize = 3;
+
+/// A write's events and snapshot: copied from a shared write, moved out
+/// of an in-place one (no reference counts touched, see
+/// [`Store::transition_in_place`]).
+enum Parts<'a> {
+    Shared {
+        events: &'a [Event],
+        snapshot: Option<&'a Snapshot>,
+    },
+    Taken {
+        events: &'a mut Vec<Event>,
+        snapshot: &'a mut Option<Snapshot>,
+    },
+}
+
+impl<'a> Parts<'a> {
+    fn shared(events: &'a [Event], snapshot: &'a Option<Snapshot>) -> Self {
+        Parts::Shared {
+            events,
+            snapshot: snapshot.as_ref(),
+        }
+    }
+}
+
+thread_local! {
+    /// The last execution this thread evicted: the thread's next create
+    /// reuses its box, and drops what it held then, outside the lock.
+    static EVICTED: std::cell::Cell<Option<Box<Entry>>> = const { std::cell::Cell::new(None) };
+}
 
 /// An execution as kept in memory.
 #[derive(Debug)]
@@ -162,30 +233,42 @@ impl Entry {
         }
     }
 
-    fn push_snapshot(&mut self, s: Option<&Snapshot>) {
-        if let Some(s) = s {
-            self.snapshots.push(StoredSnapshot {
-                checkpoint: s.checkpoint,
-                captured_at: s.captured_at,
-                state: s.state.clone(),
-            });
+    /// Adds a write's snapshot and events.
+    fn push_parts(&mut self, parts: Parts<'_>) {
+        self.reserve_events(match &parts {
+            Parts::Shared { events, .. } => events.len(),
+            Parts::Taken { events, .. } => events.len(),
+        });
+        // Pushed one by one: `SmallVec::extend` through a mapping
+        // iterator costs more than the pushes.
+        match parts {
+            Parts::Shared { events, snapshot } => {
+                if let Some(s) = snapshot {
+                    self.snapshots.push(StoredSnapshot::of(s));
+                }
+                for e in events {
+                    self.events.push(StoredEvent::of(e));
+                }
+            }
+            Parts::Taken { events, snapshot } => {
+                if let Some(s) = snapshot.take() {
+                    self.snapshots.push(s.into());
+                }
+                for e in events.drain(..) {
+                    self.events.push(e.into());
+                }
+            }
         }
     }
 
-    fn push_events(&mut self, events: &[Event]) {
-        let len = self.events.len() + events.len();
+    fn reserve_events(&mut self, added: usize) {
+        let len = self.events.len() + added;
         if len > self.events.inline_size() && len > self.events.capacity() {
             // Off the inline slots: room for the closing step's events
             // too (post-execution decisions, the snapshot's, completion),
             // so the list moves once, not at every step.
-            self.events.reserve_exact(events.len() + CLOSING_EVENTS);
+            self.events.reserve_exact(added + CLOSING_EVENTS);
         }
-        self.events.extend(events.iter().map(|e| StoredEvent {
-            id: e.id,
-            kind: e.kind,
-            time: e.time,
-            data: e.data.clone(),
-        }));
     }
 
     fn event(&self, e: &StoredEvent) -> Event {
@@ -238,7 +321,7 @@ struct AuditRest {
 }
 
 impl StoredAudit {
-    fn new(seq: u64, r: AuditRecord, hash: [u8; 32], caller: &Arc<Principal>) -> Self {
+    fn new(seq: u64, r: AuditRecord, hash: [u8; 32], caller: Arc<Principal>) -> Self {
         let plain = r.tenant.is_none()
             && r.decisions.is_empty()
             && r.inputs.is_none()
@@ -253,7 +336,7 @@ impl StoredAudit {
             at: r.at,
             action: r.action,
             principal: if caller.id == r.principal {
-                Arc::clone(caller)
+                caller
             } else {
                 Arc::new(Principal::new(r.principal))
             },
@@ -421,14 +504,13 @@ impl Inner {
         &mut self,
         id: ExecutionId,
         status: ExecutionStatus,
-        audit: &mut Option<AuditRecord>,
-        caller: &Arc<Principal>,
+        audit: Option<(AuditRecord, Arc<Principal>)>,
         capacity: usize,
     ) {
         if status.is_terminal() {
             self.finished.push_back(id);
         }
-        if let Some(record) = audit.take() {
+        if let Some((record, caller)) = audit {
             self.audit_seq += 1;
             let stored = StoredAudit::new(self.audit_seq, record, [0; 32], caller);
             self.audit.push_back(stored);
@@ -460,14 +542,11 @@ impl Inner {
             let Some(id) = self.finished.pop_front() else {
                 break;
             };
-            match self.entries.last_entry() {
-                Some(oldest) if oldest.key().0 == id => {
-                    oldest.remove();
-                }
-                _ => {
-                    self.entries.remove(&Reverse(id));
-                }
-            }
+            let evicted = match self.entries.last_entry() {
+                Some(oldest) if oldest.key().0 == id => Some(oldest.remove()),
+                _ => self.entries.remove(&Reverse(id)),
+            };
+            EVICTED.set(evicted);
         }
         while self.audit.len() > capacity {
             let Some(gone) = self.audit.pop_front() else {
@@ -493,38 +572,48 @@ impl Inner {
 }
 
 impl MemoryStore {
-    /// Writes `c`, taking its audit record from `audit` once the write
-    /// is certain (so a failed write leaves it to the caller).
-    fn create_now(&self, c: &Creation, audit: &mut Option<AuditRecord>) -> Result<(), StoreError> {
+    /// Writes `c` with `parts`, taking its audit record from `audit` once
+    /// the write is certain (so a failed write leaves it to the caller).
+    fn create_now(
+        &self,
+        c: &Creation,
+        parts: Parts<'_>,
+        audit: &mut Option<AuditRecord>,
+    ) -> Result<(), StoreError> {
         c.check()?;
         let id = c.execution.id;
-        let mut entry = Box::new(Entry::new(&c.execution));
-        entry.push_events(&c.events);
-        entry.push_snapshot(c.snapshot.as_ref());
-        let principal = Arc::clone(&entry.principal);
+        // Built before the lock is taken, to hold it for less time.
+        let mut entry = match EVICTED.take() {
+            Some(mut evicted) => {
+                *evicted = Entry::new(&c.execution);
+                evicted
+            }
+            None => Box::new(Entry::new(&c.execution)),
+        };
+        entry.push_parts(parts);
+        let caller = audit.is_some().then(|| Arc::clone(&entry.principal));
         let mut inner = self.lock()?;
-        match inner.entries.entry(Reverse(id)) {
-            btree_map::Entry::Occupied(_) => {
-                return Err(StoreError::new(
-                    StoreErrorKind::AlreadyExists,
-                    "create",
-                    format!("execution {id} already exists"),
-                ));
-            }
-            btree_map::Entry::Vacant(v) => {
-                v.insert(entry);
-            }
-        }
-        inner.record(id, c.execution.status, audit, &principal, self.capacity);
+        let btree_map::Entry::Vacant(slot) = inner.entries.entry(Reverse(id)) else {
+            return Err(StoreError::new(
+                StoreErrorKind::AlreadyExists,
+                "create",
+                format!("execution {id} already exists"),
+            ));
+        };
+        slot.insert(entry);
+        let audit = caller.and_then(|caller| audit.take().map(|r| (r, caller)));
+        inner.record(id, c.execution.status, audit, self.capacity);
         drop(inner);
         self.announce(id, c.execution.status);
         Ok(())
     }
 
-    /// Applies `t`, taking its audit record as [`Self::create_now`] does.
+    /// Applies `t` with `parts`, taking its audit record as
+    /// [`Self::create_now`] does.
     fn transition_now(
         &self,
         t: &Transition,
+        parts: Parts<'_>,
         audit: &mut Option<AuditRecord>,
     ) -> Result<(), StoreError> {
         let mut inner = self.lock()?;
@@ -538,51 +627,70 @@ impl MemoryStore {
         t.check_state(entry.status, entry.lease(), now)?;
         t.check_version(entry.version)?;
         entry.apply(t);
-        entry.push_snapshot(t.snapshot.as_ref());
-        entry.push_events(&t.events);
-        let principal = Arc::clone(&entry.principal);
-        inner.record(t.id, t.to, audit, &principal, self.capacity);
+        entry.push_parts(parts);
+        let audit = audit.take().map(|r| (r, Arc::clone(&entry.principal)));
+        inner.record(t.id, t.to, audit, self.capacity);
         drop(inner);
         self.announce(t.id, t.to);
         Ok(())
     }
 }
 
+/// Takes `slot`'s value out only when there is one: `take` copies the
+/// whole slot, even when empty.
+fn take_some<T>(slot: &mut Option<T>) -> Option<T> {
+    if slot.is_some() { slot.take() } else { None }
+}
+
+/// Puts back what a failed in-place write did not take.
+fn put_back<T>(slot: &mut Option<T>, left: Option<T>) {
+    if left.is_some() {
+        *slot = left;
+    }
+}
+
 #[async_trait]
 impl Store for MemoryStore {
     async fn create(&self, c: &Creation) -> Result<(), StoreError> {
-        self.create_now(c, &mut c.audit.clone())
+        let parts = Parts::shared(&c.events, &c.snapshot);
+        self.create_now(c, parts, &mut c.audit.clone())
     }
 
     async fn transition(&self, t: &Transition) -> Result<(), StoreError> {
-        self.transition_now(t, &mut t.audit.clone())
+        let parts = Parts::shared(&t.events, &t.snapshot);
+        self.transition_now(t, parts, &mut t.audit.clone())
     }
 
+    /// Moves the events, the snapshot and the audit record into the
+    /// store; a failed write leaves the audit record.
     fn create_in_place(&self, c: &mut Creation) -> Option<Result<(), StoreError>> {
-        // `take` copies the whole record slot, even when empty.
-        let mut audit = if c.audit.is_some() {
-            c.audit.take()
-        } else {
-            None
+        let mut audit = take_some(&mut c.audit);
+        let mut snapshot = take_some(&mut c.snapshot);
+        let mut events = std::mem::take(&mut c.events);
+        let parts = Parts::Taken {
+            events: &mut events,
+            snapshot: &mut snapshot,
         };
-        let written = self.create_now(c, &mut audit);
-        if audit.is_some() {
-            c.audit = audit;
-        }
+        let written = self.create_now(c, parts, &mut audit);
+        c.events = events;
+        put_back(&mut c.snapshot, snapshot);
+        put_back(&mut c.audit, audit);
         Some(written)
     }
 
+    /// As [`Self::create_in_place`].
     fn transition_in_place(&self, t: &mut Transition) -> Option<Result<(), StoreError>> {
-        // `take` copies the whole record slot, even when empty.
-        let mut audit = if t.audit.is_some() {
-            t.audit.take()
-        } else {
-            None
+        let mut audit = take_some(&mut t.audit);
+        let mut snapshot = take_some(&mut t.snapshot);
+        let mut events = std::mem::take(&mut t.events);
+        let parts = Parts::Taken {
+            events: &mut events,
+            snapshot: &mut snapshot,
         };
-        let written = self.transition_now(t, &mut audit);
-        if audit.is_some() {
-            t.audit = audit;
-        }
+        let written = self.transition_now(t, parts, &mut audit);
+        t.events = events;
+        put_back(&mut t.snapshot, snapshot);
+        put_back(&mut t.audit, audit);
         Some(written)
     }
 

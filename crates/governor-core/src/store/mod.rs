@@ -419,9 +419,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// [`Store::create`] done on the spot by a store that never waits (the
     /// memory store), which spares a governed call a boxed future per
-    /// write. `None`, the default, means "call `create`". A successful
-    /// write may take the audit record (leaving `None`) instead of copying
-    /// it; a failed one leaves it.
+    /// write. `None`, the default, means "call `create`". The write may
+    /// take the events, the snapshot and, once it succeeds, the audit
+    /// record instead of copying them (a failed write leaves the audit
+    /// record): the caller publishes copies of the events it made before.
     fn create_in_place(&self, creation: &mut Creation) -> Option<Result<(), StoreError>> {
         let _ = creation;
         None

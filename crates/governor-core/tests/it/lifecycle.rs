@@ -738,3 +738,96 @@ async fn an_unrecorded_call_gives_its_quota_back() {
     call().await.unwrap();
     assert!(matches!(call().await, Err(GovernError::RateLimited { .. })));
 }
+
+/// Collects the `kind` of every `governor::event` tracing event.
+struct EventKinds(Arc<Mutex<Vec<String>>>);
+
+impl tracing::field::Visit for &EventKinds {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "kind" {
+            self.0.lock().unwrap().push(value.to_owned());
+        }
+    }
+
+    fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
+}
+
+impl tracing::Subscriber for EventKinds {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        metadata.target() == "governor::event"
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        event.record(&mut &*self);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+async fn plain_call(g: &Governor) -> ExecutionId {
+    let action = g.action("observed").build().unwrap();
+    action
+        .run(Args::new().arg("n", &1), || async {
+            Ok::<_, GovernError>(2)
+        })
+        .await
+        .unwrap();
+    only_execution(g).await.id
+}
+
+/// The memory store moves a call's events into itself; whoever observes
+/// events still gets each one as stored.
+#[tokio::test]
+async fn streams_get_every_event_as_stored() {
+    let g = governor();
+    let mut stream = g.events().subscribe();
+    let id = plain_call(&g).await;
+    let q = EventQuery {
+        execution_id: Some(id),
+        ..Default::default()
+    };
+    let stored = g.store().events(&q).await.unwrap();
+    let mut streamed = Vec::new();
+    while let Ok(e) = stream.try_recv() {
+        streamed.push(e);
+    }
+    assert!(stored.len() >= 4, "{stored:?}");
+    let fields = |e: &Event| {
+        (
+            e.id,
+            e.kind,
+            e.time,
+            e.data.as_str().to_owned(),
+            e.execution_id,
+        )
+    };
+    assert_eq!(
+        streamed.iter().map(|e| fields(e)).collect::<Vec<_>>(),
+        stored.iter().map(fields).collect::<Vec<_>>()
+    );
+    assert!(streamed.iter().all(|e| &*e.action == "observed"));
+}
+
+#[test]
+fn tracing_gets_every_event_with_no_other_listener() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = EventKinds(Arc::clone(&seen));
+    let stored = tracing::subscriber::with_default(subscriber, || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let g = governor();
+            let id = plain_call(&g).await;
+            event_kinds(&g, id).await
+        })
+    });
+    let stored: Vec<String> = stored.iter().map(|k| k.as_str().to_owned()).collect();
+    assert!(stored.len() >= 4, "{stored:?}");
+    assert_eq!(*seen.lock().unwrap(), stored);
+}
