@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::approval::StageDecision;
 use crate::audit::{AuditRecord, DecisionRecord};
 use crate::error::{StoreError, StoreErrorKind};
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, EventRecord};
 use crate::execution::{Execution, ExecutionId, ExecutionStatus, Failure};
 use crate::governor::Governor;
 use crate::json::Json;
@@ -388,7 +388,7 @@ fn decision_transition(
     let mut record = decision_audit(e, &policy, outcome, by, to, now, t.failure.as_ref(), edits);
     record.approved_digest = approved_digest;
     t.audit = Some(record);
-    t.events.push(event.clone());
+    t.events.push(EventRecord::from(&event));
     Ok((t, event))
 }
 

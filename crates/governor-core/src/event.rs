@@ -151,33 +151,81 @@ impl Event {
         action: Arc<str>,
         data: Json,
     ) -> Self {
-        let unix_ms = u64::try_from(time.timestamp_millis()).unwrap_or(0);
-        Self::stamped(unix_ms, time, kind, execution_id, action, data)
-    }
-
-    /// [`Event::at`] for a time whose milliseconds the caller has already.
-    pub(crate) fn stamped(
-        unix_ms: u64,
-        time: DateTime<Utc>,
-        kind: EventKind,
-        execution_id: ExecutionId,
-        action: Arc<str>,
-        data: Json,
-    ) -> Self {
-        let id = crate::ids::v7(unix_ms);
-        Self {
-            id,
-            kind,
-            time,
-            execution_id,
-            action,
-            data,
-        }
+        EventRecord::at(time, kind, data).into_event(execution_id, action)
     }
 
     /// The event's source, constant for the envelope.
     pub fn source(&self) -> &'static str {
         "governor"
+    }
+}
+
+/// An event as a store write carries it: its execution and action are
+/// those of the write ([`Creation`](crate::store::Creation),
+/// [`Transition`](crate::store::Transition)), so a governed call's events
+/// hold no reference to the action's shared name until someone observes
+/// them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// Unique, time-ordered id.
+    pub id: Uuid,
+    /// The event type.
+    pub kind: EventKind,
+    /// When it happened.
+    pub time: DateTime<Utc>,
+    /// Type-specific payload (already redacted).
+    pub data: Json,
+}
+
+impl EventRecord {
+    /// A record of an event happening at `time`.
+    pub fn at(time: DateTime<Utc>, kind: EventKind, data: Json) -> Self {
+        let unix_ms = u64::try_from(time.timestamp_millis()).unwrap_or(0);
+        Self::stamped(unix_ms, time, kind, data)
+    }
+
+    /// [`EventRecord::at`] for a time whose milliseconds the caller has.
+    pub(crate) fn stamped(unix_ms: u64, time: DateTime<Utc>, kind: EventKind, data: Json) -> Self {
+        Self {
+            id: crate::ids::v7(unix_ms),
+            kind,
+            time,
+            data,
+        }
+    }
+
+    /// The event of `execution_id`, an execution of `action`.
+    pub fn into_event(self, execution_id: ExecutionId, action: Arc<str>) -> Event {
+        Event {
+            id: self.id,
+            kind: self.kind,
+            time: self.time,
+            execution_id,
+            action,
+            data: self.data,
+        }
+    }
+}
+
+impl From<&Event> for EventRecord {
+    fn from(e: &Event) -> Self {
+        Self {
+            id: e.id,
+            kind: e.kind,
+            time: e.time,
+            data: e.data.clone(),
+        }
+    }
+}
+
+impl From<Event> for EventRecord {
+    fn from(e: Event) -> Self {
+        Self {
+            id: e.id,
+            kind: e.kind,
+            time: e.time,
+            data: e.data,
+        }
     }
 }
 

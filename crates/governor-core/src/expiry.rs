@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::approval::{OnExpiry, StageDecision};
 use crate::decide::{decision_audit, decision_event};
 use crate::error::{StoreError, StoreErrorKind};
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, EventRecord};
 use crate::execution::{Execution, ExecutionStatus, Failure};
 use crate::governor::Governor;
 use crate::store::{ExecutionQuery, Transition};
@@ -136,6 +136,6 @@ fn expiry_transition(e: &Execution, now: DateTime<Utc>) -> Option<(Transition, E
     t.audit = Some(record);
     t.failure = failure;
     t.approval = Some(updated);
-    t.events.push(event.clone());
+    t.events.push(EventRecord::from(&event));
     Some((t, event))
 }

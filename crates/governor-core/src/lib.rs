@@ -78,7 +78,7 @@ pub use config::{
 };
 pub use decide::{ApprovalError, Verdict};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};
-pub use event::{Event, EventBus, EventKind, EventStream, HandlerId};
+pub use event::{Event, EventBus, EventKind, EventRecord, EventStream, HandlerId};
 pub use execution::{
     Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Lease, Snapshot, StatusSet,
     UnknownStatus,

@@ -17,7 +17,7 @@ use crate::audit::{AuditRecord, DecisionRecord};
 use crate::binding::Check;
 use crate::channel::ApprovalNotice;
 use crate::error::GovernError;
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, EventRecord};
 use crate::execution::{
     Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Snapshot, StatusSet,
 };
@@ -166,7 +166,7 @@ pub(crate) struct Run<'a> {
     /// When the execution was created, in microseconds since the epoch.
     created_us: i64,
     /// Events waiting to be stored with the next transition, then published.
-    queued: Vec<Event>,
+    queued: Vec<EventRecord>,
     /// The last step's change, kept for the next one: a fresh one would
     /// be built on the stack and copied into a new box every step.
     spare: Option<Box<Transition>>,
@@ -214,21 +214,25 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Copies of a write's events, made before the write when anyone
-    /// observes events: an in-place write may take the originals.
-    fn copies_to_publish(&self, events: &[Event]) -> Option<Vec<Event>> {
-        (!events.is_empty() && self.governor.events().is_observed()).then(|| events.to_vec())
+    /// The events of a write as published, made before the write when
+    /// anyone observes events: an in-place write may take the records.
+    fn copies_to_publish(&self, events: &[EventRecord]) -> Option<Vec<Event>> {
+        (!events.is_empty() && self.governor.events().is_observed())
+            .then(|| events.iter().map(|e| self.published(e.clone())).collect())
     }
 
-    /// Publishes a stored write's events: those the store left, or else
-    /// the copies made before it took them.
-    fn publish(&self, left: &mut Vec<Event>, copies: Option<Vec<Event>>) {
+    /// Publishes a stored write's events: the copies made before it, or
+    /// the records the store left when nobody observes them.
+    fn publish(&self, left: &mut Vec<EventRecord>, copies: Option<Vec<Event>>) {
+        left.clear();
         let bus = self.governor.events();
-        if !left.is_empty() {
-            left.drain(..).for_each(|e| bus.emit(e));
-        } else if let Some(copies) = copies {
-            copies.into_iter().for_each(|e| bus.emit(e));
-        }
+        copies.into_iter().flatten().for_each(|e| bus.emit(e));
+    }
+
+    /// `record` as an event of this execution.
+    fn published(&self, record: EventRecord) -> Event {
+        let execution = &self.record.execution;
+        record.into_event(execution.id, Arc::clone(&execution.action))
     }
 
     fn new(
@@ -379,15 +383,8 @@ impl<'a> Run<'a> {
         self.now_us = now.unix_us;
     }
 
-    fn event(&self, kind: EventKind, data: Json) -> Event {
-        Event::stamped(
-            self.reading().unix_ms(),
-            self.now,
-            kind,
-            self.record.execution.id,
-            Arc::clone(&self.record.execution.action),
-            data,
-        )
+    fn event(&self, kind: EventKind, data: Json) -> EventRecord {
+        EventRecord::stamped(self.reading().unix_ms(), self.now, kind, data)
     }
 
     fn hook_context(&self) -> HookContext {
@@ -417,7 +414,7 @@ impl<'a> Run<'a> {
 
     /// Queues an event; it is stored with the next transition and
     /// published once stored.
-    fn queue(&mut self, event: Event) {
+    fn queue(&mut self, event: EventRecord) {
         self.queued.push(event);
     }
 
@@ -1289,9 +1286,13 @@ impl Drop for Run<'_> {
         t.failure = Some(failure);
         let store = Arc::clone(self.governor.store());
         let events = self.governor.events().clone();
+        let action = Arc::clone(&self.record.execution.action);
         runtime.spawn(async move {
             match store.transition(&t).await {
-                Ok(()) => t.events.into_iter().for_each(|e| events.emit(e)),
+                Ok(()) => t
+                    .events
+                    .into_iter()
+                    .for_each(|e| events.emit(e.into_event(t.id, Arc::clone(&action)))),
                 Err(e) => {
                     tracing::warn!(execution_id = %t.id, "could not record cancellation: {e}")
                 }

@@ -10,8 +10,8 @@
 use std::sync::Arc;
 
 use governor_core::{
-    ApprovalRequest, Event, EventKind, Execution, ExecutionId, ExecutionStatus, Failure, Json,
-    Lease, Principal, StoreError,
+    ApprovalRequest, EventKind, EventRecord, Execution, ExecutionId, ExecutionStatus, Failure,
+    Json, Lease, Principal, StoreError,
 };
 use mongodb::bson::{Bson, Document, doc};
 use uuid::Uuid;
@@ -159,30 +159,32 @@ pub(crate) fn execution(op: &'static str, doc: &Document) -> Result<Execution, S
     })
 }
 
-/// An event as a document.
-pub(crate) fn event_doc(e: &Event) -> Document {
+/// An event of execution `id` as a document (its action is the
+/// execution's).
+pub(crate) fn event_doc(id: ExecutionId, e: &EventRecord) -> Document {
     doc! {
         "_id": id_text(e.id),
-        "execution_id": id_text(e.execution_id.as_uuid()),
+        "execution_id": id_text(id.as_uuid()),
         "kind": e.kind.as_str(),
         "time": to_nanos(e.time),
-        "action": &*e.action,
         "data": e.data.as_str(),
     }
 }
 
-/// A stored event.
-pub(crate) fn event(op: &'static str, doc: &Document) -> Result<Event, StoreError> {
+/// A stored event and its execution.
+pub(crate) fn event(
+    op: &'static str,
+    doc: &Document,
+) -> Result<(ExecutionId, EventRecord), StoreError> {
     let f = Fields::new(op, doc);
-    Ok(Event {
+    let record = EventRecord {
         id: f.uuid("_id")?,
-        execution_id: ExecutionId::from_uuid(f.uuid("execution_id")?),
         kind: f
             .text("kind")?
             .parse::<EventKind>()
             .map_err(|e| StoreError::corrupt(op, e))?,
         time: from_nanos(f.int("time")?),
-        action: Arc::from(f.text("action")?),
         data: f.json("data")?,
-    })
+    };
+    Ok((ExecutionId::from_uuid(f.uuid("execution_id")?), record))
 }

@@ -202,6 +202,37 @@ impl MongoStore {
             .map_err(|e| map(op, e))
     }
 
+    /// The actions of executions `ids` (events do not repeat theirs).
+    async fn actions_of(
+        &self,
+        op: &'static str,
+        ids: impl Iterator<Item = ExecutionId>,
+    ) -> Result<std::collections::HashMap<ExecutionId, Arc<str>>, StoreError> {
+        let ids: std::collections::BTreeSet<ExecutionId> = ids.collect();
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let texts: Vec<String> = ids.iter().map(|id| id_text(id.as_uuid())).collect();
+        let docs = self
+            .find(
+                op,
+                "executions",
+                doc! { "_id": { "$in": texts } },
+                doc! { "_id": 1 },
+                ids.len(),
+            )
+            .await?;
+        docs.iter()
+            .map(|d| {
+                let f = Fields::new(op, d);
+                Ok((
+                    ExecutionId::from_uuid(f.uuid("_id")?),
+                    Arc::from(f.text("action")?),
+                ))
+            })
+            .collect()
+    }
+
     /// Leases up to `limit` executions matching `free` for `owner`. The
     /// candidates are read first; the update re-checks `free` on each
     /// document atomically, so of two claimers racing for one execution
@@ -433,7 +464,23 @@ impl Store for MongoStore {
         let docs = self
             .find(OP, "events", f, doc! { "_id": 1 }, query.effective_limit())
             .await?;
-        docs.iter().map(|d| event(OP, d)).collect()
+        let records = docs
+            .iter()
+            .map(|d| event(OP, d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let actions = self
+            .actions_of(OP, records.iter().map(|(id, _)| *id))
+            .await?;
+        records
+            .into_iter()
+            .map(|(id, record)| match actions.get(&id) {
+                Some(action) => Ok(record.into_event(id, Arc::clone(action))),
+                None => Err(StoreError::corrupt(
+                    OP,
+                    format!("event {} of missing execution {id}", record.id),
+                )),
+            })
+            .collect()
     }
 
     async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use governor_core::{
-    AuditRecord, Change, Creation, Event, ExecutionStatus, GENESIS_HASH, Snapshot, StatusSet,
-    StoreError, StoreErrorKind, Transition, chain_hash,
+    AuditRecord, Change, Creation, EventRecord, ExecutionId, ExecutionStatus, GENESIS_HASH,
+    Snapshot, StatusSet, StoreError, StoreErrorKind, Transition, chain_hash,
 };
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT;
@@ -83,8 +83,9 @@ pub(crate) struct Extras {
 
 fn extras(
     op: &'static str,
+    id: ExecutionId,
     snapshot: Option<&Snapshot>,
-    events: &[Event],
+    events: &[EventRecord],
     audit: Option<&AuditRecord>,
 ) -> Result<Extras, StoreError> {
     Ok(Extras {
@@ -96,7 +97,7 @@ fn extras(
                 "state": s.state.as_str(),
             }
         }),
-        events: events.iter().map(event_doc).collect(),
+        events: events.iter().map(|e| event_doc(id, e)).collect(),
         audit: audit
             .map(|r| Ok::<_, StoreError>((encode_json(op, r)?, r.clone())))
             .transpose()?,
@@ -114,14 +115,14 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
             id: e.id,
             status: e.status,
         },
-        extras: extras(OP, c.snapshot.as_ref(), &c.events, c.audit.as_ref())?,
+        extras: extras(OP, e.id, c.snapshot.as_ref(), &c.events, c.audit.as_ref())?,
     })))
 }
 
 /// Encodes a transition.
 pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
     const OP: &str = "transition";
-    let extras = extras(OP, t.snapshot.as_ref(), &t.events, t.audit.as_ref())?;
+    let extras = extras(OP, t.id, t.snapshot.as_ref(), &t.events, t.audit.as_ref())?;
     let terminal = t.to.is_terminal();
     let mut set = doc! { "status": t.to.as_str(), "updated_at": to_nanos(t.at) };
     if terminal {

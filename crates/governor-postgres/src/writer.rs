@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use governor_core::{
-    AuditRecord, Change, Creation, Event, ExecutionStatus, GENESIS_HASH, Snapshot, StatusSet,
-    StoreError, StoreErrorKind, Transition, chain_hash,
+    AuditRecord, Change, Creation, EventRecord, ExecutionId, ExecutionStatus, GENESIS_HASH,
+    Snapshot, StatusSet, StoreError, StoreErrorKind, Transition, chain_hash,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use uuid::Uuid;
@@ -97,18 +97,22 @@ pub(crate) struct Update {
 
 /// What is written alongside an execution row.
 pub(crate) struct Extras {
+    /// The execution the events belong to.
+    execution: ExecutionId,
     snapshot: Option<Snapshot>,
-    events: Vec<Event>,
+    events: Vec<EventRecord>,
     audit: Option<(String, AuditRecord)>,
 }
 
 fn extras(
     op: &'static str,
+    execution: ExecutionId,
     snapshot: Option<&Snapshot>,
-    events: &[Event],
+    events: &[EventRecord],
     audit: Option<&AuditRecord>,
 ) -> Result<Extras, StoreError> {
     Ok(Extras {
+        execution,
         snapshot: snapshot.cloned(),
         events: events.to_vec(),
         audit: audit
@@ -147,14 +151,14 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
             id: e.id,
             status: e.status,
         },
-        extras: extras(OP, c.snapshot.as_ref(), &c.events, c.audit.as_ref())?,
+        extras: extras(OP, e.id, c.snapshot.as_ref(), &c.events, c.audit.as_ref())?,
     })))
 }
 
 /// Encodes a transition.
 pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
     const OP: &str = "transition";
-    let extras = extras(OP, t.snapshot.as_ref(), &t.events, t.audit.as_ref())?;
+    let extras = extras(OP, t.id, t.snapshot.as_ref(), &t.events, t.audit.as_ref())?;
     let mut bare = t.clone();
     bare.events.clear();
     bare.snapshot = None;
@@ -623,13 +627,20 @@ async fn insert_snapshots(conn: &Conn, done: &[&Op]) -> Result<(), StoreError> {
 
 async fn insert_events(conn: &Conn, done: &[&Op]) -> Result<(), StoreError> {
     const OP: &str = "events";
-    let events: Vec<&Event> = done.iter().flat_map(|op| &op.extras().events).collect();
+    let events: Vec<(ExecutionId, &EventRecord)> = done
+        .iter()
+        .flat_map(|op| {
+            let x = op.extras();
+            x.events.iter().map(move |e| (x.execution, e))
+        })
+        .collect();
     if events.is_empty() {
         return Ok(());
     }
     let stmt = conn.statement(OP, EVENTS).await?;
+    let xs: Vec<Uuid> = events.iter().map(|(x, _)| x.as_uuid()).collect();
+    let events: Vec<&EventRecord> = events.into_iter().map(|(_, e)| e).collect();
     let ids: Vec<Uuid> = events.iter().map(|e| e.id).collect();
-    let xs: Vec<Uuid> = events.iter().map(|e| e.execution_id.as_uuid()).collect();
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let times: Vec<i64> = events.iter().map(|e| to_nanos(e.time)).collect();
     let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();

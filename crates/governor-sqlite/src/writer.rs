@@ -110,8 +110,9 @@ pub(crate) type Reply = (Result<Done, StoreError>, Op);
 
 fn extras(
     op: &'static str,
+    execution: governor_core::ExecutionId,
     snapshot: Option<&governor_core::Snapshot>,
-    events: &[governor_core::Event],
+    events: &[governor_core::EventRecord],
     audit: Option<&governor_core::AuditRecord>,
 ) -> Result<Extras, StoreError> {
     Ok(Extras {
@@ -128,7 +129,7 @@ fn extras(
             .flat_map(|e| {
                 [
                     SqlValue::Blob(blob(e.id)),
-                    SqlValue::Blob(blob(e.execution_id.as_uuid())),
+                    SqlValue::Blob(blob(execution.as_uuid())),
                     SqlValue::Text(e.kind.as_str().to_owned()),
                     SqlValue::Integer(to_nanos(e.time)),
                     SqlValue::Text(e.data.as_str().to_owned()),
@@ -176,7 +177,13 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
         finished_at: e.finished_at.map(to_nanos),
         version: i64::try_from(e.version).unwrap_or(i64::MAX),
     };
-    let extras = extras(OP, c.snapshot.as_ref(), &c.events, c.audit.as_ref())?;
+    let extras = extras(
+        OP,
+        c.execution.id,
+        c.snapshot.as_ref(),
+        &c.events,
+        c.audit.as_ref(),
+    )?;
     Ok(Op::Create(Box::new((
         row,
         extras,
@@ -190,7 +197,7 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
 /// Encodes a transition on the caller's thread.
 pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
     const OP: &str = "transition";
-    let extras = extras(OP, t.snapshot.as_ref(), &t.events, t.audit.as_ref())?;
+    let extras = extras(OP, t.id, t.snapshot.as_ref(), &t.events, t.audit.as_ref())?;
     let mut transition = t.clone();
     transition.events.clear();
     transition.snapshot = None;

@@ -3,6 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque, btree_map};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -10,7 +11,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use smallvec::SmallVec;
 use tokio::sync::broadcast;
-use uuid::Uuid;
 
 use super::{
     Change, Creation, EventQuery, ExecutionQuery, Store, Transition, WATCH_CAPACITY, lease_until,
@@ -18,7 +18,7 @@ use super::{
 use crate::approval::ApprovalRequest;
 use crate::audit::{AuditEntry, AuditRecord, chain_digest, hex};
 use crate::error::{StoreError, StoreErrorKind};
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventRecord};
 use crate::execution::{
     Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Lease, Snapshot,
 };
@@ -26,37 +26,6 @@ use crate::grant::Grant;
 use crate::json::Json;
 use crate::pause::Pause;
 use crate::principal::Principal;
-
-/// An event without the fields its execution already holds.
-#[derive(Debug)]
-struct StoredEvent {
-    id: Uuid,
-    kind: EventKind,
-    time: DateTime<Utc>,
-    data: Json,
-}
-
-impl StoredEvent {
-    fn of(e: &Event) -> Self {
-        Self {
-            id: e.id,
-            kind: e.kind,
-            time: e.time,
-            data: e.data.clone(),
-        }
-    }
-}
-
-impl From<Event> for StoredEvent {
-    fn from(e: Event) -> Self {
-        Self {
-            id: e.id,
-            kind: e.kind,
-            time: e.time,
-            data: e.data,
-        }
-    }
-}
 
 /// A snapshot without its execution id.
 #[derive(Debug)]
@@ -106,17 +75,17 @@ const CLOSING_EVENTS: usize = 3;
 /// [`Store::transition_in_place`]).
 enum Parts<'a> {
     Shared {
-        events: &'a [Event],
+        events: &'a [EventRecord],
         snapshot: Option<&'a Snapshot>,
     },
     Taken {
-        events: &'a mut Vec<Event>,
+        events: &'a mut Vec<EventRecord>,
         snapshot: &'a mut Option<Snapshot>,
     },
 }
 
 impl<'a> Parts<'a> {
-    fn shared(events: &'a [Event], snapshot: &'a Option<Snapshot>) -> Self {
+    fn shared(events: &'a [EventRecord], snapshot: &'a Option<Snapshot>) -> Self {
         Parts::Shared {
             events,
             snapshot: snapshot.as_ref(),
@@ -147,7 +116,7 @@ struct Entry {
     /// Inline for the usual two snapshots and four events of a
     /// straight-through call: one allocation per execution, not three.
     snapshots: SmallVec<[StoredSnapshot; 2]>,
-    events: SmallVec<[StoredEvent; 4]>,
+    events: SmallVec<[EventRecord; 4]>,
 }
 
 impl Entry {
@@ -247,7 +216,7 @@ impl Entry {
                     self.snapshots.push(StoredSnapshot::of(s));
                 }
                 for e in events {
-                    self.events.push(StoredEvent::of(e));
+                    self.events.push(e.clone());
                 }
             }
             Parts::Taken { events, snapshot } => {
@@ -255,7 +224,7 @@ impl Entry {
                     self.snapshots.push(s.into());
                 }
                 for e in events.drain(..) {
-                    self.events.push(e.into());
+                    self.events.push(e);
                 }
             }
         }
@@ -271,15 +240,8 @@ impl Entry {
         }
     }
 
-    fn event(&self, e: &StoredEvent) -> Event {
-        Event {
-            id: e.id,
-            kind: e.kind,
-            time: e.time,
-            execution_id: self.id,
-            action: Arc::clone(&self.action),
-            data: e.data.clone(),
-        }
+    fn event(&self, e: &EventRecord) -> Event {
+        e.clone().into_event(self.id, Arc::clone(&self.action))
     }
 
     fn snapshot(&self, s: &StoredSnapshot) -> Snapshot {
@@ -416,6 +378,10 @@ pub struct MemoryStore {
     inner: Mutex<Inner>,
     capacity: usize,
     changes: broadcast::Sender<Change>,
+    /// Whether anyone ever called [`Store::watch`]: until then a write
+    /// skips the announcement (asking the channel for its receivers takes
+    /// its lock).
+    watched: AtomicBool,
 }
 
 impl Default for MemoryStore {
@@ -437,6 +403,7 @@ impl MemoryStore {
             inner: Mutex::new(Inner::default()),
             capacity: capacity.max(1),
             changes,
+            watched: AtomicBool::new(false),
         }
     }
 
@@ -491,7 +458,10 @@ impl MemoryStore {
     }
 
     fn announce(&self, id: ExecutionId, status: ExecutionStatus) {
-        if self.changes.receiver_count() > 0 {
+        // A watcher subscribes before it reads the store, and the store's
+        // lock orders that read against this write: either the read sees
+        // the write, or this load sees the flag.
+        if self.watched.load(Ordering::Acquire) && self.changes.receiver_count() > 0 {
             let _ = self.changes.send(Change { id, status });
         }
     }
@@ -842,6 +812,7 @@ impl Store for MemoryStore {
     }
 
     fn watch(&self) -> broadcast::Receiver<Change> {
+        self.watched.store(true, Ordering::Release);
         self.changes.subscribe()
     }
 

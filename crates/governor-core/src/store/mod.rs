@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use crate::approval::ApprovalRequest;
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::error::StoreError;
-use crate::event::{Event, EventKind};
+use crate::event::{Event, EventKind, EventRecord};
 use crate::execution::{
     Execution, ExecutionId, ExecutionStatus, Failure, Lease, Snapshot, StatusSet,
 };
@@ -59,7 +59,7 @@ pub struct Transition {
     /// A snapshot to save.
     pub snapshot: Option<Snapshot>,
     /// Events to append.
-    pub events: Vec<Event>,
+    pub events: Vec<EventRecord>,
     /// An audit record to chain.
     pub audit: Option<AuditRecord>,
 }
@@ -264,7 +264,7 @@ pub struct Creation {
     /// The execution.
     pub execution: Execution,
     /// Its first events.
-    pub events: Vec<Event>,
+    pub events: Vec<EventRecord>,
     /// A snapshot to save.
     pub snapshot: Option<Snapshot>,
     /// An audit record to chain.

@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::approval::{ApprovalRequest, ApprovalSpec};
 use crate::audit::{AuditRecord, verify_chain};
 use crate::error::StoreErrorKind;
-use crate::event::{Event, EventKind};
+use crate::event::{EventKind, EventRecord};
 use crate::execution::{
     Checkpoint, Execution, ExecutionId, ExecutionStatus, Failure, Snapshot, StatusSet,
 };
@@ -60,13 +60,9 @@ fn execution(action: &str, principal: &str) -> Execution {
     )
 }
 
-fn event(e: &Execution, kind: EventKind) -> Event {
-    Event::new(
-        kind,
-        e.id,
-        Arc::clone(&e.action),
-        Json::encode(&json!({"k": 1})).unwrap(),
-    )
+/// An event for a write (which names its execution and action).
+fn event(kind: EventKind) -> EventRecord {
+    EventRecord::at(Utc::now(), kind, Json::encode(&json!({"k": 1})).unwrap())
 }
 
 fn record(e: &Execution, status: ExecutionStatus) -> AuditRecord {
@@ -89,7 +85,7 @@ fn record(e: &Execution, status: ExecutionStatus) -> AuditRecord {
 async fn created(store: &Arc<dyn Store>, action: &str, principal: &str) -> Execution {
     let e = execution(action, principal);
     let mut c = Creation::new(e.clone());
-    c.events.push(event(&e, EventKind::ExecutionStarted));
+    c.events.push(event(EventKind::ExecutionStarted));
     store.create(&c).await.unwrap();
     e
 }
@@ -243,7 +239,7 @@ pub async fn completion_records_everything(store: Arc<dyn Store>) {
         captured_at: Utc::now(),
         state: output.clone(),
     });
-    done.events.push(event(&e, EventKind::ExecutionCompleted));
+    done.events.push(event(EventKind::ExecutionCompleted));
     done.audit = Some(record(&e, ExecutionStatus::Completed));
     store.transition(&done).await.unwrap();
 
@@ -366,13 +362,17 @@ pub async fn events_filter_and_order(store: Arc<dyn Store>) {
     let b = created(&store, "pay", "bob").await;
     let mut t = Transition::new(a.id, ExecutionStatus::Pending, ExecutionStatus::Running);
     t.events = vec![
-        event(&a, EventKind::PolicyEvaluated),
-        event(&a, EventKind::StateCaptured),
+        event(EventKind::PolicyEvaluated),
+        event(EventKind::StateCaptured),
     ];
     store.transition(&t).await.unwrap();
     let all = store.events(&EventQuery::default()).await.unwrap();
     assert_eq!(all.len(), 4);
     assert!(all.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    // Records name neither: the read events get both from their write.
+    assert!(all.iter().all(|e| &*e.action == "pay"), "{all:?}");
+    let of_a = all.iter().filter(|e| e.execution_id == a.id).count();
+    assert_eq!(of_a, 3, "{all:?}");
     let only_b = store
         .events(&EventQuery {
             execution_id: Some(b.id),
@@ -577,8 +577,8 @@ pub async fn creation_can_start_past_pending(store: Arc<dyn Store>) {
     e.finished_at = Some(e.created_at);
     e.failure = Some(Failure::new("denied", "no").with_policy("p"));
     let mut c = Creation::new(e.clone());
-    c.events.push(event(&e, EventKind::ExecutionStarted));
-    c.events.push(event(&e, EventKind::ExecutionDenied));
+    c.events.push(event(EventKind::ExecutionStarted));
+    c.events.push(event(EventKind::ExecutionDenied));
     c.audit = Some(record(&e, ExecutionStatus::Denied));
     store.create(&c).await.unwrap();
     let got = store.execution(e.id).await.unwrap().unwrap();
@@ -944,10 +944,7 @@ pub async fn failed_writes_leave_nothing_behind(store: Arc<dyn Store>) {
     // A second execution whose event reuses the first one's event id.
     let second = execution("job", "agent");
     let mut c = Creation::new(second.clone());
-    c.events.push(Event {
-        execution_id: second.id,
-        ..taken[0].clone()
-    });
+    c.events.push(EventRecord::from(&taken[0]));
     let err = store.create(&c).await.unwrap_err();
     assert_eq!(err.kind(), StoreErrorKind::AlreadyExists, "{err}");
     assert!(store.execution(second.id).await.unwrap().is_none());
