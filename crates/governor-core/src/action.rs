@@ -281,6 +281,9 @@ pub struct Action {
     pub(crate) audit_tags: Arc<[String]>,
     pub(crate) allow_data: Vec<crate::lifecycle::AllowData>,
     pub(crate) policy_names: Vec<Arc<str>>,
+    /// The decisions of a call every policy allows, in the order they run
+    /// (see [`crate::decisions::Decisions`]).
+    pub(crate) allowed_decisions: Arc<[crate::audit::DecisionRecord]>,
     /// Whether policies or hooks read the arguments (see [`Action::args`]).
     pub(crate) reads_input: bool,
     /// How many policies apply before the body runs, and after: a call's
@@ -475,6 +478,7 @@ impl ActionBuilder {
                 audit: None,
                 audit_tags: Arc::default(),
                 allow_data: Vec::new(),
+                allowed_decisions: Arc::default(),
                 policy_names: Vec::new(),
                 reads_input: false,
                 phase_policies: PhaseCounts::default(),
@@ -607,6 +611,22 @@ impl ActionBuilder {
             .map(|p| crate::lifecycle::AllowData::new(&**p))
             .collect();
         a.policy_names = a.policies.iter().map(|p| Arc::from(p.name())).collect();
+        a.allowed_decisions = [PolicyPhase::PreExecution, PolicyPhase::PostExecution]
+            .into_iter()
+            .flat_map(|phase| {
+                let a = &*a;
+                a.policies
+                    .iter()
+                    .zip(&a.policy_names)
+                    .filter(move |(p, _)| p.phase().applies_to(phase))
+                    .map(|(p, name)| crate::audit::DecisionRecord {
+                        policy: Arc::clone(name),
+                        outcome: std::borrow::Cow::Borrowed("allow"),
+                        reason: None,
+                        shadow: p.is_shadow(),
+                    })
+            })
+            .collect();
         a.reads_input = !a.policies.is_empty() || !a.pre.is_empty() || !a.post.is_empty();
         a.phase_policies = PhaseCounts::of(&a.policies);
         a.policies_read_output = a

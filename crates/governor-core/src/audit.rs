@@ -42,9 +42,10 @@ pub struct AuditRecord {
     pub status: ExecutionStatus,
     /// When.
     pub at: DateTime<Utc>,
-    /// Every policy decision made on the call.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub decisions: Vec<DecisionRecord>,
+    /// Every policy decision made on the call (shared: the calls that
+    /// pass all of an action's policies have the same).
+    #[serde(default, skip_serializing_if = "no_decisions")]
+    pub decisions: Arc<[DecisionRecord]>,
     /// Redacted inputs, when an audit policy asks for them.
     #[serde(
         default,
@@ -74,6 +75,10 @@ pub struct AuditRecord {
 
 fn no_tags(tags: &Arc<[String]>) -> bool {
     tags.is_empty()
+}
+
+fn no_decisions(decisions: &Arc<[DecisionRecord]>) -> bool {
+    decisions.is_empty()
 }
 
 /// A record's place in the chain.
@@ -207,7 +212,7 @@ impl AuditRecord {
         out.extend_from_slice(&self.at.timestamp().to_be_bytes());
         out.extend_from_slice(&self.at.timestamp_subsec_nanos().to_be_bytes());
         out.extend_from_slice(&(self.decisions.len() as u64).to_be_bytes());
-        for d in &self.decisions {
+        for d in self.decisions.iter() {
             text(out, &d.policy);
             text(out, &d.outcome);
             opt(out, d.reason.as_deref());
@@ -315,7 +320,7 @@ mod tests {
             tenant: None,
             status: ExecutionStatus::Completed,
             at: Utc::now(),
-            decisions: vec![],
+            decisions: Arc::default(),
             inputs: None,
             output: None,
             failure: None,
@@ -358,7 +363,8 @@ mod tests {
                 outcome: "allow".into(),
                 reason: Some("under the cap".into()),
                 shadow: true,
-            }],
+            }]
+            .into(),
             inputs: Some(Json::parse(r#"{"amount":5}"#).unwrap()),
             output: None,
             failure: Some("no".into()),

@@ -501,7 +501,8 @@ pub(crate) fn decision_audit(
             outcome: Cow::Borrowed(outcome),
             reason: Some(by),
             shadow: false,
-        }],
+        }]
+        .into(),
         inputs,
         output: None,
         failure: failure.map(|f| f.message.clone()),

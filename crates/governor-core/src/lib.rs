@@ -37,6 +37,7 @@ mod channel;
 pub mod condition;
 pub mod config;
 mod decide;
+mod decisions;
 mod error;
 mod event;
 mod execution;

@@ -16,6 +16,7 @@ use crate::approval::{ApprovalRequest, ApprovalSpec};
 use crate::audit::{AuditRecord, DecisionRecord};
 use crate::binding::Check;
 use crate::channel::ApprovalNotice;
+use crate::decisions::Decisions;
 use crate::error::GovernError;
 use crate::event::{Event, EventKind, EventRecord};
 use crate::execution::{
@@ -151,7 +152,7 @@ pub(crate) struct Run<'a> {
     /// The arguments as given (not redacted).
     input: Doc,
     output: Option<Doc>,
-    decisions: Vec<DecisionRecord>,
+    decisions: Decisions,
     /// A lease the `Running` transition takes (resumed runs).
     pub(crate) take_lease: Option<crate::execution::Lease>,
     /// The lease owner later transitions must hold (resumed runs).
@@ -262,7 +263,7 @@ impl<'a> Run<'a> {
             record: Box::new(Creation::new(execution)),
             input,
             output: None,
-            decisions: Vec::with_capacity(action.phase_policies.get(PolicyPhase::Both)),
+            decisions: Decisions::new(),
             queued,
             allowed: Allowed::new(),
             take_lease: None,
@@ -487,7 +488,7 @@ impl<'a> Run<'a> {
         failure: Option<&Failure>,
         stored_output: Option<&Json>,
     ) -> AuditRecord {
-        let decisions = std::mem::take(&mut self.decisions);
+        let decisions = self.decisions.take_record(&self.action.allowed_decisions);
         self.audit_record_with(status, failure, decisions, stored_output)
     }
 
@@ -498,12 +499,13 @@ impl<'a> Run<'a> {
         if let Some(record) = unwritten
             && self.decisions.is_empty()
         {
-            self.decisions = record.decisions;
+            self.decisions = Decisions::Listed(record.decisions.to_vec());
         }
     }
 
     fn audit_record(&self, status: ExecutionStatus, failure: Option<&Failure>) -> AuditRecord {
-        self.audit_record_with(status, failure, self.decisions.clone(), None)
+        let decisions = self.decisions.to_record(&self.action.allowed_decisions);
+        self.audit_record_with(status, failure, decisions, None)
     }
 
     /// `stored_output`: the output as redacted for the record, when the
@@ -512,7 +514,7 @@ impl<'a> Run<'a> {
         &self,
         status: ExecutionStatus,
         failure: Option<&Failure>,
-        decisions: Vec<DecisionRecord>,
+        decisions: Arc<[DecisionRecord]>,
         stored_output: Option<&Json>,
     ) -> AuditRecord {
         let settings = self.action.audit.as_ref();
@@ -678,11 +680,16 @@ impl<'a> Run<'a> {
             };
             let reason =
                 granted.or_else(|| decision.reason().map(|r| self.redactor.redact_text(r)));
-            let data = match (&decision, action.allow_data.get(i)) {
-                // The common case: an allow's event data is the same for
-                // every call, so it was built with the action.
-                (Decision::Allow, Some(cached)) if outcome == "allow" => cached.for_phase(phase),
-                _ => decision_data(&**policy, phase, outcome, reason.as_deref()),
+            // The common case: an allow's event data and decision record
+            // are the same for every call, so they were built with the
+            // action.
+            let cached = match (&decision, action.allow_data.get(i)) {
+                (Decision::Allow, Some(cached)) if outcome == "allow" => Some(cached),
+                _ => None,
+            };
+            let data = match cached {
+                Some(cached) => cached.for_phase(phase),
+                None => decision_data(&**policy, phase, outcome, reason.as_deref()),
             };
             // A decision that is not plain allows (or parks) is announced
             // twice; only then is its data shared.
@@ -698,16 +705,23 @@ impl<'a> Run<'a> {
                 }
                 None => self.queue(self.event(EventKind::PolicyEvaluated, data)),
             }
-            self.decisions.push(DecisionRecord {
-                policy: action
-                    .policy_names
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| Arc::from(policy.name())),
-                outcome: std::borrow::Cow::Borrowed(outcome),
-                reason,
-                shadow,
-            });
+            let name = action.policy_names.get(i);
+            let counted = match (cached, name, &reason) {
+                (Some(_), Some(name), None) => {
+                    self.decisions
+                        .allowed(name, shadow, &action.allowed_decisions)
+                }
+                _ => false,
+            };
+            if !counted {
+                let record = DecisionRecord {
+                    policy: name.cloned().unwrap_or_else(|| Arc::from(policy.name())),
+                    outcome: std::borrow::Cow::Borrowed(outcome),
+                    reason,
+                    shadow,
+                };
+                self.decisions.push(record, &action.allowed_decisions);
+            }
             match decision {
                 Decision::Allow => allowed.push(policy_index(i)),
                 Decision::Warn(_) => {}
@@ -927,12 +941,13 @@ impl<'a> Run<'a> {
             EventKind::ExecutionHeld,
             json_of(&json!({"by": pause.by, "reason": pause.reason})),
         ));
-        self.decisions.push(DecisionRecord {
+        let record = DecisionRecord {
             policy: Arc::from(KILL_SWITCH),
             outcome: std::borrow::Cow::Borrowed("hold"),
             reason: Some(reason),
             shadow: false,
-        });
+        };
+        self.decisions.push(record, &self.action.allowed_decisions);
         t.audit = Some(self.audit_record(ExecutionStatus::Approved, None));
         if let Err(e) = self.apply(t).await {
             self.release_unrecorded();

@@ -274,7 +274,7 @@ struct StoredAudit {
 #[derive(Debug)]
 struct AuditRest {
     tenant: Option<String>,
-    decisions: Vec<crate::audit::DecisionRecord>,
+    decisions: Arc<[crate::audit::DecisionRecord]>,
     inputs: Option<Json>,
     output: Option<Json>,
     failure: Option<String>,

@@ -73,7 +73,7 @@ fn record(e: &Execution, status: ExecutionStatus) -> AuditRecord {
         tenant: e.principal.tenant.clone(),
         status,
         at: Utc::now(),
-        decisions: vec![],
+        decisions: Arc::default(),
         inputs: Some(e.inputs.clone()),
         output: None,
         failure: None,

@@ -831,3 +831,49 @@ fn tracing_gets_every_event_with_no_other_listener() {
     assert!(stored.len() >= 4, "{stored:?}");
     assert_eq!(*seen.lock().unwrap(), stored);
 }
+
+/// Calls every policy allows share one decision list in their audit
+/// records; a call with a different outcome gets its own.
+#[tokio::test]
+async fn calls_passing_every_policy_share_their_decision_list() {
+    let g = governor();
+    let action = g
+        .action("shared_decisions")
+        .policy(ValidationPolicy::new().input_validator(|i: &Value| i["n"].as_i64() != Some(13)))
+        .policy(RateLimitPolicy::new(1_000, Duration::from_secs(60)))
+        .policy(AuditPolicy::new().compliance_tags(["SOC2"]))
+        .build()
+        .unwrap();
+    for n in [1, 2, 13] {
+        let _ = action
+            .run(Args::new().arg("n", &n), || async {
+                Ok::<_, GovernError>(n)
+            })
+            .await;
+    }
+    let audit = g.store().audit_entries(0, 10).await.unwrap();
+    let lists: Vec<_> = audit.iter().map(|a| &a.record.decisions).collect();
+    assert_eq!(lists.len(), 3, "{audit:?}");
+    assert!(Arc::ptr_eq(lists[0], lists[1]), "{lists:?}");
+    let names: Vec<&str> = lists[0].iter().map(|d| &*d.policy).collect();
+    // The audit policy decides before the body runs and after.
+    let expected = [
+        "ValidationPolicy",
+        "RateLimitPolicy",
+        "AuditPolicy",
+        "AuditPolicy",
+    ];
+    assert_eq!(names, expected);
+    assert!(
+        lists[0]
+            .iter()
+            .all(|d| d.outcome == "allow" && d.reason.is_none())
+    );
+    assert!(!Arc::ptr_eq(lists[0], lists[2]));
+    assert_eq!(
+        lists[2].last().map(|d| &*d.outcome),
+        Some("deny"),
+        "{:?}",
+        lists[2]
+    );
+}

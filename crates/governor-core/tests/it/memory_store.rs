@@ -46,7 +46,7 @@ async fn denied_call(store: &MemoryStore) {
         tenant: None,
         status: ExecutionStatus::Denied,
         at: e.created_at,
-        decisions: vec![],
+        decisions: Default::default(),
         inputs: None,
         output: None,
         failure: None,
