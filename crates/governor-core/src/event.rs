@@ -181,13 +181,17 @@ impl EventRecord {
     /// A record of an event happening at `time`.
     pub fn at(time: DateTime<Utc>, kind: EventKind, data: Json) -> Self {
         let unix_ms = u64::try_from(time.timestamp_millis()).unwrap_or(0);
-        Self::stamped(unix_ms, time, kind, data)
-    }
-
-    /// [`EventRecord::at`] for a time whose milliseconds the caller has.
-    pub(crate) fn stamped(unix_ms: u64, time: DateTime<Utc>, kind: EventKind, data: Json) -> Self {
         Self {
             id: crate::ids::v7(unix_ms),
+            ..Self::unstamped(time, kind, data)
+        }
+    }
+
+    /// A record whose id is given when it is written (nil until then,
+    /// see [`crate::ids::Stamps`]).
+    pub(crate) fn unstamped(time: DateTime<Utc>, kind: EventKind, data: Json) -> Self {
+        Self {
+            id: Uuid::nil(),
             kind,
             time,
             data,

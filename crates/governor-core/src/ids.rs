@@ -34,19 +34,40 @@ fn random() -> u64 {
 
 /// A new v7 id for an event happening at `unix_ms`.
 pub(crate) fn v7(unix_ms: u64) -> Uuid {
-    let floor = (unix_ms & 0xFFFF_FFFF_FFFF) << 12;
-    let mut prev = LAST.load(Ordering::Relaxed);
-    let stamp = loop {
-        let next = floor.max(prev + 1);
-        match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => break next,
-            Err(actual) => prev = actual,
+    Stamps::reserve(unix_ms, 1).next_id()
+}
+
+/// A run of consecutive stamps taken with one atomic operation, for the
+/// ids of the events one store write carries: they sort in the order
+/// given, after every id handed out before.
+pub(crate) struct Stamps(u64);
+
+impl Stamps {
+    /// `n` stamps (at least 1), none earlier than `unix_ms`.
+    pub(crate) fn reserve(unix_ms: u64, n: usize) -> Self {
+        let floor = (unix_ms & 0xFFFF_FFFF_FFFF) << 12;
+        let span = u64::try_from(n.max(1)).unwrap_or(u64::MAX >> 16);
+        let mut prev = LAST.load(Ordering::Relaxed);
+        loop {
+            let first = floor.max(prev + 1);
+            let last = first + (span - 1);
+            match LAST.compare_exchange_weak(prev, last, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Self(first),
+                Err(actual) => prev = actual,
+            }
         }
-    };
-    let ms = u128::from(stamp >> 12);
-    let seq = u128::from(stamp & 0xFFF);
-    let rand = u128::from(random() >> 2);
-    Uuid::from_u128((ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand)
+    }
+
+    /// The next id of the run (past its end, ids stay unique but may
+    /// sort after later ones).
+    pub(crate) fn next_id(&mut self) -> Uuid {
+        let stamp = self.0;
+        self.0 += 1;
+        let ms = u128::from(stamp >> 12);
+        let seq = u128::from(stamp & 0xFFF);
+        let rand = u128::from(random() >> 2);
+        Uuid::from_u128((ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand)
+    }
 }
 
 #[cfg(test)]
@@ -73,6 +94,17 @@ mod tests {
         assert_eq!(all.len(), n);
         let later = v7(ms + 10_000_000);
         assert!(later > all[n - 1]);
+    }
+
+    #[test]
+    fn a_run_of_stamps_sorts_in_order_between_the_ids_around_it() {
+        let ms = 1_800_000_000_000;
+        let before = v7(ms);
+        let mut run = Stamps::reserve(ms, 3);
+        let ids: Vec<Uuid> = (0..3).map(|_| run.next_id()).collect();
+        let after = v7(ms);
+        assert!(before < ids[0] && ids[0] < ids[1] && ids[1] < ids[2] && ids[2] < after);
+        assert!(ids.iter().all(|u| u.get_version_num() == 7));
     }
 }
 

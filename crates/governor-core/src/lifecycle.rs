@@ -206,6 +206,7 @@ impl<'a> Run<'a> {
     /// Writes the execution with the events queued so far.
     async fn create_now(&mut self) -> Result<(), GovernError> {
         self.record.events = std::mem::take(&mut self.queued);
+        stamp(self.reading().unix_ms(), &mut self.record.events);
         let copies = self.copies_to_publish(&self.record.events);
         let written = crate::store::create(self.store(), &mut self.record).await;
         let mut left = std::mem::take(&mut self.record.events);
@@ -384,8 +385,10 @@ impl<'a> Run<'a> {
         self.now_us = now.unix_us;
     }
 
+    /// An event of this run, given its id when it is written
+    /// ([`Self::stamp`]).
     fn event(&self, kind: EventKind, data: Json) -> EventRecord {
-        EventRecord::stamped(self.reading().unix_ms(), self.now, kind, data)
+        EventRecord::unstamped(self.now, kind, data)
     }
 
     fn hook_context(&self) -> HookContext {
@@ -442,6 +445,7 @@ impl<'a> Run<'a> {
             events.append(&mut t.events);
             t.events = events;
         }
+        stamp(self.reading().unix_ms(), &mut t.events);
         let copies = self.copies_to_publish(&t.events);
         if self.created {
             if let Err(e) = crate::store::transition(self.store(), &mut t).await {
@@ -1297,6 +1301,7 @@ impl Drop for Run<'_> {
         );
         t.events = std::mem::take(&mut self.queued);
         t.events.push(event);
+        stamp(self.reading().unix_ms(), &mut t.events);
         t.audit = Some(self.audit_record(ExecutionStatus::Cancelled, Some(&failure)));
         t.failure = Some(failure);
         let store = Arc::clone(self.governor.store());
@@ -1313,6 +1318,21 @@ impl Drop for Run<'_> {
                 }
             }
         });
+    }
+}
+
+/// Gives the events of a write their ids, with one atomic operation for
+/// all of them: in the order queued, after every id handed out before the
+/// write (by this run or anyone deciding on it), so ids sort in the order
+/// the store took the events.
+fn stamp(unix_ms: u64, events: &mut [EventRecord]) {
+    let unstamped = events.iter().filter(|e| e.id.is_nil()).count();
+    if unstamped == 0 {
+        return;
+    }
+    let mut stamps = crate::ids::Stamps::reserve(unix_ms, unstamped);
+    for e in events.iter_mut().filter(|e| e.id.is_nil()) {
+        e.id = stamps.next_id();
     }
 }
 

@@ -796,6 +796,9 @@ async fn streams_get_every_event_as_stored() {
         streamed.push(e);
     }
     assert!(stored.len() >= 4, "{stored:?}");
+    // Ids are given at the write, in the order the events happened.
+    assert!(stored.iter().all(|e| !e.id.is_nil()), "{stored:?}");
+    assert!(stored.windows(2).all(|w| w[0].time <= w[1].time));
     let fields = |e: &Event| {
         (
             e.id,
