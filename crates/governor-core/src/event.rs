@@ -222,17 +222,6 @@ impl From<&Event> for EventRecord {
     }
 }
 
-impl From<Event> for EventRecord {
-    fn from(e: Event) -> Self {
-        Self {
-            id: e.id,
-            kind: e.kind,
-            time: e.time,
-            data: e.data,
-        }
-    }
-}
-
 /// A live stream of events from [`EventBus::subscribe`].
 pub struct EventStream {
     rx: broadcast::Receiver<Arc<Event>>,

@@ -209,32 +209,29 @@ impl<'a> Run<'a> {
         stamp(self.reading().unix_ms(), &mut self.record.events);
         let copies = self.copies_to_publish(&self.record.events);
         let written = crate::store::create(self.store(), &mut self.record).await;
-        let mut left = std::mem::take(&mut self.record.events);
+        self.record.events.clear();
         written?;
         self.created = true;
-        self.publish(&mut left, copies);
+        self.publish(copies);
         Ok(())
     }
 
     /// The events of a write as published, made before the write when
     /// anyone observes events: an in-place write may take the records.
     fn copies_to_publish(&self, events: &[EventRecord]) -> Option<Vec<Event>> {
+        let execution = &self.record.execution;
+        let event = |e: &EventRecord| {
+            e.clone()
+                .into_event(execution.id, Arc::clone(&execution.action))
+        };
         (!events.is_empty() && self.governor.events().is_observed())
-            .then(|| events.iter().map(|e| self.published(e.clone())).collect())
+            .then(|| events.iter().map(event).collect())
     }
 
-    /// Publishes a stored write's events: the copies made before it, or
-    /// the records the store left when nobody observes them.
-    fn publish(&self, left: &mut Vec<EventRecord>, copies: Option<Vec<Event>>) {
-        left.clear();
+    /// Publishes a stored write's events (the copies made before it).
+    fn publish(&self, copies: Option<Vec<Event>>) {
         let bus = self.governor.events();
         copies.into_iter().flatten().for_each(|e| bus.emit(e));
-    }
-
-    /// `record` as an event of this execution.
-    fn published(&self, record: EventRecord) -> Event {
-        let execution = &self.record.execution;
-        record.into_event(execution.id, Arc::clone(&execution.action))
     }
 
     fn new(
@@ -385,8 +382,7 @@ impl<'a> Run<'a> {
         self.now_us = now.unix_us;
     }
 
-    /// An event of this run, given its id when it is written
-    /// ([`Self::stamp`]).
+    /// An event of this run, given its id when it is written ([`stamp`]).
     fn event(&self, kind: EventKind, data: Json) -> EventRecord {
         EventRecord::unstamped(self.now, kind, data)
     }
@@ -474,7 +470,9 @@ impl<'a> Run<'a> {
         if t.to.is_terminal() || t.to == ExecutionStatus::AwaitingApproval {
             self.settled = true;
         }
-        self.publish(&mut t.events, copies);
+        // The store took the records or left them; nobody needs them now.
+        t.events.clear();
+        self.publish(copies);
         // Keep the allocation for the next step's events.
         if self.queued.capacity() == 0 {
             std::mem::swap(&mut self.queued, &mut t.events);

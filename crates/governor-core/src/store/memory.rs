@@ -67,7 +67,7 @@ struct Rare {
 const EVICTED_UNREAD: [u8; 32] = [0xff; 32];
 
 /// Events a call's last step usually adds once its first write spilled
-/// its events off the inline slots (see [`Entry::push_events`]).
+/// its events off the inline slots (see [`Entry::reserve_events`]).
 const CLOSING_EVENTS: usize = 3;
 
 /// A write's events and snapshot: copied from a shared write, moved out
