@@ -126,7 +126,7 @@ fn report(workload: &str, store: &str, s: &Stats, extra: &str) {
 
 async fn memory_benchmarks(n: usize, label: &str) {
     let admin = Principal::new("bench").with_roles(["admin"]);
-    // `GOVERNOR_BENCH_ONLY=b` (a, c, retained) runs one workload (for
+    // `GOVERNOR_BENCH_ONLY=b` (a, c, b2, c2, retained) runs one workload (for
     // profiling).
     let only = std::env::var("GOVERNOR_BENCH_ONLY").unwrap_or_default();
     let run = |w: &str| only.is_empty() || only == w;
@@ -178,9 +178,10 @@ async fn retained_bytes(n: usize) -> f64 {
     (after.saturating_sub(before)) as f64 / n as f64
 }
 
-/// Durable throughput: `callers` tasks each making calls until `n` are
-/// done; every call's records are committed (fsync) before it returns.
-async fn sqlite_benchmark(n: usize, callers: usize, policies: bool) -> Stats {
+/// Throughput of `callers` tasks each making calls until `n` are done
+/// (on SQLite every call's records are committed, fsync, before it
+/// returns).
+async fn concurrent(n: usize, callers: usize, policies: bool) -> Stats {
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -222,6 +223,24 @@ async fn sqlite_benchmark(n: usize, callers: usize, policies: bool) -> Stats {
     stats(samples, start.elapsed())
 }
 
+/// The same store from two callers on two threads (this machine's two
+/// cores): what one governor does when its callers run in parallel.
+fn two_threads(n: usize, label: &str) {
+    let only = std::env::var("GOVERNOR_BENCH_ONLY").unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for (workload, policies) in [("b_govern_default", false), ("c_four_policies", true)] {
+        if !only.is_empty() && only != format!("{}2", &workload[..1]) {
+            continue;
+        }
+        let s = rt.block_on(concurrent(n, 2, policies));
+        report(workload, label, &s, ",\"callers\":2,\"threads\":2");
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick" || a == "--test");
@@ -260,8 +279,7 @@ fn main() {
                 .into_iter()
                 .filter(|c| run("b") && callers_only.is_none_or(|o| o == *c));
             for callers in counts {
-                let s =
-                    sqlite_benchmark(n / if callers == 1 { 20 } else { 1 }, callers, false).await;
+                let s = concurrent(n / if callers == 1 { 20 } else { 1 }, callers, false).await;
                 report(
                     "b_govern_default",
                     "sqlite",
@@ -270,7 +288,7 @@ fn main() {
                 );
             }
             if run("c") {
-                let s = sqlite_benchmark(n, 256, true).await;
+                let s = concurrent(n, 256, true).await;
                 report("c_four_policies", "sqlite", &s, ",\"callers\":256");
             }
         });
@@ -302,6 +320,7 @@ fn main() {
         GOV.set(builder.build().unwrap()).unwrap();
         memory_benchmarks(n, label).await;
     });
+    two_threads(n, &which);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
