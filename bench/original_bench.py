@@ -56,6 +56,32 @@ async def measure(name, fn, n):
                       "calls_per_sec": round(n / total)}))
 
 
+def two_threads(name, fn, n):
+    """`n` calls from two threads, each with its own event loop, into the
+    same governed function: what the original does with two callers on
+    this machine's two cores (its interpreter lock runs one at a time)."""
+    import threading
+    ready = threading.Barrier(2)
+    took = []
+
+    async def caller(count):
+        for i in range(min(count, 1000)):
+            await fn(amount=i + 1.0, recipient="Acme")
+        ready.wait()
+        start = time.perf_counter()
+        for i in range(count):
+            await fn(amount=i + 1.0, recipient="Acme")
+        took.append(time.perf_counter() - start)
+
+    threads = [threading.Thread(target=asyncio.run, args=(caller(n // 2),)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps({"workload": name, "store": "memory", "implementation": "python-governor-0.2.0",
+                      "callers": 2, "threads": 2, "calls_per_sec": round(n / max(took))}))
+
+
 async def retained(n):
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -75,3 +101,5 @@ async def main():
 
 
 asyncio.run(main())
+two_threads("b_govern_default", governed_default, N)
+two_threads("c_four_policies", governed_policies, N // 2)

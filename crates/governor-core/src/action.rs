@@ -264,6 +264,28 @@ pub(crate) enum GovernorRef {
     Fixed(Governor),
 }
 
+/// The shared parts of an action that every call clones, as one
+/// thread's copy (see [`crate::per_thread`]): the same values, in
+/// allocations whose reference counts only that thread's calls touch.
+pub(crate) struct Hot {
+    pub(crate) name: Arc<str>,
+    pub(crate) allowed_decisions: Arc<[crate::audit::DecisionRecord]>,
+    pub(crate) allow_data: Vec<crate::lifecycle::AllowData>,
+    pub(crate) audit_tags: Arc<[String]>,
+}
+
+impl Action {
+    /// This thread's copy of the parts every call clones.
+    pub(crate) fn hot(&self) -> &Hot {
+        self.hot.get(|| Hot {
+            name: Arc::from(&*self.name),
+            allowed_decisions: self.allowed_decisions.iter().cloned().collect(),
+            allow_data: self.allow_data.iter().map(|d| d.copy()).collect(),
+            audit_tags: self.audit_tags.iter().cloned().collect(),
+        })
+    }
+}
+
 /// A governed action: its name, policies, hooks and settings. Built once,
 /// called many times; policies keep their state (rate limits) across calls.
 #[derive(Clone)]
@@ -284,6 +306,8 @@ pub struct Action {
     /// The decisions of a call every policy allows, in the order they run
     /// (see [`crate::decisions::Decisions`]).
     pub(crate) allowed_decisions: Arc<[crate::audit::DecisionRecord]>,
+    /// What every call clones, copied per thread (see [`Hot`]).
+    pub(crate) hot: Arc<crate::per_thread::PerThread<Hot>>,
     /// Whether policies or hooks read the arguments (see [`Action::args`]).
     pub(crate) reads_input: bool,
     /// How many policies apply before the body runs, and after: a call's
@@ -479,6 +503,7 @@ impl ActionBuilder {
                 audit_tags: Arc::default(),
                 allow_data: Vec::new(),
                 allowed_decisions: Arc::default(),
+                hot: Arc::default(),
                 policy_names: Vec::new(),
                 reads_input: false,
                 phase_policies: PhaseCounts::default(),

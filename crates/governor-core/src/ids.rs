@@ -16,8 +16,30 @@ use uuid::Uuid;
 /// `(unix_ms << 12) | sequence` of the last id handed out.
 static LAST: AtomicU64 = AtomicU64::new(0);
 
+/// Number of shards an id can name (see [`shard_of`]).
+pub(crate) const SHARDS: usize = 16;
+
+/// Hands each thread its shard, in turn.
+static NEXT_SHARD: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
     static RNG: Cell<u64> = Cell::new(RandomState::new().hash_one(std::thread::current().id()) | 1);
+    /// This thread's shard, in the low bits of every id it makes.
+    static SHARD: u64 = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS as u64;
+}
+
+/// This thread's shard.
+pub(crate) fn current_shard() -> usize {
+    // Below `SHARDS`.
+    SHARD.with(|s| *s) as usize
+}
+
+/// The shard an id names: ids made on one thread name the same one, so
+/// a store sharded by it (the memory store) keeps each thread's
+/// executions apart from the others'.
+pub(crate) fn shard_of(id: Uuid) -> usize {
+    // The low bits are below `SHARDS`, so the cast keeps them whole.
+    (id.as_u128() % SHARDS as u128) as usize
 }
 
 fn random() -> u64 {
@@ -65,7 +87,10 @@ impl Stamps {
         self.0 += 1;
         let ms = u128::from(stamp >> 12);
         let seq = u128::from(stamp & 0xFFF);
-        let rand = u128::from(random() >> 2);
+        // 58 random bits and the thread's shard: the stamp alone makes
+        // ids unique within the process, the random bits across processes.
+        let shard = SHARD.with(|s| *s);
+        let rand = u128::from((random() >> 2) & !(SHARDS as u64 - 1) | shard);
         Uuid::from_u128((ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand)
     }
 }
@@ -94,6 +119,26 @@ mod tests {
         assert_eq!(all.len(), n);
         let later = v7(ms + 10_000_000);
         assert!(later > all[n - 1]);
+    }
+
+    #[test]
+    fn ids_of_one_thread_name_one_shard() {
+        let here = shard_of(v7(1_700_000_000_000));
+        assert!((0..100).all(|_| shard_of(v7(1_700_000_000_000)) == here));
+        let shards: std::collections::BTreeSet<usize> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    let first = shard_of(v7(1_700_000_000_000));
+                    assert!((0..100).all(|_| shard_of(v7(1_700_000_000_000)) == first));
+                    first
+                })
+                .join()
+                .unwrap()
+            })
+            .collect();
+        // Each thread takes the next shard (other tests' threads may take
+        // some in between, but never all in one pattern).
+        assert!(shards.len() > 1);
     }
 
     #[test]

@@ -91,10 +91,16 @@ impl Json {
         }
     }
 
-    /// The JSON `null` (shared: no allocation).
+    /// The JSON `null` (shared: no allocation; one copy per thread, see
+    /// [`crate::per_thread`]).
     pub fn null() -> Self {
-        static NULL: std::sync::LazyLock<Json> = std::sync::LazyLock::new(|| Json("null".into()));
-        NULL.clone()
+        static NULL: crate::per_thread::PerThread<Json> = crate::per_thread::PerThread::new();
+        NULL.get(|| Json("null".into())).clone()
+    }
+
+    /// The same text in an allocation of its own.
+    pub(crate) fn copy(&self) -> Self {
+        Self(Arc::from(&*self.0))
     }
 
     /// The JSON text.

@@ -51,6 +51,7 @@ mod lifecycle;
 #[doc(hidden)]
 pub mod macro_support;
 mod pause;
+mod per_thread;
 pub mod policy;
 mod principal;
 mod redact;

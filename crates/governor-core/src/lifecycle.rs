@@ -193,7 +193,7 @@ impl<'a> Run<'a> {
         let now = crate::ids::read();
         let execution = Execution::at(
             now.at,
-            Arc::clone(&action.name),
+            Arc::clone(&action.hot().name),
             principal,
             stored_input.clone(),
         );
@@ -490,7 +490,9 @@ impl<'a> Run<'a> {
         failure: Option<&Failure>,
         stored_output: Option<&Json>,
     ) -> AuditRecord {
-        let decisions = self.decisions.take_record(&self.action.allowed_decisions);
+        let decisions = self
+            .decisions
+            .take_record(&self.action.hot().allowed_decisions);
         self.audit_record_with(status, failure, decisions, stored_output)
     }
 
@@ -506,7 +508,9 @@ impl<'a> Run<'a> {
     }
 
     fn audit_record(&self, status: ExecutionStatus, failure: Option<&Failure>) -> AuditRecord {
-        let decisions = self.decisions.to_record(&self.action.allowed_decisions);
+        let decisions = self
+            .decisions
+            .to_record(&self.action.hot().allowed_decisions);
         self.audit_record_with(status, failure, decisions, None)
     }
 
@@ -538,7 +542,7 @@ impl<'a> Run<'a> {
                     None => self.output.as_ref().map(|o| redact_doc(&self.redactor, o)),
                 }),
             failure: failure.map(|f| f.message.clone()),
-            tags: Arc::clone(&self.action.audit_tags),
+            tags: Arc::clone(&self.action.hot().audit_tags),
             approved_digest: None,
         }
     }
@@ -685,7 +689,7 @@ impl<'a> Run<'a> {
             // The common case: an allow's event data and decision record
             // are the same for every call, so they were built with the
             // action.
-            let cached = match (&decision, action.allow_data.get(i)) {
+            let cached = match (&decision, action.hot().allow_data.get(i)) {
                 (Decision::Allow, Some(cached)) if outcome == "allow" => Some(cached),
                 _ => None,
             };
@@ -711,7 +715,7 @@ impl<'a> Run<'a> {
             let counted = match (cached, name, &reason) {
                 (Some(_), Some(name), None) => {
                     self.decisions
-                        .allowed(name, shadow, &action.allowed_decisions)
+                        .allowed(name, shadow, &action.hot().allowed_decisions)
                 }
                 _ => false,
             };
@@ -722,7 +726,7 @@ impl<'a> Run<'a> {
                     reason,
                     shadow,
                 };
-                self.decisions.push(record, &action.allowed_decisions);
+                self.decisions.push(record, &action.hot().allowed_decisions);
             }
             match decision {
                 Decision::Allow => allowed.push(policy_index(i)),
@@ -949,7 +953,8 @@ impl<'a> Run<'a> {
             reason: Some(reason),
             shadow: false,
         };
-        self.decisions.push(record, &self.action.allowed_decisions);
+        self.decisions
+            .push(record, &self.action.hot().allowed_decisions);
         t.audit = Some(self.audit_record(ExecutionStatus::Approved, None));
         if let Err(e) = self.apply(t).await {
             self.release_unrecorded();
@@ -1426,13 +1431,16 @@ fn policy_index(i: usize) -> u16 {
 
 /// `{"checkpoint": "..."}`, built once per checkpoint.
 fn checkpoint_data(checkpoint: Checkpoint) -> Json {
-    static PRE: std::sync::LazyLock<Json> =
-        std::sync::LazyLock::new(|| json_of(&json!({"checkpoint": "pre_execution"})));
-    static POST: std::sync::LazyLock<Json> =
-        std::sync::LazyLock::new(|| json_of(&json!({"checkpoint": "post_execution"})));
+    use crate::per_thread::PerThread;
+    static PRE: PerThread<Json> = PerThread::new();
+    static POST: PerThread<Json> = PerThread::new();
     match checkpoint {
-        Checkpoint::PreExecution => PRE.clone(),
-        Checkpoint::PostExecution => POST.clone(),
+        Checkpoint::PreExecution => PRE
+            .get(|| json_of(&json!({"checkpoint": "pre_execution"})))
+            .clone(),
+        Checkpoint::PostExecution => POST
+            .get(|| json_of(&json!({"checkpoint": "post_execution"})))
+            .clone(),
         Checkpoint::AwaitingApproval => json_of(&json!({"checkpoint": checkpoint})),
     }
 }
@@ -1462,6 +1470,14 @@ pub(crate) struct AllowData {
 }
 
 impl AllowData {
+    /// The same data in allocations of its own.
+    pub(crate) fn copy(&self) -> Self {
+        Self {
+            pre: self.pre.copy(),
+            post: self.post.copy(),
+        }
+    }
+
     pub(crate) fn new(policy: &dyn Policy) -> Self {
         Self {
             pre: decision_data(policy, PolicyPhase::PreExecution, "allow", None),

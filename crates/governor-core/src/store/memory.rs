@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque, btree_map};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ use crate::grant::Grant;
 use crate::json::Json;
 use crate::pause::Pause;
 use crate::principal::Principal;
+
+use crate::ids::SHARDS;
 
 /// A snapshot without its execution id.
 #[derive(Debug)]
@@ -336,6 +338,7 @@ impl StoredAudit {
     }
 }
 
+/// One shard's executions and audit entries.
 #[derive(Debug, Default)]
 struct Inner {
     /// Newest first. A B-tree node is searched from its first key, so
@@ -347,15 +350,37 @@ struct Inner {
     entries: BTreeMap<Reverse<ExecutionId>, Box<Entry>>,
     /// Finished executions, oldest first: the eviction order.
     finished: VecDeque<ExecutionId>,
+    /// This shard's audit entries, in sequence order (the sequence is the
+    /// store's, so the shards' entries interleave).
     audit: VecDeque<StoredAudit>,
-    /// Hash of the entry before the oldest one kept.
-    audit_window_prev: [u8; 32],
-    /// The newest entry whose hash has been computed: entries are hashed
-    /// when the log is read, not when written (see [`MemoryStore`]).
+    /// The newest audit entry this shard dropped (0: none yet) and its
+    /// hash (all zeros: dropped before it was hashed).
+    dropped_seq: u64,
+    dropped_hash: [u8; 32],
+}
+
+/// A shard on cache lines of its own: a write on one thread does not
+/// take the line another thread's shard sits on.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(Mutex<Inner>);
+
+/// A value on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// How far the audit log has been hashed (entries are hashed when the
+/// log is read, in sequence order across the shards).
+#[derive(Debug, Default)]
+struct Chain {
     hashed_to: u64,
-    /// Hash of entry `hashed_to`.
     hashed_to_hash: [u8; 32],
-    audit_seq: u64,
+}
+
+/// What the store holds besides executions.
+#[derive(Debug, Default)]
+struct Settings {
     grants: Vec<Grant>,
     pauses: BTreeMap<String, Pause>,
 }
@@ -364,6 +389,13 @@ struct Inner {
 /// than `capacity` finished executions are held, the oldest finished ones
 /// are evicted (with their snapshots, events and audit entries). Pending,
 /// parked and running executions are never evicted.
+///
+/// Executions are kept in shards, one per thread that creates them (an
+/// execution id names its thread's shard), so callers on different
+/// threads do not wait for each other or pass the store's memory between
+/// their cores. The capacity is split evenly among the shards in use:
+/// each evicts its own oldest finished executions beyond its share. With
+/// one thread writing, that is exactly the oldest.
 ///
 /// The audit log is hash-chained like every store's, but an entry's hash
 /// is computed when the log is first read ([`Store::audit_entries`]), not
@@ -375,7 +407,14 @@ struct Inner {
 /// never changes.
 #[derive(Debug)]
 pub struct MemoryStore {
-    inner: Mutex<Inner>,
+    shards: Box<[Shard]>,
+    /// Bit `i` set once shard `i` has been written to.
+    used: AtomicU32,
+    /// On a line of its own: every audited write takes a number, and the
+    /// fields beside it are read by every write.
+    audit_seq: Padded<AtomicU64>,
+    chain: Mutex<Chain>,
+    settings: Mutex<Settings>,
     capacity: usize,
     changes: broadcast::Sender<Change>,
     /// Whether anyone ever called [`Store::watch`]: until then a write
@@ -390,6 +429,18 @@ impl Default for MemoryStore {
     }
 }
 
+fn poisoned() -> StoreError {
+    StoreError::new(
+        StoreErrorKind::Unavailable,
+        "lock",
+        "memory store poisoned by a panic",
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
+    m.lock().map_err(|_| poisoned())
+}
+
 impl MemoryStore {
     /// A store keeping up to 100,000 finished executions.
     pub fn new() -> Self {
@@ -400,7 +451,11 @@ impl MemoryStore {
     pub fn with_capacity(capacity: usize) -> Self {
         let (changes, _) = broadcast::channel(WATCH_CAPACITY);
         Self {
-            inner: Mutex::new(Inner::default()),
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            used: AtomicU32::new(0),
+            audit_seq: Padded::default(),
+            chain: Mutex::default(),
+            settings: Mutex::default(),
             capacity: capacity.max(1),
             changes,
             watched: AtomicBool::new(false),
@@ -409,7 +464,10 @@ impl MemoryStore {
 
     /// Number of executions held.
     pub fn len(&self) -> usize {
-        self.lock().map(|i| i.entries.len()).unwrap_or(0)
+        self.shards
+            .iter()
+            .filter_map(|s| s.0.lock().ok().map(|i| i.entries.len()))
+            .sum()
     }
 
     /// Whether the store holds nothing.
@@ -417,17 +475,43 @@ impl MemoryStore {
         self.len() == 0
     }
 
-    fn lock(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
-        self.inner.lock().map_err(|_| {
-            StoreError::new(
-                StoreErrorKind::Unavailable,
-                "lock",
-                "memory store poisoned by a panic",
-            )
-        })
+    /// The shard holding execution `id`.
+    fn shard(&self, id: ExecutionId) -> Result<MutexGuard<'_, Inner>, StoreError> {
+        lock(&self.shards[crate::ids::shard_of(id.as_uuid())].0)
     }
 
-    /// Leases up to `limit` executions that `claimable` accepts to `owner`.
+    /// Every shard, locked in order (the only order two are ever held in).
+    fn all(&self) -> Result<Vec<MutexGuard<'_, Inner>>, StoreError> {
+        self.shards.iter().map(|s| lock(&s.0)).collect()
+    }
+
+    /// The finished executions (and audit entries) each shard in use keeps.
+    fn share(&self) -> usize {
+        let in_use = self.used.load(Ordering::Relaxed).count_ones().max(1);
+        (self.capacity / in_use as usize).max(1)
+    }
+
+    /// Marks shard `i` in use; the first write to it shrinks every other
+    /// shard to the new share.
+    fn mark_used(&self, i: usize) {
+        let bit = 1u32 << i;
+        if self.used.load(Ordering::Relaxed) & bit != 0
+            || self.used.fetch_or(bit, Ordering::Relaxed) & bit != 0
+        {
+            return;
+        }
+        let share = self.share();
+        for (j, s) in self.shards.iter().enumerate() {
+            if j != i
+                && let Ok(mut inner) = s.0.lock()
+            {
+                inner.evict(share);
+            }
+        }
+    }
+
+    /// Leases up to `limit` executions that `claimable` accepts to `owner`,
+    /// oldest first.
     fn claim_where(
         &self,
         owner: &str,
@@ -438,15 +522,22 @@ impl MemoryStore {
     ) -> Result<Vec<Execution>, StoreError> {
         let now = Utc::now();
         let until = lease_until(now, lease);
-        let mut inner = self.lock()?;
-        let mut claimed = Vec::new();
-        // Oldest first.
-        for entry in inner.entries.values_mut().rev() {
-            if claimed.len() >= limit {
-                break;
-            }
-            let wanted = actions.is_none_or(|a| a.contains(&&*entry.action));
-            if wanted && claimable(entry, now) {
+        let mut shards = self.all()?;
+        let mut candidates: Vec<(ExecutionId, usize)> = Vec::new();
+        for (i, inner) in shards.iter().enumerate() {
+            let wanted = inner
+                .entries
+                .values()
+                .rev()
+                .filter(|e| actions.is_none_or(|a| a.contains(&&*e.action)) && claimable(e, now))
+                .take(limit);
+            candidates.extend(wanted.map(|e| (e.id, i)));
+        }
+        candidates.sort_unstable();
+        candidates.truncate(limit);
+        let mut claimed = Vec::with_capacity(candidates.len());
+        for (id, i) in candidates {
+            if let Some(entry) = shards[i].entries.get_mut(&Reverse(id)) {
                 *entry.lease_mut() = Some(Lease {
                     owner: owner.to_owned(),
                     until,
@@ -469,46 +560,29 @@ impl MemoryStore {
 
 impl Inner {
     /// Book-keeping after a write: finished executions queue for eviction,
-    /// audit records join the chain.
+    /// audit records join the log under the store's next sequence number
+    /// (taken under this shard's lock, so a shard's entries stay in order
+    /// and a reader holding every shard sees no gaps).
     fn record(
         &mut self,
         id: ExecutionId,
         status: ExecutionStatus,
         audit: Option<(AuditRecord, Arc<Principal>)>,
-        capacity: usize,
+        store: &MemoryStore,
     ) {
         if status.is_terminal() {
             self.finished.push_back(id);
         }
         if let Some((record, caller)) = audit {
-            self.audit_seq += 1;
-            let stored = StoredAudit::new(self.audit_seq, record, [0; 32], caller);
+            let seq = store.audit_seq.0.fetch_add(1, Ordering::Relaxed) + 1;
+            let stored = StoredAudit::new(seq, record, [0; 32], caller);
             self.audit.push_back(stored);
         }
-        self.evict(capacity);
+        self.evict(store.share());
     }
 
-    /// Computes the hashes of the entries up to `seq` that have none yet.
-    fn hash_through(&mut self, seq: u64) {
-        let Some(first) = self.audit.front().map(|a| a.seq) else {
-            return;
-        };
-        while self.hashed_to < seq {
-            let next = self.hashed_to + 1;
-            let Some(a) = usize::try_from(next - first)
-                .ok()
-                .and_then(|i| self.audit.get_mut(i))
-            else {
-                break;
-            };
-            a.hash = chain_digest(&self.hashed_to_hash, a.seq, &a.record());
-            self.hashed_to_hash = a.hash;
-            self.hashed_to = next;
-        }
-    }
-
-    fn evict(&mut self, capacity: usize) {
-        while self.finished.len() > capacity {
+    fn evict(&mut self, share: usize) {
+        while self.finished.len() > share {
             let Some(id) = self.finished.pop_front() else {
                 break;
             };
@@ -518,18 +592,15 @@ impl Inner {
             };
             EVICTED.set(evicted);
         }
-        while self.audit.len() > capacity {
-            let Some(gone) = self.audit.pop_front() else {
-                break;
-            };
-            if gone.seq <= self.hashed_to {
-                self.audit_window_prev = gone.hash;
-            } else {
-                // Never read, never hashed: the chain starts again after it.
-                self.audit_window_prev = EVICTED_UNREAD;
-                self.hashed_to = gone.seq;
-                self.hashed_to_hash = EVICTED_UNREAD;
-            }
+        while self.audit.len() > share {
+            self.drop_oldest_audit();
+        }
+    }
+
+    fn drop_oldest_audit(&mut self) {
+        if let Some(gone) = self.audit.pop_front() {
+            self.dropped_seq = gone.seq;
+            self.dropped_hash = gone.hash;
         }
     }
 
@@ -538,6 +609,36 @@ impl Inner {
             .get_mut(&Reverse(id))
             .map(|b| &mut **b)
             .ok_or_else(|| StoreError::not_found(op, format!("execution {id} does not exist")))
+    }
+}
+
+/// The audit entries every shard holds, walked in sequence order.
+struct AuditWalk<'g, 's> {
+    shards: &'g mut [MutexGuard<'s, Inner>],
+    /// Per shard, the index of its next entry.
+    next: Vec<usize>,
+}
+
+impl<'g, 's> AuditWalk<'g, 's> {
+    /// Positioned at the first entry at or after `seq`.
+    fn from(shards: &'g mut [MutexGuard<'s, Inner>], seq: u64) -> Self {
+        let next = shards
+            .iter()
+            .map(|s| s.audit.partition_point(|a| a.seq < seq))
+            .collect();
+        Self { shards, next }
+    }
+
+    /// Entry `seq`, which must be the next one.
+    fn take(&mut self, seq: u64) -> Option<&mut StoredAudit> {
+        let i = (0..self.shards.len()).find(|&i| {
+            self.shards[i]
+                .audit
+                .get(self.next[i])
+                .is_some_and(|a| a.seq == seq)
+        })?;
+        self.next[i] += 1;
+        self.shards[i].audit.get_mut(self.next[i] - 1)
     }
 }
 
@@ -562,7 +663,9 @@ impl MemoryStore {
         };
         entry.push_parts(parts);
         let caller = audit.is_some().then(|| Arc::clone(&entry.principal));
-        let mut inner = self.lock()?;
+        let shard = crate::ids::shard_of(id.as_uuid());
+        self.mark_used(shard);
+        let mut inner = lock(&self.shards[shard].0)?;
         let btree_map::Entry::Vacant(slot) = inner.entries.entry(Reverse(id)) else {
             return Err(StoreError::new(
                 StoreErrorKind::AlreadyExists,
@@ -572,7 +675,7 @@ impl MemoryStore {
         };
         slot.insert(entry);
         let audit = caller.and_then(|caller| audit.take().map(|r| (r, caller)));
-        inner.record(id, c.execution.status, audit, self.capacity);
+        inner.record(id, c.execution.status, audit, self);
         drop(inner);
         self.announce(id, c.execution.status);
         Ok(())
@@ -586,7 +689,7 @@ impl MemoryStore {
         parts: Parts<'_>,
         audit: &mut Option<AuditRecord>,
     ) -> Result<(), StoreError> {
-        let mut inner = self.lock()?;
+        let mut inner = self.shard(t.id)?;
         let entry = inner.entry(t.id, "transition")?;
         // The clock is read only when a lease has to be checked.
         let now = if t.lease_owner.is_some() {
@@ -599,10 +702,41 @@ impl MemoryStore {
         entry.apply(t);
         entry.push_parts(parts);
         let audit = audit.take().map(|r| (r, Arc::clone(&entry.principal)));
-        inner.record(t.id, t.to, audit, self.capacity);
+        inner.record(t.id, t.to, audit, self);
         drop(inner);
         self.announce(t.id, t.to);
         Ok(())
+    }
+
+    /// Drops the audit entries before the log's window (the newest entry
+    /// any shard dropped): another shard dropped them already. Returns the
+    /// window's last dropped sequence number and the `prev_hash` of its
+    /// first entry.
+    fn audit_window(chain: &mut Chain, shards: &mut [MutexGuard<'_, Inner>]) -> (u64, [u8; 32]) {
+        let (dropped, dropped_hash) = shards
+            .iter()
+            .map(|s| (s.dropped_seq, s.dropped_hash))
+            .max_by_key(|(seq, _)| *seq)
+            .unwrap_or_default();
+        for s in shards.iter_mut() {
+            while s.audit.front().is_some_and(|a| a.seq <= dropped) {
+                s.drop_oldest_audit();
+            }
+        }
+        if dropped == 0 {
+            return (0, [0; 32]);
+        }
+        if chain.hashed_to < dropped {
+            // Dropped before anyone read them: the chain starts again.
+            chain.hashed_to = dropped;
+            chain.hashed_to_hash = EVICTED_UNREAD;
+        }
+        let prev = if dropped_hash == [0; 32] {
+            EVICTED_UNREAD
+        } else {
+            dropped_hash
+        };
+        (dropped, prev)
     }
 }
 
@@ -668,33 +802,40 @@ impl Store for MemoryStore {
 
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
         Ok(self
-            .lock()?
+            .shard(id)?
             .entries
             .get(&Reverse(id))
             .map(|e| e.execution()))
     }
 
     async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
-        let inner = self.lock()?;
         let older = match query.before {
             Some(b) => Bound::Excluded(Reverse(b)),
             None => Bound::Unbounded,
         };
-        Ok(inner
-            .entries
-            .range((older, Bound::Unbounded))
-            .map(|(_, e)| e)
-            .filter(|e| {
-                query.matches_fields(e.id, &e.action, &e.principal.id, e.status, e.created_at)
-            })
-            .take(query.effective_limit())
-            .map(|e| e.execution())
-            .collect())
+        let limit = query.effective_limit();
+        let mut out = Vec::new();
+        for inner in self.all()? {
+            let matching = inner
+                .entries
+                .range((older, Bound::Unbounded))
+                .map(|(_, e)| e)
+                .filter(|e| {
+                    query.matches_fields(e.id, &e.action, &e.principal.id, e.status, e.created_at)
+                })
+                .take(limit)
+                .map(|e| e.execution());
+            out.extend(matching);
+        }
+        // Newest first, across the shards.
+        out.sort_unstable_by_key(|e| Reverse(e.id));
+        out.truncate(limit);
+        Ok(out)
     }
 
     async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
-        let inner = self.lock()?;
-        Ok(inner
+        Ok(self
+            .shard(id)?
             .entries
             .get(&Reverse(id))
             .map(|e| e.snapshots.iter().map(|s| e.snapshot(s)).collect())
@@ -702,10 +843,10 @@ impl Store for MemoryStore {
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Vec<Event>, StoreError> {
-        let inner = self.lock()?;
         let limit = query.effective_limit();
         let mut out: Vec<Event> = match query.execution_id {
-            Some(id) => inner
+            Some(id) => self
+                .shard(id)?
                 .entries
                 .get(&Reverse(id))
                 .map(|e| {
@@ -716,12 +857,18 @@ impl Store for MemoryStore {
                         .collect()
                 })
                 .unwrap_or_default(),
-            None => inner
-                .entries
-                .values()
-                .flat_map(|e| e.events.iter().map(move |s| e.event(s)))
-                .filter(|ev| query.matches(ev))
-                .collect(),
+            None => {
+                let mut all = Vec::new();
+                for inner in self.all()? {
+                    let events = inner
+                        .entries
+                        .values()
+                        .flat_map(|e| e.events.iter().map(move |s| e.event(s)))
+                        .filter(|ev| query.matches(ev));
+                    all.extend(events);
+                }
+                all
+            }
         };
         out.sort_by_key(|e| e.id);
         out.truncate(limit);
@@ -729,25 +876,41 @@ impl Store for MemoryStore {
     }
 
     async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut inner = self.lock()?;
-        let newest = inner.audit.back().map_or(0, |a| a.seq);
+        let mut chain = lock(&self.chain)?;
+        let mut shards = self.all()?;
+        let (dropped, window_prev) = Self::audit_window(&mut chain, &mut shards);
+        // Every shard is held, so every sequence number taken is written.
+        let newest = self.audit_seq.0.load(Ordering::Relaxed);
         let last = after
-            .max(inner.audit.front().map_or(0, |a| a.seq.saturating_sub(1)))
+            .max(dropped)
             .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))
             .min(newest);
-        inner.hash_through(last);
-        let mut prev = &inner.audit_window_prev;
+        // From the first entry to hash or, if all are, the one before the
+        // first returned (its hash is that entry's `prev_hash`).
+        let start = (chain.hashed_to + 1).min(after).max(dropped + 1);
+        let mut prev = if start == dropped + 1 {
+            window_prev
+        } else {
+            chain.hashed_to_hash
+        };
+        let mut walk = AuditWalk::from(&mut shards, start);
         let mut out = Vec::new();
-        for e in &inner.audit {
-            if e.seq > after && out.len() < limit {
+        for seq in start..=last {
+            let Some(e) = walk.take(seq) else { break };
+            if seq > chain.hashed_to {
+                e.hash = chain_digest(&prev, seq, &e.record());
+                chain.hashed_to = seq;
+                chain.hashed_to_hash = e.hash;
+            }
+            if seq > after && out.len() < limit {
                 out.push(AuditEntry {
-                    seq: e.seq,
+                    seq,
                     record: e.record(),
-                    prev_hash: hex(prev),
+                    prev_hash: hex(&prev),
                     hash: hex(&e.hash),
                 });
             }
-            prev = &e.hash;
+            prev = e.hash;
         }
         Ok(out)
     }
@@ -784,7 +947,7 @@ impl Store for MemoryStore {
         lease: Duration,
     ) -> Result<(), StoreError> {
         let now = Utc::now();
-        let mut inner = self.lock()?;
+        let mut inner = self.shard(id)?;
         match inner.entry(id, "renew_lease")?.lease_mut() {
             Some(l) if l.owner == owner && l.until > now => {
                 l.until = lease_until(now, lease);
@@ -799,7 +962,7 @@ impl Store for MemoryStore {
 
     async fn release_lease(&self, id: ExecutionId, owner: &str) -> Result<(), StoreError> {
         let now = Utc::now();
-        let mut inner = self.lock()?;
+        let mut inner = self.shard(id)?;
         let lease = inner.entry(id, "release_lease")?.lease_mut();
         match lease {
             Some(l) if l.owner == owner && l.until > now => {
@@ -819,11 +982,11 @@ impl Store for MemoryStore {
     }
 
     async fn put_grant(&self, grant: &Grant) -> Result<(), StoreError> {
-        let mut inner = self.lock()?;
+        let mut settings = lock(&self.settings)?;
         // Lapsed grants go when a new one arrives, so the list stays small.
         let now = Utc::now();
-        inner.grants.retain(|g| g.until > now);
-        inner.grants.push(grant.clone());
+        settings.grants.retain(|g| g.until > now);
+        settings.grants.push(grant.clone());
         Ok(())
     }
 
@@ -833,8 +996,7 @@ impl Store for MemoryStore {
         principal: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<Grant>, StoreError> {
-        let inner = self.lock()?;
-        Ok(inner
+        Ok(lock(&self.settings)?
             .grants
             .iter()
             .filter(|g| g.action == action && g.principal == principal && g.until > now)
@@ -843,16 +1005,18 @@ impl Store for MemoryStore {
     }
 
     async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
-        let mut inner = self.lock()?;
-        inner.pauses.insert(pause.key().to_owned(), pause.clone());
+        let mut settings = lock(&self.settings)?;
+        settings
+            .pauses
+            .insert(pause.key().to_owned(), pause.clone());
         Ok(())
     }
 
     async fn remove_pause(&self, key: &str) -> Result<bool, StoreError> {
-        Ok(self.lock()?.pauses.remove(key).is_some())
+        Ok(lock(&self.settings)?.pauses.remove(key).is_some())
     }
 
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
-        Ok(self.lock()?.pauses.values().cloned().collect())
+        Ok(lock(&self.settings)?.pauses.values().cloned().collect())
     }
 }
