@@ -178,6 +178,16 @@ async fn retained_bytes(n: usize) -> f64 {
     (after.saturating_sub(before)) as f64 / n as f64
 }
 
+/// Call `i` of (c) with `policies`, else of (b).
+async fn governed_call(i: usize, policies: bool) {
+    let amount = i as f64 + 1.0;
+    if policies {
+        black_box(governed_policies(amount, "Acme".into()).await.unwrap());
+    } else {
+        black_box(governed_default(amount, "Acme".into()).await.unwrap());
+    }
+}
+
 /// Throughput of `callers` tasks each making calls until `n` are done
 /// (on SQLite every call's records are committed, fsync, before it
 /// returns).
@@ -198,19 +208,7 @@ async fn concurrent(n: usize, callers: usize, policies: bool) -> Stats {
                             break samples;
                         }
                         let t = Instant::now();
-                        if policies {
-                            black_box(
-                                governed_policies(i as f64 + 1.0, "Acme".into())
-                                    .await
-                                    .unwrap(),
-                            );
-                        } else {
-                            black_box(
-                                governed_default(i as f64 + 1.0, "Acme".into())
-                                    .await
-                                    .unwrap(),
-                            );
-                        }
+                        governed_call(i, policies).await;
                         samples.push(t.elapsed().as_nanos() as u64);
                     }
                 }),
@@ -236,32 +234,17 @@ fn caller_thread(
             .enable_all()
             .build()
             .unwrap();
-        let call = |i: usize| async move {
-            if policies {
-                black_box(
-                    governed_policies(i as f64 + 1.0, "Acme".into())
-                        .await
-                        .unwrap(),
-                );
-            } else {
-                black_box(
-                    governed_default(i as f64 + 1.0, "Acme".into())
-                        .await
-                        .unwrap(),
-                );
-            }
-        };
         let principal = Principal::new("bench").with_roles(["admin"]);
         rt.block_on(principal.scope(async move {
             for i in 0..warm_up {
-                call(i).await;
+                governed_call(i, policies).await;
             }
             ready.wait();
             let start = Instant::now();
             let mut samples = Vec::with_capacity(n);
             for i in 0..n {
                 let t = Instant::now();
-                call(i).await;
+                governed_call(i, policies).await;
                 samples.push(t.elapsed().as_nanos() as u64);
             }
             (samples, start.elapsed())

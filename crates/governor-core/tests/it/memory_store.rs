@@ -93,21 +93,17 @@ async fn entries_read_before_eviction_keep_the_chain_unbroken() {
     assert_eq!(governor_core::verify_chain(whole), Ok(5));
 }
 
-/// Executions made on four threads land in four shards; the store reads
-/// as one: each is found, listings are newest first across the shards,
-/// and the audit log is one gapless, verifiable chain.
-#[test]
-fn writes_from_several_threads_read_as_one_store() {
-    let store = Arc::new(MemoryStore::with_capacity(1_000));
+/// `n` denied calls on each of four threads of their own.
+fn denied_calls_on_four_threads(store: &Arc<MemoryStore>, n: usize) {
     let threads: Vec<_> = (0..4)
         .map(|_| {
-            let store = Arc::clone(&store);
+            let store = Arc::clone(store);
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .build()
                     .unwrap();
                 rt.block_on(async {
-                    for _ in 0..50 {
+                    for _ in 0..n {
                         denied_call(&store).await;
                     }
                 });
@@ -117,6 +113,15 @@ fn writes_from_several_threads_read_as_one_store() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// Executions made on four threads land in four shards; the store reads
+/// as one: each is found, listings are newest first across the shards,
+/// and the audit log is one gapless, verifiable chain.
+#[test]
+fn writes_from_several_threads_read_as_one_store() {
+    let store = Arc::new(MemoryStore::with_capacity(1_000));
+    denied_calls_on_four_threads(&store, 50);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -151,24 +156,7 @@ fn writes_from_several_threads_read_as_one_store() {
 #[test]
 fn shards_split_the_capacity() {
     let store = Arc::new(MemoryStore::with_capacity(40));
-    let threads: Vec<_> = (0..4)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .build()
-                    .unwrap();
-                rt.block_on(async {
-                    for _ in 0..100 {
-                        denied_call(&store).await;
-                    }
-                });
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
+    denied_calls_on_four_threads(&store, 100);
     assert!(store.len() <= 40, "{} kept", store.len());
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
