@@ -91,8 +91,8 @@ impl Json {
         }
     }
 
-    /// The JSON `null` (shared: no allocation; one copy per thread, see
-    /// [`crate::per_thread`]).
+    /// The JSON `null` (shared: no allocation; one copy per thread, so
+    /// callers on two cores do not share its reference count).
     pub fn null() -> Self {
         static NULL: crate::per_thread::PerThread<Json> = crate::per_thread::PerThread::new();
         NULL.get(|| Json("null".into())).clone()
