@@ -331,8 +331,19 @@ impl Execution {
         principal: Arc<Principal>,
         inputs: Json,
     ) -> Self {
+        Self::with_id(ExecutionId::at(now), now, action, principal, inputs)
+    }
+
+    /// A new pending execution `id` created at `now`.
+    pub(crate) fn with_id(
+        id: ExecutionId,
+        now: DateTime<Utc>,
+        action: Arc<str>,
+        principal: Arc<Principal>,
+        inputs: Json,
+    ) -> Self {
         Self {
-            id: ExecutionId::at(now),
+            id,
             action,
             status: ExecutionStatus::Pending,
             principal,

@@ -62,7 +62,10 @@ pub(crate) fn v7(unix_ms: u64) -> Uuid {
 /// A run of consecutive stamps taken with one atomic operation, for the
 /// ids of the events one store write carries: they sort in the order
 /// given, after every id handed out before.
-pub(crate) struct Stamps(u64);
+pub(crate) struct Stamps {
+    next: u64,
+    end: u64,
+}
 
 impl Stamps {
     /// `n` stamps (at least 1), none earlier than `unix_ms`.
@@ -74,17 +77,28 @@ impl Stamps {
             let first = floor.max(prev + 1);
             let last = first + (span - 1);
             match LAST.compare_exchange_weak(prev, last, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => return Self(first),
+                Ok(_) => {
+                    return Self {
+                        next: first,
+                        end: last + 1,
+                    };
+                }
                 Err(actual) => prev = actual,
             }
         }
     }
 
+    /// Whether `n` more stamps are left, none earlier than `unix_ms`.
+    pub(crate) fn cover(&self, unix_ms: u64, n: usize) -> bool {
+        let left = self.end.saturating_sub(self.next);
+        u64::try_from(n).is_ok_and(|n| n <= left) && self.next >> 12 >= unix_ms & 0xFFFF_FFFF_FFFF
+    }
+
     /// The next id of the run (past its end, ids stay unique but may
     /// sort after later ones).
     pub(crate) fn next_id(&mut self) -> Uuid {
-        let stamp = self.0;
-        self.0 += 1;
+        let stamp = self.next;
+        self.next += 1;
         let ms = u128::from(stamp >> 12);
         let seq = u128::from(stamp & 0xFFF);
         // 58 random bits and the thread's shard: the stamp alone makes

@@ -171,6 +171,8 @@ pub(crate) struct Run<'a> {
     /// The last step's change, kept for the next one: a fresh one would
     /// be built on the stack and copied into a new box every step.
     spare: Option<Box<Transition>>,
+    /// Stamps reserved with the execution id for the first write's events.
+    first_stamps: Option<crate::ids::Stamps>,
     /// Set once the execution reached a terminal or parked status.
     settled: bool,
     /// Whether the execution has been written to the store yet.
@@ -191,13 +193,24 @@ impl<'a> Run<'a> {
         let redactor = action.redactor.merged(governor.redactor());
         let stored_input = redact_doc(&redactor, &input);
         let now = crate::ids::read();
-        let execution = Execution::at(
+        // The id and the stamps of the first write's events on a straight
+        // path (started, one decision per pre-execution policy, the
+        // snapshot), from one atomic operation: nobody else can write
+        // this execution's events before that write.
+        let capture = action
+            .capture_state
+            .unwrap_or_else(|| governor.capture_state());
+        let first_write = 1 + action.phase_policies.pre + usize::from(capture);
+        let mut stamps = crate::ids::Stamps::reserve(now.unix_ms(), 1 + first_write);
+        let execution = Execution::with_id(
+            ExecutionId::from_uuid(stamps.next_id()),
             now.at,
             Arc::clone(&action.hot().name),
             principal,
             stored_input.clone(),
         );
         let mut run = Run::new(action, governor, redactor, execution, input, now);
+        run.first_stamps = Some(stamps);
         let started = run.event(EventKind::ExecutionStarted, stored_input);
         run.queue(started);
         Ok(run)
@@ -206,7 +219,8 @@ impl<'a> Run<'a> {
     /// Writes the execution with the events queued so far.
     async fn create_now(&mut self) -> Result<(), GovernError> {
         self.record.events = std::mem::take(&mut self.queued);
-        stamp(self.reading().unix_ms(), &mut self.record.events);
+        let reserved = self.first_stamps.take();
+        stamp(reserved, self.reading().unix_ms(), &mut self.record.events);
         let copies = self.copies_to_publish(&self.record.events);
         let written = crate::store::create(self.store(), &mut self.record).await;
         self.record.events.clear();
@@ -271,6 +285,7 @@ impl<'a> Run<'a> {
             created_us: now.unix_us,
             spare,
             created: false,
+            first_stamps: None,
             settled: false,
         }
     }
@@ -441,7 +456,8 @@ impl<'a> Run<'a> {
             events.append(&mut t.events);
             t.events = events;
         }
-        stamp(self.reading().unix_ms(), &mut t.events);
+        let reserved = self.first_stamps.take();
+        stamp(reserved, self.reading().unix_ms(), &mut t.events);
         let copies = self.copies_to_publish(&t.events);
         if self.created {
             if let Err(e) = crate::store::transition(self.store(), &mut t).await {
@@ -1304,7 +1320,8 @@ impl Drop for Run<'_> {
         );
         t.events = std::mem::take(&mut self.queued);
         t.events.push(event);
-        stamp(self.reading().unix_ms(), &mut t.events);
+        let reserved = self.first_stamps.take();
+        stamp(reserved, self.reading().unix_ms(), &mut t.events);
         t.audit = Some(self.audit_record(ExecutionStatus::Cancelled, Some(&failure)));
         t.failure = Some(failure);
         let store = Arc::clone(self.governor.store());
@@ -1327,13 +1344,18 @@ impl Drop for Run<'_> {
 /// Gives the events of a write their ids, with one atomic operation for
 /// all of them: in the order queued, after every id handed out before the
 /// write (by this run or anyone deciding on it), so ids sort in the order
-/// the store took the events.
-fn stamp(unix_ms: u64, events: &mut [EventRecord]) {
+/// the store took the events. The first write uses the stamps reserved
+/// with the execution id when there are enough of them from this
+/// millisecond.
+fn stamp(reserved: Option<crate::ids::Stamps>, unix_ms: u64, events: &mut [EventRecord]) {
     let unstamped = events.iter().filter(|e| e.id.is_nil()).count();
     if unstamped == 0 {
         return;
     }
-    let mut stamps = crate::ids::Stamps::reserve(unix_ms, unstamped);
+    let mut stamps = match reserved {
+        Some(s) if s.cover(unix_ms, unstamped) => s,
+        _ => crate::ids::Stamps::reserve(unix_ms, unstamped),
+    };
     for e in events.iter_mut().filter(|e| e.id.is_nil()) {
         e.id = stamps.next_id();
     }
