@@ -4,8 +4,9 @@
 //! governed call creates several ids, so that dominated its cost. Here the
 //! 48-bit millisecond timestamp and a 12-bit sequence come from one atomic
 //! (strictly increasing across threads, so ids of one execution's events
-//! sort in the order they were made), and the 62 random bits from a
-//! per-thread xorshift generator seeded once from the OS.
+//! sort in the order they were made); of the 62 bits left, 58 come from a
+//! per-thread xorshift generator seeded once from the OS and 4 name the
+//! thread's shard ([`shard_of`]).
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};

@@ -257,7 +257,7 @@ impl Entry {
 }
 
 /// An audit entry with its hash as bytes (once computed, see
-/// [`Inner::hash_through`]); its previous hash is the entry before it (or
+/// `audit_entries`); its previous hash is the entry before it (or
 /// the hash before the retained window). The fields every record has are
 /// kept inline, the rest boxed only when present.
 #[derive(Debug)]
