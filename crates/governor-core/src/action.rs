@@ -275,6 +275,13 @@ pub(crate) struct Hot {
 }
 
 impl Action {
+    /// Whether calls capture state snapshots: the action's setting, else
+    /// `governor`'s.
+    pub(crate) fn captures_state(&self, governor: &Governor) -> bool {
+        self.capture_state
+            .unwrap_or_else(|| governor.capture_state())
+    }
+
     /// This thread's copy of the parts every call clones.
     pub(crate) fn hot(&self) -> &Hot {
         self.hot.get(|| Hot {

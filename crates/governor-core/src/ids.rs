@@ -104,7 +104,7 @@ impl Stamps {
         let seq = u128::from(stamp & 0xFFF);
         // 58 random bits and the thread's shard: the stamp alone makes
         // ids unique within the process, the random bits across processes.
-        let shard = SHARD.with(|s| *s);
+        let shard = current_shard() as u64;
         let rand = u128::from((random() >> 2) & !(SHARDS as u64 - 1) | shard);
         Uuid::from_u128((ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand)
     }

@@ -197,10 +197,8 @@ impl<'a> Run<'a> {
         // path (started, one decision per pre-execution policy, the
         // snapshot), from one atomic operation: nobody else can write
         // this execution's events before that write.
-        let capture = action
-            .capture_state
-            .unwrap_or_else(|| governor.capture_state());
-        let first_write = 1 + action.phase_policies.pre + usize::from(capture);
+        let first_write =
+            1 + action.phase_policies.pre + usize::from(action.captures_state(governor));
         let mut stamps = crate::ids::Stamps::reserve(now.unix_ms(), 1 + first_write);
         let execution = Execution::with_id(
             ExecutionId::from_uuid(stamps.next_id()),
@@ -219,8 +217,8 @@ impl<'a> Run<'a> {
     /// Writes the execution with the events queued so far.
     async fn create_now(&mut self) -> Result<(), GovernError> {
         self.record.events = std::mem::take(&mut self.queued);
-        let reserved = self.first_stamps.take();
-        stamp(reserved, self.reading().unix_ms(), &mut self.record.events);
+        let ms = self.reading().unix_ms();
+        stamp(&mut self.first_stamps, ms, &mut self.record.events);
         let copies = self.copies_to_publish(&self.record.events);
         let written = crate::store::create(self.store(), &mut self.record).await;
         self.record.events.clear();
@@ -269,9 +267,7 @@ impl<'a> Run<'a> {
             action,
             governor,
             redactor,
-            capture_state: action
-                .capture_state
-                .unwrap_or_else(|| governor.capture_state()),
+            capture_state: action.captures_state(governor),
             record: Box::new(Creation::new(execution)),
             input,
             output: None,
@@ -456,8 +452,8 @@ impl<'a> Run<'a> {
             events.append(&mut t.events);
             t.events = events;
         }
-        let reserved = self.first_stamps.take();
-        stamp(reserved, self.reading().unix_ms(), &mut t.events);
+        let ms = self.reading().unix_ms();
+        stamp(&mut self.first_stamps, ms, &mut t.events);
         let copies = self.copies_to_publish(&t.events);
         if self.created {
             if let Err(e) = crate::store::transition(self.store(), &mut t).await {
@@ -1320,8 +1316,8 @@ impl Drop for Run<'_> {
         );
         t.events = std::mem::take(&mut self.queued);
         t.events.push(event);
-        let reserved = self.first_stamps.take();
-        stamp(reserved, self.reading().unix_ms(), &mut t.events);
+        let ms = self.reading().unix_ms();
+        stamp(&mut self.first_stamps, ms, &mut t.events);
         t.audit = Some(self.audit_record(ExecutionStatus::Cancelled, Some(&failure)));
         t.failure = Some(failure);
         let store = Arc::clone(self.governor.store());
@@ -1347,12 +1343,12 @@ impl Drop for Run<'_> {
 /// the store took the events. The first write uses the stamps reserved
 /// with the execution id when there are enough of them from this
 /// millisecond.
-fn stamp(reserved: Option<crate::ids::Stamps>, unix_ms: u64, events: &mut [EventRecord]) {
+fn stamp(reserved: &mut Option<crate::ids::Stamps>, unix_ms: u64, events: &mut [EventRecord]) {
     let unstamped = events.iter().filter(|e| e.id.is_nil()).count();
     if unstamped == 0 {
         return;
     }
-    let mut stamps = match reserved {
+    let mut stamps = match reserved.take() {
         Some(s) if s.cover(unix_ms, unstamped) => s,
         _ => crate::ids::Stamps::reserve(unix_ms, unstamped),
     };

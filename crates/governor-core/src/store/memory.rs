@@ -429,16 +429,14 @@ impl Default for MemoryStore {
     }
 }
 
-fn poisoned() -> StoreError {
-    StoreError::new(
-        StoreErrorKind::Unavailable,
-        "lock",
-        "memory store poisoned by a panic",
-    )
-}
-
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
-    m.lock().map_err(|_| poisoned())
+    m.lock().map_err(|_| {
+        StoreError::new(
+            StoreErrorKind::Unavailable,
+            "lock",
+            "memory store poisoned by a panic",
+        )
+    })
 }
 
 impl MemoryStore {
