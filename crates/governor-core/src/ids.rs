@@ -2,11 +2,21 @@
 //!
 //! `Uuid::now_v7` asks the OS for randomness on every id (a syscall); a
 //! governed call creates several ids, so that dominated its cost. Here the
-//! 48-bit millisecond timestamp and a 12-bit sequence come from one atomic
-//! (strictly increasing across threads, so ids of one execution's events
-//! sort in the order they were made); of the 62 bits left, 58 come from a
-//! per-thread xorshift generator seeded once from the OS and 4 name the
-//! thread's shard ([`shard_of`]).
+//! 48-bit millisecond timestamp and a 12-bit sequence form a stamp, taken
+//! from a counter of the thread's shard (strictly increasing on each
+//! thread); of the 62 bits left, 58 come from a per-thread xorshift
+//! generator seeded once from the OS and 4 name the thread's shard
+//! ([`shard_of`]).
+//!
+//! Two ways to take stamps keep an execution's events in the order they
+//! were made. [`Stamps::reserve`] sorts after every stamp any thread
+//! handed out before it (it reads every shard's counter): for writes that
+//! may follow another thread's on the same execution (a decision, a
+//! resume). [`Stamps::reserve_after`] only reads its own shard's counter:
+//! for a run that has had its execution to itself since its last stamp,
+//! which it passes as the floor. A governed call on the straight path
+//! takes all its stamps this way, so two callers on two cores never write
+//! the same cache line for their ids.
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
@@ -14,8 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use uuid::Uuid;
 
-/// `(unix_ms << 12) | sequence` of the last id handed out.
-static LAST: AtomicU64 = AtomicU64::new(0);
+/// A counter on cache lines of its own.
+#[repr(align(128))]
+struct Counter(AtomicU64);
+
+/// Per shard, `(unix_ms << 12) | sequence` of the last stamp its threads
+/// handed out.
+static LAST: [Counter; SHARDS] = [const { Counter(AtomicU64::new(0)) }; SHARDS];
 
 /// Number of shards an id can name (see [`shard_of`]).
 pub(crate) const SHARDS: usize = 16;
@@ -55,29 +70,47 @@ fn random() -> u64 {
     })
 }
 
-/// A new v7 id for an event happening at `unix_ms`.
+/// A new v7 id for an event happening at `unix_ms`, after every id
+/// handed out before.
 pub(crate) fn v7(unix_ms: u64) -> Uuid {
     Stamps::reserve(unix_ms, 1).next_id()
 }
 
 /// A run of consecutive stamps taken with one atomic operation, for the
 /// ids of the events one store write carries: they sort in the order
-/// given, after every id handed out before.
+/// given.
+#[derive(Debug)]
 pub(crate) struct Stamps {
     next: u64,
     end: u64,
 }
 
 impl Stamps {
-    /// `n` stamps (at least 1), none earlier than `unix_ms`.
+    /// `n` stamps (at least 1), none earlier than `unix_ms`, after every
+    /// stamp any thread handed out before.
     pub(crate) fn reserve(unix_ms: u64, n: usize) -> Self {
-        let floor = (unix_ms & 0xFFFF_FFFF_FFFF) << 12;
+        let newest = LAST.iter().map(|c| c.0.load(Ordering::Relaxed)).max();
+        Self::take(unix_ms, n, newest.unwrap_or(0))
+    }
+
+    /// `n` stamps (at least 1), none earlier than `unix_ms`, after
+    /// `after` and after every stamp this thread's shard handed out
+    /// before; other threads' are not looked at.
+    pub(crate) fn reserve_after(unix_ms: u64, n: usize, after: u64) -> Self {
+        Self::take(unix_ms, n, after)
+    }
+
+    fn take(unix_ms: u64, n: usize, after: u64) -> Self {
+        let floor = ((unix_ms & 0xFFFF_FFFF_FFFF) << 12).max(after.saturating_add(1));
         let span = u64::try_from(n.max(1)).unwrap_or(u64::MAX >> 16);
-        let mut prev = LAST.load(Ordering::Relaxed);
+        // Threads of one shard share its counter (more threads than
+        // shards): the exchange keeps their stamps apart.
+        let own = &LAST[current_shard()].0;
+        let mut prev = own.load(Ordering::Relaxed);
         loop {
             let first = floor.max(prev + 1);
             let last = first + (span - 1);
-            match LAST.compare_exchange_weak(prev, last, Ordering::Relaxed, Ordering::Relaxed) {
+            match own.compare_exchange_weak(prev, last, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => {
                     return Self {
                         next: first,
@@ -95,6 +128,12 @@ impl Stamps {
         u64::try_from(n).is_ok_and(|n| n <= left) && self.next >> 12 >= unix_ms & 0xFFFF_FFFF_FFFF
     }
 
+    /// The last stamp handed out of this run (the one before its first
+    /// if none was).
+    pub(crate) fn last_given(&self) -> u64 {
+        self.next.saturating_sub(1)
+    }
+
     /// The next id of the run (past its end, ids stay unique but may
     /// sort after later ones).
     pub(crate) fn next_id(&mut self) -> Uuid {
@@ -102,8 +141,9 @@ impl Stamps {
         self.next += 1;
         let ms = u128::from(stamp >> 12);
         let seq = u128::from(stamp & 0xFFF);
-        // 58 random bits and the thread's shard: the stamp alone makes
-        // ids unique within the process, the random bits across processes.
+        // 58 random bits and the thread's shard: the stamp and the shard
+        // make ids unique within the process, the random bits across
+        // processes.
         let shard = current_shard() as u64;
         let rand = u128::from((random() >> 2) & !(SHARDS as u64 - 1) | shard);
         Uuid::from_u128((ms << 80) | (0x7 << 76) | (seq << 64) | (0b10 << 62) | rand)
@@ -115,7 +155,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_v7_and_strictly_increasing_across_threads() {
+    fn ids_are_v7_unique_and_strictly_increasing_on_each_thread() {
         let ms = 1_700_000_000_000;
         let handles: Vec<_> = (0..4)
             .map(|_| std::thread::spawn(move || (0..10_000).map(|_| v7(ms)).collect::<Vec<_>>()))
@@ -165,6 +205,32 @@ mod tests {
         let after = v7(ms);
         assert!(before < ids[0] && ids[0] < ids[1] && ids[1] < ids[2] && ids[2] < after);
         assert!(ids.iter().all(|u| u.get_version_num() == 7));
+    }
+
+    fn stamp_of(id: Uuid) -> u64 {
+        let high = u64::try_from(id.as_u128() >> 64).unwrap();
+        (high >> 16) << 12 | (high & 0xFFF)
+    }
+
+    #[test]
+    fn a_floor_orders_a_local_run_and_a_reservation_sorts_after_every_thread() {
+        let ms = 1_900_000_000_000;
+        let on_thread = |f: fn() -> Uuid| std::thread::spawn(f).join().unwrap();
+        // A run on another thread, far ahead of this thread's shard.
+        let theirs = on_thread(|| {
+            let mut run = Stamps::reserve_after(1_900_000_000_000, 100, 0);
+            (0..100).map(|_| run.next_id()).last().unwrap()
+        });
+        // The same run going on here (moved between threads) stays in
+        // order through its floor.
+        let mut here = Stamps::reserve_after(ms, 2, stamp_of(theirs));
+        assert_eq!(here.last_given(), stamp_of(theirs));
+        let next = here.next_id();
+        assert!(next > theirs);
+        assert_eq!(here.last_given(), stamp_of(next));
+        // A decision made on a third thread sorts after both.
+        let decision = on_thread(|| v7(1_900_000_000_000));
+        assert!(decision > next && decision > theirs);
     }
 }
 

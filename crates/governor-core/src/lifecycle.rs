@@ -171,8 +171,8 @@ pub(crate) struct Run<'a> {
     /// The last step's change, kept for the next one: a fresh one would
     /// be built on the stack and copied into a new box every step.
     spare: Option<Box<Transition>>,
-    /// Stamps reserved with the execution id for the first write's events.
-    first_stamps: Option<crate::ids::Stamps>,
+    /// Where the ids of this run's events come from.
+    stamps: RunStamps,
     /// Set once the execution reached a terminal or parked status.
     settled: bool,
     /// Whether the execution has been written to the store yet.
@@ -199,7 +199,9 @@ impl<'a> Run<'a> {
         // this execution's events before that write.
         let first_write =
             1 + action.phase_policies.pre + usize::from(action.captures_state(governor));
-        let mut stamps = crate::ids::Stamps::reserve(now.unix_ms(), 1 + first_write);
+        // A new execution: nobody else writes its events before this run
+        // does, so its stamps need not look at other threads'.
+        let mut stamps = crate::ids::Stamps::reserve_after(now.unix_ms(), 1 + first_write, 0);
         let execution = Execution::with_id(
             ExecutionId::from_uuid(stamps.next_id()),
             now.at,
@@ -208,7 +210,10 @@ impl<'a> Run<'a> {
             stored_input.clone(),
         );
         let mut run = Run::new(action, governor, redactor, execution, input, now);
-        run.first_stamps = Some(stamps);
+        run.stamps = RunStamps {
+            reserved: Some(stamps),
+            own_after: Some(0),
+        };
         let started = run.event(EventKind::ExecutionStarted, stored_input);
         run.queue(started);
         Ok(run)
@@ -218,7 +223,7 @@ impl<'a> Run<'a> {
     async fn create_now(&mut self) -> Result<(), GovernError> {
         self.record.events = std::mem::take(&mut self.queued);
         let ms = self.reading().unix_ms();
-        stamp(&mut self.first_stamps, ms, &mut self.record.events);
+        stamp(&mut self.stamps, ms, &mut self.record.events);
         let copies = self.copies_to_publish(&self.record.events);
         let written = crate::store::create(self.store(), &mut self.record).await;
         self.record.events.clear();
@@ -281,7 +286,7 @@ impl<'a> Run<'a> {
             created_us: now.unix_us,
             spare,
             created: false,
-            first_stamps: None,
+            stamps: RunStamps::default(),
             settled: false,
         }
     }
@@ -453,7 +458,7 @@ impl<'a> Run<'a> {
             t.events = events;
         }
         let ms = self.reading().unix_ms();
-        stamp(&mut self.first_stamps, ms, &mut t.events);
+        stamp(&mut self.stamps, ms, &mut t.events);
         let copies = self.copies_to_publish(&t.events);
         if self.created {
             if let Err(e) = crate::store::transition(self.store(), &mut t).await {
@@ -804,6 +809,8 @@ impl<'a> Run<'a> {
     async fn await_decision(&mut self, wait: std::time::Duration) -> Result<(), GovernError> {
         let id = self.id();
         let pending = GovernError::Pending { execution_id: id };
+        // Parked: from here on, deciders write this execution's events too.
+        self.stamps.own_after = None;
         if wait.is_zero() {
             return Err(pending);
         }
@@ -1317,7 +1324,7 @@ impl Drop for Run<'_> {
         t.events = std::mem::take(&mut self.queued);
         t.events.push(event);
         let ms = self.reading().unix_ms();
-        stamp(&mut self.first_stamps, ms, &mut t.events);
+        stamp(&mut self.stamps, ms, &mut t.events);
         t.audit = Some(self.audit_record(ExecutionStatus::Cancelled, Some(&failure)));
         t.failure = Some(failure);
         let store = Arc::clone(self.governor.store());
@@ -1343,18 +1350,37 @@ impl Drop for Run<'_> {
 /// the store took the events. The first write uses the stamps reserved
 /// with the execution id when there are enough of them from this
 /// millisecond.
-fn stamp(reserved: &mut Option<crate::ids::Stamps>, unix_ms: u64, events: &mut [EventRecord]) {
+fn stamp(stamps: &mut RunStamps, unix_ms: u64, events: &mut [EventRecord]) {
     let unstamped = events.iter().filter(|e| e.id.is_nil()).count();
     if unstamped == 0 {
         return;
     }
-    let mut stamps = match reserved.take() {
+    let mut run = match stamps.reserved.take() {
         Some(s) if s.cover(unix_ms, unstamped) => s,
-        _ => crate::ids::Stamps::reserve(unix_ms, unstamped),
+        _ => match stamps.own_after {
+            Some(after) => crate::ids::Stamps::reserve_after(unix_ms, unstamped, after),
+            None => crate::ids::Stamps::reserve(unix_ms, unstamped),
+        },
     };
     for e in events.iter_mut().filter(|e| e.id.is_nil()) {
-        e.id = stamps.next_id();
+        e.id = run.next_id();
     }
+    if stamps.own_after.is_some() {
+        stamps.own_after = Some(run.last_given());
+    }
+}
+
+/// Where a run's event ids come from (see [`crate::ids`]).
+#[derive(Debug, Default)]
+struct RunStamps {
+    /// Reserved with the execution id, for the first write's events.
+    reserved: Option<crate::ids::Stamps>,
+    /// While the run has had its execution to itself, the last stamp it
+    /// gave: its next stamps need only sort after that one and its
+    /// thread's. `None` once anyone else may have written the execution's
+    /// events (a decision while it waited, a run resumed from the store):
+    /// then they sort after every thread's.
+    own_after: Option<u64>,
 }
 
 /// Writes `n` in decimal (without the formatting machinery, which costs

@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque, btree_map};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -350,13 +350,16 @@ struct Inner {
     entries: BTreeMap<Reverse<ExecutionId>, Box<Entry>>,
     /// Finished executions, oldest first: the eviction order.
     finished: VecDeque<ExecutionId>,
-    /// This shard's audit entries, in sequence order (the sequence is the
-    /// store's, so the shards' entries interleave).
+    /// This shard's audit entries, in the order written: those numbered
+    /// (in the store's sequence, so the shards' entries interleave), then
+    /// those not numbered yet (`seq` 0, see [`MemoryStore::number_audit`]).
     audit: VecDeque<StoredAudit>,
-    /// The newest audit entry this shard dropped (0: none yet) and its
-    /// hash (all zeros: dropped before it was hashed).
+    /// The newest numbered audit entry this shard dropped (0: none yet)
+    /// and its hash (all zeros: dropped before it was hashed).
     dropped_seq: u64,
     dropped_hash: [u8; 32],
+    /// Audit entries dropped before they were numbered.
+    dropped_unnumbered: u64,
 }
 
 /// A shard on cache lines of its own: a write on one thread does not
@@ -365,15 +368,11 @@ struct Inner {
 #[repr(align(128))]
 struct Shard(Mutex<Inner>);
 
-/// A value on cache lines of its own.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded<T>(T);
-
-/// How far the audit log has been hashed (entries are hashed when the
-/// log is read, in sequence order across the shards).
+/// How far the audit log has been numbered and hashed (entries get both
+/// when the log is read, in sequence order across the shards).
 #[derive(Debug, Default)]
 struct Chain {
+    numbered_to: u64,
     hashed_to: u64,
     hashed_to_hash: [u8; 32],
 }
@@ -397,22 +396,20 @@ struct Settings {
 /// each evicts its own oldest finished executions beyond its share. With
 /// one thread writing, that is exactly the oldest.
 ///
-/// The audit log is hash-chained like every store's, but an entry's hash
-/// is computed when the log is first read ([`Store::audit_entries`]), not
-/// on the call's path: in memory, the chain proves nothing to anyone who
-/// never reads it, and it is gone with the process. Entries evicted before
-/// anyone read them were never hashed; the entry after them starts its
-/// chain from [`crate::EVICTED_UNREAD_HASH`] (the window's first `prev_hash` is
-/// trusted, see [`crate::verify_chain`]). Once read, an entry's hash
-/// never changes.
+/// The audit log is hash-chained like every store's, but an entry's
+/// sequence number and hash are given when the log is first read
+/// ([`Store::audit_entries`]), not on the call's path: in memory, the
+/// chain proves nothing to anyone who never reads it, and it is gone with
+/// the process. Entries evicted before anyone read them were never
+/// hashed; the entry after them starts its chain from
+/// [`crate::EVICTED_UNREAD_HASH`] (the window's first `prev_hash` is
+/// trusted, see [`crate::verify_chain`]). Once read, an entry's number
+/// and hash never change.
 #[derive(Debug)]
 pub struct MemoryStore {
     shards: Box<[Shard]>,
     /// Bit `i` set once shard `i` has been written to.
     used: AtomicU32,
-    /// On a line of its own: every audited write takes a number, and the
-    /// fields beside it are read by every write.
-    audit_seq: Padded<AtomicU64>,
     chain: Mutex<Chain>,
     settings: Mutex<Settings>,
     capacity: usize,
@@ -451,7 +448,6 @@ impl MemoryStore {
         Self {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
             used: AtomicU32::new(0),
-            audit_seq: Padded::default(),
             chain: Mutex::default(),
             settings: Mutex::default(),
             capacity: capacity.max(1),
@@ -558,9 +554,9 @@ impl MemoryStore {
 
 impl Inner {
     /// Book-keeping after a write: finished executions queue for eviction,
-    /// audit records join the log under the store's next sequence number
-    /// (taken under this shard's lock, so a shard's entries stay in order
-    /// and a reader holding every shard sees no gaps).
+    /// audit records join the shard's log, to be numbered when the log is
+    /// read (a number taken here would be a counter every caller's core
+    /// writes).
     fn record(
         &mut self,
         id: ExecutionId,
@@ -572,8 +568,7 @@ impl Inner {
             self.finished.push_back(id);
         }
         if let Some((record, caller)) = audit {
-            let seq = store.audit_seq.0.fetch_add(1, Ordering::Relaxed) + 1;
-            let stored = StoredAudit::new(seq, record, [0; 32], caller);
+            let stored = StoredAudit::new(0, record, [0; 32], caller);
             self.audit.push_back(stored);
         }
         self.evict(store.share());
@@ -596,9 +591,13 @@ impl Inner {
     }
 
     fn drop_oldest_audit(&mut self) {
-        if let Some(gone) = self.audit.pop_front() {
-            self.dropped_seq = gone.seq;
-            self.dropped_hash = gone.hash;
+        match self.audit.pop_front() {
+            Some(gone) if gone.seq == 0 => self.dropped_unnumbered += 1,
+            Some(gone) => {
+                self.dropped_seq = gone.seq;
+                self.dropped_hash = gone.hash;
+            }
+            None => {}
         }
     }
 
@@ -704,6 +703,45 @@ impl MemoryStore {
         drop(inner);
         self.announce(t.id, t.to);
         Ok(())
+    }
+
+    /// Numbers the audit entries written since the log was last read.
+    /// Entries dropped before anyone numbered them take the first new
+    /// numbers (the window then starts after them, its chain from
+    /// [`crate::EVICTED_UNREAD_HASH`]); the shards' new entries follow,
+    /// merged by time, each shard's in the order written.
+    fn number_audit(chain: &mut Chain, shards: &mut [MutexGuard<'_, Inner>]) {
+        let dropped: u64 = shards
+            .iter_mut()
+            .map(|s| std::mem::take(&mut s.dropped_unnumbered))
+            .sum();
+        if dropped > 0
+            && let Some(first) = shards.first_mut()
+        {
+            chain.numbered_to += dropped;
+            first.dropped_seq = chain.numbered_to;
+            first.dropped_hash = [0; 32];
+        }
+        let mut next: Vec<usize> = shards
+            .iter()
+            .map(|s| s.audit.partition_point(|a| a.seq != 0))
+            .collect();
+        loop {
+            let oldest = (0..shards.len())
+                .filter_map(|i| {
+                    shards[i]
+                        .audit
+                        .get(next[i])
+                        .map(|a| (a.at, a.execution_id, i))
+                })
+                .min();
+            let Some((_, _, i)) = oldest else { break };
+            chain.numbered_to += 1;
+            if let Some(a) = shards[i].audit.get_mut(next[i]) {
+                a.seq = chain.numbered_to;
+            }
+            next[i] += 1;
+        }
     }
 
     /// Drops the audit entries before the log's window (the newest entry
@@ -876,9 +914,9 @@ impl Store for MemoryStore {
     async fn audit_entries(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let mut chain = lock(&self.chain)?;
         let mut shards = self.all()?;
+        Self::number_audit(&mut chain, &mut shards);
         let (dropped, window_prev) = Self::audit_window(&mut chain, &mut shards);
-        // Every shard is held, so every sequence number taken is written.
-        let newest = self.audit_seq.0.load(Ordering::Relaxed);
+        let newest = chain.numbered_to;
         let last = after
             .max(dropped)
             .saturating_add(u64::try_from(limit).unwrap_or(u64::MAX))

@@ -167,3 +167,28 @@ fn shards_split_the_capacity() {
     assert!(log.windows(2).all(|w| w[1].seq == w[0].seq + 1));
     assert_eq!(governor_core::verify_chain(&log), Ok(log.len() as u64));
 }
+
+/// Entries are numbered when the log is read: numbers and hashes given
+/// by one read never change, and what four threads write after it
+/// continues the same chain.
+#[test]
+fn reads_between_writes_from_several_threads_continue_one_chain() {
+    let store = Arc::new(MemoryStore::with_capacity(1_000));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut whole = Vec::new();
+    for round in 1..=3u64 {
+        denied_calls_on_four_threads(&store, 10);
+        let read = rt.block_on(store.audit_entries(0, 1_000)).unwrap();
+        assert_eq!(read.len() as u64, 40 * round);
+        // What an earlier read returned reads back the same.
+        assert_eq!(read[..whole.len()], whole[..]);
+        whole = read;
+    }
+    assert_eq!(
+        whole.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=120).collect::<Vec<_>>()
+    );
+    assert_eq!(governor_core::verify_chain(&whole), Ok(120));
+}
