@@ -1619,6 +1619,82 @@ pub(crate) async fn run_resumed(
 #[cfg(test)]
 mod tests {
     use super::push_millis;
+    use crate::store::EventQuery;
+    use crate::*;
+
+    /// A decision made on another thread whose stamps run ahead of the
+    /// caller's (a busy millisecond there) sorts after the parked call's
+    /// events, and what the waiting caller writes once approved sorts
+    /// after the decision: ids give the order things happened in.
+    #[tokio::test]
+    async fn a_caller_that_waited_stamps_after_the_decision() {
+        let g = Governor::builder().build().unwrap();
+        let wait = std::time::Duration::from_secs(10);
+        let action = g
+            .action("large_transfer")
+            .policy(ApprovalPolicy::new(["cfo@company.com"]).wait(wait))
+            .build()
+            .unwrap();
+        let mut changes = g.store().watch();
+        let approver = {
+            let g = g.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let id = loop {
+                        let change = changes.recv().await.unwrap();
+                        if change.status == ExecutionStatus::AwaitingApproval {
+                            break change.id;
+                        }
+                    };
+                    let ahead = crate::ids::read().unix_ms() + 60_000;
+                    crate::ids::Stamps::reserve_after(ahead, 1, 0);
+                    let cfo = Principal::new("carol").with_attribute("email", "CFO@company.com");
+                    g.approve(id, &cfo, Some("ok")).await.unwrap();
+                    id
+                })
+            })
+        };
+        action
+            .run_as(
+                Principal::new("agent-7"),
+                Args::new().arg("amount", &50_000),
+                || async { Ok::<_, GovernError>(()) },
+            )
+            .await
+            .unwrap();
+        let id = approver.join().unwrap();
+        let query = EventQuery {
+            execution_id: Some(id),
+            ..Default::default()
+        };
+        let kinds: Vec<EventKind> = g
+            .store()
+            .events(&query)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        let at = |kind| kinds.iter().position(|k| *k == kind).unwrap();
+        assert_eq!(at(EventKind::ExecutionStarted), 0, "{kinds:?}");
+        assert!(
+            at(EventKind::ApprovalRequested) < at(EventKind::ApprovalGranted),
+            "{kinds:?}"
+        );
+        assert!(
+            at(EventKind::ApprovalGranted) < kinds.len() - 1,
+            "{kinds:?}"
+        );
+        assert_eq!(
+            kinds.last(),
+            Some(&EventKind::ExecutionCompleted),
+            "{kinds:?}"
+        );
+    }
 
     #[test]
     fn millis_are_written_like_json_numbers() {
