@@ -28,7 +28,7 @@ use crate::pause::{Pause, PauseMode};
 use crate::policy::{Decision, Denial, Policy, PolicyContext, PolicyKind, PolicyPhase};
 use crate::principal::Principal;
 use crate::redact::Redactor;
-use crate::store::{Creation, Store, Transition};
+use crate::store::{Creation, Store, Transition, put_back, take_some};
 
 impl Action {
     /// Runs `f` governed. `#[govern]` expands to this; `output` turns the
@@ -472,12 +472,12 @@ impl<'a> Run<'a> {
             let record = &mut *self.record;
             t.apply_to(&mut record.execution);
             record.events = std::mem::take(&mut t.events);
-            record.snapshot = t.snapshot.take();
-            record.audit = t.audit.take();
+            put_back(&mut record.snapshot, take_some(&mut t.snapshot));
+            put_back(&mut record.audit, take_some(&mut t.audit));
             let written = crate::store::create(self.store(), &mut self.record).await;
             t.events = std::mem::take(&mut self.record.events);
             self.record.snapshot = None;
-            let audit = self.record.audit.take();
+            let audit = take_some(&mut self.record.audit);
             if let Err(e) = written {
                 self.keep_decisions(audit);
                 return Err(e.into());

@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 
 use super::{
     Change, Creation, EventQuery, ExecutionQuery, Store, Transition, WATCH_CAPACITY, lease_until,
+    put_back, take_some,
 };
 use crate::approval::ApprovalRequest;
 use crate::audit::{AuditEntry, AuditRecord, chain_digest, hex};
@@ -122,14 +123,19 @@ struct Entry {
 }
 
 impl Entry {
-    fn new(e: &Execution) -> Self {
-        let rare = (e.failure.is_some() || e.approval.is_some() || e.lease.is_some()).then(|| {
+    /// `e`'s rarely set fields, boxed when it has any.
+    fn rare_of(e: &Execution) -> Option<Box<Rare>> {
+        (e.failure.is_some() || e.approval.is_some() || e.lease.is_some()).then(|| {
             Box::new(Rare {
                 failure: e.failure.clone(),
                 approval: e.approval.clone(),
                 lease: e.lease.clone(),
             })
-        });
+        })
+    }
+
+    fn new(e: &Execution) -> Self {
+        let rare = Self::rare_of(e);
         Self {
             id: e.id,
             action: Arc::clone(&e.action),
@@ -144,6 +150,34 @@ impl Entry {
             rare,
             snapshots: SmallVec::new(),
             events: SmallVec::new(),
+        }
+    }
+
+    /// Makes this entry (an evicted one, reused) hold `e` instead: field
+    /// by field, so its lists keep their memory and nothing is built on
+    /// the stack and copied in.
+    fn reset(&mut self, e: &Execution) {
+        self.id = e.id;
+        self.action = Arc::clone(&e.action);
+        self.status = e.status;
+        self.principal = Arc::clone(&e.principal);
+        self.inputs = e.inputs.clone();
+        self.output = e.output.clone();
+        self.created_at = e.created_at;
+        self.updated_at = e.updated_at;
+        self.finished_at = e.finished_at;
+        self.version = e.version;
+        if self.rare.is_some() || e.failure.is_some() || e.approval.is_some() || e.lease.is_some() {
+            self.rare = Self::rare_of(e);
+        }
+        self.snapshots.clear();
+        // A list that left its inline slots is freed, not reused: its
+        // memory went cold while the entry waited for eviction, and a
+        // fresh one comes warm from the allocator.
+        if self.events.spilled() {
+            self.events = SmallVec::new();
+        } else {
+            self.events.clear();
         }
     }
 
@@ -653,7 +687,7 @@ impl MemoryStore {
         // Built before the lock is taken, to hold it for less time.
         let mut entry = match EVICTED.take() {
             Some(mut evicted) => {
-                *evicted = Entry::new(&c.execution);
+                evicted.reset(&c.execution);
                 evicted
             }
             None => Box::new(Entry::new(&c.execution)),
@@ -773,19 +807,6 @@ impl MemoryStore {
             dropped_hash
         };
         (dropped, prev)
-    }
-}
-
-/// Takes `slot`'s value out only when there is one: `take` copies the
-/// whole slot, even when empty.
-fn take_some<T>(slot: &mut Option<T>) -> Option<T> {
-    if slot.is_some() { slot.take() } else { None }
-}
-
-/// Puts back what a failed in-place write did not take.
-fn put_back<T>(slot: &mut Option<T>, left: Option<T>) {
-    if left.is_some() {
-        *slot = left;
     }
 }
 

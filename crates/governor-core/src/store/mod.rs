@@ -297,6 +297,19 @@ impl Creation {
     }
 }
 
+/// Takes `slot`'s value out only when there is one: `take` copies the
+/// whole slot, even when empty (an audit record is 200 bytes).
+pub(crate) fn take_some<T>(slot: &mut Option<T>) -> Option<T> {
+    if slot.is_some() { slot.take() } else { None }
+}
+
+/// Puts back what a failed in-place write did not take.
+pub(crate) fn put_back<T>(slot: &mut Option<T>, left: Option<T>) {
+    if left.is_some() {
+        *slot = left;
+    }
+}
+
 /// Filters for listing executions. Results are newest first.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionQuery {
