@@ -142,6 +142,9 @@ pub(crate) struct Run<'a> {
     /// Borrowed, like the action: cloning it, its store and its event bus
     /// for every call cost six atomic operations.
     governor: &'a Governor,
+    /// The action's parts every call clones, as copied for the thread the
+    /// run began on (looked up once: each look-up reads a thread-local).
+    hot: &'a crate::action::Hot,
     /// The action's sensitive fields with the governor's.
     redactor: Cow<'a, Redactor>,
     capture_state: bool,
@@ -271,6 +274,7 @@ impl<'a> Run<'a> {
         Run {
             action,
             governor,
+            hot: action.hot(),
             redactor,
             capture_state: action.captures_state(governor),
             record: Box::new(Creation::new(execution)),
@@ -507,9 +511,7 @@ impl<'a> Run<'a> {
         failure: Option<&Failure>,
         stored_output: Option<&Json>,
     ) -> AuditRecord {
-        let decisions = self
-            .decisions
-            .take_record(&self.action.hot().allowed_decisions);
+        let decisions = self.decisions.take_record(&self.hot.allowed_decisions);
         self.audit_record_with(status, failure, decisions, stored_output)
     }
 
@@ -525,9 +527,7 @@ impl<'a> Run<'a> {
     }
 
     fn audit_record(&self, status: ExecutionStatus, failure: Option<&Failure>) -> AuditRecord {
-        let decisions = self
-            .decisions
-            .to_record(&self.action.hot().allowed_decisions);
+        let decisions = self.decisions.to_record(&self.hot.allowed_decisions);
         self.audit_record_with(status, failure, decisions, None)
     }
 
@@ -559,7 +559,7 @@ impl<'a> Run<'a> {
                     None => self.output.as_ref().map(|o| redact_doc(&self.redactor, o)),
                 }),
             failure: failure.map(|f| f.message.clone()),
-            tags: Arc::clone(&self.action.hot().audit_tags),
+            tags: Arc::clone(&self.hot.audit_tags),
             approved_digest: None,
         }
     }
@@ -671,9 +671,6 @@ impl<'a> Run<'a> {
         if action.phase_policies.get(phase) == 0 {
             return (None, Vec::new(), Allowed::new());
         }
-        if phase == PolicyPhase::PreExecution {
-            self.tick();
-        }
         let mut approvals = Vec::new();
         let mut allowed = Allowed::new();
         for (i, policy) in action.policies.iter().enumerate() {
@@ -681,9 +678,16 @@ impl<'a> Run<'a> {
                 continue;
             }
             let ctx = self.policy_context(phase);
+            // A policy that answers at once decides at the step's time (a
+            // clock reading costs more than such a policy); one that waited
+            // decides when it answers.
             let mut decision = match (**policy).evaluate_now(&ctx) {
                 Some(decision) => decision,
-                None => (**policy).evaluate(&ctx).await,
+                None => {
+                    let decision = (**policy).evaluate(&ctx).await;
+                    self.tick();
+                    decision
+                }
             };
             let shadow = policy.is_shadow();
             let mut granted = None;
@@ -706,7 +710,7 @@ impl<'a> Run<'a> {
             // The common case: an allow's event data and decision record
             // are the same for every call, so they were built with the
             // action.
-            let cached = match (&decision, action.hot().allow_data.get(i)) {
+            let cached = match (&decision, self.hot.allow_data.get(i)) {
                 (Decision::Allow, Some(cached)) if outcome == "allow" => Some(cached),
                 _ => None,
             };
@@ -732,7 +736,7 @@ impl<'a> Run<'a> {
             let counted = match (cached, name, &reason) {
                 (Some(_), Some(name), None) => {
                     self.decisions
-                        .allowed(name, shadow, &action.hot().allowed_decisions)
+                        .allowed(name, shadow, &self.hot.allowed_decisions)
                 }
                 _ => false,
             };
@@ -743,7 +747,7 @@ impl<'a> Run<'a> {
                     reason,
                     shadow,
                 };
-                self.decisions.push(record, &action.hot().allowed_decisions);
+                self.decisions.push(record, &self.hot.allowed_decisions);
             }
             match decision {
                 Decision::Allow => allowed.push(policy_index(i)),
@@ -894,6 +898,9 @@ impl<'a> Run<'a> {
     /// Evaluates the pre-execution policies again for an approved call
     /// whose action's policies changed since it was approved.
     async fn reevaluate(&mut self) -> Result<(), GovernError> {
+        // Decided now, not when the run last read the clock (before the
+        // wait, or when it was taken from the store).
+        self.tick();
         let approvals = self.pre_checks().await?;
         let previous = self.record.execution.approval.clone();
         let missing: Vec<ApprovalSpec> = approvals
@@ -972,8 +979,7 @@ impl<'a> Run<'a> {
             reason: Some(reason),
             shadow: false,
         };
-        self.decisions
-            .push(record, &self.action.hot().allowed_decisions);
+        self.decisions.push(record, &self.hot.allowed_decisions);
         t.audit = Some(self.audit_record(ExecutionStatus::Approved, None));
         if let Err(e) = self.apply(t).await {
             self.release_unrecorded();
