@@ -205,14 +205,16 @@ impl<'a> Run<'a> {
         // A new execution: nobody else writes its events before this run
         // does, so its stamps need not look at other threads'.
         let mut stamps = crate::ids::Stamps::reserve_after(now.unix_ms(), 1 + first_write, 0);
-        let execution = Execution::with_id(
+        // Built in its box: built on the stack and moved in, the record
+        // was copied twice (a kilobyte).
+        let record = Box::new(Creation::new(Execution::with_id(
             ExecutionId::from_uuid(stamps.next_id()),
             now.at,
             Arc::clone(&action.hot().name),
             principal,
             stored_input.clone(),
-        );
-        let mut run = Run::new(action, governor, redactor, execution, input, now);
+        )));
+        let mut run = Run::new(action, governor, redactor, record, input, now);
         run.stamps = RunStamps {
             reserved: Some(stamps),
             own_after: Some(0),
@@ -258,7 +260,7 @@ impl<'a> Run<'a> {
         action: &'a Action,
         governor: &'a Governor,
         redactor: Cow<'a, Redactor>,
-        execution: Execution,
+        record: Box<Creation>,
         input: Doc,
         now: crate::ids::Reading,
     ) -> Run<'a> {
@@ -277,7 +279,7 @@ impl<'a> Run<'a> {
             hot: action.hot(),
             redactor,
             capture_state: action.captures_state(governor),
-            record: Box::new(Creation::new(execution)),
+            record,
             input,
             output: None,
             decisions: Decisions::new(),
@@ -339,7 +341,7 @@ impl<'a> Run<'a> {
             action,
             governor,
             redactor,
-            execution,
+            Box::new(Creation::new(execution)),
             Doc::from_value(input),
             crate::ids::read(),
         );
