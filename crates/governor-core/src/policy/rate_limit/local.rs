@@ -36,9 +36,14 @@ struct Slots {
     last_call: u64,
 }
 
+/// The length of one slot of a window of `window` nanoseconds.
+pub(super) fn slot_width(window: u64) -> u64 {
+    window.div_ceil(SLOTS).max(1)
+}
+
 impl Slots {
     fn new(window: u64, now: u64) -> Self {
-        let width = window.div_ceil(SLOTS).max(1);
+        let width = slot_width(window);
         Self {
             width,
             head: now / width,
@@ -68,15 +73,20 @@ impl Slots {
         self.head = slot;
     }
 
-    fn acquire(&mut self, now: u64, max_calls: u32) -> Result<(), u64> {
+    /// Takes up to `n` (at least 1) cells in the current slot; returns
+    /// how many.
+    fn acquire(&mut self, now: u64, max_calls: u32, n: u32) -> Result<u32, u64> {
         self.advance(now);
-        if self.total >= u64::from(max_calls) {
+        let room = u64::from(max_calls).saturating_sub(self.total);
+        if room == 0 {
             return Err(self.until_room(now));
         }
-        self.counts[Self::ring(self.head)] += 1;
-        self.total += 1;
+        let taken = u32::try_from(room.min(u64::from(n.max(1)))).unwrap_or(1);
+        let count = &mut self.counts[Self::ring(self.head)];
+        *count = count.saturating_add(taken);
+        self.total += u64::from(taken);
         self.last_call = now;
-        Ok(())
+        Ok(taken)
     }
 
     /// Nanoseconds until the oldest counted slot leaves the window.
@@ -107,7 +117,8 @@ impl Window {
         }
     }
 
-    fn acquire(&mut self, now: u64, max_calls: u32, window: u64) -> Result<(), u64> {
+    /// Takes a cell (up to `n` of a slotted window); returns how many.
+    fn acquire(&mut self, now: u64, max_calls: u32, window: u64, n: u32) -> Result<u32, u64> {
         match self {
             Self::Exact(log) => {
                 while log.front().is_some_and(|t| t + window <= now) {
@@ -118,9 +129,9 @@ impl Window {
                     return Err((oldest + window).saturating_sub(now).max(1));
                 }
                 log.push_back(now);
-                Ok(())
+                Ok(1)
             }
-            Self::Slotted(slots) => slots.acquire(now, max_calls),
+            Self::Slotted(slots) => slots.acquire(now, max_calls, n),
         }
     }
 
@@ -157,20 +168,31 @@ impl State {
         self.logs.len() + self.tats.len()
     }
 
-    /// Takes a cell of `limit` for `key` at `now`.
+    /// The calls counted for `key` under a window limit.
+    #[cfg(test)]
+    pub(super) fn logs_total(&self, key: &str) -> Option<u64> {
+        match self.logs.get(key)? {
+            Window::Exact(log) => u64::try_from(log.len()).ok(),
+            Window::Slotted(s) => Some(s.total),
+        }
+    }
+
+    /// Takes a cell of `limit` for `key` at `now`: up to `n` of a window
+    /// counted in slots, one otherwise. Returns how many.
     pub(super) fn acquire(
         &mut self,
         key: &str,
         now: u64,
         limit: Limit,
         max_keys: usize,
-    ) -> Result<(), Refusal> {
+        n: u32,
+    ) -> Result<u32, Refusal> {
         match limit {
             Limit::Window { max_calls, window } => {
                 let w = nanos(window);
                 // A known key is looked up without allocating its name.
                 if let Some(log) = self.logs.get_mut(key) {
-                    return log.acquire(now, max_calls, w).map_err(Refusal::Limited);
+                    return log.acquire(now, max_calls, w, n).map_err(Refusal::Limited);
                 }
                 if self.logs.len() >= max_keys {
                     // Keys with no call inside the window have recovered.
@@ -180,7 +202,7 @@ impl State {
                     }
                 }
                 let mut log = Window::new(limit, w, now);
-                let taken = log.acquire(now, max_calls, w);
+                let taken = log.acquire(now, max_calls, w, n);
                 self.logs.insert(key.into(), log);
                 taken.map_err(Refusal::Limited)
             }
@@ -195,7 +217,7 @@ impl State {
                         return Err(Refusal::Limited(at - now - tau));
                     }
                     *tat = at.saturating_add(t);
-                    return Ok(());
+                    return Ok(1);
                 }
                 if self.tats.len() >= max_keys {
                     self.tats.retain(|_, tat| *tat > now);
@@ -204,7 +226,7 @@ impl State {
                     }
                 }
                 self.tats.insert(key.into(), now.saturating_add(t));
-                Ok(())
+                Ok(1)
             }
         }
     }
@@ -249,7 +271,7 @@ mod tests {
         let mut state = State::default();
         (0..span / step)
             .map(|i| i * step)
-            .filter(|&t| state.acquire("k", t, limit, 10).is_ok())
+            .filter(|&t| state.acquire("k", t, limit, 10, 1).is_ok())
             .collect()
     }
 
@@ -283,7 +305,7 @@ mod tests {
         let mut state = State::default();
         let limit = window(1_000_000, 3_600);
         for i in 0..200_000 {
-            assert!(state.acquire("k", i * 1_000, limit, 10).is_ok());
+            assert!(state.acquire("k", i * 1_000, limit, 10, 1).is_ok());
         }
         match state.logs.get("k") {
             Some(Window::Slotted(s)) => assert_eq!(s.total, 200_000),
@@ -296,18 +318,33 @@ mod tests {
         let mut state = State::default();
         let limit = window(Limit::EXACT_WINDOW_CALLS + 1, 64);
         for _ in 0..=Limit::EXACT_WINDOW_CALLS {
-            assert!(state.acquire("k", 0, limit, 10).is_ok());
+            assert!(state.acquire("k", 0, limit, 10, 1).is_ok());
         }
-        let Err(Refusal::Limited(wait)) = state.acquire("k", 10 * SECOND, limit, 10) else {
+        let Err(Refusal::Limited(wait)) = state.acquire("k", 10 * SECOND, limit, 10, 1) else {
             panic!("the window is full")
         };
         // Slot 0 leaves once slot 65 begins: 65 s after the first call.
         assert_eq!(wait, 55 * SECOND);
-        assert!(state.acquire("k", 64 * SECOND, limit, 10).is_err());
-        assert!(state.acquire("k", 65 * SECOND, limit, 10).is_ok());
+        assert!(state.acquire("k", 64 * SECOND, limit, 10, 1).is_err());
+        assert!(state.acquire("k", 65 * SECOND, limit, 10, 1).is_ok());
         // Given back, the cell can be taken again at once.
         state.release("k", limit);
-        assert!(state.acquire("k", 65 * SECOND, limit, 10).is_ok());
+        assert!(state.acquire("k", 65 * SECOND, limit, 10, 1).is_ok());
+    }
+
+    #[test]
+    fn a_slotted_window_hands_out_up_to_n_cells_within_its_room() {
+        let mut state = State::default();
+        let limit = window(Limit::EXACT_WINDOW_CALLS + 10, 64);
+        let mut taken = 0;
+        while let Ok(n) = state.acquire("k", SECOND, limit, 10, 64) {
+            assert!((1..=64).contains(&n));
+            taken += n;
+        }
+        assert_eq!(taken, Limit::EXACT_WINDOW_CALLS + 10);
+        // An exact window and a rate take one at a time.
+        let exact = window(10, 64);
+        assert!(matches!(state.acquire("e", 0, exact, 10, 64), Ok(1)));
     }
 
     #[test]
@@ -318,10 +355,10 @@ mod tests {
             tolerance: Duration::from_secs(2),
         };
         for t in 0..3 {
-            assert!(state.acquire("k", t, gcra, 1).is_ok());
+            assert!(state.acquire("k", t, gcra, 1, 1).is_ok());
         }
         assert!(matches!(
-            state.acquire("k", 3, gcra, 1),
+            state.acquire("k", 3, gcra, 1, 1),
             Err(Refusal::Limited(_))
         ));
         assert_eq!(state.keys(), 1);
