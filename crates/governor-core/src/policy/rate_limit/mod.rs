@@ -172,10 +172,13 @@ pub struct RateLimitPolicy {
     base: Instant,
     state: Arc<Mutex<local::State>>,
     /// Per thread: cells taken ahead, per key (see [`Self::batch`]).
-    credits: Arc<PerThread<Mutex<HashMap<Box<str>, Credit>>>>,
+    credits: Arc<PerThread<Mutex<Credits>>>,
     shared: Option<Arc<dyn RateLimitBackend>>,
     on_error: OnBackendError,
 }
+
+/// One thread's credits, by key.
+type Credits = HashMap<Box<str>, Credit>;
 
 /// Cells a thread took ahead for one key, valid in the slot they were
 /// counted in.
@@ -391,7 +394,7 @@ impl RateLimitPolicy {
     }
 
     /// This thread's credits.
-    fn credits(&self) -> Option<std::sync::MutexGuard<'_, HashMap<Box<str>, Credit>>> {
+    fn credits(&self) -> Option<std::sync::MutexGuard<'_, Credits>> {
         self.credits.get(Mutex::default).lock().ok()
     }
 
