@@ -109,8 +109,12 @@ pub struct Args {
     error: Option<Box<(String, String)>>,
     /// The arguments as a map too, for an action whose policies or hooks
     /// read them ([`Action::args`]): building it costs less than parsing
-    /// the text back.
-    value: Option<Map<String, Value>>,
+    /// the text back. Often the map of the action's last call on this
+    /// thread, its names kept ([`recycle_args`]).
+    value: Option<Arc<Value>>,
+    /// Names bound into `value`: the map is used only if it holds exactly
+    /// those (none left over from a call that bound others).
+    bound: usize,
 }
 
 impl Args {
@@ -143,11 +147,18 @@ impl Args {
             self.text.push(b':');
             serde_json::to_writer(&mut self.text, value)
         });
-        let written = written.and_then(|()| match &mut self.value {
-            Some(map) => serde_json::to_value(value).map(|v| {
-                map.insert(name.to_owned(), v);
+        let written = written.and_then(|()| match self.value.as_mut().map(Arc::make_mut) {
+            Some(Value::Object(map)) => serde_json::to_value(value).map(|v| {
+                // A recycled map has the name already: no new key.
+                match map.get_mut(name) {
+                    Some(slot) => *slot = v,
+                    None => {
+                        map.insert(name.to_owned(), v);
+                    }
+                }
+                self.bound += 1;
             }),
-            None => Ok(()),
+            _ => Ok(()),
         });
         if let Err(e) = written {
             self.text.truncate(start);
@@ -201,13 +212,8 @@ impl Args {
         }
         if self.rebound {
             // As a map, a repeated name keeps its last value.
-            let map = match self.value {
-                Some(map) => map,
-                None => {
-                    self.text.push(b'}');
-                    serde_json::from_slice(&self.text).unwrap_or_default()
-                }
-            };
+            self.text.push(b'}');
+            let map: Map<String, Value> = serde_json::from_slice(&self.text).unwrap_or_default();
             return Ok(Doc::from_value(Value::Object(map)));
         }
         let text = if self.text.is_empty() {
@@ -221,9 +227,14 @@ impl Args {
             }
             text
         };
+        let bound = self.bound;
         Ok(match self.value {
-            Some(map) => Doc::from_parts(text, Value::Object(map)),
-            None => Doc::from_text(text),
+            Some(v) if matches!(&*v, Value::Object(map) if map.len() == bound) => {
+                Doc::from_shared(text, v)
+            }
+            // Names left over from another call's arguments: the map is
+            // parsed from the text if anything reads it.
+            _ => Doc::from_text(text),
         })
     }
 }
@@ -235,6 +246,38 @@ thread_local! {
     /// The buffer the last call's arguments were written in: their text is
     /// copied into a shared allocation, so the buffer serves the next call.
     static ARGS_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The argument map of the last call on this thread that nobody kept,
+    /// with the action it was made for (by address): the same action's
+    /// next call binds the same names, so it rebinds their values without
+    /// allocating the map, its names or its shared box.
+    static SPARE_ARGS: std::cell::Cell<Option<(usize, Arc<Value>)>> = const { std::cell::Cell::new(None) };
+}
+
+/// Keeps `value`, the argument map of a finished call of `action`, for
+/// the thread's next call, if nothing else holds it.
+pub(crate) fn recycle_args(action: &Action, mut value: Arc<Value>) {
+    if Arc::get_mut(&mut value).is_some_and(|v| v.is_object()) {
+        SPARE_ARGS.set(Some((action_tag(action), value)));
+    }
+}
+
+/// An empty argument map for a call of `action`: the thread's spare one
+/// (its names kept when it was `action`'s), else a new one.
+fn args_map(action: &Action) -> Arc<Value> {
+    match SPARE_ARGS.take() {
+        Some((tag, value)) if tag == action_tag(action) => value,
+        Some((_, mut value)) => {
+            if let Some(Value::Object(map)) = Arc::get_mut(&mut value) {
+                map.clear();
+            }
+            value
+        }
+        None => Arc::new(Value::Object(Map::new())),
+    }
+}
+
+fn action_tag(action: &Action) -> usize {
+    std::ptr::from_ref(action).addr()
 }
 
 /// A cheap hash of a name: its length and its first and last bytes (a
@@ -412,7 +455,7 @@ impl Action {
     /// their text back; `#[govern]` binds its arguments this way.
     pub fn args(&self) -> Args {
         Args {
-            value: self.reads_input.then(Map::new),
+            value: self.reads_input.then(|| args_map(self)),
             ..Args::new()
         }
     }
@@ -745,7 +788,7 @@ mod tests {
     #[test]
     fn args_for_an_action_that_reads_them_carry_their_value_too() {
         let keeping = || Args {
-            value: Some(Map::new()),
+            value: Some(Arc::new(Value::Object(Map::new()))),
             ..Args::new()
         };
         let doc = keeping().arg("b", &1).arg("a", "x").into_doc().unwrap();
@@ -761,6 +804,40 @@ mod tests {
         assert!(reading.args().value.is_some());
         let plain = Action::builder("t").build().unwrap();
         assert!(plain.args().value.is_none());
+    }
+
+    #[test]
+    fn a_recycled_map_holds_exactly_the_names_bound_again() {
+        let reading = || {
+            Action::builder("t")
+                .policy(crate::AuditPolicy::new())
+                .build()
+                .unwrap()
+        };
+        let (action, other) = (reading(), reading());
+        let mut first = action.args().arg("a", &1).arg("b", "x").into_doc().unwrap();
+        let kept = first.take_value().unwrap();
+        let at = Arc::as_ptr(&kept);
+        recycle_args(&action, kept);
+        // The same names: the map, its names and its box are reused.
+        let mut same = action.args().arg("a", &2).arg("b", "y").into_doc().unwrap();
+        assert_eq!(**same.value(), json!({"a": 2, "b": "y"}));
+        let kept = same.take_value().unwrap();
+        assert_eq!(Arc::as_ptr(&kept), at);
+        recycle_args(&action, kept);
+        // Fewer names: the one left over is not in the value.
+        let mut fewer = action.args().arg("a", &3).into_doc().unwrap();
+        assert_eq!(**fewer.value(), json!({"a": 3}));
+        recycle_args(&action, fewer.take_value().unwrap());
+        // Another action's call starts from an empty map.
+        let mut theirs = other.args().arg("z", &4).into_doc().unwrap();
+        assert_eq!(**theirs.value(), json!({"z": 4}));
+        // A value someone still holds is not recycled.
+        let held = theirs.take_value().unwrap();
+        recycle_args(&other, Arc::clone(&held));
+        let fresh = other.args().arg("z", &5).into_doc().unwrap();
+        assert_eq!(**fresh.value(), json!({"z": 5}));
+        assert_eq!(*held, json!({"z": 4}));
     }
 
     #[test]

@@ -176,6 +176,19 @@ impl Doc {
         }
     }
 
+    /// A document from its text and the shared value it parses to.
+    pub(crate) fn from_shared(text: Json, value: Arc<Value>) -> Self {
+        Self {
+            text,
+            value: OnceLock::from(value),
+        }
+    }
+
+    /// Takes the parsed value out, if it was made.
+    pub(crate) fn take_value(&mut self) -> Option<Arc<Value>> {
+        self.value.take()
+    }
+
     /// A document from its value.
     pub(crate) fn from_value(value: Value) -> Self {
         Self::from_parts(Json::from(&value), value)

@@ -378,8 +378,12 @@ impl<'a> Run<'a> {
         self.record.execution.id
     }
 
-    /// Leaves this run's step box, emptied, for the thread's next run.
+    /// Leaves this run's step box, emptied, and its argument map for the
+    /// thread's next run.
     fn keep_spare_step(&mut self) {
+        if let Some(value) = self.input.take_value() {
+            crate::action::recycle_args(self.action, value);
+        }
         let Some(mut t) = self.spare.take() else {
             return;
         };
