@@ -10,19 +10,24 @@ use std::sync::OnceLock;
 
 use crate::ids::SHARDS;
 
-/// One lazily made copy of a value per shard of threads.
-pub(crate) struct PerThread<T>([OnceLock<T>; SHARDS]);
+/// One lazily made copy of a value per shard of threads, each on cache
+/// lines of its own: a copy one thread writes (a lock in it) does not
+/// take the line its neighbour reads.
+pub(crate) struct PerThread<T>([Slot<T>; SHARDS]);
+
+#[repr(align(128))]
+struct Slot<T>(OnceLock<T>);
 
 impl<T> PerThread<T> {
     /// No copies yet.
     pub(crate) const fn new() -> Self {
-        Self([const { OnceLock::new() }; SHARDS])
+        Self([const { Slot(OnceLock::new()) }; SHARDS])
     }
 
     /// This thread's copy, made by `make` (on this thread, so in its
     /// memory) the first time.
     pub(crate) fn get(&self, make: impl FnOnce() -> T) -> &T {
-        self.0[crate::ids::current_shard()].get_or_init(make)
+        self.0[crate::ids::current_shard()].0.get_or_init(make)
     }
 }
 
