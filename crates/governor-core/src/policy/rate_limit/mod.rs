@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 mod local;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -177,8 +176,10 @@ pub struct RateLimitPolicy {
     on_error: OnBackendError,
 }
 
-/// One thread's credits, by key.
-type Credits = HashMap<Box<str>, Credit>;
+/// One thread's credits, by key: a short list searched in order (a
+/// thread calls for few keys at a time; hashing a key cost more than the
+/// rest of the check).
+type Credits = Vec<(Box<str>, Credit)>;
 
 /// Cells a thread took ahead for one key, valid in the slot they were
 /// counted in.
@@ -188,9 +189,9 @@ struct Credit {
     left: u32,
 }
 
-/// Keys a thread keeps credits for; past this its credits are dropped
-/// (refused early, never admitted beyond the limit).
-const CREDIT_KEYS: usize = 1_024;
+/// Keys a thread keeps credits for; past this its oldest key's credit is
+/// dropped (refused early, never admitted beyond the limit).
+const CREDIT_KEYS: usize = 16;
 
 impl RateLimitPolicy {
     /// `max_calls` per `window`, one global limit.
@@ -404,8 +405,8 @@ impl RateLimitPolicy {
         let Some(mut credits) = self.credits() else {
             return false;
         };
-        match credits.get_mut(key) {
-            Some(c) if c.slot == slot && c.left > 0 => {
+        match credits.iter_mut().find(|(k, _)| **k == *key) {
+            Some((_, c)) if c.slot == slot && c.left > 0 => {
                 c.left -= 1;
                 true
             }
@@ -417,14 +418,14 @@ impl RateLimitPolicy {
         let Some(mut credits) = self.credits() else {
             return;
         };
-        if let Some(c) = credits.get_mut(key) {
+        if let Some((_, c)) = credits.iter_mut().find(|(k, _)| **k == *key) {
             *c = credit;
             return;
         }
         if credits.len() >= CREDIT_KEYS {
-            credits.clear();
+            credits.remove(0);
         }
-        credits.insert(key.into(), credit);
+        credits.push((key.into(), credit));
     }
 
     /// Gives a cell back to this thread's credit for `key` when it holds
@@ -434,8 +435,8 @@ impl RateLimitPolicy {
         let Some(mut credits) = self.credits() else {
             return false;
         };
-        match credits.get_mut(key) {
-            Some(c) if c.slot == slot => {
+        match credits.iter_mut().find(|(k, _)| **k == *key) {
+            Some((_, c)) if c.slot == slot => {
                 c.left += 1;
                 true
             }
