@@ -140,7 +140,7 @@ impl Args {
         }
         self.text.push(if start == 0 { b'{' } else { b',' });
         let key_at = self.text.len();
-        let written = serde_json::to_writer(&mut self.text, name).and_then(|()| {
+        let written = write_name(&mut self.text, name).and_then(|()| {
             let bit = 1u64 << (name_hash(&self.text[key_at..]) % 64);
             self.rebound |= self.names & bit != 0;
             self.names |= bit;
@@ -236,6 +236,19 @@ impl Args {
             // parsed from the text if anything reads it.
             _ => Doc::from_text(text),
         })
+    }
+}
+
+/// Writes `name` as a JSON string: as it is when nothing in it needs
+/// escaping (a parameter name never does), else through serde_json.
+fn write_name(out: &mut Vec<u8>, name: &str) -> Result<(), serde_json::Error> {
+    if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, name)
     }
 }
 

@@ -33,8 +33,9 @@ pub struct AuditRecord {
     pub execution_id: ExecutionId,
     /// The governed action.
     pub action: Arc<str>,
-    /// The caller's id.
-    pub principal: String,
+    /// The caller's id (shared: a thread's calls by one principal
+    /// share one copy).
+    pub principal: Arc<str>,
     /// The caller's tenant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
@@ -316,7 +317,7 @@ mod tests {
         AuditRecord {
             execution_id: ExecutionId::new(),
             action: "a".into(),
-            principal: format!("p{n}"),
+            principal: format!("p{n}").into(),
             tenant: None,
             status: ExecutionStatus::Completed,
             at: Utc::now(),

@@ -492,7 +492,7 @@ pub(crate) fn decision_audit(
     AuditRecord {
         execution_id: e.id,
         action: Arc::clone(&e.action),
-        principal: e.principal.id.clone(),
+        principal: e.principal.id.as_str().into(),
         tenant: e.principal.tenant.clone(),
         status: to,
         at,

@@ -550,7 +550,7 @@ impl<'a> Run<'a> {
         AuditRecord {
             execution_id: self.record.execution.id,
             action: Arc::clone(&self.record.execution.action),
-            principal: self.record.execution.principal.id.clone(),
+            principal: shared_id(&self.record.execution.principal),
             tenant: self.record.execution.principal.tenant.clone(),
             status,
             at: self.now,
@@ -1464,6 +1464,22 @@ fn redact_doc(redactor: &Redactor, doc: &Doc) -> Json {
     }
 }
 
+thread_local! {
+    /// The id of the principal this thread's last audit record named.
+    static PRINCIPAL_ID: std::cell::Cell<Option<Arc<str>>> = const { std::cell::Cell::new(None) };
+}
+
+/// `principal`'s id, shared with this thread's earlier audit records of
+/// the same principal (a copy per record cost an allocation per call).
+fn shared_id(principal: &Principal) -> Arc<str> {
+    let id = match PRINCIPAL_ID.take() {
+        Some(id) if *id == *principal.id => id,
+        _ => Arc::from(principal.id.as_str()),
+    };
+    PRINCIPAL_ID.set(Some(Arc::clone(&id)));
+    id
+}
+
 fn json_of<T: serde::Serialize>(value: &T) -> Json {
     Json::encode(value).unwrap_or_else(|_| Json::null())
 }
@@ -1630,7 +1646,17 @@ pub(crate) async fn run_resumed(
 
 #[cfg(test)]
 mod tests {
-    use super::push_millis;
+    use super::{push_millis, shared_id};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_principal_id_is_shared_by_repeated_records_and_right_for_each() {
+        let (a, b) = (Principal::new("agent-a"), Principal::new("agent-b"));
+        let first = shared_id(&a);
+        assert!(Arc::ptr_eq(&first, &shared_id(&a)));
+        assert_eq!(&*shared_id(&b), "agent-b");
+        assert_eq!(&*shared_id(&a), "agent-a");
+    }
     use crate::store::EventQuery;
     use crate::*;
 

@@ -364,10 +364,10 @@ impl StoredAudit {
             status: r.status,
             at: r.at,
             action: r.action,
-            principal: if caller.id == r.principal {
+            principal: if caller.id == *r.principal {
                 caller
             } else {
-                Arc::new(Principal::new(r.principal))
+                Arc::new(Principal::new(&*r.principal))
             },
             hash,
             rest: (!plain).then(|| {
@@ -389,7 +389,7 @@ impl StoredAudit {
         AuditRecord {
             execution_id: self.execution_id,
             action: Arc::clone(&self.action),
-            principal: self.principal.id.clone(),
+            principal: self.principal.id.as_str().into(),
             tenant: rest.and_then(|r| r.tenant.clone()),
             status: self.status,
             at: self.at,

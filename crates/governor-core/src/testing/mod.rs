@@ -69,7 +69,7 @@ fn record(e: &Execution, status: ExecutionStatus) -> AuditRecord {
     AuditRecord {
         execution_id: e.id,
         action: Arc::clone(&e.action),
-        principal: e.principal.id.clone(),
+        principal: e.principal.id.as_str().into(),
         tenant: e.principal.tenant.clone(),
         status,
         at: Utc::now(),

@@ -75,7 +75,7 @@ async fn a_plain_call_is_recorded_with_named_arguments_snapshots_events_and_audi
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].record.execution_id, e.id);
     assert_eq!(audit[0].record.status, ExecutionStatus::Completed);
-    assert_eq!(audit[0].record.principal, "agent-1");
+    assert_eq!(&*audit[0].record.principal, "agent-1");
 }
 
 #[tokio::test]

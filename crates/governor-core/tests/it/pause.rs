@@ -60,13 +60,7 @@ async fn only_operators_pause_and_both_pause_and_lift_are_audited() {
     let audit = g.store().audit_entries(0, 100).await.unwrap();
     let ops: Vec<(&str, ExecutionStatus, &str)> = audit
         .iter()
-        .map(|a| {
-            (
-                &*a.record.action,
-                a.record.status,
-                a.record.principal.as_str(),
-            )
-        })
+        .map(|a| (&*a.record.action, a.record.status, &*a.record.principal))
         .collect();
     assert_eq!(
         ops,
