@@ -368,7 +368,11 @@ pub struct EventQuery {
     pub execution_id: Option<ExecutionId>,
     /// Only these kinds (all when empty).
     pub kinds: Vec<EventKind>,
-    /// Cursor: only events newer than this id.
+    /// Cursor: only events newer than this id. Ids order an execution's
+    /// events exactly, and different executions' events by millisecond:
+    /// events written on other threads or instances within the
+    /// millisecond of the cursor may sort before it, so a reader tailing
+    /// the log by cursor reads again from a millisecond before it.
     pub after: Option<uuid::Uuid>,
     /// At most this many (0 means 1,000; capped at 10,000).
     pub limit: usize,
