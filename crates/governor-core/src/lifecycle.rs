@@ -820,7 +820,7 @@ impl<'a> Run<'a> {
         let id = self.id();
         let pending = GovernError::Pending { execution_id: id };
         // Parked: from here on, deciders write this execution's events too.
-        self.stamps.own_after = None;
+        self.stamps = RunStamps::default();
         if wait.is_zero() {
             return Err(pending);
         }
@@ -1357,9 +1357,9 @@ impl Drop for Run<'_> {
 }
 
 /// Gives the events of a write their ids, with one atomic operation for
-/// all of them: in the order queued, after every id handed out before the
-/// write (by this run or anyone deciding on it), so ids sort in the order
-/// the store took the events. The first write uses the stamps reserved
+/// all of them: in the order queued, after every id this execution's
+/// events had (see [`RunStamps`]), so its ids sort in the order the store
+/// took its events. The first write uses the stamps reserved
 /// with the execution id when there are enough of them from this
 /// millisecond.
 fn stamp(stamps: &mut RunStamps, unix_ms: u64, events: &mut [EventRecord]) {
@@ -1646,8 +1646,11 @@ pub(crate) async fn run_resumed(
 
 #[cfg(test)]
 mod tests {
-    use super::{push_millis, shared_id};
     use std::sync::Arc;
+
+    use super::{push_millis, shared_id};
+    use crate::store::EventQuery;
+    use crate::*;
 
     #[test]
     fn a_principal_id_is_shared_by_repeated_records_and_right_for_each() {
@@ -1657,8 +1660,6 @@ mod tests {
         assert_eq!(&*shared_id(&b), "agent-b");
         assert_eq!(&*shared_id(&a), "agent-a");
     }
-    use crate::store::EventQuery;
-    use crate::*;
 
     /// A decision made on another thread whose stamps run ahead of the
     /// caller's (a busy millisecond there) sorts after the parked call's

@@ -189,6 +189,22 @@ struct Credit {
     left: u32,
 }
 
+impl Credit {
+    /// Spends a cell, if one is left from `slot`.
+    fn spend(&mut self, slot: u64) -> bool {
+        let spent = self.slot == slot && self.left > 0;
+        self.left -= u32::from(spent);
+        spent
+    }
+
+    /// Takes a cell back, if the credit is `slot`'s.
+    fn give_back(&mut self, slot: u64) -> bool {
+        let kept = self.slot == slot;
+        self.left += u32::from(kept);
+        kept
+    }
+}
+
 /// Keys a thread keeps credits for; past this its oldest key's credit is
 /// dropped (refused early, never admitted beyond the limit).
 const CREDIT_KEYS: usize = 16;
@@ -347,8 +363,8 @@ impl RateLimitPolicy {
         let key = self.key(ctx);
         let now = self.now();
         let batch = self.batch();
-        let slot = now / self.slot_width();
-        if batch > 1 && self.spend_credit(&key, slot) {
+        let slot = self.slot_of(now);
+        if batch > 1 && self.with_credit(&key, |c| c.spend(slot)) {
             return Decision::Allow;
         }
         let Ok(mut state) = self.state.lock() else {
@@ -390,8 +406,9 @@ impl RateLimitPolicy {
         }
     }
 
-    fn slot_width(&self) -> u64 {
-        local::slot_width(u64::try_from(self.window.as_nanos()).unwrap_or(u64::MAX))
+    /// The slot of the window `now` falls in.
+    fn slot_of(&self, now: u64) -> u64 {
+        now / local::slot_width(u64::try_from(self.window.as_nanos()).unwrap_or(u64::MAX))
     }
 
     /// This thread's credits.
@@ -399,19 +416,15 @@ impl RateLimitPolicy {
         self.credits.get(Mutex::default).lock().ok()
     }
 
-    /// Spends a cell of this thread's credit for `key`, if it has one
-    /// counted in `slot`.
-    fn spend_credit(&self, key: &str, slot: u64) -> bool {
+    /// `f` on this thread's credit for `key`; `false` without one.
+    fn with_credit(&self, key: &str, f: impl FnOnce(&mut Credit) -> bool) -> bool {
         let Some(mut credits) = self.credits() else {
             return false;
         };
-        match credits.iter_mut().find(|(k, _)| **k == *key) {
-            Some((_, c)) if c.slot == slot && c.left > 0 => {
-                c.left -= 1;
-                true
-            }
-            _ => false,
-        }
+        credits
+            .iter_mut()
+            .find(|(k, _)| **k == *key)
+            .is_some_and(|(_, c)| f(c))
     }
 
     fn keep_credit(&self, key: &str, credit: Credit) {
@@ -426,22 +439,6 @@ impl RateLimitPolicy {
             credits.remove(0);
         }
         credits.push((key.into(), credit));
-    }
-
-    /// Gives a cell back to this thread's credit for `key` when it holds
-    /// one of the current slot (the cell was counted there).
-    fn return_credit(&self, key: &str) -> bool {
-        let slot = self.now() / self.slot_width();
-        let Some(mut credits) = self.credits() else {
-            return false;
-        };
-        match credits.iter_mut().find(|(k, _)| **k == *key) {
-            Some((_, c)) if c.slot == slot => {
-                c.left += 1;
-                true
-            }
-            _ => false,
-        }
     }
 
     async fn evaluate_shared(&self, shared: &dyn RateLimitBackend, key: &str) -> Decision {
@@ -504,7 +501,9 @@ impl Policy for RateLimitPolicy {
         if let Some(shared) = &self.shared {
             return self.release_shared(shared, &key);
         }
-        if self.batch() > 1 && self.return_credit(&key) {
+        // A credit of the current slot takes the cell back (it was
+        // counted there).
+        if self.batch() > 1 && self.with_credit(&key, |c| c.give_back(self.slot_of(self.now()))) {
             return;
         }
         if let Ok(mut state) = self.state.lock() {
