@@ -60,10 +60,21 @@ pub struct ApprovalSpec {
     /// Which standing grants an approver may give with a decision.
     #[serde(default)]
     pub grants: GrantRules,
+    /// Whether someone who decided another stage of the same request may
+    /// decide this one too (default no: each stage is a separate pair of
+    /// eyes, even when one person is listed in several, directly or
+    /// through a role).
+    #[serde(default)]
+    pub allow_same_approver_across_stages: bool,
 }
 
 /// Which standing grants ([`Governor::approve_and_grant`]) a decision on a
 /// stage may give.
+///
+/// The defaults are the cautious ones: a grant covers only calls with the
+/// same arguments and lasts at most [`GrantRules::DEFAULT_MAX_WINDOW`]
+/// (24 hours); a policy widens them explicitly. Grants are given only by
+/// the decision that completes a stage of quorum 1.
 ///
 /// [`Governor::approve_and_grant`]: crate::Governor::approve_and_grant
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,10 +83,11 @@ pub struct GrantRules {
     #[serde(default = "yes")]
     pub allowed: bool,
     /// The longest window a grant may cover (`None`: any).
-    #[serde(default, with = "opt_secs")]
+    #[serde(default = "default_max_window", with = "opt_secs")]
     pub max_window: Option<Duration>,
-    /// Whether a grant must be limited to the same arguments.
-    #[serde(default)]
+    /// Whether a grant must be limited to the same arguments (default
+    /// yes).
+    #[serde(default = "yes")]
     pub same_arguments_only: bool,
 }
 
@@ -83,13 +95,20 @@ impl Default for GrantRules {
     fn default() -> Self {
         Self {
             allowed: true,
-            max_window: None,
-            same_arguments_only: false,
+            max_window: default_max_window(),
+            same_arguments_only: true,
         }
     }
 }
 
+fn default_max_window() -> Option<Duration> {
+    Some(GrantRules::DEFAULT_MAX_WINDOW)
+}
+
 impl GrantRules {
+    /// The longest a grant lasts unless the policy says otherwise.
+    pub const DEFAULT_MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
     /// No grants: every call asks.
     pub fn none() -> Self {
         Self {
@@ -142,6 +161,7 @@ impl ApprovalSpec {
             quorum: 1,
             veto: true,
             grants: GrantRules::default(),
+            allow_same_approver_across_stages: false,
         }
     }
 
@@ -165,6 +185,11 @@ pub struct StageDecision {
     pub reason: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
+    /// An approval given for arguments that an approver later edited: it
+    /// is kept for the record but no longer counts, and its approver may
+    /// decide again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
 }
 
 /// One stage of a parked execution's approval request.
@@ -186,18 +211,25 @@ impl ApprovalStage {
         self.approvals() >= self.spec.quorum.max(1) as usize
     }
 
-    /// Distinct approvers who approved (decisions are one per approver).
+    /// Distinct approvers who approved what will run (decisions are one
+    /// per approver; superseded ones do not count).
     pub fn approvals(&self) -> usize {
-        self.decisions.iter().filter(|d| d.approved).count()
+        self.decisions
+            .iter()
+            .filter(|d| d.approved && !d.superseded)
+            .count()
     }
 
-    /// Whether `approver` already decided this stage.
+    /// Whether `approver` already decided this stage (for what will run).
     pub fn has_decided(&self, approver: &str) -> bool {
-        self.decisions.iter().any(|d| d.approver == approver)
+        self.decisions
+            .iter()
+            .any(|d| d.approver == approver && !d.superseded)
     }
 
     /// Whether `who` is one of this stage's approvers: by id, by the
-    /// `email` attribute (case-insensitive), or by `role:<name>`.
+    /// `email` attribute (case-insensitive, only against entries holding
+    /// an `@`), or by `role:<name>`.
     pub fn is_approver(&self, who: &Principal) -> bool {
         let email = who.attributes.get("email").and_then(|v| v.as_str());
         self.spec
@@ -205,7 +237,12 @@ impl ApprovalStage {
             .iter()
             .any(|a| match a.strip_prefix("role:") {
                 Some(role) => who.has_role(role),
-                None => *a == who.id || email.is_some_and(|e| e.eq_ignore_ascii_case(a)),
+                // Only an entry that is an email matches by email: an id
+                // such as `cfo` must not be claimable by an email `cfo`.
+                None => {
+                    *a == who.id
+                        || (a.contains('@') && email.is_some_and(|e| e.eq_ignore_ascii_case(a)))
+                }
             })
     }
 }
@@ -269,6 +306,21 @@ impl ApprovalRequest {
             .iter()
             .enumerate()
             .find(|(_, s)| !s.is_approved())
+    }
+
+    /// Whether `approver` decided a stage of this request other than
+    /// `stage` (superseded decisions included: they were still a look).
+    pub fn decided_other_stage(&self, stage: usize, approver: &str) -> bool {
+        self.stages
+            .iter()
+            .enumerate()
+            .any(|(j, s)| j != stage && s.decisions.iter().any(|d| d.approver == approver))
+    }
+
+    /// The arguments the action will run with: the edits, once an approver
+    /// made some, else `asked` (the execution's inputs).
+    pub fn will_run<'a>(&'a self, asked: &'a Json) -> &'a Json {
+        self.edited_inputs.as_ref().unwrap_or(asked)
     }
 
     /// Every approver named by any stage.
@@ -374,6 +426,14 @@ impl ApprovalPolicy {
     #[must_use]
     pub fn allow_self_approval(mut self, allow: bool) -> Self {
         self.spec.allow_self_approval = allow;
+        self
+    }
+
+    /// Let one person decide several stages of the same request (default
+    /// no).
+    #[must_use]
+    pub fn allow_same_approver_across_stages(mut self, allow: bool) -> Self {
+        self.spec.allow_same_approver_across_stages = allow;
         self
     }
 

@@ -76,6 +76,11 @@ event_kinds! {
     ApprovalRejected => "approval.rejected",
     /// Nobody decided in time.
     ApprovalTimeout => "approval.timeout",
+    /// A decision gave a standing grant (data: the grant); the execution
+    /// is the one whose decision gave it.
+    GrantCreated => "grant.created",
+    /// A standing grant was revoked (data: grant id and who revoked it).
+    GrantRevoked => "grant.revoked",
     /// A policy was evaluated (data: policy, outcome, reason, shadow).
     PolicyEvaluated => "policy.evaluated",
     /// A policy allowed the call.

@@ -97,6 +97,7 @@ fn expiry_transition(e: &Execution, now: DateTime<Utc>) -> Option<(Transition, E
                 approved: true,
                 reason: Some("approved on expiry, as the policy says".to_owned()),
                 at: now,
+                superseded: false,
             });
             let to = if last {
                 ExecutionStatus::Approved

@@ -1023,9 +1023,15 @@ impl<'a> Run<'a> {
             )
             .await
         {
-            Ok(grants) => grants
-                .into_iter()
-                .find(|g| g.covers(policy, self.input.value(), self.now)),
+            Ok(grants) => grants.into_iter().find(|g| {
+                g.covers(
+                    policy,
+                    &self.action.policy_version,
+                    self.record.execution.principal.tenant.as_deref(),
+                    self.input.value(),
+                    self.now,
+                )
+            }),
             Err(e) => {
                 tracing::warn!(execution_id = %self.id(), "could not read standing grants: {e}");
                 None

@@ -16,6 +16,10 @@ STATUS = {"type": "string", "enum": [
     "failed", "denied", "rejected", "expired", "cancelled"]}
 
 
+EXPECTED_DIGEST = {"type": "string", "description": "The `digest` the approver saw; 409 if what would run changed since"}
+SEED_APPROVER = {"type": "string", "description": "The seed's body: must be the token's principal id or email (else 403)"}
+
+
 def ref(name):
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -144,7 +148,12 @@ schemas = {
         "properties": {
             "execution_id": UUID, "action": {"type": "string"}, "status": STATUS,
             "requester": {"type": "string"}, "tenant": {"type": ["string", "null"]},
-            "inputs": ANY, "requested_at": NULLABLE_TIME,
+            "inputs": ANY, "will_run": ANY, "edited": {"type": "boolean"},
+            "changes": {"type": "array", "items": {"type": "object", "required": ["argument"], "properties": {
+                "argument": {"type": "string"}, "asked": ANY, "will_run": ANY}}},
+            "digest": {"type": ["string", "null"]},
+            "success": {"type": "boolean"}, "message": {"type": "string"},
+            "requested_at": NULLABLE_TIME,
             "stage": {"type": ["object", "null"], "properties": {
                 "index": {"type": "integer"}, "of": {"type": "integer"},
                 "policy": {"type": "string"},
@@ -299,17 +308,25 @@ paths = {
             "edits": {"type": "object", "description": "The complete new arguments"},
             "grant": {"type": "object", "additionalProperties": False, "required": ["window_seconds"],
                       "properties": {"window_seconds": {"type": "integer", "minimum": 0},
-                                     "same_arguments": {"type": "boolean"}}}}}),
-        "responses": responses({"200": ok(ref("Approval")), "403": problem("Not an approver, or the requester"),
-                                "404": problem("No such execution"), "409": problem("Not waiting, already decided, or expired"),
+                                     "same_arguments": {"type": "boolean", "default": True}}},
+            "expected_digest": EXPECTED_DIGEST, "approver": SEED_APPROVER,
+            "approved": {"type": "boolean", "description": "The seed's body: true here (false is a 422)"}}}),
+        "responses": responses({"200": ok(ref("Approval")),
+                                "403": problem("Not an approver, the requester, an approver of another stage, or `approver` is not the token's"),
+                                "404": problem("No such execution, or one the caller may not see"),
+                                "409": problem("Not waiting, already decided, expired, or changed since `expected_digest`"),
                                 "415": problem("Body is not JSON"),
                                 "422": problem("Reason required, invalid edits, or a body of the wrong shape")})}},
     "/govern/approvals/{id}/reject": {"post": {
         "operationId": "reject", "summary": "Reject (approvers only); the reason reaches the caller",
         "parameters": [ID],
-        "requestBody": body({"type": "object", "additionalProperties": False, "properties": {"reason": REASON}}),
-        "responses": responses({"200": ok(ref("Approval")), "403": problem("Not an approver, or the requester"),
-                                "404": problem("No such execution"), "409": problem("Not waiting, or already decided"),
+        "requestBody": body({"type": "object", "additionalProperties": False, "properties": {
+            "reason": REASON, "expected_digest": EXPECTED_DIGEST, "approver": SEED_APPROVER,
+            "approved": {"type": "boolean", "description": "The seed's body: false here (true is a 422)"}}}),
+        "responses": responses({"200": ok(ref("Approval")),
+                                "403": problem("Not an approver, an approver of another stage, or `approver` is not the token's"),
+                                "404": problem("No such execution, or one the caller may not see"),
+                                "409": problem("Not waiting, already decided, expired, or changed since `expected_digest`"),
                                 "415": problem("Body is not JSON"),
                                 "422": problem("Reason required, or a body of the wrong shape")})}},
     "/govern/executions": {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Json as Reply;
 use axum::extract::State;
 use chrono::Utc;
-use governor_core::{Execution, ExecutionQuery, ExecutionStatus};
+use governor_core::{Execution, ExecutionQuery, ExecutionStatus, Verdict};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -13,7 +13,7 @@ use crate::auth::Caller;
 use crate::extract::{Body, Id, Params};
 use crate::problem::Problem;
 use crate::state::ApiState;
-use crate::views::{ApprovalView, Page, READ_PERMISSION, can_decide, can_view};
+use crate::views::{ApprovalView, Page, can_decide, can_view};
 
 /// Filters of `GET /govern/approvals/pending`.
 #[derive(Debug, Default, Deserialize)]
@@ -103,6 +103,14 @@ pub(crate) struct ApproveBody {
     edits: Option<Value>,
     /// Also approve the requester's later calls of this action.
     grant: Option<GrantBody>,
+    /// The request's `digest` as the approver saw it: a request that has
+    /// changed since (an edit) answers 409 instead.
+    expected_digest: Option<String>,
+    /// The seed's body: who decides. The identity comes from the token; a
+    /// different name here is a 403.
+    approver: Option<String>,
+    /// The seed's body: `true` on approve (`false` is a 422).
+    approved: Option<bool>,
 }
 
 /// A standing grant made with an approval.
@@ -111,9 +119,63 @@ pub(crate) struct ApproveBody {
 pub(crate) struct GrantBody {
     /// How long the grant lasts.
     window_seconds: u64,
-    /// Only for calls with exactly these arguments.
-    #[serde(default)]
+    /// Only for calls with exactly these arguments (default yes).
+    #[serde(default = "yes")]
     same_arguments: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The seed's `approver` and `approved` fields, checked against the token's
+/// identity and the route.
+fn check_seed_fields(
+    caller: &Caller,
+    approver: Option<&str>,
+    approved: Option<bool>,
+    route_approves: bool,
+) -> Result<(), Problem> {
+    if let Some(named) = approver
+        && named != caller.0.id
+        && caller.0.attributes.get("email").and_then(Value::as_str) != Some(named)
+    {
+        return Err(Problem::forbidden(format!(
+            "the body names approver `{named}`, but the token is `{}`: a decision is made as the token's holder",
+            caller.0.id
+        )));
+    }
+    match approved {
+        Some(approved) if approved != route_approves => Err(Problem::unprocessable(format!(
+            "`approved: {approved}` contradicts this route; {} with /{}",
+            if approved { "approve" } else { "reject" },
+            if approved { "approve" } else { "reject" },
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A decision's answer: the request as it now stands, with the seed's
+/// `success` and `message` fields so that the seed's clients read it.
+#[derive(Debug, serde::Serialize)]
+pub(crate) struct Decided {
+    #[serde(flatten)]
+    view: ApprovalView,
+    success: bool,
+    message: String,
+}
+
+impl Decided {
+    fn new(execution: &Execution, caller: &Caller, verb: &str) -> Self {
+        Self {
+            message: format!(
+                "execution {} {verb}; it is now {}",
+                execution.id, execution.status
+            ),
+            view: ApprovalView::of(execution, caller, true),
+            success: true,
+        }
+    }
 }
 
 pub(crate) async fn approve(
@@ -121,9 +183,12 @@ pub(crate) async fn approve(
     caller: Caller,
     Id(id): Id,
     Body(body): Body<ApproveBody>,
-) -> Result<Reply<ApprovalView>, Problem> {
+) -> Result<Reply<Decided>, Problem> {
+    visible(&state, &caller, id).await?;
+    check_seed_fields(&caller, body.approver.as_deref(), body.approved, true)?;
     let governor = &state.governor;
     let reason = body.reason.as_deref();
+    let seen = body.expected_digest.as_deref();
     let execution = match (body.edits, body.grant) {
         (Some(_), Some(_)) => {
             return Err(Problem::unprocessable(
@@ -132,20 +197,24 @@ pub(crate) async fn approve(
         }
         (Some(edits), None) => {
             governor
-                .approve_with_edits(id, &caller.0, edits, reason)
+                .approve_with_edits(id, &caller.0, edits, reason, seen)
                 .await?
         }
         (None, Some(g)) => {
             let window = Duration::from_secs(g.window_seconds);
             governor
-                .approve_and_grant(id, &caller.0, reason, window, g.same_arguments)
+                .approve_and_grant(id, &caller.0, reason, window, g.same_arguments, seen)
                 .await?
                 .0
         }
-        (None, None) => governor.approve(id, &caller.0, reason).await?,
+        (None, None) => {
+            governor
+                .decide_as_seen(id, &caller.0, Verdict::Approve, reason, seen)
+                .await?
+        }
     };
     state.metrics.count("governor_decisions_total", "approve");
-    Ok(Reply(ApprovalView::of(&execution, &caller, true)))
+    Ok(Reply(Decided::new(&execution, &caller, "approved")))
 }
 
 /// `POST /govern/approvals/{id}/reject`.
@@ -153,6 +222,12 @@ pub(crate) async fn approve(
 #[serde(deny_unknown_fields)]
 pub(crate) struct RejectBody {
     reason: Option<String>,
+    /// As on approve.
+    expected_digest: Option<String>,
+    /// The seed's body, as on approve.
+    approver: Option<String>,
+    /// The seed's body: `false` on reject (`true` is a 422).
+    approved: Option<bool>,
 }
 
 pub(crate) async fn reject(
@@ -160,31 +235,36 @@ pub(crate) async fn reject(
     caller: Caller,
     Id(id): Id,
     Body(body): Body<RejectBody>,
-) -> Result<Reply<ApprovalView>, Problem> {
+) -> Result<Reply<Decided>, Problem> {
+    visible(&state, &caller, id).await?;
+    check_seed_fields(&caller, body.approver.as_deref(), body.approved, false)?;
     let execution = state
         .governor
-        .reject(id, &caller.0, body.reason.as_deref())
+        .decide_as_seen(
+            id,
+            &caller.0,
+            Verdict::Reject,
+            body.reason.as_deref(),
+            body.expected_digest.as_deref(),
+        )
         .await?;
     state.metrics.count("governor_decisions_total", "reject");
-    Ok(Reply(ApprovalView::of(&execution, &caller, true)))
+    Ok(Reply(Decided::new(&execution, &caller, "rejected")))
 }
 
-/// The execution `id` if it exists and `caller` may see it.
+/// The execution `id` if it exists and `caller` may see it. An execution
+/// the caller may not see answers exactly as a missing one does, so that
+/// ids, stages and policies are not revealed to those who may not see
+/// them.
 pub(crate) async fn visible(
     state: &ApiState,
     caller: &Caller,
     id: governor_core::ExecutionId,
 ) -> Result<Execution, Problem> {
-    let execution = state
-        .governor
-        .execution(id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("execution {id} does not exist")))?;
+    let missing = || Problem::not_found(format!("execution {id} does not exist"));
+    let execution = state.governor.execution(id).await?.ok_or_else(missing)?;
     if !can_view(caller, &execution) {
-        return Err(Problem::forbidden(format!(
-            "`{}` may not see execution {id}: it is not theirs, they are not an approver, and they lack `{READ_PERMISSION}`",
-            caller.0.id
-        )));
+        return Err(missing());
     }
     Ok(execution)
 }

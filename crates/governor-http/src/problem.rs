@@ -135,6 +135,10 @@ impl From<ApprovalError> for Problem {
             ApprovalError::NotPending { .. } => (StatusCode::CONFLICT, "not-pending"),
             ApprovalError::AlreadyDecided { .. } => (StatusCode::CONFLICT, "already-decided"),
             ApprovalError::Expired { .. } => (StatusCode::CONFLICT, "expired"),
+            ApprovalError::SameApproverAcrossStages { .. } => {
+                (StatusCode::FORBIDDEN, "same-approver-across-stages")
+            }
+            ApprovalError::Changed { .. } => (StatusCode::CONFLICT, "changed-since-seen"),
             ApprovalError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             ApprovalError::NotEditable { .. } => (StatusCode::CONFLICT, "not-editable"),
             ApprovalError::InvalidEdit { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-edit"),

@@ -41,12 +41,17 @@ pub(crate) fn can_view(caller: &Caller, execution: &Execution) -> bool {
 
 /// Whether `who` could decide the waiting stage of `execution` now.
 pub(crate) fn can_decide(who: &Principal, execution: &Execution) -> bool {
-    let Some((_, stage)) = execution.approval.as_ref().and_then(|a| a.current_stage()) else {
+    let Some(request) = execution.approval.as_ref() else {
+        return false;
+    };
+    let Some((index, stage)) = request.current_stage() else {
         return false;
     };
     execution.status == ExecutionStatus::AwaitingApproval
         && stage.is_approver(who)
         && (stage.spec.allow_self_approval || execution.principal.id != who.id)
+        && (stage.spec.allow_same_approver_across_stages
+            || !request.decided_other_stage(index, &who.id))
         && !stage.has_decided(&who.id)
 }
 
@@ -72,7 +77,19 @@ pub(crate) struct ApprovalView {
     status: ExecutionStatus,
     requester: String,
     tenant: Option<String>,
+    /// The arguments as asked for.
     inputs: Json,
+    /// The arguments the action will run with: `inputs`, or an
+    /// approver's edits.
+    will_run: Json,
+    /// Whether an approver edited the arguments.
+    edited: bool,
+    /// What the edits changed, argument by argument (empty if none).
+    changes: Vec<Change>,
+    /// The digest of what an approval now approves; send it back as
+    /// `expected_digest` so that a decision never applies to arguments
+    /// the approver did not see.
+    digest: Option<String>,
     requested_at: Option<DateTime<Utc>>,
     stage: Option<StageView>,
     can_decide: bool,
@@ -97,12 +114,17 @@ impl ApprovalView {
                 approvals: s.approvals(),
                 require_reason: s.spec.require_reason,
             });
+        let will_run = request.map_or(&execution.inputs, |a| a.will_run(&execution.inputs));
         Self {
             execution_id: execution.id,
             action: execution.action.to_string(),
             status: execution.status,
             requester: execution.principal.id.clone(),
             tenant: execution.principal.tenant.clone(),
+            edited: request.is_some_and(|a| a.edited_inputs.is_some()),
+            changes: Change::between(execution.inputs.value(), will_run.value()),
+            will_run: will_run.clone(),
+            digest: request.and_then(|a| a.digest.clone()),
             inputs: execution.inputs.clone(),
             requested_at: request.map(|a| a.requested_at),
             stage,
@@ -112,5 +134,47 @@ impl ApprovalView {
                 a
             }),
         }
+    }
+}
+
+/// One argument an approver's edit changed.
+#[derive(Debug, Serialize, PartialEq)]
+pub(crate) struct Change {
+    /// The argument's name.
+    argument: String,
+    /// Its value as asked for (absent: it was not given).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    asked: Option<serde_json::Value>,
+    /// Its value as it will run (absent: the edit removed it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    will_run: Option<serde_json::Value>,
+}
+
+impl Change {
+    /// The arguments that differ between `asked` and `will_run`, by name.
+    pub(crate) fn between(asked: serde_json::Value, will_run: serde_json::Value) -> Vec<Self> {
+        let (serde_json::Value::Object(asked), serde_json::Value::Object(mut will_run)) =
+            (asked, will_run)
+        else {
+            return Vec::new();
+        };
+        let mut changes: Vec<Self> = asked
+            .into_iter()
+            .filter_map(|(argument, before)| {
+                let after = will_run.remove(&argument);
+                (after.as_ref() != Some(&before)).then_some(Self {
+                    argument,
+                    asked: Some(before),
+                    will_run: after,
+                })
+            })
+            .collect();
+        changes.extend(will_run.into_iter().map(|(argument, after)| Self {
+            argument,
+            asked: None,
+            will_run: Some(after),
+        }));
+        changes.sort_by(|a, b| a.argument.cmp(&b.argument));
+        changes
     }
 }

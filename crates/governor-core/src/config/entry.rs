@@ -288,7 +288,7 @@ fn stages(
 }
 
 /// The keys of an approval entry (or stage).
-const APPROVAL_KEYS: [&str; 14] = [
+const APPROVAL_KEYS: [&str; 15] = [
     "approvers",
     "timeout_seconds",
     "on_timeout",
@@ -300,6 +300,7 @@ const APPROVAL_KEYS: [&str; 14] = [
     "quorum",
     "veto",
     "allow_self_approval",
+    "allow_same_approver_across_stages",
     "auto_approve_when",
     "stages",
     "grants",
@@ -606,7 +607,8 @@ fn approval(
         .on_expiry(on_expiry)
         .require_reason(p.require_reason.unwrap_or(false))
         .quorum(p.quorum.unwrap_or(1), p.veto.unwrap_or(true))
-        .allow_self_approval(p.allow_self_approval.unwrap_or(false));
+        .allow_self_approval(p.allow_self_approval.unwrap_or(false))
+        .allow_same_approver_across_stages(p.allow_same_approver_across_stages.unwrap_or(false));
     if let Some(source) = &p.auto_approve_when {
         policy = policy.auto_approve_if(scope.condition(
             i,
@@ -707,5 +709,51 @@ mod cedar_tests {
         .unwrap_err();
         assert!(err.message.contains("Cedar"), "{err}");
         assert_eq!(err.line, Some(3));
+    }
+
+    #[tokio::test]
+    async fn cedar_forbid_refuses_an_edit_past_the_cap() {
+        let yaml = "policies:\n  - type: authorization\n    name: Cap\n    cedar: |\n      permit(principal, action, resource) when { principal.roles.contains(\"finance\") };\n      @id(\"cap\")\n      forbid(principal, action, resource) when { context.amount > 10000 };\n  - type: approval\n    name: Cfo\n    approvers: [cfo]\n";
+        let file = PolicyFile::parse(yaml, Format::Yaml).unwrap();
+        let g = crate::Governor::builder().build().unwrap();
+        let action = g
+            .action("transfer")
+            .policies(file.policies_for("transfer"))
+            .resumable(|v: serde_json::Value| async move { Ok::<_, crate::GovernError>(v) })
+            .build()
+            .unwrap();
+        let ann = Principal::new("ann").with_roles(["finance"]);
+        let id = match action
+            .run_as(ann, crate::Args::new().arg("amount", &500), || async {
+                Ok::<_, crate::GovernError>(json!(null))
+            })
+            .await
+        {
+            Err(crate::GovernError::Pending { execution_id }) => execution_id,
+            other => panic!("{other:?}"),
+        };
+        let err = g
+            .approve_with_edits(
+                id,
+                &Principal::new("cfo"),
+                json!({"amount": 50_000}),
+                None,
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, crate::ApprovalError::InvalidEdit { reason, .. } if reason.contains("cap")),
+            "{err}"
+        );
+        g.approve_with_edits(
+            id,
+            &Principal::new("cfo"),
+            json!({"amount": 9_000}),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
     }
 }

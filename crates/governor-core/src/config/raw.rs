@@ -92,6 +92,7 @@ pub(super) struct RawPolicy {
     pub(super) quorum: Option<u32>,
     pub(super) veto: Option<bool>,
     pub(super) allow_self_approval: Option<bool>,
+    pub(super) allow_same_approver_across_stages: Option<bool>,
     pub(super) auto_approve_when: Option<String>,
     pub(super) stages: Option<Vec<RawPolicy>>,
     /// `false`, or `{max_window_seconds, same_arguments_only}`; checked
@@ -104,7 +105,7 @@ impl RawPolicy {
     /// `name`, `actions` and `when`, are not listed), in a fixed order.
     pub(super) fn keys_set(&self) -> Vec<&'static str> {
         let p = self;
-        let present: [(&'static str, bool); 36] = [
+        let present: [(&'static str, bool); 37] = [
             ("grants", p.grants.is_some()),
             ("conditions", p.conditions.is_some()),
             ("cedar", p.cedar.is_some()),
@@ -121,6 +122,10 @@ impl RawPolicy {
             ("quorum", p.quorum.is_some()),
             ("veto", p.veto.is_some()),
             ("allow_self_approval", p.allow_self_approval.is_some()),
+            (
+                "allow_same_approver_across_stages",
+                p.allow_same_approver_across_stages.is_some(),
+            ),
             ("strict", p.strict.is_some()),
             ("input_schema", p.input_schema.is_some()),
             ("output_schema", p.output_schema.is_some()),

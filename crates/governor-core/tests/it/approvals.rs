@@ -426,10 +426,13 @@ async fn expiry_rejects_durably_even_with_nobody_waiting() {
         .await
         .unwrap();
     assert_eq!(timeouts.len(), 1);
-    assert!(matches!(
-        g.approve(id, &cfo(), None).await,
-        Err(ApprovalError::Conflict { .. })
-    ));
+    assert!(
+        matches!(
+            g.approve(id, &cfo(), None).await,
+            Err(ApprovalError::Expired { .. })
+        ),
+        "an expired request says it expired, not that another decision stands"
+    );
 }
 
 #[tokio::test]
@@ -597,6 +600,7 @@ async fn a_standing_grant_lets_repeated_calls_pass_for_its_window() {
             Some("payroll run"),
             Duration::from_secs(3600),
             true,
+            None,
         )
         .await
         .unwrap();
@@ -638,6 +642,7 @@ async fn grants_are_checked_like_approvals() {
             None,
             Duration::from_secs(60),
             false,
+            None,
         )
         .await
         .unwrap_err();

@@ -126,9 +126,15 @@ async fn edits_are_what_is_approved() {
     let runs = Arc::new(AtomicUsize::new(0));
     let id = parked(&refund(&g, &runs, vec![approval(&["cfo"])])).await;
     let before = g.execution(id).await.unwrap().unwrap().approval.unwrap();
-    g.approve_with_edits(id, &Principal::new("cfo"), json!({"amount": 80}), None)
-        .await
-        .unwrap();
+    g.approve_with_edits(
+        id,
+        &Principal::new("cfo"),
+        json!({"amount": 80}),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     let after = g.execution(id).await.unwrap().unwrap().approval.unwrap();
     assert_ne!(after.digest, before.digest, "the digest follows the edits");
     let done = g.resume(id).await.unwrap();

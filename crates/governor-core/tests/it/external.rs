@@ -124,6 +124,7 @@ async fn denied_and_pending_calls_are_not_admitted() {
         &Principal::new("cfo"),
         json!({"amount": 500}),
         Some("cap"),
+        None,
     )
     .await
     .unwrap();

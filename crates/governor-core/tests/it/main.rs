@@ -6,6 +6,7 @@ mod binding;
 mod channels;
 mod config;
 mod external;
+mod integrity;
 mod lifecycle;
 mod memory_store;
 mod pause;

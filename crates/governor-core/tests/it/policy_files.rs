@@ -634,7 +634,7 @@ policies:
     let hour = std::time::Duration::from_secs(3600);
     let id = park("limited").await;
     let too_long = g
-        .approve_and_grant(id, &cfo, None, hour * 2, true)
+        .approve_and_grant(id, &cfo, None, hour * 2, true, None)
         .await
         .unwrap_err();
     assert!(
@@ -642,7 +642,7 @@ policies:
         "{too_long}"
     );
     let any_args = g
-        .approve_and_grant(id, &cfo, None, hour, false)
+        .approve_and_grant(id, &cfo, None, hour, false, None)
         .await
         .unwrap_err();
     assert!(
@@ -650,7 +650,7 @@ policies:
         "{any_args}"
     );
     let (done, grant) = g
-        .approve_and_grant(id, &cfo, None, hour, true)
+        .approve_and_grant(id, &cfo, None, hour, true, None)
         .await
         .unwrap();
     assert_eq!(done.status, ExecutionStatus::Approved);
@@ -658,7 +658,7 @@ policies:
 
     let id = park("strict").await;
     let none = g
-        .approve_and_grant(id, &cfo, None, hour, true)
+        .approve_and_grant(id, &cfo, None, hour, true, None)
         .await
         .unwrap_err();
     assert!(none.to_string().contains("no standing grants"), "{none}");

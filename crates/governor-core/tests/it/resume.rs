@@ -263,13 +263,14 @@ async fn an_approver_can_change_the_arguments_and_the_action_runs_with_them() {
             &cfo(),
             json!({"amount": -1.0, "recipient": "BigCorp"}),
             None,
+            None,
         )
         .await;
     assert!(
         matches!(bad, Err(ApprovalError::InvalidEdit { .. })),
         "{bad:?}"
     );
-    let not_object = g.approve_with_edits(id, &cfo(), json!(5), None).await;
+    let not_object = g.approve_with_edits(id, &cfo(), json!(5), None, None).await;
     assert!(matches!(not_object, Err(ApprovalError::InvalidEdit { .. })));
     assert_eq!(
         g.execution(id).await.unwrap().unwrap().status,
@@ -282,6 +283,7 @@ async fn an_approver_can_change_the_arguments_and_the_action_runs_with_them() {
         &cfo(),
         edits.clone(),
         Some("capped at the monthly limit"),
+        None,
     )
     .await
     .unwrap();
@@ -331,6 +333,7 @@ async fn a_waiting_caller_hands_edited_calls_over_to_resume() {
         &cfo(),
         json!({"amount": 10.0, "recipient": "Acme"}),
         None,
+        None,
     )
     .await
     .unwrap();
@@ -353,7 +356,7 @@ async fn edits_need_a_resumable_action() {
         .unwrap();
     let id = request(&plain).await;
     let err = g
-        .approve_with_edits(id, &cfo(), json!({"amount": 1.0}), None)
+        .approve_with_edits(id, &cfo(), json!({"amount": 1.0}), None, None)
         .await
         .unwrap_err();
     assert!(matches!(err, ApprovalError::NotEditable { .. }), "{err:?}");

@@ -173,8 +173,28 @@ async fn only_approvers_decide_and_the_requester_cannot_approve_itself() {
     let s = Server::start().await;
     let id = s.park(10).await;
     let path = format!("/govern/approvals/{id}/approve");
+    // Someone who may not see the request learns nothing of it: the
+    // answer is the one for an id that does not exist.
     let stranger = s.post(&path, STRANGER, json!({})).await;
-    assert_problem(&stranger, StatusCode::FORBIDDEN, "not-an-approver");
+    assert_problem(&stranger, StatusCode::NOT_FOUND, "not-found");
+    let missing = s
+        .post(
+            "/govern/approvals/01890a5d-ac96-774b-bcce-b302099a8057/approve",
+            STRANGER,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        stranger.1["detail"]
+            .as_str()
+            .unwrap()
+            .replace(&id.to_string(), "ID"),
+        missing.1["detail"]
+            .as_str()
+            .unwrap()
+            .replace("01890a5d-ac96-774b-bcce-b302099a8057", "ID")
+    );
+    // A reader who is no approver sees it, and is told so.
     let auditor = s.post(&path, AUDITOR, json!({})).await;
     assert_problem(&auditor, StatusCode::FORBIDDEN, "not-an-approver");
     let reject = s
@@ -184,7 +204,7 @@ async fn only_approvers_decide_and_the_requester_cannot_approve_itself() {
             json!({"reason": "no"}),
         )
         .await;
-    assert_problem(&reject, StatusCode::FORBIDDEN, "not-an-approver");
+    assert_problem(&reject, StatusCode::NOT_FOUND, "not-found");
 
     // A treasurer who asked for the transfer may not approve it.
     let treasurer = Principal::new("cfo").with_roles(["treasury"]);
@@ -196,7 +216,7 @@ async fn only_approvers_decide_and_the_requester_cannot_approve_itself() {
 
     // Nobody can even look at it without a reason to.
     let look = s.get(&format!("/govern/approvals/{id}"), STRANGER).await;
-    assert_problem(&look, StatusCode::FORBIDDEN, "forbidden");
+    assert_problem(&look, StatusCode::NOT_FOUND, "not-found");
     let stored = s.governor.execution(id).await.unwrap().unwrap();
     assert_eq!(stored.status, ExecutionStatus::AwaitingApproval);
     assert!(stored.approval.unwrap().stages[0].decisions.is_empty());
@@ -274,17 +294,30 @@ async fn edits_and_grants_go_through_the_approval_rules() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    // The agent's next transfer passes without asking.
+    // The agent's next transfer of the same amount passes without asking
+    // (grants cover the same arguments only unless asked otherwise).
     let next = s
+        .transfer
+        .run_as(
+            Principal::new("agent"),
+            Args::new().arg("amount", &50u32),
+            || async { Ok::<_, GovernError>(json!("ran")) },
+        )
+        .await
+        .unwrap();
+    assert_eq!(next, json!("ran"));
+    let other = s
         .transfer
         .run_as(
             Principal::new("agent"),
             Args::new().arg("amount", &60u32),
             || async { Ok::<_, GovernError>(json!("ran")) },
         )
-        .await
-        .unwrap();
-    assert_eq!(next, json!("ran"));
+        .await;
+    assert!(
+        matches!(other, Err(GovernError::Pending { .. })),
+        "{other:?}"
+    );
 }
 
 #[tokio::test]
@@ -389,4 +422,101 @@ async fn sealed_arguments_never_leave_the_server() {
         assert!(!text.contains("sealed_inputs"), "{path}: {text}");
         assert!(!text.contains("DE8937"), "{path}: {text}");
     }
+}
+
+#[tokio::test]
+async fn views_show_what_will_run_and_a_stale_look_is_refused() {
+    let s = Server::start().await;
+    let id = s.park(10).await;
+    let path = format!("/govern/approvals/{id}");
+    let (_, before) = s.get(&path, CFO).await;
+    assert_eq!(before["edited"], false);
+    assert_eq!(before["will_run"], json!({"amount": 10}));
+    let seen = before["digest"].as_str().unwrap().to_owned();
+
+    // The CFO edits; an approval as seen before the edit would approve
+    // what nobody saw.
+    let (status, after) = s
+        .post(
+            &format!("{path}/approve"),
+            CFO,
+            json!({"edits": {"amount": 7}, "expected_digest": seen, "reason": "cap"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    assert_eq!(after["success"], true);
+    assert_eq!(after["inputs"], json!({"amount": 10}), "as asked");
+    assert_eq!(after["will_run"], json!({"amount": 7}));
+    assert_eq!(after["edited"], true);
+    assert_eq!(
+        after["changes"],
+        json!([{"argument": "amount", "asked": 10, "will_run": 7}])
+    );
+    assert_ne!(after["digest"].as_str().unwrap(), seen);
+
+    // A second request: an approver who looked before an edit gets 409.
+    let id = s.park(30).await;
+    let path = format!("/govern/approvals/{id}");
+    let stale = s
+        .post(
+            &format!("{path}/approve"),
+            CFO,
+            json!({"expected_digest": "0000"}),
+        )
+        .await;
+    assert_problem(&stale, StatusCode::CONFLICT, "changed-since-seen");
+    let stale = s
+        .post(
+            &format!("{path}/reject"),
+            CFO,
+            json!({"expected_digest": "0000"}),
+        )
+        .await;
+    assert_problem(&stale, StatusCode::CONFLICT, "changed-since-seen");
+    let stored = s.governor.execution(id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ExecutionStatus::AwaitingApproval);
+}
+
+#[tokio::test]
+async fn the_seeds_decision_bodies_are_accepted() {
+    let s = Server::start().await;
+    let id = s.park(10).await;
+    let path = format!("/govern/approvals/{id}");
+    let impostor = s
+        .post(
+            &format!("{path}/approve"),
+            CFO,
+            json!({"approver": "ceo", "approved": true, "reason": "ok"}),
+        )
+        .await;
+    assert_problem(&impostor, StatusCode::FORBIDDEN, "forbidden");
+    let contradiction = s
+        .post(
+            &format!("{path}/approve"),
+            CFO,
+            json!({"approver": "cfo", "approved": false}),
+        )
+        .await;
+    assert_problem(&contradiction, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    let (status, body) = s
+        .post(
+            &format!("{path}/approve"),
+            CFO,
+            json!({"approver": "cfo@example.com", "approved": true, "reason": "budgeted"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["success"], true);
+    assert_eq!(body["execution_id"], json!(id));
+
+    let id = s.park(11).await;
+    let (status, body) = s
+        .post(
+            &format!("/govern/approvals/{id}/reject"),
+            CFO,
+            json!({"approver": "cfo", "approved": false, "reason": "no"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "rejected");
 }

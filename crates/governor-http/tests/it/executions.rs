@@ -97,7 +97,7 @@ async fn an_execution_shows_its_timeline_to_those_who_may_see_it() {
     let (status, _) = s.get(&format!("/govern/executions/{id}"), AGENT).await;
     assert_eq!(status, StatusCode::OK);
     let stranger = s.get(&format!("/govern/executions/{id}"), STRANGER).await;
-    assert_problem(&stranger, StatusCode::FORBIDDEN, "forbidden");
+    assert_problem(&stranger, StatusCode::NOT_FOUND, "not-found");
     let missing = s
         .get(
             "/govern/executions/01890a5d-ac96-774b-bcce-b302099a8057",

@@ -16,6 +16,12 @@ use crate::json::Json;
 use crate::principal::Principal;
 use crate::store::Transition;
 
+mod edits;
+mod granting;
+
+use edits::apply_edits;
+use granting::{Granting, check_grant, grant_announcement};
+
 /// What an approver decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -109,13 +115,39 @@ pub enum ApprovalError {
         /// The policy.
         policy: String,
     },
+    /// The approver decided another stage of the same request, and the
+    /// policy does not allow one person to pass several stages.
+    #[error(
+        "`{approver}` already decided another stage of execution {execution_id}; stage {stage} needs someone else"
+    )]
+    SameApproverAcrossStages {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// The approver.
+        approver: String,
+        /// The stage (from 1) they tried to decide.
+        stage: usize,
+    },
+    /// What the approver saw (`expected_digest`) is no longer what would
+    /// run: an edit or a policy change came in between.
+    #[error(
+        "execution {execution_id} changed since it was shown: it now has digest {current}, not {expected}; look again before deciding"
+    )]
+    Changed {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// The digest the approver saw.
+        expected: String,
+        /// The digest of what would run now (empty if none).
+        current: String,
+    },
     /// The stage expired before the decision.
     #[error("the approval request for execution {execution_id} expired")]
     Expired {
         /// The execution.
         execution_id: ExecutionId,
     },
-    /// Someone else decided first (or the request expired meanwhile).
+    /// Someone else decided first.
     #[error("execution {execution_id} was already decided; the other decision stands")]
     Conflict {
         /// The execution.
@@ -124,6 +156,34 @@ pub enum ApprovalError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// One decision as asked for, before it is checked.
+struct Ask<'a> {
+    verdict: Verdict,
+    reason: Option<&'a str>,
+    /// The complete new arguments (approve with edits).
+    edits: Option<Json>,
+    /// Stages the edits newly need (an approval policy that did not ask
+    /// for the original arguments asks for the edited ones).
+    new_stages: Vec<crate::approval::ApprovalSpec>,
+    /// The digest of what the approver saw.
+    expected_digest: Option<&'a str>,
+    /// A standing grant given with the approval.
+    grant: Option<Granting<'a>>,
+}
+
+impl<'a> Ask<'a> {
+    fn new(verdict: Verdict, reason: Option<&'a str>, expected_digest: Option<&'a str>) -> Self {
+        Self {
+            verdict,
+            reason,
+            edits: None,
+            new_stages: Vec::new(),
+            expected_digest,
+            grant: None,
+        }
+    }
 }
 
 impl Governor {
@@ -151,11 +211,13 @@ impl Governor {
     ///
     /// `approver` must be an authenticated principal listed by the stage
     /// (id, email attribute, or `role:<name>`); the requester may not
-    /// approve their own request unless the policy allows it; a policy with
-    /// `require_reason` needs one. The first decision wins: a concurrent
-    /// second one gets [`ApprovalError::Conflict`]. Approving the last stage
-    /// makes the execution `Approved`; rejecting any stage makes it
-    /// `Rejected`. Returns the execution as stored after the decision.
+    /// approve their own request unless the policy allows it; someone who
+    /// decided another stage of the request may not decide this one unless
+    /// the policy allows it; a policy with `require_reason` needs one. The
+    /// first decision wins: a concurrent second one gets
+    /// [`ApprovalError::Conflict`]. Approving the last stage makes the
+    /// execution `Approved`; rejecting any stage makes it `Rejected`.
+    /// Returns the execution as stored after the decision.
     pub async fn decide(
         &self,
         id: ExecutionId,
@@ -163,91 +225,51 @@ impl Governor {
         verdict: Verdict,
         reason: Option<&str>,
     ) -> Result<Execution, ApprovalError> {
-        let store = self.store();
-        let Some(execution) = store.execution(id).await? else {
-            return Err(ApprovalError::NotFound { execution_id: id });
-        };
-        self.record_decision(execution, approver, verdict, reason, None)
+        self.decide_as_seen(id, approver, verdict, reason, None)
             .await
     }
 
-    /// Approves with changed arguments (`edits`: the complete new arguments,
-    /// an object bound by parameter name). The edits must pass the
-    /// action's validation policies again; the action then runs with them
-    /// when resumed, while the execution's `inputs` keep what was asked for
-    /// and the audit record of the decision keeps the edits. The action
-    /// must be registered as resumable here; a caller that was still
-    /// waiting gets `Pending` and the execution continues through resume.
-    pub async fn approve_with_edits(
+    /// [`decide`](Self::decide), only if what would run still has
+    /// `expected_digest` (the request's [`digest`] when the approver looked
+    /// at it); otherwise [`ApprovalError::Changed`]. Consoles and clients
+    /// send the digest they showed, so that a decision never applies to
+    /// arguments its approver did not see.
+    ///
+    /// [`digest`]: crate::ApprovalRequest::digest
+    pub async fn decide_as_seen(
         &self,
         id: ExecutionId,
         approver: &Principal,
-        edits: serde_json::Value,
+        verdict: Verdict,
         reason: Option<&str>,
+        expected_digest: Option<&str>,
     ) -> Result<Execution, ApprovalError> {
-        let Some(execution) = self.store().execution(id).await? else {
-            return Err(ApprovalError::NotFound { execution_id: id });
-        };
-        let not_editable = |reason: &str| ApprovalError::NotEditable {
-            execution_id: id,
-            reason: reason.to_owned(),
-        };
-        let action = self
-            .registered(&execution.action)
-            .ok_or_else(|| not_editable("its action is not registered as resumable here"))?;
-        if !edits.is_object() {
-            return Err(ApprovalError::InvalidEdit {
-                execution_id: id,
-                reason: "edits must be an object of named arguments".into(),
-            });
-        }
-        let mut redactor = action.redactor.clone();
-        redactor.extend(self.redactor().fields());
-        if execution.inputs.as_str().contains(crate::redact::REDACTED)
-            || redactor.redact(&edits) != edits
-        {
-            return Err(not_editable(
-                "its arguments contain sensitive fields, which are never stored in clear",
-            ));
-        }
-        for policy in action
-            .policies
-            .iter()
-            .filter(|p| p.kind() == crate::policy::PolicyKind::Validation)
-        {
-            let ctx = crate::policy::PolicyContext {
-                execution_id: id,
-                action: &execution.action,
-                phase: crate::policy::PolicyPhase::PreExecution,
-                input: &edits,
-                output: None,
-                principal: &execution.principal,
-            };
-            if let crate::policy::Decision::Deny(d) = policy.evaluate(&ctx).await {
-                return Err(ApprovalError::InvalidEdit {
-                    execution_id: id,
-                    reason: d.reason,
-                });
-            }
-        }
-        let edits = Json::from(&edits);
-        self.record_decision(execution, approver, Verdict::Approve, reason, Some(edits))
-            .await
+        let execution = self.pending_execution(id).await?;
+        self.record_decision(
+            execution,
+            approver,
+            Ask::new(verdict, reason, expected_digest),
+        )
+        .await
+    }
+
+    async fn pending_execution(&self, id: ExecutionId) -> Result<Execution, ApprovalError> {
+        self.store()
+            .execution(id)
+            .await?
+            .ok_or(ApprovalError::NotFound { execution_id: id })
     }
 
     async fn record_decision(
         &self,
         execution: Execution,
         approver: &Principal,
-        verdict: Verdict,
-        reason: Option<&str>,
-        edits: Option<Json>,
+        ask: Ask<'_>,
     ) -> Result<Execution, ApprovalError> {
         let store = self.store();
         let id = execution.id;
         let mut updated = execution;
-        let (mut transition, event) =
-            decision_transition(&mut updated, approver, verdict, reason, edits)?;
+        let (mut transition, events) = decision_transition(&mut updated, approver, ask)?;
         crate::store::transition(&**store, &mut transition)
             .await
             .map_err(|e| match e.kind() {
@@ -258,7 +280,9 @@ impl Governor {
         let approval = transition.approval.take();
         transition.apply_to(&mut updated);
         updated.approval = approval;
-        self.events().emit(event);
+        for event in events {
+            self.events().emit(event);
+        }
         Ok(updated)
     }
 }
@@ -268,10 +292,8 @@ impl Governor {
 fn decision_transition(
     e: &mut Execution,
     approver: &Principal,
-    verdict: Verdict,
-    reason: Option<&str>,
-    edits: Option<Json>,
-) -> Result<(Transition, Event), ApprovalError> {
+    ask: Ask<'_>,
+) -> Result<(Transition, Vec<Event>), ApprovalError> {
     let id = e.id;
     let Some(mut updated) = e.approval.take() else {
         return Err(ApprovalError::NotPending {
@@ -279,79 +301,48 @@ fn decision_transition(
             status: e.status,
         });
     };
-    if e.status != ExecutionStatus::AwaitingApproval {
-        // It was waiting, and a decision (or expiry) got there first.
-        return Err(ApprovalError::Conflict { execution_id: id });
-    }
-    let Some((index, stage)) = updated.current_stage() else {
-        return Err(ApprovalError::NotPending {
-            execution_id: id,
-            status: e.status,
-        });
-    };
-    let now = Utc::now();
-    let policy = stage.spec.policy.clone();
-    if stage.expires_at.is_some_and(|t| t <= now) {
+    if e.status == ExecutionStatus::Expired {
         return Err(ApprovalError::Expired { execution_id: id });
     }
-    if !stage.is_approver(approver) || approver.is_anonymous() {
-        return Err(ApprovalError::NotAnApprover {
-            execution_id: id,
-            approver: approver.id.clone(),
-            stage: index + 1,
-            policy,
-        });
+    if e.status != ExecutionStatus::AwaitingApproval {
+        // It was waiting, and a decision got there first.
+        return Err(ApprovalError::Conflict { execution_id: id });
     }
-    if approver.id == e.principal.id
-        && verdict == Verdict::Approve
-        && !stage.spec.allow_self_approval
-    {
-        return Err(ApprovalError::SelfApproval {
-            execution_id: id,
-            approver: approver.id.clone(),
-        });
+    let now = Utc::now();
+    let (index, policy) = check_approver(e, &updated, approver, &ask, now)?;
+    if let Some(granting) = &ask.grant {
+        check_grant(id, &updated.stages[index], granting)?;
     }
-    let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-    if stage.spec.require_reason && reason.is_none() {
-        return Err(ApprovalError::ReasonRequired {
-            execution_id: id,
-            policy,
-        });
-    }
-
-    if stage.has_decided(&approver.id) {
-        return Err(ApprovalError::AlreadyDecided {
-            execution_id: id,
-            approver: approver.id.clone(),
-            stage: index + 1,
-        });
-    }
+    let reason = ask.reason.map(str::trim).filter(|r| !r.is_empty());
+    let Ask {
+        verdict,
+        edits,
+        new_stages,
+        grant,
+        ..
+    } = ask;
     let approved = verdict == Verdict::Approve;
+    if let Some(edits) = &edits {
+        apply_edits(&mut updated, e, index, edits, new_stages, now);
+    }
     updated.stages[index].decisions.push(StageDecision {
         approver: approver.id.clone(),
         approved,
         reason: reason.map(str::to_owned),
         at: now,
+        superseded: false,
     });
     let decided = &updated.stages[index];
-    let last = index + 1 == updated.stages.len();
     let to = if !approved && decided.spec.veto {
         ExecutionStatus::Rejected
-    } else if decided.is_approved() && last {
+    } else if updated.current_stage().is_none() {
         ExecutionStatus::Approved
     } else {
-        // More approvals needed on this stage, or the next stage is up.
+        // More approvals needed on this stage, or another stage is up.
         ExecutionStatus::AwaitingApproval
     };
     let mut t = Transition::at(now, id, ExecutionStatus::AwaitingApproval, to);
     t.expect_version = Some(e.version);
-    if let Some(edits) = &edits {
-        updated.edited_inputs = Some(edits.clone());
-        // What is approved now is the edited call.
-        if let Some(version) = updated.policy_version.clone() {
-            updated.bind(e, edits, &version);
-        }
-    }
     let approved_digest = updated.digest.clone().filter(|_| approved);
     t.approval = Some(updated);
     let outcome = if approved { "approved" } else { "rejected" };
@@ -387,63 +378,88 @@ fn decision_transition(
     // execution's first record, the edits on this one.
     let mut record = decision_audit(e, &policy, outcome, by, to, now, t.failure.as_ref(), edits);
     record.approved_digest = approved_digest;
+    let mut events = vec![event];
+    if let Some(Granting { grant, .. }) = grant {
+        let (decision, event) = grant_announcement(e, grant, now);
+        let mut decisions = record.decisions.to_vec();
+        decisions.push(decision);
+        record.decisions = decisions.into();
+        events.push(event);
+    }
     t.audit = Some(record);
-    t.events.push(EventRecord::from(&event));
-    Ok((t, event))
+    t.events.extend(events.iter().map(EventRecord::from));
+    Ok((t, events))
 }
 
-impl Governor {
-    /// Approves the waiting stage of `id` and grants the same for `window`:
-    /// the requester's later calls of this action pass this stage's policy
-    /// without asking (only with identical arguments if `same_arguments`).
-    /// The approver is checked exactly as for [`approve`](Self::approve).
-    pub async fn approve_and_grant(
-        &self,
-        id: ExecutionId,
-        approver: &Principal,
-        reason: Option<&str>,
-        window: std::time::Duration,
-        same_arguments: bool,
-    ) -> Result<(Execution, crate::grant::Grant), ApprovalError> {
-        let Some(execution) = self.store().execution(id).await? else {
-            return Err(ApprovalError::NotFound { execution_id: id });
-        };
-        let (policy, rules) = execution
-            .approval
-            .as_ref()
-            .and_then(|a| a.current_stage())
-            .map(|(_, s)| (s.spec.policy.clone(), s.spec.grants.clone()))
-            .ok_or(ApprovalError::NotPending {
-                execution_id: id,
-                status: execution.status,
-            })?;
-        if let Some(reason) = rules.refusal(window, same_arguments) {
-            return Err(ApprovalError::GrantRefused {
-                execution_id: id,
-                reason,
-            });
-        }
-        let now = Utc::now();
-        let grant = crate::grant::Grant {
-            id: uuid::Uuid::now_v7(),
-            action: execution.action.to_string(),
-            policy,
-            principal: execution.principal.id.clone(),
-            arguments: same_arguments.then(|| execution.inputs.clone()),
-            until: chrono::Duration::from_std(window)
-                .ok()
-                .and_then(|w| now.checked_add_signed(w))
-                .unwrap_or(now),
-            granted_by: approver.id.clone(),
-            reason: reason.map(str::to_owned),
-            created_at: now,
-        };
-        let decided = self
-            .record_decision(execution, approver, Verdict::Approve, reason, None)
-            .await?;
-        self.store().put_grant(&grant).await?;
-        Ok((decided, grant))
+/// Whether `approver` may make the decision `ask` on the waiting stage of
+/// `request` (of `e`) at `now`. Returns that stage's index and policy.
+fn check_approver(
+    e: &Execution,
+    request: &crate::approval::ApprovalRequest,
+    approver: &Principal,
+    ask: &Ask<'_>,
+    now: DateTime<Utc>,
+) -> Result<(usize, String), ApprovalError> {
+    let id = e.id;
+    let Some((index, stage)) = request.current_stage() else {
+        return Err(ApprovalError::NotPending {
+            execution_id: id,
+            status: e.status,
+        });
+    };
+    let policy = stage.spec.policy.clone();
+    if stage.expires_at.is_some_and(|t| t <= now) {
+        return Err(ApprovalError::Expired { execution_id: id });
     }
+    if !stage.is_approver(approver) || approver.is_anonymous() {
+        return Err(ApprovalError::NotAnApprover {
+            execution_id: id,
+            approver: approver.id.clone(),
+            stage: index + 1,
+            policy,
+        });
+    }
+    if let Some(expected) = ask.expected_digest
+        && request.digest.as_deref() != Some(expected)
+    {
+        return Err(ApprovalError::Changed {
+            execution_id: id,
+            expected: expected.to_owned(),
+            current: request.digest.clone().unwrap_or_default(),
+        });
+    }
+    if approver.id == e.principal.id
+        && ask.verdict == Verdict::Approve
+        && !stage.spec.allow_self_approval
+    {
+        return Err(ApprovalError::SelfApproval {
+            execution_id: id,
+            approver: approver.id.clone(),
+        });
+    }
+    if !stage.spec.allow_same_approver_across_stages
+        && request.decided_other_stage(index, &approver.id)
+    {
+        return Err(ApprovalError::SameApproverAcrossStages {
+            execution_id: id,
+            approver: approver.id.clone(),
+            stage: index + 1,
+        });
+    }
+    if stage.spec.require_reason && ask.reason.map(str::trim).is_none_or(str::is_empty) {
+        return Err(ApprovalError::ReasonRequired {
+            execution_id: id,
+            policy,
+        });
+    }
+    if stage.has_decided(&approver.id) {
+        return Err(ApprovalError::AlreadyDecided {
+            execution_id: id,
+            approver: approver.id.clone(),
+            stage: index + 1,
+        });
+    }
+    Ok((index, policy))
 }
 
 /// The event announcing a decision (human or `on_expiry`) on `e`.
