@@ -8,8 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build -q --release -p governor-cli
-governor=target/release/governor
+governor=$(bash scripts/governor-bin.sh release)
 work=$(mktemp -d)
 token=bench-token
 hash=$(echo "$token" | "$governor" token hash)

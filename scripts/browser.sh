@@ -20,8 +20,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 (cd crates/governor-http/tests/browser && npm ci --no-audit --no-fund --silent)
-cargo build -q -p governor-cli
+governor=$(bash scripts/governor-bin.sh)
 cd crates/governor-http/tests/browser
-GOVERNOR_BIN=target/debug/governor DASHBOARD_SCALE="${DASHBOARD_SCALE:-10000}" \
+GOVERNOR_BIN="$governor" DASHBOARD_SCALE="${DASHBOARD_SCALE:-10000}" \
     node --test --test-concurrency=1 dashboard.test.mjs 2>&1 | grep -v 'unexpected operator'
 exit "${PIPESTATUS[0]}"

@@ -21,12 +21,14 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/policy_yaml" "$work/policy_json" "$work/cel_condition"
+# The original's policy files, from its sdist on PyPI.
+seed=$(bash scripts/seed-policies.sh)
 n=0
-for f in ../shared/reference/policies/*.yaml policies/*.yaml crates/agent-governor/examples/criteria/*.yaml; do
+for f in "$seed"/*.yaml policies/*.yaml crates/agent-governor/examples/criteria/*.yaml; do
     cp "$f" "$work/policy_yaml/seed$n.yaml"
     n=$((n + 1))
 done
-cp ../shared/reference/policies/*.json "$work/policy_json/"
+cp "$seed"/*.json "$work/policy_json/"
 i=0
 for expr in "input.amount > 10000" "'finance' in principal.roles && env.name == 'production'" \
     "principal.roles.exists(r, r.startsWith('fin'))" "now.getHours('Europe/Berlin') < 18" \

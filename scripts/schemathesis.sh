@@ -13,8 +13,7 @@ if [ ! -x "$venv/bin/st" ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis>=4.3,<5"
 fi
 
-cargo build -q -p governor-cli
-governor=target/debug/governor
+governor=$(bash scripts/governor-bin.sh)
 hash=$(echo "schemathesis-token" | "$governor" token hash)
 cat > "$work/refund.yaml" <<'YAML'
 policies:

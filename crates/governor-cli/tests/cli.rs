@@ -18,12 +18,21 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The original's own policy file `name`, taken unchanged from its sdist
+/// on PyPI by `scripts/seed-policies.sh` (fetched once, then cached).
 fn seed(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference/policies")
-        .join(name)
-        .display()
-        .to_string()
+    static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/seed-policies.sh");
+        let out = Command::new("bash").arg(script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    });
+    format!("{dir}/{name}")
 }
 
 #[test]
@@ -109,6 +118,7 @@ fn policy_check_accepts_the_seed_files_and_rejects_mistakes_with_positions() {
         "governance.json",
         "production.yaml",
         "development.yaml",
+        "financial-services.yaml",
     ]
     .iter()
     .map(|f| seed(f))

@@ -153,7 +153,14 @@ function connect() {
     return poll();
   }
   state.socket = socket;
-  socket.onopen = () => ($("live").hidden = false);
+  socket.onopen = () => {
+    $("live").hidden = false;
+    // Subscribed first, then read: a request made before the subscription
+    // is in the list, one made after it is heard live (also after a
+    // reconnect, which would otherwise lose what happened while away).
+    if (state.view === "pending") loadPending(true);
+    else if (state.view === "flows") scheduleFlows();
+  };
   socket.onmessage = (m) => onEvent(JSON.parse(m.data));
   socket.onclose = () => {
     $("live").hidden = true;
@@ -184,19 +191,34 @@ async function onEvent(e) {
   if (state.selected === id) showDetail(id);
 }
 
+/** The latest read of each request, so that an older answer that arrives
+ * last (reads may travel on different connections) is ignored. */
+const reads = new Map();
+
 /** Re-reads one request: it may have appeared, moved on a stage, or ended. */
 async function refreshOne(id) {
+  const read = (reads.get(id) || 0) + 1;
+  reads.set(id, read);
+  const loadAtStart = state.loads;
   try {
     const view = await api(`/govern/approvals/${id}`);
+    if (reads.get(id) !== read) return; // a newer read is on its way
     const keep = view.status === "awaiting_approval" && matchesFilters(view);
     if (keep) state.pending.set(id, view);
     else state.pending.delete(id);
-    state.arrived.set(id, keep ? view : null);
+    // Only a read made during the current load is newer than its list.
+    if (loadAtStart === state.loads) state.arrived.set(id, keep ? view : null);
   } catch (e) {
+    if (reads.get(id) !== read) return;
     if (e.status === 404 || e.status === 403) {
       state.pending.delete(id);
-      state.arrived.set(id, null);
+      if (loadAtStart === state.loads) state.arrived.set(id, null);
+    } else {
+      // The row's state is unknown: read the whole queue again.
+      return loadPending(true);
     }
+  } finally {
+    if (reads.get(id) === read) reads.delete(id);
   }
   renderPending();
 }
@@ -281,7 +303,8 @@ function pendingRow(v) {
     checkbox,
     el("span", { class: "action" }, v.action),
     el("span", { class: "muted" }, `by ${v.requester}`),
-    el("span", { class: "summary" }, summary(v.inputs)),
+    el("span", { class: "summary" }, summary(v.will_run || v.inputs)),
+    v.edited ? el("span", { class: "edited", title: "an approver changed the arguments" }, "edited") : null,
     el("span", { class: "muted" }, v.requested_at ? ago(v.requested_at) : ""),
     stage ? el("span", { class: "stage" }, `stage ${stage.index + 1}/${stage.of} · ${stage.approvals}/${stage.quorum}`) : null,
     el("span", { class: "expiry", dataset: { expires: stage && stage.expires_at ? stage.expires_at : "" } }, countdown(stage && stage.expires_at)),
@@ -319,8 +342,12 @@ function tickCountdowns() {
 
 async function decide(id, verdict, extra = {}) {
   const out = $("decision-error");
+  // What the approver saw: a request edited since answers 409 instead of
+  // applying this decision to arguments nobody showed them.
+  const seen = state.pending.get(id)?.digest;
+  const body = seen && !("expected_digest" in extra) ? { ...extra, expected_digest: seen } : extra;
   try {
-    await api(`/govern/approvals/${id}/${verdict}`, { method: "POST", body: extra });
+    await api(`/govern/approvals/${id}/${verdict}`, { method: "POST", body });
     state.checked.delete(id);
     await refreshOne(id);
     if (state.selected === id) showDetail(id);
@@ -437,9 +464,11 @@ async function showDetail(id, focusReject = false) {
       ` — ${s.spec.approvers.join(", ")}`,
       s.spec.quorum > 1 ? ` (quorum ${s.spec.quorum})` : "",
       el("ul", {}, (s.decisions || []).map((d) =>
-        el("li", {}, `${d.approved ? "approved" : "rejected"} by ${d.approver} ${local(d.at)}${d.reason ? `: ${d.reason}` : ""}`)))));
+        el("li", { class: d.superseded ? "superseded" : "" },
+          `${d.approved ? "approved" : "rejected"} by ${d.approver} ${local(d.at)}${d.reason ? `: ${d.reason}` : ""}`,
+          d.superseded ? " (for arguments since edited: asked again)" : "")))));
   const reason = el("textarea", { id: "reason", rows: 2, placeholder: view.stage && view.stage.require_reason ? "reason (required)" : "reason" });
-  const edits = el("textarea", { id: "edits", rows: 6, spellcheck: "false", "aria-label": "edited arguments (JSON)" }, pretty(view.inputs));
+  const edits = el("textarea", { id: "edits", rows: 6, spellcheck: "false", "aria-label": "edited arguments (JSON)" }, pretty(view.will_run || view.inputs));
   const grant = el("select", { id: "grant", "aria-label": "standing grant" },
     el("option", { value: "" }, "no standing grant"),
     el("option", { value: "3600" }, "grant for 1 hour"),
@@ -448,6 +477,7 @@ async function showDetail(id, focusReject = false) {
   const body = () => {
     const b = {};
     if (reason.value.trim()) b.reason = reason.value.trim();
+    if (view.digest) b.expected_digest = view.digest;
     return b;
   };
   const approveBody = () => {
@@ -476,8 +506,20 @@ async function showDetail(id, focusReject = false) {
     field("requested", local(view.requested_at)),
     view.stage ? field("asked by", `${view.stage.policy}: ${view.stage.reason}`) : null,
     view.stage ? field("expiry", el("span", { dataset: { expires: view.stage.expires_at || "" } }, countdown(view.stage.expires_at))) : null,
-    el("h3", {}, "Arguments (sensitive fields redacted)"),
-    el("pre", { class: "json" }, pretty(view.inputs)),
+    view.edited
+      ? el("h3", {}, "Arguments that will run ", el("span", { class: "edited" }, "edited"), " (sensitive fields redacted)")
+      : el("h3", {}, "Arguments (sensitive fields redacted)"),
+    el("pre", { class: "json", id: "will-run" }, pretty(view.will_run || view.inputs)),
+    view.edited ? el("h3", {}, "Changed from the request") : null,
+    view.edited
+      ? el("table", { class: "changes", id: "changes" },
+          el("tr", {}, el("th", {}, "argument"), el("th", {}, "asked"), el("th", {}, "will run")),
+          (view.changes || []).map((c) =>
+            el("tr", {},
+              el("td", {}, c.argument),
+              el("td", { class: "before" }, "asked" in c ? JSON.stringify(c.asked) : "(not given)"),
+              el("td", { class: "after" }, "will_run" in c ? JSON.stringify(c.will_run) : "(removed)"))))
+      : null,
     el("h3", {}, "Stages"),
     el("ol", { class: "stages" }, stages),
     decision,

@@ -4,10 +4,25 @@ use governor_core::config::Format;
 use governor_core::*;
 use serde_json::json;
 
+/// The original's own policy file `name`, taken unchanged from its sdist
+/// on PyPI by `scripts/seed-policies.sh` (fetched once, then cached).
 fn seed(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/reference/policies")
-        .join(name)
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/seed-policies.sh");
+        let out = std::process::Command::new("bash")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+    .join(name)
 }
 
 fn finance_admin() -> Principal {

@@ -85,6 +85,9 @@ async function signIn(page, token) {
   await page.fill("#token", token);
   await page.click("#sign-in-form button");
   await page.waitForSelector("#nav:not([hidden])");
+  // Requests a test makes from here on are heard live: the page has
+  // subscribed (every token signed in here may read the stream).
+  await page.waitForSelector("#live:not([hidden])");
 }
 
 before(async () => {
@@ -264,6 +267,40 @@ test("edited arguments are checked against the action's schema before they are s
   assert.equal(started.status, 200, JSON.stringify(started.body));
   assert.equal(started.body.arguments.amount, 25000, "the agent runs the approver's edit");
   await page.context().close();
+});
+
+test("a later approver sees what will run, marked edited, with what changed", async () => {
+  const asked = await call(TOKENS.agent, "POST", "/govern/executions", { action: "deploy", arguments: { version: "1.0", region: "eu" } });
+  assert.equal(asked.status, 202, JSON.stringify(asked.body));
+  const id = asked.body.execution_id;
+  const cfo = await newPage();
+  await signIn(cfo, TOKENS.cfo);
+  await cfo.waitForSelector(`#pending-list [data-id="${id}"]`);
+  await cfo.click(`#pending-list [data-id="${id}"] .action`);
+  await cfo.click("#detail details summary");
+  await cfo.fill("#edits", JSON.stringify({ version: "2.0", region: "eu" }));
+  await cfo.click("#approve-edits");
+  await cfo.waitForSelector(`#pending-list [data-id="${id}"] .edited`);
+  await cfo.context().close();
+
+  const exec = await newPage();
+  await signIn(exec, TOKENS.exec);
+  await exec.waitForSelector(`#pending-list [data-id="${id}"] .edited`);
+  assert.match(await exec.textContent(`#pending-list [data-id="${id}"] .summary`), /version=2\.0/);
+  await exec.click(`#pending-list [data-id="${id}"] .action`);
+  await exec.waitForSelector("#changes");
+  const changes = await exec.textContent("#changes");
+  assert.match(changes, /version/);
+  assert.match(changes, /"1\.0"/);
+  assert.match(changes, /"2\.0"/);
+  assert.doesNotMatch(changes, /region/, "only what changed");
+  assert.match(await exec.textContent("#will-run"), /2\.0/);
+  await exec.click("#approve");
+  await exec.waitForSelector(`#pending-list [data-id="${id}"]`, { state: "detached" });
+  const started = await call(TOKENS.agent, "POST", `/govern/executions/${id}/start`, {});
+  assert.equal(started.status, 200, JSON.stringify(started.body));
+  assert.equal(started.body.arguments.version, "2.0");
+  await exec.context().close();
 });
 
 test("a batch of requests is approved at once", async () => {
