@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::output::table;
+use crate::output::{clean, table};
 use crate::remote::{Remote, RemoteArgs};
 
 #[derive(Subcommand)]
@@ -29,7 +29,23 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One approval request: what was asked, what will run (and what an
+    /// approver's edits changed), its stages and decisions.
+    Show {
+        #[command(flatten)]
+        remote: RemoteArgs,
+        /// The execution id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Approve the waiting stage of an execution.
+    ///
+    /// The request is read first and what will run is printed; the decision
+    /// is sent with its digest, so it is refused (409) if an edit came in
+    /// between. `--expected-digest` gives the digest of what you saw
+    /// earlier (`approvals show`) instead.
     Approve {
         #[command(flatten)]
         remote: RemoteArgs,
@@ -44,9 +60,14 @@ pub(crate) enum Command {
         /// Also approve the requester's later calls for this many seconds.
         #[arg(long)]
         grant_seconds: Option<u64>,
-        /// With --grant-seconds: only for the same arguments.
+        /// With --grant-seconds: cover calls with any arguments (the
+        /// default covers only the same arguments; the policy may forbid
+        /// it).
         #[arg(long, requires = "grant_seconds")]
-        same_arguments: bool,
+        any_arguments: bool,
+        /// The digest of what you saw (from `approvals show`).
+        #[arg(long)]
+        expected_digest: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -60,6 +81,9 @@ pub(crate) enum Command {
         /// Why.
         #[arg(long)]
         reason: Option<String>,
+        /// The digest of what you saw (from `approvals show`).
+        #[arg(long)]
+        expected_digest: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -89,37 +113,51 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 list(&page);
             }
         }
+        Command::Show { remote, id, json } => {
+            let path = format!("/govern/approvals/{}", encode(&id));
+            let view = Remote::new(remote)?.get(&path).await?;
+            if json {
+                out!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                show(&view);
+            }
+        }
         Command::Approve {
             remote,
             id,
             reason,
             edits,
             grant_seconds,
-            same_arguments,
+            any_arguments,
+            expected_digest,
             json,
         } => {
-            let mut body = json!({ "reason": reason });
+            let remote = Remote::new(remote)?;
+            let digest = seen_digest(&remote, &id, expected_digest, json).await?;
+            let mut body = json!({ "reason": reason, "expected_digest": digest });
             if let Some(e) = edits {
                 body["edits"] =
                     serde_json::from_str(&e).context("--edits must be a JSON object")?;
             }
             if let Some(window) = grant_seconds {
-                body["grant"] = json!({"window_seconds": window, "same_arguments": same_arguments});
+                body["grant"] = json!({"window_seconds": window, "same_arguments": !any_arguments});
             }
             let path = format!("/govern/approvals/{}/approve", encode(&id));
-            let view = Remote::new(remote)?.post(&path, &body).await?;
+            let view = remote.post(&path, &body).await?;
             decided(&view, json)?;
         }
         Command::Reject {
             remote,
             id,
             reason,
+            expected_digest,
             json,
         } => {
+            let remote = Remote::new(remote)?;
+            let digest = seen_digest(&remote, &id, expected_digest, json).await?;
             let path = format!("/govern/approvals/{}/reject", encode(&id));
-            let view = Remote::new(remote)?
-                .post(&path, &json!({ "reason": reason }))
-                .await?;
+            let body = json!({ "reason": reason, "expected_digest": digest });
+            let view = remote.post(&path, &body).await?;
             decided(&view, json)?;
         }
     }
@@ -143,7 +181,7 @@ fn list(page: &Value) {
                     .map(|a| a.iter().map(text).collect::<Vec<_>>().join(","))
                     .unwrap_or_default(),
                 if i["can_decide"] == true { "yes" } else { "no" }.into(),
-                i["inputs"].to_string(),
+                will_run(i),
             ]
         })
         .collect();
@@ -156,13 +194,131 @@ fn list(page: &Value) {
             "POLICY",
             "APPROVERS",
             "YOURS",
-            "INPUTS",
+            "WILL RUN",
         ],
         &rows,
     );
     if items.is_empty() {
         out!("(no approvals waiting)");
     }
+}
+
+/// The arguments a request will run with, marked when an approver
+/// edited them.
+fn will_run(view: &Value) -> String {
+    let args = if view["will_run"].is_null() {
+        &view["inputs"]
+    } else {
+        &view["will_run"]
+    };
+    if view["edited"] == true {
+        format!("{args} (edited)")
+    } else {
+        args.to_string()
+    }
+}
+
+/// The digest of what the approver saw: the one given, or the request's
+/// now, after printing what it approves (unless the output is JSON).
+async fn seen_digest(
+    remote: &Remote,
+    id: &str,
+    given: Option<String>,
+    json: bool,
+) -> anyhow::Result<Option<String>> {
+    if given.is_some() {
+        return Ok(given);
+    }
+    let view = remote
+        .get(&format!("/govern/approvals/{}", encode(id)))
+        .await?;
+    if !json {
+        out!(
+            "deciding {} {}: will run {}",
+            text(&view["action"]),
+            text(&view["execution_id"]),
+            will_run(&view)
+        );
+        changes(&view);
+    }
+    Ok(view["digest"].as_str().map(str::to_owned))
+}
+
+/// What an approver's edits changed, argument by argument.
+fn changes(view: &Value) {
+    for c in view["changes"].as_array().into_iter().flatten() {
+        let side = |v: &Value| {
+            if v.is_null() {
+                "(none)".to_owned()
+            } else {
+                v.to_string()
+            }
+        };
+        out!(
+            "  changed {}: {} -> {}",
+            text(&c["argument"]),
+            side(&c["asked"]),
+            side(&c["will_run"])
+        );
+    }
+}
+
+fn show(view: &Value) {
+    let stage = &view["stage"];
+    out!("execution  {}", text(&view["execution_id"]));
+    out!("action     {}", text(&view["action"]));
+    out!("status     {}", text(&view["status"]));
+    out!("requester  {}", text(&view["requester"]));
+    out!("asked      {}", view["inputs"]);
+    out!("will run   {}", will_run(view));
+    changes(view);
+    if !stage.is_null() {
+        out!(
+            "waiting    stage {}/{}: {} ({}/{} approvals) — {}",
+            stage["index"].as_u64().unwrap_or(0) + 1,
+            text(&stage["of"]),
+            text(&stage["policy"]),
+            text(&stage["approvals"]),
+            text(&stage["quorum"]),
+            text(&stage["reason"])
+        );
+    }
+    let stages = view["approval"]["stages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for (i, s) in stages.iter().enumerate() {
+        for d in s["decisions"].as_array().into_iter().flatten() {
+            out!(
+                "           stage {}: {} by {}{}{}",
+                i + 1,
+                if d["approved"] == true {
+                    "approved"
+                } else {
+                    "rejected"
+                },
+                text(&d["approver"]),
+                d["reason"]
+                    .as_str()
+                    .map(|r| format!(": {}", clean(r)))
+                    .unwrap_or_default(),
+                if d["superseded"] == true {
+                    " (superseded by an edit)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    out!(
+        "you decide {}",
+        if view["can_decide"] == true {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    out!("digest     {}", text(&view["digest"]));
 }
 
 fn decided(view: &Value, json: bool) -> anyhow::Result<()> {
@@ -179,8 +335,10 @@ fn decided(view: &Value, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A value for a terminal: strings as they are, but with control
+/// characters escaped.
 fn text(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+    v.as_str().map_or_else(|| v.to_string(), clean)
 }
 
 fn age(v: &Value) -> String {

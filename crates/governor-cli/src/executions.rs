@@ -15,7 +15,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use crate::approvals::encode;
-use crate::output::{duration, table, time};
+use crate::output::{clean, duration, table, time};
 use crate::remote::{Remote, RemoteArgs};
 
 #[derive(Subcommand)]
@@ -152,7 +152,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             if json {
                 out!("{}", serde_json::to_string_pretty(&e)?);
             } else {
-                out!("{} {} is now {}", e.action, e.id, e.status);
+                out!("{} {} is now {}", clean(&e.action), e.id, e.status);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -222,25 +222,28 @@ async fn show(db: &Path, id: ExecutionId, json: bool) -> anyhow::Result<ExitCode
 /// The human-readable form of one execution (`audit` only from the file).
 fn render(e: &Execution, events: &[Event], snapshots: &[Snapshot], audit: Option<&[AuditEntry]>) {
     out!("execution  {}", e.id);
-    out!("action     {}", e.action);
+    out!("action     {}", clean(&e.action));
     out!("status     {}", e.status);
     out!(
         "principal  {}{}",
-        e.principal.id,
+        clean(&e.principal.id),
         e.principal
             .tenant
             .as_ref()
-            .map(|t| format!(" (tenant {t})"))
+            .map(|t| format!(" (tenant {})", clean(t)))
             .unwrap_or_default()
     );
     out!("created    {}", time(e.created_at));
     out!("duration   {}", duration(e));
     out!("inputs     {}", e.inputs);
+    if let Some(edited) = e.approval.as_ref().and_then(|a| a.edited_inputs.as_ref()) {
+        out!("will run   {edited}  (edited by an approver)");
+    }
     if let Some(o) = &e.output {
         out!("output     {o}");
     }
     if let Some(f) = &e.failure {
-        out!("failure    [{}] {}", f.kind, f.message);
+        out!("failure    [{}] {}", clean(&f.kind), clean(&f.message));
     }
     if let Some(a) = &e.approval {
         for (i, s) in a.stages.iter().enumerate() {
@@ -248,20 +251,25 @@ fn render(e: &Execution, events: &[Event], snapshots: &[Snapshot], audit: Option
             out!(
                 "approval   stage {}: {} (approvers: {}; expires {until})",
                 i + 1,
-                s.spec.policy,
-                s.spec.approvers.join(", ")
+                clean(&s.spec.policy),
+                clean(&s.spec.approvers.join(", "))
             );
             for d in &s.decisions {
                 let verdict = if d.approved { "approved" } else { "rejected" };
                 let reason = d
                     .reason
                     .as_deref()
-                    .map(|r| format!(": {r}"))
+                    .map(|r| format!(": {}", clean(r)))
                     .unwrap_or_default();
                 out!(
-                    "             {verdict} by {} at {}{reason}",
-                    d.approver,
-                    time(d.at)
+                    "             {verdict} by {} at {}{reason}{}",
+                    clean(&d.approver),
+                    time(d.at),
+                    if d.superseded {
+                        " (superseded: the arguments were edited after it)"
+                    } else {
+                        ""
+                    }
                 );
             }
         }

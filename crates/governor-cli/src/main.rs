@@ -137,6 +137,10 @@ fn main() -> ExitCode {
 
 pub(crate) fn write_stdout(line: &str) {
     use std::io::Write;
+    // Agent-controlled text never reaches the terminal as control
+    // characters (escape sequences could rewrite what an approver reads);
+    // values are escaped where they are printed, and this catches the rest.
+    let line = output::escape_controls(line, true);
     let mut stdout = std::io::stdout().lock();
     if let Err(e) = writeln!(stdout, "{line}") {
         if e.kind() == std::io::ErrorKind::BrokenPipe {

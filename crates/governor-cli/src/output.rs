@@ -20,8 +20,41 @@ pub(crate) fn duration(e: &Execution) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
-/// Prints rows as aligned columns.
+/// `text` with its control characters (C0, DEL, C1) and bidirectional
+/// overrides written as escapes (`\u{1b}`), so that text from an agent
+/// cannot move the cursor, recolour or reorder what the terminal shows.
+/// Line breaks are kept only if `keep_newlines`.
+pub(crate) fn escape_controls(text: &str, keep_newlines: bool) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| {
+        (c.is_control() && !(keep_newlines && c == '\n'))
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// One value from an agent or approver, on one line.
+pub(crate) fn clean(text: &str) -> String {
+    escape_controls(text, false).into_owned()
+}
+
+/// Prints rows as aligned columns (every cell on one line).
 pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

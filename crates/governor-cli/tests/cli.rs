@@ -653,6 +653,31 @@ fn approvals_and_executions_are_decided_and_inspected_through_the_server() {
     );
     assert!(approved.status.success(), "{approved:?}");
     assert!(stdout(&approved).contains("is now approved"));
+    // Every view shows what will run, marked edited, and what changed.
+    let shown = cli("cfo-token", &["approvals", "show", &first]);
+    let text = stdout(&shown);
+    assert!(
+        text.contains("will run   {\"amount\":500} (edited)")
+            && text.contains("changed amount: 900 -> 500")
+            && text.contains("asked      {\"amount\":900}"),
+        "{text}"
+    );
+    // A decision on what the approver saw earlier is refused once it
+    // changed.
+    let stale = cli(
+        "cfo-token",
+        &[
+            "approvals",
+            "reject",
+            &second,
+            "--reason",
+            "no",
+            "--expected-digest",
+            "0123",
+        ],
+    );
+    assert_eq!(stale.status.code(), Some(2), "{stale:?}");
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("409 changed-since-seen"));
     let rejected = cli(
         "cfo-token",
         &[
@@ -660,7 +685,7 @@ fn approvals_and_executions_are_decided_and_inspected_through_the_server() {
             "reject",
             &second,
             "--reason",
-            "duplicate",
+            "duplicate\u{1b}[2J\u{1b}]0;pwned\u{7}",
             "--json",
         ],
     );
@@ -682,6 +707,12 @@ fn approvals_and_executions_are_decided_and_inspected_through_the_server() {
         text.contains("approved by cfo") && text.contains("approval.granted"),
         "{text}"
     );
+    // Text from agents and approvers never reaches the terminal as
+    // control characters.
+    let shown = cli("cfo-token", &["executions", "show", &second]);
+    assert!(shown.status.success(), "{shown:?}");
+    assert!(!shown.stdout.contains(&0x1b) && !shown.stdout.contains(&0x07));
+    assert!(stdout(&shown).contains("duplicate\\u{1b}[2J"), "{}", stdout(&shown));
     let resume = cli("cfo-token", &["executions", "resume", &first]);
     assert!(
         String::from_utf8_lossy(&resume.stderr).contains("403"),
