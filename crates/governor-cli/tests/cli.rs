@@ -712,7 +712,11 @@ fn approvals_and_executions_are_decided_and_inspected_through_the_server() {
     let shown = cli("cfo-token", &["executions", "show", &second]);
     assert!(shown.status.success(), "{shown:?}");
     assert!(!shown.stdout.contains(&0x1b) && !shown.stdout.contains(&0x07));
-    assert!(stdout(&shown).contains("duplicate\\u{1b}[2J"), "{}", stdout(&shown));
+    assert!(
+        stdout(&shown).contains("duplicate\\u{1b}[2J"),
+        "{}",
+        stdout(&shown)
+    );
     let resume = cli("cfo-token", &["executions", "resume", &first]);
     assert!(
         String::from_utf8_lossy(&resume.stderr).contains("403"),

@@ -223,6 +223,13 @@ impl Redactor {
 
 /// After a key ending at `at`, finds the span of its value if the key is
 /// followed by `=`, `:` or `":"`.
+///
+/// A quoted value ends at its closing quote (escaped quotes included). An
+/// unquoted value after `:` runs to the end of the field: the line, or a
+/// `,`, `;`, `&` or `}`; spaces do not end it (`Authorization: Bearer
+/// abc123` is a header whose whole value is the secret). After `=`
+/// (`key=value` pairs) a space ends it too. Masking too much is the safe
+/// mistake.
 fn value_span(text: &str, at: usize) -> Option<(usize, usize)> {
     let rest = &text[at..];
     let sep = rest.find(|c: char| !matches!(c, '"' | '\'' | ' ' | ':' | '='))?;
@@ -231,17 +238,27 @@ fn value_span(text: &str, at: usize) -> Option<(usize, usize)> {
         return None;
     }
     let start = at + sep;
-    let quoted = text[..start].ends_with('"') || text[..start].ends_with('\'');
-    let end = text[start..]
-        .find(|c: char| {
-            if quoted {
-                c == '"' || c == '\''
-            } else {
-                c.is_whitespace() || c == ',' || c == '}' || c == '"'
-            }
-        })
-        .map_or(text.len(), |e| start + e);
-    Some((start, end))
+    let quote = text[..start]
+        .chars()
+        .next_back()
+        .filter(|c| matches!(c, '"' | '\''));
+    let end = match quote {
+        Some(q) => closing_quote(&text[start..], q),
+        None if seps.contains(':') => text[start..].find(['\n', '\r', ',', ';', '&', '}', '"']),
+        None => text[start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '&' | '}' | '"')),
+    };
+    Some((start, end.map_or(text.len(), |e| start + e)))
+}
+
+/// Where the quote `q` that closes `text` is (a backslash escapes one).
+fn closing_quote(text: &str, q: char) -> Option<usize> {
+    let mut escaped = false;
+    text.char_indices().find_map(|(i, c)| {
+        let closes = c == q && !escaped;
+        escaped = c == '\\' && !escaped;
+        closes.then_some(i)
+    })
 }
 
 #[cfg(test)]
@@ -333,6 +350,27 @@ mod tests {
         assert_eq!(
             r.redact_text("password is required"),
             "password is required"
+        );
+    }
+
+    #[test]
+    fn a_header_value_is_masked_to_its_end() {
+        let r = Redactor::new(["authorization", "password"]);
+        assert_eq!(
+            r.redact_text("Authorization: Bearer abc123\nnext line"),
+            format!("Authorization: {REDACTED}\nnext line")
+        );
+        assert_eq!(
+            r.redact_text("password: two words, user: bob"),
+            format!("password: {REDACTED}, user: bob")
+        );
+        assert_eq!(
+            r.redact_text(r#"{"password":"a \"quoted\" one","x":1}"#),
+            format!(r#"{{"password":"{REDACTED}","x":1}}"#)
+        );
+        assert_eq!(
+            r.redact_text("url?password=s3cr3t&x=1"),
+            format!("url?password={REDACTED}&x=1")
         );
     }
 }

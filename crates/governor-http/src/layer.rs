@@ -298,19 +298,7 @@ async fn take_apart(config: &Config, req: Request) -> Result<Governed, Problem> 
                 .collect()
         })
         .unwrap_or_default();
-    let query: Map<String, Value> = parts
-        .uri
-        .query()
-        .map(|q| {
-            q.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| {
-                    let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                    (k.to_owned(), Value::from(v))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let query = query_arguments(parts.uri.query().unwrap_or(""))?;
     let body = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
         Problem::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -331,6 +319,23 @@ async fn take_apart(config: &Config, req: Request) -> Result<Governed, Problem> 
         action,
         arguments: json!({ "path": path, "query": query, "body": json_body }),
     })
+}
+
+/// The query string as the handler will read it: percent-decoded (and `+`
+/// as a space) exactly as axum's `Query` decodes it, so that a policy
+/// condition sees the value the handler acts on. A name given twice is
+/// refused: a policy and a handler could each read a different one.
+fn query_arguments(query: &str) -> Result<Map<String, Value>, Problem> {
+    let mut out = Map::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if out.contains_key(name.as_ref()) {
+            return Err(Problem::bad_request(format!(
+                "query parameter `{name}` is given more than once"
+            )));
+        }
+        out.insert(name.into_owned(), Value::from(value.into_owned()));
+    }
+    Ok(out)
 }
 
 fn principal(config: &Config, parts: &Parts) -> Result<Principal, Problem> {

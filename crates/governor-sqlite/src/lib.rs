@@ -227,10 +227,33 @@ impl SqliteStore {
     }
 }
 
+/// Creates the database file readable and writable by its owner only
+/// (0600), unless it exists. SQLite gives the WAL and shared-memory files
+/// the database file's permissions, so they are private too: the file
+/// holds arguments, decisions and the audit trail.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            "open",
+            format!("cannot create {}: {e}", path.display()),
+        )),
+    }
+}
+
 fn open_writer(
     path: &Path,
     options: &SqliteOptions,
 ) -> Result<(Connection, checkpoint::Checkpoints), StoreError> {
+    if path != Path::new(":memory:") && !path.as_os_str().is_empty() {
+        create_private(path)?;
+    }
     let mut conn = Connection::open(path).map_err(|e| map("open", e))?;
     conn.busy_timeout(options.busy_timeout)
         .map_err(|e| map("open", e))?;

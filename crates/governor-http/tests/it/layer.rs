@@ -154,3 +154,58 @@ async fn a_request_needing_approval_gets_202_and_runs_when_retried_after_approva
     let (status, _) = app.pay("intern-token", 10, None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
 }
+
+#[tokio::test]
+async fn policies_read_the_query_as_the_handler_does() {
+    let governor = Governor::builder()
+        .store(MemoryStore::new())
+        .build()
+        .unwrap();
+    let layer = GovernLayer::new(governor.clone())
+        .authenticate_with(ApiKeys::new().with_token("agent-token", Principal::new("agent")))
+        .policy(governor_core::policy_fn("no_treasury", |ctx| {
+            if ctx.input["query"]["account"] == "treasury" {
+                governor_core::Decision::deny("the treasury account is off limits")
+            } else {
+                governor_core::Decision::Allow
+            }
+        }));
+    let router = Router::new()
+        .route(
+            "/transfers",
+            post(
+                |axum::extract::Query(q): axum::extract::Query<
+                    std::collections::HashMap<String, String>,
+                >| async move { axum::Json(json!({"from": q.get("account")})) },
+            ),
+        )
+        .route_layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = reqwest::Client::new();
+    let send = |query: &'static str| {
+        client
+            .post(format!("{base}/transfers?{query}"))
+            .bearer_auth("agent-token")
+            .send()
+    };
+    for disguised in [
+        "account=treasur%79",
+        "account=%74reasury",
+        "account=treasury",
+    ] {
+        let res = send(disguised).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{disguised}");
+    }
+    let res = send("account=ops+team").await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.unwrap(),
+        json!({"from": "ops team"})
+    );
+    let twice = send("account=ops&account=treasury").await.unwrap();
+    assert_eq!(twice.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = twice.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("`account`"));
+}

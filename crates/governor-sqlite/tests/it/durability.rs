@@ -590,3 +590,25 @@ async fn watchers_hear_of_commits_made_by_other_connections() {
         "no change announced from the other connection"
     );
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_and_its_wal_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let g = Governor::builder().store(store).build().unwrap();
+    let a = g.action("write").build().unwrap();
+    a.run(Args::new().arg("n", &1), || async { Ok::<_, GovernError>(1) })
+        .await
+        .unwrap();
+    for name in ["private.db", "private.db-wal", "private.db-shm"] {
+        let file = dir.path().join(name);
+        let mode = std::fs::metadata(&file)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name} is {:o}", mode & 0o777);
+    }
+}
