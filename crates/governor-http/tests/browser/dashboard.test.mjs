@@ -340,10 +340,12 @@ test("someone who is not an approver gets no button, and the API refuses them", 
   const id = await requestTransfer(90000, "Not Yours GmbH");
   const page = await newPage();
   await signIn(page, TOKENS.viewer);
-  const row = await page.waitForSelector(`#pending-list [data-id="${id}"]`);
-  assert.equal(await row.$(".approve"), null);
+  // A locator, not a handle: a live update re-renders the row.
+  const row = page.locator(`#pending-list [data-id="${id}"]`);
+  await row.waitFor();
+  assert.equal(await row.locator(".approve").count(), 0);
   assert.match(await row.textContent(), /not yours to decide/);
-  await row.click();
+  await row.locator(".action").click();
   await page.waitForSelector("#detail h2");
   assert.equal(await page.$("#approve"), null);
   const refused = await page.evaluate(async ({ id, token }) => {
