@@ -54,6 +54,45 @@ pub(crate) struct Args {
     /// Address to listen on (default `127.0.0.1:8080`; port 0 picks one).
     #[arg(long, env = "GOVERNOR_BIND")]
     bind: Option<SocketAddr>,
+    /// How logs are written to stderr: `text` or `json` (one object per
+    /// line). Levels and targets come from `GOVERNOR_LOG` (or
+    /// `RUST_LOG`), default `info`.
+    #[arg(long, env = "GOVERNOR_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// How `governor serve` writes its logs.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Installs the log subscriber: warnings and errors of the library (store,
+/// CEL, resume and channel failures, refused authentications) reach
+/// stderr instead of being lost.
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("GOVERNOR_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_owned());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+        eprintln!("warning: GOVERNOR_LOG `{filter}` is not a filter ({e}); logging at info");
+        EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    let installed = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    if let Err(e) = installed {
+        eprintln!("warning: logging is not set up: {e}");
+    }
 }
 
 /// The config file.
@@ -116,10 +155,20 @@ struct JwtConfig {
     public_key_file: Option<PathBuf>,
     issuer: Option<String>,
     audience: Option<String>,
+    /// Accept tokens for any audience. Off by default: without an
+    /// audience, a token your identity provider issued to any other
+    /// application would be accepted here.
+    #[serde(default)]
+    allow_any_audience: bool,
 }
 
 impl JwtConfig {
     fn verifier(&self, base: &Path) -> anyhow::Result<JwtVerifier> {
+        if self.audience.is_none() && !self.allow_any_audience {
+            bail!(
+                "[jwt] needs `audience` (the `aud` your identity provider puts in tokens for governor); without it a token issued to any other application would be accepted. Set `allow_any_audience = true` only if your provider issues tokens for governor alone"
+            );
+        }
         let mut v = if self.algorithm == "HS256" {
             let name = self
                 .secret_env
@@ -223,6 +272,7 @@ fn keys(config: &Config, base: &Path) -> anyhow::Result<ApiKeys> {
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    init_logging(args.log_format);
     let config = match &args.config {
         Some(path) => load(path)?,
         None => Config::default(),

@@ -405,6 +405,24 @@ fn serve_answers_with_tokens_only_and_stops_on_sigterm() {
 }
 
 #[test]
+fn serve_logs_refused_tokens_without_the_token() {
+    let mut server = serve(&[("principal = \"agent\"", "agent-token")], "", &[]);
+    // Logs go to stderr, which `serve` writes to a file beside the config.
+    let (status, _) = http(
+        &server.addr,
+        "GET",
+        "/govern/executions",
+        Some("guessed-secret-value"),
+    );
+    assert_eq!(status, 401);
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let log = std::fs::read_to_string(server._dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("authentication failed"), "{log}");
+    assert!(!log.contains("guessed-secret-value"), "{log}");
+}
+
+#[test]
 fn serve_refuses_configs_without_keys_or_with_mistakes() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("governor.toml");
@@ -424,7 +442,7 @@ fn serve_refuses_configs_without_keys_or_with_mistakes() {
 
     std::fs::write(
         &config,
-        "bind = \"127.0.0.1:0\"\n[jwt]\nalgorithm = \"HS256\"\nsecret_env = \"GOVERNOR_TEST_UNSET\"\n",
+        "bind = \"127.0.0.1:0\"\n[jwt]\nalgorithm = \"HS256\"\naudience = \"governor\"\nsecret_env = \"GOVERNOR_TEST_UNSET\"\n",
     )
     .unwrap();
     let out = governor(&["serve", "--config", config.to_str().unwrap()]);
@@ -433,6 +451,29 @@ fn serve_refuses_configs_without_keys_or_with_mistakes() {
         err.contains("GOVERNOR_TEST_UNSET") && err.contains("not set"),
         "{err}"
     );
+
+    // A JWT of any audience would let tokens for other applications in.
+    std::fs::write(
+        &config,
+        "bind = \"127.0.0.1:0\"\n[jwt]\nalgorithm = \"HS256\"\nsecret_env = \"GOVERNOR_TEST_UNSET\"\n",
+    )
+    .unwrap();
+    let out = governor(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        err.contains("[jwt] needs `audience`") && err.contains("allow_any_audience"),
+        "{err}"
+    );
+    // The explicit opt-out gets past that check (to the unset secret).
+    std::fs::write(
+        &config,
+        "bind = \"127.0.0.1:0\"\n[jwt]\nalgorithm = \"HS256\"\nallow_any_audience = true\nsecret_env = \"GOVERNOR_TEST_UNSET\"\n",
+    )
+    .unwrap();
+    let out = governor(&["serve", "--config", config.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("GOVERNOR_TEST_UNSET"), "{err}");
 
     std::fs::write(&config, "bind = \"127.0.0.1:0\"\nport = 9\n").unwrap();
     let out = governor(&["serve", "--config", config.to_str().unwrap()]);
@@ -477,6 +518,7 @@ fn serve(keys: &[(&str, &str)], extra: &str, files: &[(&str, &str)]) -> Served {
         .args(["serve", "--config", path.to_str().unwrap()])
         .env_remove("GOVERNOR_DB")
         .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
         .spawn()
         .unwrap();
     let mut first = String::new();

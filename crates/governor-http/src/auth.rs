@@ -209,9 +209,7 @@ impl ApiKeys {
             }
         }
         match token.filter(|t| ours && !t.is_empty()) {
-            Some(t) => self
-                .authenticate(t)
-                .ok_or_else(|| Problem::unauthenticated("the bearer token is not valid")),
+            Some(t) => self.authenticate(t).ok_or_else(refused),
             None => self.authenticate_headers(headers),
         }
     }
@@ -223,6 +221,7 @@ impl ApiKeys {
         headers: &axum::http::HeaderMap,
     ) -> Result<Arc<Principal>, Problem> {
         let header = headers.get(AUTHORIZATION).ok_or_else(|| {
+            tracing::debug!("a request without an Authorization header was refused");
             Problem::unauthenticated("an `Authorization: Bearer <token>` header is required")
         })?;
         let token = header
@@ -235,11 +234,19 @@ impl ApiKeys {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
+                tracing::warn!(
+                    "authentication failed: the Authorization header is not `Bearer <token>`"
+                );
                 Problem::unauthenticated("the Authorization header must be `Bearer <token>`")
             })?;
-        self.authenticate(token)
-            .ok_or_else(|| Problem::unauthenticated("the bearer token is not valid"))
+        self.authenticate(token).ok_or_else(refused)
     }
+}
+
+/// A token nobody configured: logged (never the token itself) and refused.
+fn refused() -> Problem {
+    tracing::warn!("authentication failed: the bearer token is not valid");
+    Problem::unauthenticated("the bearer token is not valid")
 }
 
 #[cfg(test)]

@@ -1,7 +1,10 @@
 //! JWT bearer tokens (feature `jwt`): verified against one configured key
 //! (HS256 secret, or an RS256/ES256/EdDSA public key in PEM), with `exp`
-//! required and `iss`/`aud` checked when configured. Claims become the
-//! principal: `sub` the id, `roles`, `permissions`, `email`, `tenant`.
+//! required, `nbf` honoured and `iss`/`aud` checked when configured.
+//! Claims become the principal: `sub` the id, `roles`, `permissions`,
+//! `tenant`, and `email` only when `email_verified` is true (an identity
+//! provider that lets users type any address must not make them an
+//! approver listed by that address).
 
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode};
 use serde::Deserialize;
@@ -33,6 +36,8 @@ impl std::fmt::Debug for JwtVerifier {
 #[derive(Deserialize)]
 struct Claims {
     sub: String,
+    #[serde(default)]
+    email_verified: Option<bool>,
     #[serde(flatten)]
     principal: PrincipalClaims,
 }
@@ -80,6 +85,7 @@ impl JwtVerifier {
     fn with(key: DecodingKey, alg: Algorithm) -> Self {
         let mut validation = Validation::new(alg);
         validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
         validation.validate_aud = false;
         Self { key, validation }
     }
@@ -100,9 +106,17 @@ impl JwtVerifier {
     /// The principal a valid token speaks for; `None` for anything else
     /// (bad signature, expired, wrong issuer or audience, malformed).
     pub fn verify(&self, token: &str) -> Option<Principal> {
-        let claims = decode::<Claims>(token, &self.key, &self.validation)
-            .ok()?
-            .claims;
+        let mut claims = match decode::<Claims>(token, &self.key, &self.validation) {
+            Ok(data) => data.claims,
+            Err(e) => {
+                // The reason, never the token.
+                tracing::warn!(reason = %e, "a JWT was refused");
+                return None;
+            }
+        };
+        if claims.email_verified != Some(true) {
+            claims.principal.email = None;
+        }
         Some(claims.principal.into_principal(claims.sub))
     }
 }

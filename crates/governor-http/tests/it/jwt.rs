@@ -69,3 +69,63 @@ fn weak_secrets_and_unknown_algorithms_are_refused() {
     assert!(err.to_string().contains("HS512"));
     assert!(JwtVerifier::public_key_pem("RS256", b"not pem").is_err());
 }
+
+#[tokio::test]
+async fn not_before_is_honoured_and_only_verified_emails_count() {
+    let governor = Governor::builder()
+        .store(MemoryStore::new())
+        .build()
+        .unwrap();
+    let transfer = governor
+        .action("transfer")
+        .policy(governor_core::ApprovalPolicy::new(["cfo@example.com"]))
+        .build()
+        .unwrap();
+    let app = governor_http::api(
+        governor.clone(),
+        ApiKeys::new().with_jwt(JwtVerifier::hs256(SECRET).unwrap().audience("governor")),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let park = || async {
+        match transfer
+            .run_as(
+                governor_core::Principal::new("agent"),
+                governor_core::Args::new().arg("amount", &5),
+                || async { Ok::<_, governor_core::GovernError>(()) },
+            )
+            .await
+        {
+            Err(governor_core::GovernError::Pending { execution_id }) => execution_id,
+            other => panic!("{other:?}"),
+        }
+    };
+    let approve = |claims: Value, id| {
+        let req = client
+            .post(format!("{base}/govern/approvals/{id}/approve"))
+            .bearer_auth(token(claims, SECRET))
+            .json(&json!({}));
+        async move { req.send().await.unwrap().status() }
+    };
+    let claims = |extra: Value| {
+        let mut c = json!({"sub": "mallory", "exp": now() + 600, "aud": "governor",
+                           "email": "cfo@example.com"});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        c
+    };
+    let id = park().await;
+    // Not valid yet.
+    let early = claims(json!({"nbf": now() + 3600, "email_verified": true}));
+    assert_eq!(approve(early, id).await, StatusCode::UNAUTHORIZED);
+    // An email the identity provider did not verify is no identity: the
+    // request is not even visible to them.
+    for unverified in [json!({}), json!({"email_verified": false})] {
+        assert_eq!(approve(claims(unverified), id).await, StatusCode::NOT_FOUND);
+    }
+    let verified = claims(json!({"email_verified": true}));
+    assert_eq!(approve(verified, id).await, StatusCode::OK);
+}

@@ -600,9 +600,11 @@ async fn the_database_and_its_wal_are_private_to_their_owner() {
     let store = SqliteStore::open(&path).await.unwrap();
     let g = Governor::builder().store(store).build().unwrap();
     let a = g.action("write").build().unwrap();
-    a.run(Args::new().arg("n", &1), || async { Ok::<_, GovernError>(1) })
-        .await
-        .unwrap();
+    a.run(Args::new().arg("n", &1), || async {
+        Ok::<_, GovernError>(1)
+    })
+    .await
+    .unwrap();
     for name in ["private.db", "private.db-wal", "private.db-shm"] {
         let file = dir.path().join(name);
         let mode = std::fs::metadata(&file)
