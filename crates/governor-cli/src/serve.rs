@@ -220,13 +220,21 @@ struct Key {
     permissions: Vec<String>,
     email: Option<String>,
     tenant: Option<String>,
+    /// Let this key's permissions reach every tenant (default: its own
+    /// tenant only).
+    #[serde(default)]
+    cross_tenant: bool,
 }
 
 impl Key {
     fn principal(&self) -> Principal {
+        let mut permissions = self.permissions.clone();
+        if self.cross_tenant {
+            permissions.push(agent_governor::http::CROSS_TENANT_PERMISSION.to_owned());
+        }
         PrincipalClaims {
             roles: self.roles.clone(),
-            permissions: self.permissions.clone(),
+            permissions,
             email: self.email.clone(),
             tenant: self.tenant.clone(),
         }

@@ -444,6 +444,13 @@ impl Action {
         &self.name
     }
 
+    /// Whether the action runs outside this process: agents submit it by
+    /// name over HTTP and report its outcome (see
+    /// [`ActionBuilder::external`]).
+    pub fn is_external(&self) -> bool {
+        self.external.is_some()
+    }
+
     /// The policies, in evaluation order.
     pub fn policies(&self) -> &[Arc<dyn Policy>] {
         &self.policies

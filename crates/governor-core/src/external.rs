@@ -106,6 +106,17 @@ impl Governor {
     /// allow it), moves it to `Running` under a report deadline, and
     /// returns the arguments to run (an approver's edits, if any).
     pub async fn start_external(&self, id: ExecutionId) -> Result<Admitted, ResumeError> {
+        self.start_external_by(id, None).await
+    }
+
+    /// [`start_external`](Self::start_external), recording who started it
+    /// (`by`, a principal id) on the `execution.resumed` event: the
+    /// requester, or someone allowed to run calls as others.
+    pub async fn start_external_by(
+        &self,
+        id: ExecutionId,
+        by: Option<&str>,
+    ) -> Result<Admitted, ResumeError> {
         let execution = self.approved_execution(id).await?;
         let action = self
             .registered(&execution.action)
@@ -116,7 +127,7 @@ impl Governor {
         let runnable = self.runnable_arguments(&action, &execution).await?;
         let report_by = report_deadline(&action);
         let arguments = Json::from(&runnable.input);
-        let mut run = Run::resumed(&action, self, execution, runnable.input);
+        let mut run = Run::resumed(&action, self, execution, runnable.input, by);
         run.take_lease = Some(Lease {
             owner: EXTERNAL_RUNNER.to_owned(),
             until: report_by,

@@ -297,19 +297,25 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// A run picking up an approved execution from the store.
+    /// A run picking up an approved execution from the store; `by` is who
+    /// resumed it, when someone did (an external runner), recorded on the
+    /// `execution.resumed` event.
     pub(crate) fn resumed(
         action: &'a Action,
         governor: &'a Governor,
         execution: Execution,
         input: Value,
+        by: Option<&str>,
     ) -> Run<'a> {
         let mut run = Run::stored(action, governor, execution, input);
         let restored = run.event(
             EventKind::StateRestored,
             checkpoint_data(Checkpoint::AwaitingApproval),
         );
-        let resumed = run.event(EventKind::ExecutionResumed, Json::null());
+        let data = by.map_or_else(Json::null, |by| {
+            Json::from(&serde_json::json!({ "by": by }))
+        });
+        let resumed = run.event(EventKind::ExecutionResumed, data);
         run.queue(restored);
         run.queue(resumed);
         run
@@ -1613,7 +1619,7 @@ pub(crate) async fn run_resumed(
     let owner = governor.instance().to_owned();
     let lease = governor.resume_lease();
     let id = execution.id;
-    let mut run = Run::resumed(action, governor, execution, input.clone());
+    let mut run = Run::resumed(action, governor, execution, input.clone(), None);
     if taken_over {
         // Already `Running` under a lease just claimed from a dead runner.
         run.lease_owner = Some(owner.clone());

@@ -359,8 +359,7 @@ paths = {
     "/govern/executions/{id}": {"get": {
         "operationId": "getExecution", "summary": "An execution with its events and snapshots",
         "parameters": [ID],
-        "responses": responses({"200": ok(ref("ExecutionDetail")), "403": problem("Not visible to the caller"),
-                                "404": problem("No such execution")})}},
+        "responses": responses({"200": ok(ref("ExecutionDetail")), "404": problem("No such execution, or one the caller may not see")})}},
     "/govern/executions/{id}/resume": {"post": {
         "operationId": "resumeExecution", "summary": "Run an approved execution now (governor:resume)",
         "parameters": [ID],
@@ -370,16 +369,16 @@ paths = {
     "/govern/executions/{id}/start": {"post": {
         "operationId": "startExecution", "summary": "Start an approved execution of an agent's action",
         "parameters": [ID],
-        "responses": responses({"200": ok(ref("Admitted")), "403": problem("Not the requester"),
-                                "404": problem("No such execution"),
+        "responses": responses({"200": ok(ref("Admitted")), "403": problem("Not the requester (nor governor:run-as)"),
+                                "404": problem("No such execution, or one the caller may not see"),
                                 "409": problem("Not approved, paused, or changed since approval")})}},
     "/govern/executions/{id}/complete": {"post": {
         "operationId": "completeExecution", "summary": "Report the outcome: exactly one of output and error",
         "parameters": [ID],
         "requestBody": body({"type": "object", "additionalProperties": False, "properties": {
             "output": ANY, "error": {"type": "string"}}}),
-        "responses": responses({"200": ok(ref("Execution")), "403": problem("Not the requester"),
-                                "404": problem("No such execution"),
+        "responses": responses({"200": ok(ref("Execution")), "403": problem("Not the requester (nor governor:run-as)"),
+                                "404": problem("No such execution, or one the caller may not see"),
                                 "409": problem("Not running for an agent (not started, or already reported)"),
                                 "415": problem("Body is not JSON"),
                                 "422": problem("Neither or both of output and error")})}},

@@ -112,6 +112,7 @@ pub(crate) async fn resume(
     caller: Caller,
     Id(id): Id,
 ) -> Result<Reply<Execution>, Problem> {
+    crate::approvals::visible(&state, &caller, id).await?;
     if !caller.may(RESUME_PERMISSION) {
         return Err(Problem::forbidden(format!(
             "resuming needs the `{RESUME_PERMISSION}` permission, which `{}` lacks",

@@ -53,7 +53,7 @@ pub use jwt::{JwtConfigError, JwtVerifier};
 pub use layer::{EXECUTION_HEADER, Govern, GovernLayer};
 pub use problem::{PROBLEM_JSON, Problem};
 pub use state::ApiState;
-pub use views::{READ_PERMISSION, RESUME_PERMISSION};
+pub use views::{CROSS_TENANT_PERMISSION, READ_PERMISSION, RESUME_PERMISSION, RUN_AS_PERMISSION};
 
 /// The API for `governor`, accepting `keys`: mount it in an app or run it
 /// with [`serve`].

@@ -287,14 +287,18 @@ pub(crate) struct ActionSummary {
     input_schema: Option<serde_json::Value>,
 }
 
+/// `GET /govern/actions`: every registered action for readers; for
+/// others, the actions they may submit over HTTP (external ones).
 pub(crate) async fn actions(
     State(state): State<ApiState>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Reply<Vec<ActionSummary>> {
+    let reader = caller.may(READ_PERMISSION);
     let list = state
         .governor
         .registered_actions()
         .iter()
+        .filter(|a| reader || a.is_external())
         .map(|a| ActionSummary {
             name: a.name().to_owned(),
             policies: a

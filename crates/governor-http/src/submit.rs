@@ -17,7 +17,7 @@ use crate::auth::Caller;
 use crate::extract::{Body, Id};
 use crate::problem::Problem;
 use crate::state::ApiState;
-use crate::views::RESUME_PERMISSION;
+use crate::views::{RUN_AS_PERMISSION, is_owner, same_tenant};
 
 /// `POST /govern/executions`.
 #[derive(Debug, Default, Deserialize)]
@@ -148,23 +148,25 @@ fn refused(e: &Execution) -> Problem {
     .with("reason", reason)
 }
 
-/// Only the requester, or someone allowed to resume, may start or report.
+/// Only the requester (the same id in the same tenant), or someone with
+/// [`RUN_AS_PERMISSION`] in that tenant, may start or report: starting
+/// hands over the arguments, sealed ones included.
 fn may_run(caller: &Caller, execution: &Execution) -> Result<(), Problem> {
-    if execution.principal.id == caller.0.id || caller.may(RESUME_PERMISSION) {
+    if is_owner(caller, &execution.principal)
+        || (caller.may(RUN_AS_PERMISSION) && same_tenant(caller, &execution.principal))
+    {
         return Ok(());
     }
     Err(Problem::forbidden(format!(
-        "only the requester of execution {} (or someone with `{RESUME_PERMISSION}`) may run it",
+        "only the requester of execution {} (or someone with `{RUN_AS_PERMISSION}`) may run it",
         execution.id
     )))
 }
 
+/// Checks that `caller` may run `id`; one they may not even see answers
+/// as a missing one does.
 async fn runnable(state: &ApiState, caller: &Caller, id: ExecutionId) -> Result<(), Problem> {
-    let execution = state
-        .governor
-        .execution(id)
-        .await?
-        .ok_or_else(|| Problem::not_found(format!("execution {id} does not exist")))?;
+    let execution = crate::approvals::visible(state, caller, id).await?;
     may_run(caller, &execution)
 }
 
@@ -175,7 +177,12 @@ pub(crate) async fn start(
     Id(id): Id,
 ) -> Result<Response, Problem> {
     runnable(&state, &caller, id).await?;
-    Ok(allowed(state.governor.start_external(id).await?))
+    Ok(allowed(
+        state
+            .governor
+            .start_external_by(id, Some(&caller.0.id))
+            .await?,
+    ))
 }
 
 /// `POST /govern/executions/{id}/complete`: exactly one of `output` and

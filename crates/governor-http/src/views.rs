@@ -12,6 +12,27 @@ pub const READ_PERMISSION: &str = "governor:read";
 /// Permission to resume approved executions by hand.
 pub const RESUME_PERMISSION: &str = "governor:resume";
 
+/// Permission to start and report on external executions someone else
+/// asked for (a runner acting for agents). Without it only the requester
+/// does; the `execution.resumed` event names who started it.
+pub const RUN_AS_PERMISSION: &str = "governor:run-as";
+
+/// Lets a caller's other permissions reach every tenant. Without it a
+/// caller sees and acts on its own tenant's executions only (a caller
+/// without a tenant: those without one).
+pub const CROSS_TENANT_PERMISSION: &str = "governor:cross-tenant";
+
+/// Whether `caller` may reach what `owner` asked for: the same tenant, or
+/// a cross-tenant caller.
+pub(crate) fn same_tenant(caller: &Caller, owner: &Principal) -> bool {
+    caller.0.tenant == owner.tenant || caller.may(CROSS_TENANT_PERMISSION)
+}
+
+/// Whether `caller` is `owner`: the same id in the same tenant.
+pub(crate) fn is_owner(caller: &Caller, owner: &Principal) -> bool {
+    caller.0.id == owner.id && caller.0.tenant == owner.tenant
+}
+
 /// One page of a listing; pass `next_cursor` as `cursor` for the next.
 #[derive(Debug, Serialize)]
 pub(crate) struct Page<T> {
@@ -28,11 +49,17 @@ pub(crate) fn public(mut e: Execution) -> Execution {
     e
 }
 
-/// Whether `caller` may see `execution`: readers see everything; others
+/// Whether `caller` may see `execution`: within the caller's tenant (or
+/// any, with [`CROSS_TENANT_PERMISSION`]), readers and runners see
+/// everything; others
 /// see what they asked for and what they are (or were) asked to decide.
 pub(crate) fn can_view(caller: &Caller, execution: &Execution) -> bool {
+    if !same_tenant(caller, &execution.principal) {
+        return false;
+    }
     caller.may(READ_PERMISSION)
-        || execution.principal.id == caller.0.id
+        || caller.may(RUN_AS_PERMISSION)
+        || is_owner(caller, &execution.principal)
         || execution
             .approval
             .as_ref()

@@ -6,7 +6,10 @@ use governor_core::{Args, GovernError, Principal};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::{AGENT, AUDITOR, CFO, OPS, STRANGER, Server, assert_problem};
+use crate::{
+    AGENT, AGENT_A, AGENT_B, AUDITOR, CFO, OPS, READER_ALL, READER_B, STRANGER, Server,
+    assert_problem,
+};
 
 #[tokio::test]
 async fn listings_filter_by_status_action_principal_and_time() {
@@ -128,4 +131,39 @@ async fn resuming_needs_the_permission_and_an_approved_execution() {
     assert_eq!(s.runs.load(Ordering::SeqCst), 1);
     let twice = s.send(Method::POST, &path, Some(OPS), None).await;
     assert_problem(&twice, StatusCode::CONFLICT, "not-approved");
+}
+
+#[tokio::test]
+async fn tenants_see_and_run_only_their_own() {
+    let s = Server::start().await;
+    // agent-1 of tenant A asks for a transfer.
+    let a = s
+        .park_as(Principal::new("agent-1").with_tenant("A"), 10)
+        .await;
+    // The same id in tenant B is someone else: it does not exist for them.
+    let theirs = s.get(&format!("/govern/executions/{a}"), AGENT_B).await;
+    assert_problem(&theirs, StatusCode::NOT_FOUND, "not-found");
+    let start = s
+        .send(
+            Method::POST,
+            &format!("/govern/executions/{a}/start"),
+            Some(AGENT_B),
+            None,
+        )
+        .await;
+    assert_problem(&start, StatusCode::NOT_FOUND, "not-found");
+    let (status, _) = s.get(&format!("/govern/executions/{a}"), AGENT_A).await;
+    assert_eq!(status, StatusCode::OK);
+    // A reader's permission stops at their tenant, unless marked
+    // cross-tenant.
+    let reader = s.get(&format!("/govern/executions/{a}"), READER_B).await;
+    assert_problem(&reader, StatusCode::NOT_FOUND, "not-found");
+    let (_, listed) = s.get("/govern/executions", READER_B).await;
+    assert_eq!(listed["items"], json!([]));
+    let (_, pending) = s.get("/govern/approvals/pending", READER_B).await;
+    assert_eq!(pending["items"], json!([]));
+    let (status, _) = s.get(&format!("/govern/executions/{a}"), READER_ALL).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, mine) = s.get("/govern/executions", AGENT_B).await;
+    assert_eq!(mine["items"], json!([]), "tenant B's agent-1 made no call");
 }

@@ -43,6 +43,13 @@ pub(crate) const AUDITOR: &str = "auditor-token";
 pub(crate) const OPS: &str = "ops-token";
 pub(crate) const STRANGER: &str = "stranger-token";
 pub(crate) const PAUSER: &str = "pauser-token";
+pub(crate) const RUNNER: &str = "runner-token";
+/// Tokens of the same principal ids in tenants A and B, and a reader of
+/// tenant B.
+pub(crate) const AGENT_A: &str = "agent-a-token";
+pub(crate) const AGENT_B: &str = "agent-b-token";
+pub(crate) const READER_B: &str = "reader-b-token";
+pub(crate) const READER_ALL: &str = "reader-all-token";
 
 impl Server {
     pub(crate) async fn start() -> Self {
@@ -83,6 +90,24 @@ impl Server {
             .with_token(
                 PAUSER,
                 Principal::new("pauser").with_permissions([governor_core::PAUSE_PERMISSION]),
+            )
+            .with_token(
+                RUNNER,
+                Principal::new("runner").with_permissions([governor_http::RUN_AS_PERMISSION]),
+            )
+            .with_token(AGENT_A, Principal::new("agent-1").with_tenant("A"))
+            .with_token(AGENT_B, Principal::new("agent-1").with_tenant("B"))
+            .with_token(
+                READER_B,
+                Principal::new("auditor-b")
+                    .with_tenant("B")
+                    .with_permissions([READ_PERMISSION]),
+            )
+            .with_token(
+                READER_ALL,
+                Principal::new("auditor-all")
+                    .with_tenant("B")
+                    .with_permissions([READ_PERMISSION, governor_http::CROSS_TENANT_PERMISSION]),
             );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -146,6 +146,16 @@ async fn actions_list_their_policies_stages_and_schema() {
     );
     assert_eq!(refund["input_schema"]["required"], json!(["amount"]));
     assert_eq!(refund["policies"][0]["kind"], "validation");
+    // Without governor:read, only what the caller may submit over HTTP.
+    assert!(
+        !list
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["name"] == "transfer"),
+        "{list}"
+    );
+    let (_, list) = s.get("/govern/actions", AUDITOR).await;
     let transfer = list
         .as_array()
         .unwrap()

@@ -9,7 +9,7 @@ use governor_core::{
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::{AGENT, CFO, OPS, STRANGER, Server, assert_problem};
+use crate::{AGENT, AUDITOR, CFO, OPS, RUNNER, STRANGER, Server, assert_problem};
 
 fn configure(s: &Server) {
     let g = &s.governor;
@@ -66,7 +66,7 @@ async fn an_allowed_submission_runs_at_the_agent_and_its_report_completes_it() {
 
     let complete = format!("/govern/executions/{id}/complete");
     let stranger = s.post(&complete, STRANGER, json!({"output": 1})).await;
-    assert_problem(&stranger, StatusCode::FORBIDDEN, "forbidden");
+    assert_problem(&stranger, StatusCode::NOT_FOUND, "not-found");
     for bad in [json!({}), json!({"output": 1, "error": "x"})] {
         let got = s.post(&complete, AGENT, bad).await;
         assert_problem(&got, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
@@ -188,12 +188,19 @@ async fn a_pending_submission_is_polled_approved_started_and_reported() {
         json!({"edits": {"amount": 500}}),
     )
     .await;
+    // Starting hands over the arguments: someone who may not see the
+    // execution learns nothing; an approver, a reader or a resumer who
+    // may see it is still not the requester.
     let stranger = s.send(Method::POST, &start, Some(STRANGER), None).await;
-    assert_problem(&stranger, StatusCode::FORBIDDEN, "forbidden");
+    assert_problem(&stranger, StatusCode::NOT_FOUND, "not-found");
+    for not_theirs in [CFO, AUDITOR, OPS] {
+        let refused = s.send(Method::POST, &start, Some(not_theirs), None).await;
+        assert_problem(&refused, StatusCode::FORBIDDEN, "forbidden");
+    }
     let (status, started) = s.send(Method::POST, &start, Some(AGENT), None).await;
     assert_eq!(status, StatusCode::OK, "{started}");
     assert_eq!(started["arguments"], json!({"amount": 500}));
-    let twice = s.send(Method::POST, &start, Some(OPS), None).await;
+    let twice = s.send(Method::POST, &start, Some(AGENT), None).await;
     assert_problem(&twice, StatusCode::CONFLICT, "not-approved");
     let (_, done) = s
         .post(
@@ -249,4 +256,40 @@ async fn a_submission_can_hold_its_connection_for_the_decision() {
         .unwrap();
     let stored = s.governor.execution(id).await.unwrap().unwrap();
     assert_eq!(stored.status, ExecutionStatus::Rejected);
+}
+
+#[tokio::test]
+async fn a_runner_with_run_as_starts_for_the_requester_and_is_recorded() {
+    let s = Server::start().await;
+    configure(&s);
+    let (status, pending) = submit(
+        &s,
+        AGENT,
+        json!({"action": "refund", "arguments": {"amount": 70}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    let id = pending["execution_id"].as_str().unwrap().to_owned();
+    s.post(&format!("/govern/approvals/{id}/approve"), CFO, json!({}))
+        .await;
+    let (status, started) = s
+        .send(
+            Method::POST,
+            &format!("/govern/executions/{id}/start"),
+            Some(RUNNER),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{started}");
+    let (_, detail) = s.get(&format!("/govern/executions/{id}"), AUDITOR).await;
+    let resumed = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "execution.resumed")
+        .unwrap();
+    assert_eq!(
+        resumed["data"]["by"], "runner",
+        "who started it is recorded"
+    );
 }
