@@ -19,6 +19,12 @@ use crate::json::Json;
 macro_rules! event_kinds {
     ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
         /// The type of an event. Names are the seed's (`execution.started`, ...).
+        ///
+        /// Every kind here is emitted. The seed also declares
+        /// `checkpoint.reached` and `policy.passed` but never emits them;
+        /// here a checkpoint is `state.captured` (its data names the
+        /// checkpoint) and a passing policy is `policy.evaluated` with
+        /// outcome `allow`, so the two are not kinds at all.
         #[non_exhaustive]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum EventKind {
@@ -66,8 +72,6 @@ event_kinds! {
     StateCaptured => "state.captured",
     /// A snapshot was loaded for replay or resume.
     StateRestored => "state.restored",
-    /// The call reached a lifecycle checkpoint.
-    CheckpointReached => "checkpoint.reached",
     /// A human decision was requested.
     ApprovalRequested => "approval.requested",
     /// A human approved.
@@ -83,8 +87,6 @@ event_kinds! {
     GrantRevoked => "grant.revoked",
     /// A policy was evaluated (data: policy, outcome, reason, shadow).
     PolicyEvaluated => "policy.evaluated",
-    /// A policy allowed the call.
-    PolicyPassed => "policy.passed",
     /// A policy warned (non-blocking failure, or a shadow-mode denial).
     PolicyFailed => "policy.failed",
     /// A policy blocked the call.
@@ -519,5 +521,9 @@ mod tests {
         let e = event(EventKind::ExecutionStarted);
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["type"], "execution.started");
+        // Declared by the seed, emitted by nobody: not kinds here.
+        for never in ["checkpoint.reached", "policy.passed"] {
+            assert!(never.parse::<EventKind>().is_err(), "{never}");
+        }
     }
 }
