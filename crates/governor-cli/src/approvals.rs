@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use crate::output::{clean, table};
+use crate::output::{clean, table, text};
 use crate::remote::{Remote, RemoteArgs};
 
 #[derive(Subcommand)]
@@ -333,12 +333,6 @@ fn decided(view: &Value, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// A value for a terminal: strings as they are, but with control
-/// characters escaped.
-fn text(v: &Value) -> String {
-    v.as_str().map_or_else(|| v.to_string(), clean)
 }
 
 fn age(v: &Value) -> String {

@@ -13,6 +13,7 @@ mod backends;
 mod demo;
 mod demo_serve;
 mod executions;
+mod grants;
 mod output;
 mod pause;
 mod policy;
@@ -39,6 +40,11 @@ enum Command {
     Approvals {
         #[command(subcommand)]
         command: approvals::Command,
+    },
+    /// List and revoke standing grants through a running server.
+    Grants {
+        #[command(subcommand)]
+        command: grants::Command,
     },
     /// Inspect recorded executions.
     Executions {
@@ -113,6 +119,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Approvals { command } => approvals::run(command).await,
             Command::Executions { command } => executions::run(command).await,
+            Command::Grants { command } => grants::run(command).await,
             Command::Policy { command } => policy::run(command).await,
             Command::Audit {
                 command: AuditCommand::Verify { db, json },

@@ -43,6 +43,12 @@ pub(crate) fn escape_controls(text: &str, keep_newlines: bool) -> std::borrow::C
     std::borrow::Cow::Owned(out)
 }
 
+/// A JSON value for a terminal: strings as they are (control characters
+/// escaped), anything else as JSON.
+pub(crate) fn text(v: &serde_json::Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), clean)
+}
+
 /// One value from an agent or approver, on one line.
 pub(crate) fn clean(text: &str) -> String {
     escape_controls(text, false).into_owned()

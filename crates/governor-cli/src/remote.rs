@@ -47,6 +47,10 @@ impl Remote {
         self.send(self.http.post(self.url(path)).json(body)).await
     }
 
+    pub(crate) async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

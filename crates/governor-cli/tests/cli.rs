@@ -734,6 +734,39 @@ fn approvals_and_executions_are_decided_and_inspected_through_the_server() {
     let view: serde_json::Value = serde_json::from_slice(&rejected.stdout).unwrap();
     assert_eq!(view["status"], "rejected");
 
+    // A standing grant is given, listed and revoked from the CLI.
+    let third = submit(70);
+    let granted = cli(
+        "cfo-token",
+        &[
+            "approvals",
+            "approve",
+            &third,
+            "--reason",
+            "weekly",
+            "--grant-seconds",
+            "3600",
+        ],
+    );
+    assert!(granted.status.success(), "{granted:?}");
+    let grants = cli("cfo-token", &["grants", "list", "--json"]);
+    let grants: serde_json::Value = serde_json::from_slice(&grants.stdout).unwrap();
+    let grant = grants[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(grants[0]["arguments"], serde_json::json!({"amount": 70}));
+    let listed = stdout(&cli("cfo-token", &["grants", "list"]));
+    assert!(
+        listed.contains(&grant) && listed.contains("refund"),
+        "{listed}"
+    );
+    let revoked = cli(
+        "cfo-token",
+        &["grants", "revoke", &grant, "--reason", "payroll done"],
+    );
+    assert!(revoked.status.success(), "{revoked:?}");
+    assert!(stdout(&revoked).contains("revoked"));
+    let none = stdout(&cli("cfo-token", &["grants", "list"]));
+    assert!(none.contains("(no grants in force)"), "{none}");
+
     let listed = cli("cfo-token", &["executions", "list", "--json"]);
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
     let statuses: Vec<&str> = listed
@@ -742,7 +775,8 @@ fn approvals_and_executions_are_decided_and_inspected_through_the_server() {
         .iter()
         .map(|e| e["status"].as_str().unwrap())
         .collect();
-    assert_eq!(statuses, ["rejected", "approved"]);
+    // The newest is the revocation itself, a governed call on the record.
+    assert_eq!(statuses, ["completed", "approved", "rejected", "approved"]);
     let shown = cli("agent-token", &["executions", "show", &first]);
     let text = stdout(&shown);
     assert!(

@@ -88,7 +88,7 @@ pub use execution::{
 pub use expiry::EXPIRY_APPROVER;
 pub use external::{Admitted, CompleteError, DEFAULT_REPORT_WITHIN, EXTERNAL_RUNNER};
 pub use governor::{Governor, GovernorBuilder};
-pub use grant::Grant;
+pub use grant::{GRANTS_PERMISSION, Grant, MAX_GRANTS_LISTED, REVOKE_GRANT_ACTION};
 pub use json::Json;
 pub use pause::{LIFT_ACTION, PAUSE_ACTION, PAUSE_PERMISSION, Pause, PauseMode};
 pub use policy::{

@@ -198,6 +198,17 @@ schemas = {
         "properties": {"ok": {"type": "boolean"}, "entries": {"type": "integer"},
                        "error": {"type": "string"}},
     },
+    "Grant": {
+        "type": "object",
+        "required": ["id", "action", "policy", "principal", "until", "granted_by", "created_at"],
+        "properties": {
+            "id": UUID, "action": {"type": "string"}, "policy": {"type": "string"},
+            "principal": {"type": "string"}, "tenant": {"type": ["string", "null"]},
+            "policy_version": {"type": "string"}, "execution_id": UUID,
+            "arguments": ANY, "until": TIME, "granted_by": {"type": "string"},
+            "reason": {"type": "string"}, "created_at": TIME,
+        },
+    },
     "Pause": {
         "type": "object", "required": ["action", "mode", "by", "reason", "since"],
         "properties": {"action": {"type": ["string", "null"]}, "mode": {"enum": ["deny", "hold"]},
@@ -253,6 +264,20 @@ paths = {
                      "reason": REASON}}, required=True),
                  "responses": responses({"200": ok(ref("Pause")), "403": problem("Needs governor:pause"),
                                          "422": problem("No reason")})}},
+    "/govern/grants": {"get": {
+        "operationId": "listGrants",
+        "summary": "Standing grants in force, oldest first: readers and governor:grants see their tenant's; others those they gave or that cover them",
+        "parameters": [query("action", {"type": "string"}, "Only grants for this action"),
+                       query("limit", {"type": "integer", "minimum": 0}, "At most this many (default 100, at most 10,000)")],
+        "responses": responses({"200": ok({"type": "array", "items": ref("Grant")})})}},
+    "/govern/grants/{id}": {"delete": {
+        "operationId": "revokeGrant",
+        "summary": "Revoke a grant (who gave it, whom it covers, or governor:grants); audited, announced as grant.revoked",
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": UUID, "description": "The grant id"},
+                       query("reason", {"type": "string"}, "Why (recorded in the audit log)")],
+        "responses": responses({"200": ok(ref("Grant")),
+                                "403": problem("Sees the grant but may not revoke it"),
+                                "404": problem("No such grant in force, or one the caller may not see")})}},
     "/govern/pauses/lift": {"post": {
         "operationId": "liftPause", "summary": "Lift a pause (governor:pause); audited",
         "requestBody": body({"type": "object", "required": ["reason"], "additionalProperties": False, "properties": {

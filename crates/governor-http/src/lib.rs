@@ -28,6 +28,7 @@ mod dashboard;
 mod events;
 mod executions;
 mod extract;
+mod grants;
 mod health;
 #[cfg(feature = "jwt")]
 mod jwt;
@@ -80,6 +81,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/govern/flows", get(operations::flows))
         .route("/govern/actions", get(operations::actions))
         .route("/govern/events", get(events::events))
+        .route("/govern/grants", get(grants::list))
+        .route("/govern/grants/{id}", axum::routing::delete(grants::revoke))
         .route("/govern/approvals/pending", get(approvals::pending))
         .route("/govern/approvals/{id}", get(approvals::show))
         .route("/govern/approvals/{id}/approve", post(approvals::approve))
@@ -117,7 +120,7 @@ fn cors(origins: &[axum::http::HeaderValue]) -> Option<tower_http::cors::CorsLay
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins.iter().cloned()))
-            .allow_methods([Method::GET, Method::POST])
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
             .max_age(std::time::Duration::from_secs(600)),
     )

@@ -594,6 +594,38 @@ impl Store for MongoStore {
             .collect()
     }
 
+    async fn valid_grants(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Grant>, StoreError> {
+        const OP: &str = "valid_grants";
+        let docs = self
+            .find(
+                OP,
+                "grants",
+                doc! { "until": { "$gt": to_nanos(now) } },
+                doc! { "_id": 1 },
+                limit,
+            )
+            .await?;
+        docs.iter()
+            .map(|d| decode_json(OP, "grant", Fields::new(OP, d).text("grant")?))
+            .collect()
+    }
+
+    async fn remove_grant(&self, id: uuid::Uuid) -> Result<Option<Grant>, StoreError> {
+        const OP: &str = "remove_grant";
+        let removed = self
+            .collection("grants")
+            .find_one_and_delete(doc! { "_id": id_text(id) })
+            .await
+            .map_err(|e| map(OP, e))?;
+        removed
+            .map(|d| decode_json(OP, "grant", Fields::new(OP, &d).text("grant")?))
+            .transpose()
+    }
+
     async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
         const OP: &str = "put_pause";
         self.collection("pauses")

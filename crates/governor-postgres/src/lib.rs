@@ -564,6 +564,39 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn valid_grants(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Grant>, StoreError> {
+        const OP: &str = "valid_grants";
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                OP,
+                "SELECT grant_json FROM grants WHERE until > $1 ORDER BY id LIMIT $2",
+                &[&to_nanos(now), &limit],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| decode_json(OP, "grant", get(OP, r, 0)?))
+            .collect()
+    }
+
+    async fn remove_grant(&self, id: uuid::Uuid) -> Result<Option<Grant>, StoreError> {
+        const OP: &str = "remove_grant";
+        let rows = self
+            .query(
+                OP,
+                "DELETE FROM grants WHERE id = $1 RETURNING grant_json",
+                &[&id],
+            )
+            .await?;
+        rows.first()
+            .map(|r| decode_json(OP, "grant", get(OP, r, 0)?))
+            .transpose()
+    }
+
     async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
         const OP: &str = "put_pause";
         self.query(

@@ -289,7 +289,7 @@ fn id_at_ms(t: chrono::DateTime<chrono::Utc>, slack_ms: i64) -> Vec<u8> {
 fn unit(done: Done) -> Result<(), StoreError> {
     match done {
         Done::Unit => Ok(()),
-        Done::Claimed(_) | Done::Removed(_) => Err(StoreError::new(
+        Done::Claimed(_) | Done::Removed(_) | Done::RemovedGrant(_) => Err(StoreError::new(
             StoreErrorKind::Other,
             "write",
             "unexpected reply",
@@ -505,7 +505,7 @@ impl Store for SqliteStore {
         };
         match self.write(op, "claim").await? {
             Done::Claimed(v) => Ok(v),
-            Done::Unit | Done::Removed(_) => Ok(Vec::new()),
+            Done::Unit | Done::Removed(_) | Done::RemovedGrant(_) => Ok(Vec::new()),
         }
     }
 
@@ -528,7 +528,7 @@ impl Store for SqliteStore {
         };
         match self.write(op, "claim_abandoned").await? {
             Done::Claimed(v) => Ok(v),
-            Done::Unit | Done::Removed(_) => Ok(Vec::new()),
+            Done::Unit | Done::Removed(_) | Done::RemovedGrant(_) => Ok(Vec::new()),
         }
     }
 
@@ -600,6 +600,50 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn valid_grants(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            const OP: &str = "valid_grants";
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT grant_json FROM grants WHERE until > ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(|e| map(OP, e))?;
+            let mut rows = stmt
+                .query(params![to_nanos(now), limit])
+                .map_err(|e| map(OP, e))?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().map_err(|e| map(OP, e))? {
+                let text: String = row.get(0).map_err(|e| map(OP, e))?;
+                out.push(
+                    serde_json::from_str(&text)
+                        .map_err(|e| StoreError::corrupt(OP, format!("grant: {e}")))?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn remove_grant(&self, id: uuid::Uuid) -> Result<Option<Grant>, StoreError> {
+        const OP: &str = "remove_grant";
+        match self.write(Op::RemoveGrant { id: blob(id) }, OP).await? {
+            Done::RemovedGrant(None) => Ok(None),
+            Done::RemovedGrant(Some(text)) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| StoreError::corrupt(OP, format!("grant: {e}"))),
+            _ => Err(StoreError::new(
+                StoreErrorKind::Other,
+                OP,
+                "unexpected reply",
+            )),
+        }
     }
 
     async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {

@@ -90,12 +90,17 @@ pub(crate) enum Op {
     RemovePause {
         scope: String,
     },
+    RemoveGrant {
+        id: Vec<u8>,
+    },
 }
 
 pub(crate) enum Done {
     Unit,
     Claimed(Vec<Execution>),
     Removed(bool),
+    /// The removed grant's JSON, if there was one.
+    RemovedGrant(Option<String>),
 }
 
 pub(crate) struct Job {
@@ -388,6 +393,14 @@ fn apply(conn: &Connection, op: &Op, head: &mut ChainHead) -> Result<Done, Store
             .and_then(|mut s| s.execute(params![scope]))
             .map(|n| Done::Removed(n > 0))
             .map_err(|e| map("remove_pause", e)),
+        Op::RemoveGrant { id } => conn
+            .prepare_cached("DELETE FROM grants WHERE id = ?1 RETURNING grant_json")
+            .and_then(|mut s| {
+                s.query_row(params![id], |r| r.get::<_, String>(0))
+                    .optional()
+            })
+            .map(Done::RemovedGrant)
+            .map_err(|e| map("remove_grant", e)),
     }
 }
 

@@ -1114,6 +1114,28 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    async fn valid_grants(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let mut valid: Vec<Grant> = lock(&self.settings)?
+            .grants
+            .iter()
+            .filter(|g| g.until > now)
+            .cloned()
+            .collect();
+        valid.sort_by_key(|g| g.id);
+        valid.truncate(limit);
+        Ok(valid)
+    }
+
+    async fn remove_grant(&self, id: uuid::Uuid) -> Result<Option<Grant>, StoreError> {
+        let mut settings = lock(&self.settings)?;
+        let found = settings.grants.iter().position(|g| g.id == id);
+        Ok(found.map(|i| settings.grants.remove(i)))
+    }
+
     async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
         let mut settings = lock(&self.settings)?;
         settings

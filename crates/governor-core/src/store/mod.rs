@@ -518,6 +518,16 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<Grant>, StoreError>;
 
+    /// Every grant still valid at `now`, oldest first, at most `limit`.
+    async fn valid_grants(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Grant>, StoreError>;
+
+    /// Removes the grant `id` (revoked); the grant removed, if it existed.
+    async fn remove_grant(&self, id: uuid::Uuid) -> Result<Option<Grant>, StoreError>;
+
     /// Stores a pause, replacing the one with the same [`Pause::key`].
     async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError>;
 
@@ -724,6 +734,16 @@ impl<S: Store + ?Sized> Store for Arc<S> {
         now: DateTime<Utc>,
     ) -> Result<Vec<Grant>, StoreError> {
         (**self).grants(action, principal, now).await
+    }
+    async fn valid_grants(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Grant>, StoreError> {
+        (**self).valid_grants(now, limit).await
+    }
+    async fn remove_grant(&self, id: uuid::Uuid) -> Result<Option<Grant>, StoreError> {
+        (**self).remove_grant(id).await
     }
     async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
         (**self).put_pause(pause).await

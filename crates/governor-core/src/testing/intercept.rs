@@ -128,6 +128,16 @@ impl<S: Store> Store for InterceptWrites<S> {
     ) -> Result<Vec<Grant>, StoreError> {
         self.inner.grants(action, principal, now).await
     }
+    async fn valid_grants(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Grant>, StoreError> {
+        self.inner.valid_grants(now, limit).await
+    }
+    async fn remove_grant(&self, id: uuid::Uuid) -> Result<Option<Grant>, StoreError> {
+        self.inner.remove_grant(id).await
+    }
     async fn put_pause(&self, pause: &Pause) -> Result<(), StoreError> {
         self.inner.put_pause(pause).await
     }

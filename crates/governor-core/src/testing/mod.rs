@@ -748,6 +748,28 @@ pub async fn grants_are_found_while_valid(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(later.is_empty(), "a lapsed grant is not returned");
+
+    // Listed (valid ones, oldest first, bounded) and revoked.
+    let all = store.valid_grants(now, 10).await.unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0], valid);
+    assert_eq!(
+        store.valid_grants(now, 1).await.unwrap(),
+        vec![valid.clone()]
+    );
+    assert_eq!(
+        store.remove_grant(valid.id).await.unwrap(),
+        Some(valid.clone())
+    );
+    assert_eq!(store.remove_grant(valid.id).await.unwrap(), None);
+    assert!(
+        store
+            .grants("pay", "agent-7", now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.valid_grants(now, 10).await.unwrap().len(), 1);
 }
 
 pub async fn abandoned_runs_are_taken_over(store: Arc<dyn Store>) {

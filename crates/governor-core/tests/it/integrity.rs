@@ -437,3 +437,75 @@ async fn a_changed_policy_voids_its_grants() {
         "{again:?}"
     );
 }
+
+#[tokio::test]
+async fn grants_are_listed_and_revoked_on_the_record() {
+    let g = Governor::builder().build().unwrap();
+    let action = pay(&g, &file(&GRANTED.replace("QUORUM", "1")), Arc::default());
+    let id = ask(&action, 100.0).await;
+    let (_, grant) = g
+        .approve_and_grant(
+            id,
+            &who("carol"),
+            None,
+            Duration::from_secs(600),
+            true,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(g.grants(100).await.unwrap(), vec![grant.clone()]);
+    let mut live = g.events().subscribe();
+
+    let err = g
+        .revoke_grant(grant.id, &who("mallory"), "mine now")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GovernError::Denied { .. }), "{err}");
+    assert_eq!(g.grants(100).await.unwrap().len(), 1, "still there");
+
+    let revoked = g
+        .revoke_grant(grant.id, &who("carol"), "the payroll run is over")
+        .await
+        .unwrap();
+    assert_eq!(revoked, Some(grant.clone()));
+    assert!(g.grants(100).await.unwrap().is_empty());
+    assert_eq!(
+        g.revoke_grant(grant.id, &who("carol"), "again")
+            .await
+            .unwrap(),
+        None
+    );
+    // The covered call asks again.
+    let again = action
+        .run_as(
+            who("agent-1"),
+            Args::new().arg("amount", &100.0),
+            || async { Ok::<_, GovernError>(json!(1)) },
+        )
+        .await;
+    assert!(
+        matches!(again, Err(GovernError::Pending { .. })),
+        "{again:?}"
+    );
+    // On the record: who, what and why; and announced.
+    let audit = g.store().audit_entries(0, 100).await.unwrap();
+    let revocations: Vec<_> = audit
+        .iter()
+        .filter(|a| &*a.record.action == REVOKE_GRANT_ACTION)
+        .collect();
+    assert_eq!(revocations.len(), 2, "the refused attempt is recorded too");
+    let done = revocations
+        .iter()
+        .find(|a| a.record.status == ExecutionStatus::Completed)
+        .unwrap();
+    assert_eq!(&*done.record.principal, "carol");
+    let inputs = done.record.inputs.as_ref().unwrap().value();
+    assert_eq!(inputs["reason"], "the payroll run is over");
+    assert_eq!(inputs["grant"], grant.id.to_string());
+    let mut kinds = Vec::new();
+    while let Ok(e) = live.try_recv() {
+        kinds.push(e.kind);
+    }
+    assert!(kinds.contains(&EventKind::GrantRevoked), "{kinds:?}");
+}

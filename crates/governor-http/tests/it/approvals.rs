@@ -520,3 +520,52 @@ async fn the_seeds_decision_bodies_are_accepted() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "rejected");
 }
+
+#[tokio::test]
+async fn grants_are_listed_and_revoked_over_http() {
+    let s = Server::start().await;
+    let id = s.park(50).await;
+    let (status, _) = s
+        .post(
+            &format!("/govern/approvals/{id}/approve"),
+            CFO,
+            json!({"grant": {"window_seconds": 3600}}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, listed) = s.get("/govern/grants", CFO).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let grants = listed.as_array().unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0]["principal"], "agent");
+    assert_eq!(grants[0]["granted_by"], "cfo");
+    let grant = grants[0]["id"].as_str().unwrap().to_owned();
+    let (_, theirs) = s.get("/govern/grants", STRANGER).await;
+    assert_eq!(theirs, json!([]), "a stranger sees no grant");
+    let (_, audited) = s.get("/govern/grants?action=transfer", AUDITOR).await;
+    assert_eq!(audited.as_array().unwrap().len(), 1);
+
+    let path = format!("/govern/grants/{grant}?reason=over");
+    let stranger = s.send(Method::DELETE, &path, Some(STRANGER), None).await;
+    assert_problem(&stranger, StatusCode::NOT_FOUND, "not-found");
+    // A reader may see it but did not give it and is not covered by it.
+    let reader = s.send(Method::DELETE, &path, Some(AUDITOR), None).await;
+    assert_problem(&reader, StatusCode::FORBIDDEN, "denied");
+    let (status, revoked) = s.send(Method::DELETE, &path, Some(CFO), None).await;
+    assert_eq!(status, StatusCode::OK, "{revoked}");
+    assert_eq!(revoked["id"], grant);
+    let (_, after) = s.get("/govern/grants", CFO).await;
+    assert_eq!(after, json!([]));
+    let again = s.send(Method::DELETE, &path, Some(CFO), None).await;
+    assert_problem(&again, StatusCode::NOT_FOUND, "not-found");
+    // The same transfer asks again.
+    let next = s
+        .transfer
+        .run_as(
+            Principal::new("agent"),
+            Args::new().arg("amount", &50u32),
+            || async { Ok::<_, GovernError>(json!("ran")) },
+        )
+        .await;
+    assert!(matches!(next, Err(GovernError::Pending { .. })), "{next:?}");
+}
