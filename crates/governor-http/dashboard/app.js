@@ -123,7 +123,7 @@ function signOut(message) {
   if (state.socket) state.socket.close();
   state.socket = null;
   state.pending.clear();
-  for (const id of ["nav", "sign-out", "view-pending", "view-executions", "view-flows", "view-pauses", "view-audit", "detail", "live"]) $(id).hidden = true;
+  for (const id of ["nav", "sign-out", "view-pending", "view-executions", "view-flows", "view-grants", "view-pauses", "view-audit", "detail", "live"]) $(id).hidden = true;
   $("who").textContent = "";
   $("sign-in").hidden = false;
   $("sign-in-error").textContent = message || "";
@@ -469,11 +469,15 @@ async function showDetail(id, focusReject = false) {
           d.superseded ? " (for arguments since edited: asked again)" : "")))));
   const reason = el("textarea", { id: "reason", rows: 2, placeholder: view.stage && view.stage.require_reason ? "reason (required)" : "reason" });
   const edits = el("textarea", { id: "edits", rows: 6, spellcheck: "false", "aria-label": "edited arguments (JSON)" }, pretty(view.will_run || view.inputs));
-  const grant = el("select", { id: "grant", "aria-label": "standing grant" },
-    el("option", { value: "" }, "no standing grant"),
-    el("option", { value: "3600" }, "grant for 1 hour"),
-    el("option", { value: "86400" }, "grant for 1 day"),
-    el("option", { value: "604800" }, "grant for 7 days"));
+  // A standing grant lets the requester repeat exactly this call without
+  // asking; only a decision that completes a stage alone may give one.
+  const grantable = view.stage && view.stage.quorum <= 1 && view.stage.approvals === 0;
+  const grant = grantable
+    ? el("select", { id: "grant", "aria-label": "standing grant", title: `Also let ${view.requester} repeat this exact call without asking, for a while` },
+        el("option", { value: "" }, "just this once"),
+        el("option", { value: "3600" }, "and the same call for 1 hour"),
+        el("option", { value: "86400" }, "and the same call for 1 day"))
+    : null;
   const body = () => {
     const b = {};
     if (reason.value.trim()) b.reason = reason.value.trim();
@@ -482,14 +486,19 @@ async function showDetail(id, focusReject = false) {
   };
   const approveBody = () => {
     const b = body();
-    if (grant.value) b.grant = { window_seconds: Number(grant.value), same_arguments: true };
+    if (grant && grant.value) {
+      const hours = Number(grant.value) / 3600;
+      const ok = confirm(`Approve, and let ${view.requester} run ${view.action} with exactly these arguments again for ${hours} hour${hours === 1 ? "" : "s"} without asking anyone? You can revoke it under Grants.`);
+      if (!ok) return null;
+      b.grant = { window_seconds: Number(grant.value), same_arguments: true };
+    }
     return b;
   };
   const decision = view.can_decide
     ? el("div", { class: "decide" },
         reason,
         el("div", { class: "buttons" },
-          el("button", { type: "button", id: "approve", class: "approve", onclick: () => decide(id, "approve", approveBody()) }, "Approve"),
+          el("button", { type: "button", id: "approve", class: "approve", onclick: () => { const b = approveBody(); if (b) decide(id, "approve", b); } }, "Approve"),
           el("button", { type: "button", id: "reject", class: "danger", onclick: () => (reason.value.trim() ? decide(id, "reject", body()) : ($("decision-error").textContent = "Give a reason to reject.")) }, "Reject"),
           grant),
         el("details", {},
@@ -672,6 +681,37 @@ async function loadFlows() {
   }
 }
 
+// ---- standing grants ------------------------------------------------------
+
+async function loadGrants() {
+  try {
+    const grants = await api("/govern/grants?limit=1000");
+    $("grant-count").hidden = grants.length === 0;
+    $("grant-count").textContent = String(grants.length);
+    $("grants-state").textContent = grants.length ? "" : "No standing grant is in force.";
+    put($("grants-list"), grants.map((g) =>
+      el("div", { class: "row", role: "listitem", dataset: { id: g.id } },
+        el("span", { class: "action" }, g.action),
+        el("span", {}, `${g.principal} may skip ${g.policy}`),
+        el("span", { class: "summary" }, g.arguments ? `only ${summary(g.arguments)}` : "any arguments"),
+        el("span", { class: "muted" }, `granted by ${g.granted_by}, until ${local(g.until)}`),
+        el("span", { class: "buttons" }, el("button", { type: "button", class: "danger revoke", onclick: () => revokeGrant(g) }, "Revoke")))));
+  } catch (e) {
+    $("grants-state").textContent = `Could not load the grants: ${e.message}`;
+  }
+}
+
+async function revokeGrant(g) {
+  const reason = prompt(`Why revoke ${g.principal}'s grant for ${g.action}? Their next call asks again.`);
+  if (!reason) return;
+  try {
+    await api(`/govern/grants/${g.id}?reason=${encodeURIComponent(reason)}`, { method: "DELETE" });
+    loadGrants();
+  } catch (e) {
+    $("grants-state").textContent = `Not revoked: ${e.message}`;
+  }
+}
+
 // ---- kill switch ----------------------------------------------------------
 
 const mayPause = () => state.me && state.me.permissions.includes("governor:pause");
@@ -764,7 +804,7 @@ async function verifyAudit() {
 
 // ---- navigation ----------------------------------------------------------
 
-const VIEWS = ["pending", "executions", "flows", "pauses", "audit"];
+const VIEWS = ["pending", "executions", "flows", "grants", "pauses", "audit"];
 
 function route() {
   if (!state.me) return;
@@ -772,7 +812,7 @@ function route() {
   state.view = VIEWS.includes(view) ? view : "pending";
   for (const v of VIEWS) $(`view-${v}`).hidden = state.view !== v;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.view === state.view);
-  const load = { pending: () => loadPending(true), executions: () => loadExecutions(true), flows: loadFlows, pauses: loadPauses, audit: () => loadAudit(true) };
+  const load = { pending: () => loadPending(true), executions: () => loadExecutions(true), flows: loadFlows, grants: loadGrants, pauses: loadPauses, audit: () => loadAudit(true) };
   load[state.view]();
   if (id) (state.view === "pending" ? showDetail : showExecution)(id);
   else closeDetail();

@@ -55,6 +55,17 @@ impl Governor {
             execution_id: id,
             status: execution.status,
         })?;
+        if same_arguments
+            && request
+                .will_run(&execution.inputs)
+                .as_str()
+                .contains(crate::redact::REDACTED)
+        {
+            return Err(ApprovalError::GrantRefused {
+                execution_id: id,
+                reason: "the arguments hold sensitive fields, which are never kept in clear, so a grant for the same arguments could never match".into(),
+            });
+        }
         let now = Utc::now();
         let grant = Grant {
             id: uuid::Uuid::now_v7(),

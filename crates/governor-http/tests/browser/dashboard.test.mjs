@@ -303,6 +303,39 @@ test("a later approver sees what will run, marked edited, with what changed", as
   await exec.context().close();
 });
 
+test("a standing grant is confirmed when given and revoked from the Grants view", async () => {
+  const asked = await call(TOKENS.agent, "POST", "/govern/executions", { action: "deploy", arguments: { version: "3.1", region: "us" } });
+  assert.equal(asked.status, 202, JSON.stringify(asked.body));
+  const id = asked.body.execution_id;
+  const page = await newPage();
+  await signIn(page, TOKENS.cfo);
+  await page.waitForSelector(`#pending-list [data-id="${id}"]`);
+  await page.click(`#pending-list [data-id="${id}"] .action`);
+  await page.selectOption("#grant", "3600");
+  let asked_to_confirm = "";
+  page.once("dialog", (d) => {
+    asked_to_confirm = d.message();
+    d.accept();
+  });
+  await page.click("#approve");
+  await page.waitForFunction(() => !document.querySelector("#grant"));
+  assert.match(asked_to_confirm, /exactly these arguments again for 1 hour/);
+  await page.click('nav a[data-view="grants"]');
+  const row = page.locator("#grants-list .row", { hasText: "deploy" });
+  await row.waitFor();
+  assert.match(await row.textContent(), /agent may skip Release\.safety/);
+  assert.match(await row.textContent(), /granted by cfo/);
+  page.once("dialog", (d) => d.accept("release train done"));
+  await row.locator(".revoke").click();
+  await page.waitForSelector("#grants-state:has-text('No standing grant')");
+  const left = await call(TOKENS.cfo, "GET", "/govern/grants");
+  assert.deepEqual(left.body, []);
+  // Leave no request waiting for the tests that count them.
+  const closed = await call(TOKENS.exec, "POST", `/govern/approvals/${id}/reject`, { reason: "test over" });
+  assert.equal(closed.status, 200, JSON.stringify(closed.body));
+  await page.context().close();
+});
+
 test("a batch of requests is approved at once", async () => {
   const page = await newPage();
   await signIn(page, TOKENS.cfo);
