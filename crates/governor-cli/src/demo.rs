@@ -114,7 +114,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut rng = Lcg(args.seed);
     let agent = Principal::new("agent-7")
         .with_roles(["payments"])
-        .with_tenant("acme");
+        .with_tenant(crate::demo_serve::DEMO_TENANT);
     let intern = Principal::new("intern-bot").with_roles(["readonly"]);
     let recipients = ["Acme Corp", "BigCorp", "Globex", ""];
     let mut tickets = Vec::new();

@@ -15,6 +15,9 @@ use serde_json::json;
 
 use crate::demo::Lcg;
 
+/// The demo's one tenant.
+pub(crate) const DEMO_TENANT: &str = "acme";
+
 /// 32 random bytes from the OS.
 pub(crate) fn random_key() -> anyhow::Result<[u8; 32]> {
     use std::io::Read;
@@ -83,11 +86,17 @@ pub(crate) async fn run(
     let keys = ApiKeys::new()
         .with_token(
             &cfo,
-            Principal::new("cfo").with_attribute("email", "cfo@company.com"),
+            // Everyone in the demo works for one tenant, acme: tenants
+            // see and decide only their own calls.
+            Principal::new("cfo")
+                .with_attribute("email", "cfo@company.com")
+                .with_tenant(DEMO_TENANT),
         )
         .with_token(
             &auditor,
-            Principal::new("auditor").with_permissions([READ_PERMISSION, RESUME_PERMISSION]),
+            Principal::new("auditor")
+                .with_permissions([READ_PERMISSION, RESUME_PERMISSION])
+                .with_tenant(DEMO_TENANT),
         );
     let transfer = transfer_action(&governor)?;
     let listener = tokio::net::TcpListener::bind(bind)
@@ -121,7 +130,9 @@ pub(crate) async fn run(
 /// on the others in the background.
 async fn agent_loop(governor: Governor, transfer: Action, seed: u64, every: Duration) {
     let mut rng = Lcg(seed ^ 0x5eed);
-    let agent = Principal::new("agent-7").with_roles(["payments"]);
+    let agent = Principal::new("agent-7")
+        .with_roles(["payments"])
+        .with_tenant(DEMO_TENANT);
     let recipients = ["Acme Corp", "BigCorp", "Globex", ""];
     loop {
         let amount = match rng.next() % 10 {
