@@ -35,6 +35,8 @@ pub(crate) struct Backends {
     pub(crate) store: Arc<dyn Store>,
     /// What the store is, for the start-up line (no credentials).
     pub(crate) describe: String,
+    /// The SQLite file, when the store is one.
+    pub(crate) sqlite_file: Option<PathBuf>,
     pub(crate) shared_rate_limits: Option<Arc<dyn RateLimitBackend>>,
 }
 
@@ -94,9 +96,15 @@ impl Choice {
                 }
             };
         let shared_rate_limits = self.rate_limiter(postgres.as_deref())?;
+        let sqlite_file = (self.postgres_url.is_none() && self.mongodb_url.is_none()).then(|| {
+            self.db
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("governor.db"))
+        });
         Ok(Backends {
             store,
             describe,
+            sqlite_file,
             shared_rate_limits,
         })
     }

@@ -18,6 +18,7 @@ mod output;
 mod pause;
 mod policy;
 mod remote;
+mod seal_key;
 mod serve;
 mod serve_policies;
 

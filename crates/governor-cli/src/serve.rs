@@ -8,9 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agent_governor::http::{ApiKeys, JwtVerifier, PrincipalClaims, hash_token};
-use agent_governor::{Governor, LoadOptions, Principal, SealKey};
+use agent_governor::{Governor, LoadOptions, Principal};
 
 use crate::backends::Choice;
+use crate::seal_key;
 use crate::serve_policies::{self, ActionSpec, Sources};
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -133,6 +134,10 @@ struct Config {
     /// The environment variable holding the seal key (64 hex digits) that
     /// keeps redacted arguments of parked calls runnable.
     seal_key_env: Option<String>,
+    /// Else a file holding it, created (0600) on first start; default
+    /// `<db>.seal-key` beside the SQLite file, or `governor.seal-key`
+    /// beside the config file for a shared database.
+    seal_key_file: Option<PathBuf>,
     #[serde(default)]
     keys: Vec<Key>,
     /// Actions agents submit by name over HTTP and run themselves.
@@ -314,13 +319,19 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     .open()
     .await?;
-    let mut builder = Governor::builder().shared_store(backends.store);
-    if let Some(name) = &config.seal_key_env {
-        let hex = std::env::var(name)
-            .with_context(|| format!("seal_key_env: environment variable `{name}` is not set"))?;
-        builder = builder.seal_key(SealKey::from_hex(&hex).context("seal_key_env")?);
-    }
-    let governor = builder.build()?;
+    let seal_source = match (&config.seal_key_env, &config.seal_key_file) {
+        (Some(_), Some(_)) => bail!("give seal_key_env or seal_key_file, not both"),
+        (Some(name), None) => seal_key::Source::Env(name.clone()),
+        (None, Some(file)) => seal_key::Source::File(base.join(file)),
+        (None, None) => seal_key::Source::File(seal_key::default_file(
+            backends.sqlite_file.as_deref(),
+            &base,
+        )),
+    };
+    let governor = Governor::builder()
+        .shared_store(backends.store)
+        .seal_key(seal_key::load(&seal_source)?)
+        .build()?;
     let sources = Sources {
         shared: config.policies.clone(),
         actions: action_specs(&config),
@@ -335,6 +346,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     let local = listener.local_addr()?;
+    if !local.ip().is_loopback() {
+        tracing::warn!(
+            address = %local,
+            "listening beyond this machine in plain HTTP: tokens and decisions cross the network in clear unless a TLS-terminating proxy is in front (see DEPLOYMENT.md)"
+        );
+    }
     out!(
         "governor serving http://{local} ({}, {} API keys, {} actions)",
         backends.describe,

@@ -1020,3 +1020,94 @@ fn two_servers_share_one_mongodb_database() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["execution"]["status"], "approved", "{body}");
 }
+
+/// Following the README's "Over HTTP" set-up with a sensitive field: no
+/// seal key configured, yet the approved call starts with its arguments,
+/// also after an approver's edit, and nothing sensitive is stored in clear.
+#[test]
+fn serve_creates_a_seal_key_so_sensitive_calls_run_after_approval() {
+    let server = serve(
+        &[
+            ("principal = \"agent\"", "agent-token"),
+            ("principal = \"cfo\"", "cfo-token"),
+        ],
+        "[[actions]]\nname = \"wire\"\npolicies = \"wire.yaml\"\n",
+        &[(
+            "wire.yaml",
+            "policies:\n  - type: audit\n    sensitive_fields: [iban]\n  - type: approval\n    name: Cfo\n    approvers: [cfo]\n",
+        )],
+    );
+    let dir = server._dir.path();
+    let key = dir.join("serve.db.seal-key");
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode, 0o600, "the key file is private");
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(log.contains("created a new seal key"), "{log}");
+
+    let submit = |amount: u32| {
+        let body = format!(
+            "{{\"action\":\"wire\",\"arguments\":{{\"amount\":{amount},\"iban\":\"DE89370400440532013000\"}}}}"
+        );
+        let (status, body) = http_body(
+            &server.addr,
+            "POST",
+            "/govern/executions",
+            Some("agent-token"),
+            &body,
+        );
+        assert_eq!(status, 202, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["execution_id"].as_str().unwrap().to_owned()
+    };
+    let start = |id: &str| {
+        let (status, body) = http_body(
+            &server.addr,
+            "POST",
+            &format!("/govern/executions/{id}/start"),
+            Some("agent-token"),
+            "",
+        );
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["arguments"].clone()
+    };
+
+    let plain = submit(500);
+    let (status, body) = http_body(
+        &server.addr,
+        "POST",
+        &format!("/govern/approvals/{plain}/approve"),
+        Some("cfo-token"),
+        "{}",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        start(&plain),
+        serde_json::json!({"amount": 500, "iban": "DE89370400440532013000"})
+    );
+
+    let edited = submit(9000);
+    let redacted = "***REDACTED***";
+    let (status, body) = http_body(
+        &server.addr,
+        "POST",
+        &format!("/govern/approvals/{edited}/approve"),
+        Some("cfo-token"),
+        &format!("{{\"edits\":{{\"amount\":900,\"iban\":\"{redacted}\"}}}}"),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        start(&edited),
+        serde_json::json!({"amount": 900, "iban": "DE89370400440532013000"})
+    );
+    let db = std::fs::read(dir.join("serve.db")).unwrap();
+    let wal = std::fs::read(dir.join("serve.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(
+            !bytes.windows(10).any(|w| w == b"DE89370400"),
+            "the IBAN is never stored in clear"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use crate::execution::{Execution, ExecutionId};
 use crate::governor::Governor;
 use crate::json::Json;
 use crate::principal::Principal;
+use crate::redact::REDACTED;
 
 impl Governor {
     /// Approves with changed arguments (`edits`: the complete new arguments,
@@ -52,18 +53,135 @@ impl Governor {
         }
         let mut redactor = action.redactor.clone();
         redactor.extend(self.redactor().fields());
-        if execution.inputs.as_str().contains(crate::redact::REDACTED)
-            || redactor.redact(&edits) != edits
-        {
-            return Err(not_editable(
-                "its arguments contain sensitive fields, which are never stored in clear",
-            ));
-        }
-        let new_stages = recheck_edits(&action, &execution, &edits).await?;
+        let stored = execution
+            .approval
+            .as_ref()
+            .map_or(&execution.inputs, |a| a.will_run(&execution.inputs))
+            .clone();
+        let sensitive = stored.as_str().contains(REDACTED) || redactor.redact(&edits) != edits;
+        let (clear, now, sealed) = if sensitive {
+            self.sealed_edits(&execution, &redactor, &stored, edits)?
+        } else {
+            let now = stored.value();
+            (edits, now, None)
+        };
+        let new_stages = recheck_edits(&action, &execution, &clear).await?;
         let mut ask = Ask::new(Verdict::Approve, reason, expected_digest);
-        ask.edits = Some(Json::from(&edits));
-        ask.new_stages = new_stages;
+        ask.edit = Some(Edit {
+            stored: Json::from(&redactor.redact(&clear)),
+            sealed,
+            unchanged: clear == now,
+            new_stages,
+        });
         self.record_decision(execution, approver, ask).await
+    }
+
+    /// Edits of arguments that hold sensitive fields: the approver saw
+    /// them redacted, so a field still `[REDACTED]` in `edits` keeps the
+    /// value it has now (opened from the sealed arguments), while a new
+    /// value replaces it. Returns the edited arguments in clear (for the
+    /// policies), the current ones in clear, and the edited ones sealed
+    /// (what the runner opens), so nothing sensitive is stored in clear.
+    fn sealed_edits(
+        &self,
+        execution: &Execution,
+        redactor: &crate::redact::Redactor,
+        stored: &Json,
+        edits: serde_json::Value,
+    ) -> Result<(serde_json::Value, serde_json::Value, Option<String>), ApprovalError> {
+        let id = execution.id;
+        let not_editable = |reason: &str| ApprovalError::NotEditable {
+            execution_id: id,
+            reason: reason.to_owned(),
+        };
+        let key = self.seal_key().ok_or_else(|| {
+            not_editable(
+                "its arguments hold sensitive fields, and this governor has no seal key to keep the edited ones",
+            )
+        })?;
+        let now = if stored.as_str().contains(REDACTED) {
+            let sealed = execution
+                .approval
+                .as_ref()
+                .and_then(|a| a.sealed_inputs.as_deref())
+                .ok_or_else(|| not_editable("its sensitive arguments were not sealed"))?;
+            let opened = key
+                .open(execution, sealed)
+                .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                .ok_or_else(|| {
+                    not_editable("its sealed arguments cannot be opened with this key")
+                })?;
+            if redactor.redact(&opened) != stored.value() {
+                return Err(not_editable("its sealed arguments are not the stored ones"));
+            }
+            opened
+        } else {
+            stored.value()
+        };
+        let clear = keep_redacted(edits, &now).map_err(|path| ApprovalError::InvalidEdit {
+            execution_id: id,
+            reason: format!("`{path}` is {REDACTED}, but the request has no value there to keep"),
+        })?;
+        let sealed = key
+            .seal(execution, &clear.to_string())
+            .ok_or_else(|| not_editable("the edited arguments could not be sealed"))?;
+        Ok((clear, now, Some(sealed)))
+    }
+}
+
+/// An approver's edit, checked and ready to record.
+pub(super) struct Edit {
+    /// The edited arguments as stored: sensitive fields redacted.
+    stored: Json,
+    /// The edited arguments in clear, sealed, when they hold sensitive
+    /// fields (the runner opens these).
+    sealed: Option<String>,
+    /// Whether the edit changes nothing that would run.
+    unchanged: bool,
+    /// Stages the edited call needs that the request does not have.
+    new_stages: Vec<ApprovalSpec>,
+}
+
+/// `edits` with every `[REDACTED]` replaced by the value at the same place
+/// in `now`; `Err(path)` where `now` has none.
+fn keep_redacted(
+    edits: serde_json::Value,
+    now: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    let at = |key: String, path: String| {
+        if path.is_empty() {
+            key
+        } else {
+            format!("{key}.{path}")
+        }
+    };
+    match edits {
+        Value::String(s) if s == REDACTED => match now {
+            Value::Null => Err(String::new()),
+            kept => Ok(kept.clone()),
+        },
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| {
+                let there = now.get(&k).unwrap_or(&Value::Null);
+                match keep_redacted(v, there) {
+                    Ok(v) => Ok((k, v)),
+                    Err(path) => Err(at(k, path)),
+                }
+            })
+            .collect::<Result<_, _>>()
+            .map(Value::Object),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let there = now.get(i).unwrap_or(&Value::Null);
+                keep_redacted(v, there).map_err(|path| at(i.to_string(), path))
+            })
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
+        other => Ok(other),
     }
 }
 
@@ -126,7 +244,8 @@ async fn recheck_edits(
     }
 }
 
-/// Makes `edits` what `request` approves. Approvals given for other
+/// Makes the edit what `request` approves; returns the edited arguments
+/// as stored. Approvals given for other
 /// arguments stop counting, in every stage, so their approvers are asked
 /// again; only an edit by the decision that alone completes the last
 /// stage keeps them (nobody is left to ask). Stages the edited call newly
@@ -135,14 +254,18 @@ pub(super) fn apply_edits(
     request: &mut ApprovalRequest,
     e: &Execution,
     index: usize,
-    edits: &Json,
-    new_stages: Vec<ApprovalSpec>,
+    edit: Edit,
     now: DateTime<Utc>,
-) {
+) -> Json {
+    let Edit {
+        stored,
+        sealed,
+        unchanged,
+        new_stages,
+    } = edit;
     let completes_alone = new_stages.is_empty()
         && index + 1 == request.stages.len()
         && request.stages[index].spec.quorum <= 1;
-    let unchanged = request.will_run(&e.inputs).value() == edits.value();
     if !completes_alone && !unchanged {
         for decision in request
             .stages
@@ -164,9 +287,13 @@ pub(super) fn apply_edits(
             spec,
         }
     }));
-    request.edited_inputs = Some(edits.clone());
+    request.edited_inputs = Some(stored.clone());
+    if let Some(sealed) = sealed {
+        request.sealed_inputs = Some(sealed);
+    }
     // What is approved now is the edited call.
     if let Some(version) = request.policy_version.clone() {
-        request.bind(e, edits, &version);
+        request.bind(e, &stored, &version);
     }
+    stored
 }

@@ -19,7 +19,7 @@ use crate::store::Transition;
 mod edits;
 mod granting;
 
-use edits::apply_edits;
+use edits::{Edit, apply_edits};
 use granting::{Granting, check_grant, grant_announcement};
 
 /// What an approver decides.
@@ -162,11 +162,8 @@ pub enum ApprovalError {
 struct Ask<'a> {
     verdict: Verdict,
     reason: Option<&'a str>,
-    /// The complete new arguments (approve with edits).
-    edits: Option<Json>,
-    /// Stages the edits newly need (an approval policy that did not ask
-    /// for the original arguments asks for the edited ones).
-    new_stages: Vec<crate::approval::ApprovalSpec>,
+    /// Approve with edits: what the call will run with instead.
+    edit: Option<Edit>,
     /// The digest of what the approver saw.
     expected_digest: Option<&'a str>,
     /// A standing grant given with the approval.
@@ -178,8 +175,7 @@ impl<'a> Ask<'a> {
         Self {
             verdict,
             reason,
-            edits: None,
-            new_stages: Vec::new(),
+            edit: None,
             expected_digest,
             grant: None,
         }
@@ -316,15 +312,13 @@ fn decision_transition(
     let reason = ask.reason.map(str::trim).filter(|r| !r.is_empty());
     let Ask {
         verdict,
-        edits,
-        new_stages,
+        edit,
         grant,
         ..
     } = ask;
     let approved = verdict == Verdict::Approve;
-    if let Some(edits) = &edits {
-        apply_edits(&mut updated, e, index, edits, new_stages, now);
-    }
+    // The edited arguments as stored (redacted), for the audit record.
+    let edits = edit.map(|edit| apply_edits(&mut updated, e, index, edit, now));
     updated.stages[index].decisions.push(StageDecision {
         approver: approver.id.clone(),
         approved,

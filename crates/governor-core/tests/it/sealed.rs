@@ -139,3 +139,95 @@ async fn an_external_runner_gets_the_sealed_arguments_after_approval() {
         json!({"iban": "GB29NWBK60161331926819"})
     );
 }
+
+#[tokio::test]
+async fn sealed_arguments_can_be_approved_with_edits_and_stay_sealed() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let g = governor(Arc::clone(&store), Some(SealKey::from_bytes([7; 32])));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let action = wire(&g, &seen);
+    let cfo = Principal::new("cfo");
+
+    // The approver saw the IBAN redacted and leaves it so: the IBAN is kept.
+    let id = park(&action).await;
+    g.approve_with_edits(
+        id,
+        &cfo,
+        json!({"amount": 450, "iban": governor_core::REDACTED}),
+        Some("half now"),
+        None,
+    )
+    .await
+    .unwrap();
+    g.resume(id).await.unwrap();
+    // A new IBAN replaces it, sealed too.
+    let id2 = park(&action).await;
+    g.approve_with_edits(
+        id2,
+        &cfo,
+        json!({"amount": 900, "iban": "FR7630006000011234567890189"}),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let stored = store.execution(id2).await.unwrap().unwrap();
+    let text = serde_json::to_string(&stored).unwrap();
+    assert!(
+        !text.contains("FR76300060") && !text.contains("DE893704"),
+        "nothing sensitive is stored in clear: {text}"
+    );
+    g.resume(id2).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            json!({"amount": 450, "iban": "DE89370400440532013000"}),
+            json!({"amount": 900, "iban": "FR7630006000011234567890189"}),
+        ]
+    );
+    let events = store
+        .events(&EventQuery {
+            execution_id: Some(id2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("FR76300060")
+    );
+
+    // A redacted field the request does not have cannot be kept.
+    let id3 = park(&action).await;
+    let err = g
+        .approve_with_edits(
+            id3,
+            &cfo,
+            json!({"amount": 1, "iban": governor_core::REDACTED, "bic": governor_core::REDACTED}),
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("`bic`"), "{err}");
+
+    // Without a key nothing can keep the edited IBAN: refused, not lost.
+    let bare = governor(Arc::new(MemoryStore::new()), None);
+    let action = wire(&bare, &seen);
+    let id = park(&action).await;
+    let err = bare
+        .approve_with_edits(
+            id,
+            &cfo,
+            json!({"amount": 1, "iban": governor_core::REDACTED}),
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, governor_core::ApprovalError::NotEditable { .. }),
+        "{err}"
+    );
+}
