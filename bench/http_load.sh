@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 governor=$(bash scripts/governor-bin.sh release)
 work=$(mktemp -d)
-token=bench-token
+token="bench-$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 hash=$(echo "$token" | "$governor" token hash)
 cat > "$work/approve.yaml" <<'YAML'
 policies:

@@ -14,7 +14,8 @@ if [ ! -x "$venv/bin/st" ]; then
 fi
 
 governor=$(bash scripts/governor-bin.sh)
-hash=$(echo "schemathesis-token" | "$governor" token hash)
+token="schemathesis-$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+hash=$(echo "$token" | "$governor" token hash)
 cat > "$work/refund.yaml" <<'YAML'
 policies:
   - type: approval
@@ -46,7 +47,7 @@ source scripts/serve-background.sh
 serve_in_background "$governor" "$work"
 
 "$venv/bin/st" run "http://$addr/govern/openapi.json" \
-    --header "Authorization: Bearer schemathesis-token" \
+    --header "Authorization: Bearer $token" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --max-examples "${SCHEMATHESIS_EXAMPLES:-25}" \
     --seed 1 \

@@ -452,8 +452,70 @@ pub(crate) fn token(command: TokenCommand) -> anyhow::Result<ExitCode> {
             if token.is_empty() {
                 bail!("no token on stdin");
             }
+            let bits = token_entropy_bits(token);
+            if bits < MIN_TOKEN_BITS {
+                bail!(
+                    "this token could be guessed: about {bits:.0} bits of entropy, and a token needs at least {MIN_TOKEN_BITS:.0} (for example 22 random letters and digits, or 32 random hex digits); `governor token new` makes one"
+                );
+            }
             out!("{}", hash_token(token));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The least entropy a token hashed for the config may have.
+const MIN_TOKEN_BITS: f64 = 128.0;
+
+/// An upper estimate of a token's entropy: its length times the bits of
+/// the character classes it draws from (lower case, upper case, digits,
+/// other printable ASCII, anything else), none if it repeats a few
+/// characters only. A token under the bar is surely weak; one over it is
+/// as strong as its source was random.
+fn token_entropy_bits(token: &str) -> f64 {
+    let has = |f: fn(&char) -> bool| token.chars().any(|c| f(&c));
+    let mut pool = 0u32;
+    for (present, size) in [
+        (has(char::is_ascii_lowercase), 26),
+        (has(char::is_ascii_uppercase), 26),
+        (has(char::is_ascii_digit), 10),
+        (has(char::is_ascii_punctuation), 32),
+        (has(|c| !c.is_ascii()), 1024),
+    ] {
+        if present {
+            pool += size;
+        }
+    }
+    let distinct = token
+        .chars()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    if distinct < 8 {
+        return 0.0;
+    }
+    token.chars().count() as f64 * f64::from(pool.max(1)).log2()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::token_entropy_bits;
+
+    #[test]
+    fn guessable_tokens_are_under_the_bar_and_random_ones_over() {
+        for weak in [
+            "agent-token",
+            "password1234password1234",
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "correct-horse",
+        ] {
+            assert!(token_entropy_bits(weak) < 128.0, "{weak}");
+        }
+        for strong in [
+            "gov_3f9a1c77b0d24e5f8a6b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f",
+            "Zq3xV9mK2pL7wR4tY8uN1b",
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        ] {
+            assert!(token_entropy_bits(strong) >= 128.0, "{strong}");
+        }
+    }
 }

@@ -23,12 +23,14 @@ const shots = join(root, "docs", "screenshots");
 const takeShots = process.env.SCREENSHOTS === "1";
 const PENDING_FOR_SCALE = Number(process.env.DASHBOARD_SCALE || 10000);
 
+// Strong tokens: `governor token hash` refuses guessable ones.
+const secret = (who) => `${who}-${[...crypto.getRandomValues(new Uint8Array(24))].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 const TOKENS = {
-  cfo: "cfo-console-token",
-  agent: "agent-console-token",
-  viewer: "viewer-console-token",
-  pauser: "pauser-console-token",
-  exec: "exec-console-token",
+  cfo: secret("cfo"),
+  agent: secret("agent"),
+  viewer: secret("viewer"),
+  pauser: secret("pauser"),
+  exec: secret("exec"),
 };
 let server;
 let base;
