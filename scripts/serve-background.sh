@@ -16,5 +16,5 @@ serve_in_background() {
         cat "$work/serve.out" >&2
         return 1
     fi
-    addr=$(head -1 "$work/serve.out" | sed -E 's|.*http://([^ ]+).*|\1|')
+    addr=$(grep -m1 "governor serving" "$work/serve.out" | sed -E 's|.*http://([^ ]+).*|\1|')
 }
