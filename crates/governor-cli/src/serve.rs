@@ -128,6 +128,13 @@ struct Config {
     /// Longest a submission may hold its connection for a decision
     /// (default 300).
     max_wait_seconds: Option<u64>,
+    /// The largest request body, in bytes (default 2 MiB).
+    max_body_bytes: Option<usize>,
+    /// The longest a request may take, in seconds (default 30; a
+    /// submission may wait up to `max_wait_seconds`).
+    request_timeout_seconds: Option<u64>,
+    /// The most requests handled at once (default 1,024).
+    max_concurrent_requests: Option<usize>,
     /// Origins whose web pages may call the API (CORS); none by default.
     #[serde(default)]
     cors_origins: Vec<String>,
@@ -380,8 +387,20 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         )),
     };
     let max_wait = Duration::from_secs(config.max_wait_seconds.unwrap_or(300));
+    let defaults = agent_governor::http::Limits::default();
+    let limits = agent_governor::http::Limits {
+        max_body_bytes: config.max_body_bytes.unwrap_or(defaults.max_body_bytes),
+        request_timeout: config
+            .request_timeout_seconds
+            .map_or(defaults.request_timeout, Duration::from_secs),
+        max_concurrent: config
+            .max_concurrent_requests
+            .unwrap_or(defaults.max_concurrent),
+        ..defaults
+    };
     let state = agent_governor::http::ApiState::new(governor, keys)
         .max_wait(max_wait)
+        .limits(limits)
         .allow_origins(&config.cors_origins)
         .context("cors_origins")?;
     let app = agent_governor::http::router(state);

@@ -35,7 +35,10 @@ def ok(schema, desc="OK"):
 COMMON = {
     "400": problem("Malformed request: a bad parameter or id"),
     "401": problem("Missing or unknown bearer token"),
-    "503": problem("The store cannot be reached"),
+    "413": problem("The body is over max_body_bytes (default 2 MiB)"),
+    "414": problem("The request target is over max_uri_bytes (default 8 KiB)"),
+    "431": problem("More headers than max_headers (default 100)"),
+    "503": problem("The store cannot be reached, more requests than max_concurrent are running, or the request took longer than request_timeout"),
 }
 
 
@@ -425,7 +428,12 @@ for code in ("200", "202"):
 doc = {
     "openapi": "3.1.0",
     "info": {"title": "governor", "version": "0.1.0",
-             "description": "Approvals, executions and governance for agents in any language."},
+             "description": "Approvals, executions and governance for agents in any language. "
+                            "Limits (each configurable in `governor serve`'s config file): request bodies up to "
+                            "`max_body_bytes` (2 MiB, else 413), request targets up to 8 KiB (414), 100 headers (431), "
+                            "`request_timeout_seconds` per request (30 s; a submission may wait its `wait_seconds`), "
+                            "and `max_concurrent_requests` at once (1,024; more get 503). Every refusal is an RFC 9457 "
+                            "problem document."},
     "security": [{"bearer": []}],
     "paths": paths,
     "components": {"schemas": schemas,

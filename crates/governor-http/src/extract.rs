@@ -31,9 +31,26 @@ where
                 let essence = v.split(';').next().unwrap_or("").trim();
                 essence.eq_ignore_ascii_case("application/json")
             });
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|e| Problem::bad_request(format!("could not read the body: {e}")))?;
+        let limit = req
+            .extensions()
+            .get::<crate::limits::BodyLimit>()
+            .map(|l| l.0);
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                Problem::new(
+                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                    "too-large",
+                    match limit {
+                        Some(n) => {
+                            format!("the body is over the limit of {n} bytes (max_body_bytes)")
+                        }
+                        None => "the body is over this server's limit".to_owned(),
+                    },
+                )
+            } else {
+                Problem::bad_request(format!("could not read the body: {e}"))
+            }
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Body(T::default()));
         }

@@ -33,9 +33,11 @@ mod health;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod layer;
+mod limits;
 mod metrics;
 mod operations;
 mod problem;
+mod server;
 mod state;
 mod submit;
 mod views;
@@ -52,6 +54,7 @@ pub use dashboard::CONTENT_SECURITY_POLICY;
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtConfigError, JwtVerifier};
 pub use layer::{EXECUTION_HEADER, Govern, GovernLayer};
+pub use limits::Limits;
 pub use problem::{PROBLEM_JSON, Problem};
 pub use state::ApiState;
 pub use views::{CROSS_TENANT_PERMISSION, READ_PERMISSION, RESUME_PERMISSION, RUN_AS_PERMISSION};
@@ -98,6 +101,13 @@ pub fn router(state: ApiState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.limits.max_body_bytes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::guard,
         ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -155,7 +165,5 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, app, shutdown).await
 }

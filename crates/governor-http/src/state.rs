@@ -16,6 +16,10 @@ pub struct ApiState {
     pub(crate) max_wait: std::time::Duration,
     /// Origins whose web pages may call the API (none by default).
     pub(crate) cors_origins: Vec<axum::http::HeaderValue>,
+    /// What one request may cost.
+    pub(crate) limits: crate::limits::Limits,
+    /// The requests running now.
+    pub(crate) in_flight: Arc<crate::limits::InFlight>,
 }
 
 impl ApiState {
@@ -27,6 +31,10 @@ impl ApiState {
             metrics: Arc::default(),
             max_wait: std::time::Duration::from_secs(300),
             cors_origins: Vec::new(),
+            limits: crate::limits::Limits::default(),
+            in_flight: crate::limits::InFlight::new(
+                crate::limits::Limits::default().max_concurrent,
+            ),
         }
     }
 
@@ -60,6 +68,14 @@ impl ApiState {
     /// approval decision (`wait_seconds`); 300 s unless set.
     pub fn max_wait(mut self, max: std::time::Duration) -> Self {
         self.max_wait = max;
+        self
+    }
+
+    /// Sets what one request may cost (body, URI, headers, time, and how
+    /// many run at once).
+    pub fn limits(mut self, limits: crate::limits::Limits) -> Self {
+        self.in_flight = crate::limits::InFlight::new(limits.max_concurrent);
+        self.limits = limits;
         self
     }
 

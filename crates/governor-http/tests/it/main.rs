@@ -10,6 +10,7 @@ mod executions;
 #[cfg(feature = "jwt")]
 mod jwt;
 mod layer;
+mod limits;
 mod operations;
 mod submit;
 
