@@ -293,6 +293,60 @@ pub fn verify_chain<'a>(
     Ok(count)
 }
 
+/// How a run of the stored audit log checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogCheck {
+    /// Entries checked.
+    pub entries: u64,
+    /// The first place the chain is not intact, if any.
+    pub error: Option<ChainError>,
+    /// The last entry checked, when more entries follow: pass it as
+    /// `from` to check on from there.
+    pub next: Option<u64>,
+}
+
+/// Checks up to `max` stored entries from entry `from` on (`0`: from the
+/// first), a page at a time, keeping one page in memory: each entry
+/// intact and linked to the one before (the first one checked is trusted,
+/// as in [`verify_chain`]).
+pub async fn check_audit_log(
+    store: &dyn crate::store::Store,
+    from: u64,
+    max: u64,
+) -> Result<LogCheck, crate::error::StoreError> {
+    const PAGE: usize = 10_000;
+    let mut checked = 0u64;
+    let mut last: Option<AuditEntry> = None;
+    let mut after = from.saturating_sub(1);
+    while checked < max {
+        let want = usize::try_from(max - checked).unwrap_or(PAGE).min(PAGE);
+        let page = store.audit_entries(after, want).await?;
+        let Some(tail) = page.last().cloned() else {
+            break;
+        };
+        // The page, linked to the last entry of the one before.
+        if let Err(e) = verify_chain(last.iter().chain(page.iter())) {
+            return Ok(LogCheck {
+                entries: checked,
+                error: Some(e),
+                next: None,
+            });
+        }
+        checked += page.len() as u64;
+        after = tail.seq;
+        last = Some(tail);
+    }
+    let more = match &last {
+        Some(l) if checked >= max => !store.audit_entries(l.seq, 1).await?.is_empty(),
+        _ => false,
+    };
+    Ok(LogCheck {
+        entries: checked,
+        error: None,
+        next: last.filter(|_| more).map(|l| l.seq),
+    })
+}
+
 /// Every entry `store` holds, in order, read a page at a time.
 pub async fn read_audit_log(
     store: &dyn crate::store::Store,

@@ -71,7 +71,7 @@ pub use approval::{
 };
 pub use audit::{
     AuditEntry, AuditRecord, ChainError, DecisionRecord, EVICTED_UNREAD_HASH, GENESIS_HASH,
-    chain_hash, read_audit_log, verify_chain,
+    LogCheck, chain_hash, check_audit_log, read_audit_log, verify_chain,
 };
 pub use channel::{ApprovalChannel, ApprovalNotice, CallbackChannel, CliChannel};
 pub use condition::{Condition, ConditionError};

@@ -868,14 +868,12 @@ impl<'a> Run<'a> {
                 // Resumed elsewhere: its result is on the record.
                 _ => return Err(pending),
             }
-            // Another process's decision is not announced here; the poll
-            // interval bounds how late it is noticed.
-            let poll = tokio::time::sleep(DECISION_POLL);
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => return Err(pending),
-                () = poll => {}
-                _ = changes.recv() => {}
+            if tokio::time::Instant::now() >= deadline {
+                return Err(pending);
             }
+            // Woken by a change of this execution (stores announce other
+            // processes' writes too), else by the safety poll.
+            crate::store::next_change(&mut changes, id, deadline).await;
         }
     }
 
@@ -1598,10 +1596,6 @@ enum Gate {
 pub(crate) const KILL_SWITCH: &str = "kill switch";
 
 pub(crate) const BINDING_POLICY: &str = "approval binding";
-
-/// How often a waiting caller re-reads a parked execution, for decisions
-/// made by other processes (same-process decisions wake it at once).
-const DECISION_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Runs an approved execution with its action's resume handler, through the
 /// same steps as a call that was approved while its caller waited: the

@@ -227,11 +227,7 @@ impl Governor {
             if done(e.status) || tokio::time::Instant::now() >= deadline {
                 return Ok(e);
             }
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => {}
-                () = tokio::time::sleep(Duration::from_millis(20)) => {}
-                _ = changes.recv() => {}
-            }
+            crate::store::next_change(&mut changes, id, deadline).await;
         }
     }
 }

@@ -199,7 +199,7 @@ schemas = {
     "Verified": {
         "type": "object", "required": ["ok", "entries"],
         "properties": {"ok": {"type": "boolean"}, "entries": {"type": "integer"},
-                       "error": {"type": "string"}},
+                       "error": {"type": "string"}, "next_from": {"type": "integer"}},
     },
     "Grant": {
         "type": "object",
@@ -254,7 +254,10 @@ paths = {
                        query("limit", {"type": "integer", "minimum": 0}, "Page size (default 100, at most 1,000)")],
         "responses": responses({"200": ok(ref("AuditPage")), "403": problem("Needs governor:read")})}},
     "/govern/audit/verify": {"get": {
-        "operationId": "verifyAudit", "summary": "Check every entry's hash and link (governor:read)",
+        "operationId": "verifyAudit",
+        "summary": "Check each entry's hash and link (governor:read), a page at a time, at most 1,000,000 entries per request; `next_from` continues",
+        "parameters": [query("from", {"type": "integer", "minimum": 0}, "The entry to start at (default: the first)"),
+                       query("limit", {"type": "integer", "minimum": 0}, "At most this many entries (default and most 1,000,000)")],
         "responses": responses({"200": ok(ref("Verified")), "403": problem("Needs governor:read")})}},
     "/govern/pauses": {
         "get": {"operationId": "listPauses", "summary": "Active pauses (governor:read or governor:pause)",

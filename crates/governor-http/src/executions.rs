@@ -144,9 +144,15 @@ pub(crate) fn cursor(text: Option<&str>) -> Result<Option<ExecutionId>, Problem>
     .transpose()
 }
 
+/// The most stored executions one listing reads while filtering out what
+/// the caller may not see; past it the page ends early with a cursor.
+const SCAN_BUDGET: usize = 5_000;
+
 /// Up to `limit` executions matching `query` that `keep` accepts, newest
 /// first, reading further pages of the store while `keep` filters some
-/// out. `next_cursor` is set when more may follow.
+/// out, but never more than [`SCAN_BUDGET`] rows: a page may then hold
+/// fewer than `limit` (even none) with `next_cursor` set to go on from.
+/// `next_cursor` is set whenever more may follow.
 pub(crate) async fn filtered_page(
     state: &ApiState,
     mut query: ExecutionQuery,
@@ -155,8 +161,20 @@ pub(crate) async fn filtered_page(
 ) -> Result<Page<Execution>, Problem> {
     let store = state.governor.store();
     let mut items = Vec::with_capacity(limit);
+    let mut scanned = 0;
     loop {
+        if scanned >= SCAN_BUDGET {
+            return Ok(Page {
+                next_cursor: query.before,
+                items,
+            });
+        }
+        if scanned > 0 {
+            // Filtering drops rows: read on in larger steps.
+            query.limit = query.limit.max(500);
+        }
         let batch = store.executions(&query).await?;
+        scanned += batch.len();
         let exhausted = batch.len() < query.effective_limit();
         for e in batch {
             query.before = Some(e.id);

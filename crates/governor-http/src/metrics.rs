@@ -20,9 +20,6 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
 
-/// Pending approvals are counted up to this many per scrape.
-const PENDING_CAP: usize = 10_000;
-
 #[derive(Debug, Default)]
 struct Series {
     count: u64,
@@ -170,16 +167,12 @@ pub(crate) async fn metrics(
     let pending = state
         .governor
         .store()
-        .executions(&ExecutionQuery {
+        .count_executions(&ExecutionQuery {
             statuses: vec![ExecutionStatus::AwaitingApproval],
-            limit: PENDING_CAP,
             ..ExecutionQuery::default()
         })
-        .await?
-        .len();
-    out.push_str(
-        "# HELP governor_approvals_pending Approval requests waiting (counted up to 10000).\n",
-    );
+        .await?;
+    out.push_str("# HELP governor_approvals_pending Approval requests waiting.\n");
     out.push_str("# TYPE governor_approvals_pending gauge\n");
     let _ = writeln!(out, "governor_approvals_pending {pending}");
     let mut response = out.into_response();

@@ -418,6 +418,14 @@ impl Store for MongoStore {
         docs.iter().map(|d| execution(OP, d)).collect()
     }
 
+    async fn count_executions(&self, query: &ExecutionQuery) -> Result<u64, StoreError> {
+        const OP: &str = "count_executions";
+        self.collection("executions")
+            .count_documents(execution_filter(query))
+            .await
+            .map_err(|e| map(OP, e))
+    }
+
     async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
         const OP: &str = "snapshots";
         let docs = self

@@ -369,34 +369,7 @@ impl Store for PostgresStore {
 
     async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
         const OP: &str = "executions";
-        let mut f = Filter::default();
-        if !query.statuses.is_empty() {
-            let statuses: Vec<String> = query
-                .statuses
-                .iter()
-                .map(|s| s.as_str().to_owned())
-                .collect();
-            f.add(" AND status = ANY(?)", statuses);
-        }
-        if let Some(a) = &query.action {
-            f.add(" AND action = ?", a.clone());
-        }
-        if let Some(p) = &query.principal {
-            f.add(" AND principal_id = ?", p.clone());
-        }
-        // Ids are time-ordered, so a time range is also an id range the
-        // primary key can seek; `created_at` keeps the bound exact.
-        if let Some(t) = query.since {
-            f.add(" AND id >= ?", first_id_at(t, -1_000));
-            f.add(" AND created_at >= ?", to_nanos(t));
-        }
-        if let Some(t) = query.until {
-            f.add(" AND id < ?", first_id_at(t, 1_000));
-            f.add(" AND created_at < ?", to_nanos(t));
-        }
-        if let Some(b) = query.before {
-            f.add(" AND id < ?", b.as_uuid());
-        }
+        let f = execution_filter(query);
         let sql = format!(
             "SELECT {EXECUTION_COLUMNS} FROM executions WHERE true{} ORDER BY id DESC LIMIT {}",
             f.sql,
@@ -404,6 +377,18 @@ impl Store for PostgresStore {
         );
         let rows = self.query(OP, &sql, &f.refs()).await?;
         rows.iter().map(|r| execution(OP, r)).collect()
+    }
+
+    async fn count_executions(&self, query: &ExecutionQuery) -> Result<u64, StoreError> {
+        const OP: &str = "count_executions";
+        let f = execution_filter(query);
+        let sql = format!("SELECT count(*) FROM executions WHERE true{}", f.sql);
+        let rows = self.query(OP, &sql, &f.refs()).await?;
+        let count: i64 = match rows.first() {
+            Some(r) => get(OP, r, 0)?,
+            None => 0,
+        };
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
@@ -627,6 +612,39 @@ impl Store for PostgresStore {
             .map(|r| decode_json(OP, "pause", get(OP, r, 0)?))
             .collect()
     }
+}
+
+/// The conditions of `query` (to follow `WHERE true`).
+fn execution_filter(query: &ExecutionQuery) -> Filter {
+    let mut f = Filter::default();
+    if !query.statuses.is_empty() {
+        let statuses: Vec<String> = query
+            .statuses
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        f.add(" AND status = ANY(?)", statuses);
+    }
+    if let Some(a) = &query.action {
+        f.add(" AND action = ?", a.clone());
+    }
+    if let Some(p) = &query.principal {
+        f.add(" AND principal_id = ?", p.clone());
+    }
+    // Ids are time-ordered, so a time range is also an id range the
+    // primary key can seek; `created_at` keeps the bound exact.
+    if let Some(t) = query.since {
+        f.add(" AND id >= ?", first_id_at(t, -1_000));
+        f.add(" AND created_at >= ?", to_nanos(t));
+    }
+    if let Some(t) = query.until {
+        f.add(" AND id < ?", first_id_at(t, 1_000));
+        f.add(" AND created_at < ?", to_nanos(t));
+    }
+    if let Some(b) = query.before {
+        f.add(" AND id < ?", b.as_uuid());
+    }
+    f
 }
 
 /// The crate README's examples, compiled as doc tests.

@@ -286,6 +286,57 @@ fn id_at_ms(t: chrono::DateTime<chrono::Utc>, slack_ms: i64) -> Vec<u8> {
     first_id_at(t, slack_ms).as_bytes().to_vec()
 }
 
+/// The conditions of `query` (to follow `WHERE 1 = 1`) and their
+/// parameters.
+fn execution_filter(query: &ExecutionQuery) -> (String, Vec<SqlValue>) {
+    let mut sql = String::new();
+    let mut params: Vec<SqlValue> = Vec::new();
+    if !query.statuses.is_empty() {
+        let marks = vec!["?"; query.statuses.len()].join(", ");
+        sql.push_str(&format!(" AND status IN ({marks})"));
+        params.extend(
+            query
+                .statuses
+                .iter()
+                .map(|s| SqlValue::Text(s.as_str().into())),
+        );
+    }
+    let mut filter = |clause: &str, v: Option<SqlValue>| {
+        if let Some(v) = v {
+            sql.push_str(clause);
+            params.push(v);
+        }
+    };
+    filter(" AND action = ?", query.action.clone().map(SqlValue::Text));
+    filter(
+        " AND principal_id = ?",
+        query.principal.clone().map(SqlValue::Text),
+    );
+    // Ids are time-ordered, so a time range is also an id range the
+    // primary key can seek; `created_at` keeps the bound exact.
+    filter(
+        " AND id >= ?",
+        query.since.map(|t| SqlValue::Blob(id_at_ms(t, -1_000))),
+    );
+    filter(
+        " AND created_at >= ?",
+        query.since.map(|t| SqlValue::Integer(to_nanos(t))),
+    );
+    filter(
+        " AND id < ?",
+        query.until.map(|t| SqlValue::Blob(id_at_ms(t, 1_000))),
+    );
+    filter(
+        " AND created_at < ?",
+        query.until.map(|t| SqlValue::Integer(to_nanos(t))),
+    );
+    filter(
+        " AND id < ?",
+        query.before.map(|b| SqlValue::Blob(blob(b.as_uuid()))),
+    );
+    (sql, params)
+}
+
 fn unit(done: Done) -> Result<(), StoreError> {
     match done {
         Done::Unit => Ok(()),
@@ -329,57 +380,12 @@ impl Store for SqliteStore {
     }
 
     async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
-        let query = query.clone();
+        let (conditions, params) = execution_filter(query);
+        let limit = query.effective_limit();
         self.read(move |c| {
-            let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE 1 = 1");
-            let mut params: Vec<SqlValue> = Vec::new();
-            if !query.statuses.is_empty() {
-                let marks = vec!["?"; query.statuses.len()].join(", ");
-                sql.push_str(&format!(" AND status IN ({marks})"));
-                params.extend(
-                    query
-                        .statuses
-                        .iter()
-                        .map(|s| SqlValue::Text(s.as_str().into())),
-                );
-            }
-            let mut filter = |clause: &str, v: Option<SqlValue>| {
-                if let Some(v) = v {
-                    sql.push_str(clause);
-                    params.push(v);
-                }
-            };
-            filter(" AND action = ?", query.action.clone().map(SqlValue::Text));
-            filter(
-                " AND principal_id = ?",
-                query.principal.clone().map(SqlValue::Text),
+            let sql = format!(
+                "SELECT {EXECUTION_COLUMNS} FROM executions WHERE 1 = 1{conditions} ORDER BY id DESC LIMIT {limit}"
             );
-            // Ids are time-ordered, so a time range is also an id range the
-            // primary key can seek; `created_at` keeps the bound exact.
-            filter(
-                " AND id >= ?",
-                query.since.map(|t| SqlValue::Blob(id_at_ms(t, -1_000))),
-            );
-            filter(
-                " AND created_at >= ?",
-                query.since.map(|t| SqlValue::Integer(to_nanos(t))),
-            );
-            filter(
-                " AND id < ?",
-                query.until.map(|t| SqlValue::Blob(id_at_ms(t, 1_000))),
-            );
-            filter(
-                " AND created_at < ?",
-                query.until.map(|t| SqlValue::Integer(to_nanos(t))),
-            );
-            filter(
-                " AND id < ?",
-                query.before.map(|b| SqlValue::Blob(blob(b.as_uuid()))),
-            );
-            sql.push_str(&format!(
-                " ORDER BY id DESC LIMIT {}",
-                query.effective_limit()
-            ));
             let mut stmt = c.prepare_cached(&sql).map_err(|e| map("executions", e))?;
             let mut rows = stmt
                 .query(params_from_iter(params))
@@ -389,6 +395,20 @@ impl Store for SqliteStore {
                 out.push(execution("executions", row)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn count_executions(&self, query: &ExecutionQuery) -> Result<u64, StoreError> {
+        const OP: &str = "count_executions";
+        let (conditions, params) = execution_filter(query);
+        self.read(move |c| {
+            let sql = format!("SELECT count(*) FROM executions WHERE 1 = 1{conditions}");
+            let mut stmt = c.prepare_cached(&sql).map_err(|e| map(OP, e))?;
+            let count: i64 = stmt
+                .query_row(params_from_iter(params), |r| r.get(0))
+                .map_err(|e| map(OP, e))?;
+            Ok(u64::try_from(count).unwrap_or(0))
         })
         .await
     }

@@ -943,6 +943,20 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
+    async fn count_executions(&self, query: &ExecutionQuery) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        for inner in self.all()? {
+            count += inner
+                .entries
+                .values()
+                .filter(|e| {
+                    query.matches_fields(e.id, &e.action, &e.principal.id, e.status, e.created_at)
+                })
+                .count() as u64;
+        }
+        Ok(count)
+    }
+
     async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
         Ok(self
             .shard(id)?

@@ -458,6 +458,10 @@ pub trait Store: Send + Sync + 'static {
     /// Executions matching `query`, newest first.
     async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, StoreError>;
 
+    /// How many executions match `query` (its `limit` ignored), counted
+    /// by the store rather than read.
+    async fn count_executions(&self, query: &ExecutionQuery) -> Result<u64, StoreError>;
+
     /// An execution's snapshots, in capture order.
     async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError>;
 
@@ -659,6 +663,50 @@ impl AuditRows {
     }
 }
 
+/// How often a waiter reads the store again when nothing it waits for was
+/// announced: a backend that cannot tell which execution another process
+/// changed still wakes it, and one that says nothing is still seen.
+pub(crate) const WAIT_SAFETY_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After missing announcements, how soon a waiter reads again.
+const LAGGED_READ_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Waits until `changes` announces something about `id` (or a change it
+/// cannot attribute), the safety poll passes, or `deadline`; unrelated
+/// changes do not wake the waiter, so a waiting caller reads the store
+/// about once a second, not once per change elsewhere.
+pub(crate) async fn next_change(
+    changes: &mut broadcast::Receiver<Change>,
+    id: ExecutionId,
+    deadline: tokio::time::Instant,
+) {
+    let poll =
+        tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + WAIT_SAFETY_POLL));
+    tokio::pin!(poll);
+    loop {
+        tokio::select! {
+            () = &mut poll => return,
+            got = changes.recv() => match got {
+                Ok(change) if change.id == id || change.id.as_uuid().is_nil() => return,
+                Ok(_) => {}
+                // Missed some: any could be ours. Read soon, but not at
+                // every lag of an overloaded channel (20 reads/s at most).
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let soon = tokio::time::Instant::now() + LAGGED_READ_AFTER;
+                    if soon < poll.deadline() {
+                        poll.as_mut().reset(soon);
+                    }
+                }
+                // Nothing more will be announced: the poll decides.
+                Err(broadcast::error::RecvError::Closed) => {
+                    poll.as_mut().await;
+                    return;
+                }
+            },
+        }
+    }
+}
+
 /// Capacity of the change broadcast used by the built-in stores.
 pub const WATCH_CAPACITY: usize = 1024;
 
@@ -681,6 +729,9 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     async fn executions(&self, query: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
         (**self).executions(query).await
+    }
+    async fn count_executions(&self, query: &ExecutionQuery) -> Result<u64, StoreError> {
+        (**self).count_executions(query).await
     }
     async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
         (**self).snapshots(id).await

@@ -1,5 +1,6 @@
 //! A store whose writes a test decides: for failing disks in tests, and
-//! for measuring a governed call without its store's work.
+//! for measuring a governed call without its store's work. It also counts
+//! the executions read, for tests that bound them.
 
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ type Intercept = dyn Fn(StoreWrite<'_>) -> Option<Result<(), StoreError>> + Send
 pub struct InterceptWrites<S> {
     inner: S,
     intercept: Box<Intercept>,
+    reads: std::sync::atomic::AtomicUsize,
 }
 
 impl<S: Store> InterceptWrites<S> {
@@ -43,7 +45,13 @@ impl<S: Store> InterceptWrites<S> {
         Self {
             inner,
             intercept: Box::new(intercept),
+            reads: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// How many executions were read one by one (`Store::execution`).
+    pub fn execution_reads(&self) -> usize {
+        self.reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -68,10 +76,15 @@ impl<S: Store> Store for InterceptWrites<S> {
         (self.intercept)(StoreWrite::Transition(t)).or_else(|| self.inner.transition_in_place(t))
     }
     async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.execution(id).await
     }
     async fn executions(&self, q: &ExecutionQuery) -> Result<Vec<Execution>, StoreError> {
         self.inner.executions(q).await
+    }
+    async fn count_executions(&self, q: &ExecutionQuery) -> Result<u64, StoreError> {
+        self.inner.count_executions(q).await
     }
     async fn snapshots(&self, id: ExecutionId) -> Result<Vec<Snapshot>, StoreError> {
         self.inner.snapshots(id).await

@@ -320,6 +320,39 @@ pub async fn listing_filters_and_pages(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(cancelled.len(), 1);
 
+    // Counted by the store, with the same filters, limits ignored.
+    let count = |q: ExecutionQuery| {
+        let store = Arc::clone(&store);
+        async move { store.count_executions(&q).await.unwrap() }
+    };
+    assert_eq!(count(ExecutionQuery::default()).await, 7);
+    assert_eq!(
+        count(ExecutionQuery {
+            action: Some("pay".into()),
+            principal: Some("bob".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(ExecutionQuery {
+            statuses: vec![ExecutionStatus::Cancelled, ExecutionStatus::Completed],
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(ExecutionQuery {
+            before: Some(ids[3]),
+            ..Default::default()
+        })
+        .await,
+        3
+    );
+
     let page1 = store
         .executions(&ExecutionQuery {
             limit: 3,

@@ -655,3 +655,55 @@ async fn grants_are_checked_like_approvals() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_caller_reads_the_store_about_once_a_second_whatever_else_happens() {
+    use governor_core::testing::InterceptWrites;
+    let store = Arc::new(InterceptWrites::new(MemoryStore::new(), |_| None));
+    let g = Governor::builder()
+        .shared_store(Arc::clone(&store) as Arc<dyn governor_core::store::Store>)
+        .build()
+        .unwrap();
+    let waiting = g
+        .action("wire_transfer")
+        .policy(ApprovalPolicy::new(["cfo@company.com"]).wait(Duration::from_secs(2)))
+        .build()
+        .unwrap();
+    let busy = g.action("lookup").build().unwrap();
+    let before = store.execution_reads();
+    let caller = tokio::spawn(async move {
+        waiting
+            .run_as(
+                Principal::new("agent-7"),
+                Args::new().arg("amount", &1),
+                || async { Ok::<_, GovernError>(()) },
+            )
+            .await
+    });
+    // Thousands of unrelated changes while it waits (in bursts, as
+    // traffic comes); each of them woke it before, besides a 20 ms poll.
+    let started = std::time::Instant::now();
+    let mut calls = 0;
+    while started.elapsed() < Duration::from_millis(1800) {
+        for _ in 0..25 {
+            busy.run(Args::new().arg("n", &calls), || async {
+                Ok::<_, GovernError>(())
+            })
+            .await
+            .unwrap();
+            calls += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let outcome = caller.await.unwrap();
+    assert!(
+        matches!(outcome, Err(GovernError::Pending { .. })),
+        "{outcome:?}"
+    );
+    let reads = store.execution_reads() - before;
+    assert!(calls > 1000, "{calls} unrelated calls");
+    assert!(
+        reads <= 6,
+        "a 2 s wait read its execution {reads} times while {calls} other calls ran"
+    );
+}
