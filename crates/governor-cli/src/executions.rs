@@ -8,7 +8,6 @@ use agent_governor::sqlite::SqliteStore;
 use agent_governor::store::EventQuery;
 use agent_governor::{
     AuditEntry, Event, Execution, ExecutionId, ExecutionQuery, ExecutionStatus, Snapshot, Store,
-    verify_chain,
 };
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -297,21 +296,22 @@ fn render(e: &Execution, events: &[Event], snapshots: &[Snapshot], audit: Option
 
 pub(crate) async fn verify(db: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let store = open(db).await?;
-    let entries = agent_governor::read_audit_log(&store).await?;
-    let result = verify_chain(&entries);
+    // A page at a time: the whole log is never held in memory.
+    let check = agent_governor::check_audit_log(&store, 0, u64::MAX).await?;
+    let n = check.entries;
     if json {
-        let doc = match &result {
-            Ok(n) => json!({"ok": true, "entries": n}),
-            Err(e) => json!({"ok": false, "entries": entries.len(), "error": e.to_string()}),
+        let doc = match &check.error {
+            None => json!({"ok": true, "entries": n}),
+            Some(e) => json!({"ok": false, "entries": n, "error": e.to_string()}),
         };
         out!("{doc}");
     } else {
-        match &result {
-            Ok(n) => out!("audit log intact: {n} entries verified"),
-            Err(e) => out!("audit log TAMPERED: {e}"),
+        match &check.error {
+            None => out!("audit log intact: {n} entries verified"),
+            Some(e) => out!("audit log TAMPERED: {e}"),
         }
     }
-    Ok(if result.is_ok() {
+    Ok(if check.error.is_none() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
