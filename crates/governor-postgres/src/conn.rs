@@ -30,6 +30,12 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) fn new(url: &str, extra_roots: &[Vec<u8>]) -> Result<Self, StoreError> {
+        // TLS here always verifies the certificate and the host name: libpq's
+        // `verify-full` (and the weaker `verify-ca`) ask for exactly that,
+        // which tokio-postgres calls `require`.
+        let url = url
+            .replace("sslmode=verify-full", "sslmode=require")
+            .replace("sslmode=verify-ca", "sslmode=require");
         let config: Config = url.parse().map_err(|e| {
             StoreError::new(
                 StoreErrorKind::Invalid,
@@ -42,6 +48,14 @@ impl Endpoint {
         } else {
             None
         };
+        if tls.is_none()
+            && let Some(host) = remote_host(&config)
+        {
+            tracing::warn!(
+                host = %host,
+                "connecting to PostgreSQL on another machine without TLS: add sslmode=verify-full to the URL"
+            );
+        }
         Ok(Self { config, tls })
     }
 
@@ -68,6 +82,23 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// The first host of `config` that is not this machine (a TCP host other
+/// than a loopback address or `localhost`; sockets are local).
+fn remote_host(config: &Config) -> Option<String> {
+    use tokio_postgres::config::Host;
+    config.get_hosts().iter().find_map(|h| match h {
+        Host::Tcp(name) => {
+            let local = name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            (!local).then(|| name.clone())
+        }
+        #[cfg(unix)]
+        Host::Unix(_) => None,
+    })
 }
 
 fn tls_config(extra_roots: &[Vec<u8>]) -> Result<rustls::ClientConfig, StoreError> {
@@ -223,5 +254,28 @@ impl Pool {
             *guard = Arc::new(Conn::open(&self.endpoint, &self.schema).await?);
         }
         Ok(Arc::clone(&guard))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verify_full_turns_verified_tls_on_and_plain_remote_hosts_are_named() {
+        for mode in ["verify-full", "verify-ca", "require"] {
+            let url = format!("postgres://u@db.example.com/x?sslmode={mode}");
+            assert!(Endpoint::new(&url, &[]).unwrap().tls.is_some(), "{mode}");
+        }
+        let plain = Endpoint::new("postgres://u@db.example.com/x", &[]).unwrap();
+        assert!(plain.tls.is_none());
+        assert_eq!(
+            remote_host(&plain.config).as_deref(),
+            Some("db.example.com")
+        );
+        for local in ["localhost", "127.0.0.1", "[::1]"] {
+            let e = Endpoint::new(&format!("postgres://u@{local}/x"), &[]).unwrap();
+            assert_eq!(remote_host(&e.config), None, "{local}");
+        }
     }
 }

@@ -181,6 +181,31 @@ async fn tls_is_used_and_verified_when_the_url_requires_it() {
     assert!(listener >= 1, "the listener's LISTEN names the schema");
     assert!(rows.iter().all(|r| r.get::<_, bool>(0)), "all encrypted");
 
+    // libpq's verify-full means the same here: verified TLS; and the host
+    // name is checked (the certificate names `localhost`, not the IP).
+    let full = tls_url().replace("sslmode=require", "sslmode=verify-full");
+    PostgresStore::connect_with(
+        &full,
+        PostgresOptions::new()
+            .schema(fresh_schema())
+            .tls_root_certificates(server_certificate().await),
+    )
+    .await
+    .unwrap();
+    let by_ip = full.replace("localhost", "127.0.0.1");
+    let err = PostgresStore::connect_with(
+        &by_ip,
+        PostgresOptions::new()
+            .schema(fresh_schema())
+            .tls_root_certificates(server_certificate().await),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "the host name is verified: {err}"
+    );
+
     // Without the server's certificate among the roots, it is refused.
     let err =
         PostgresStore::connect_with(&tls_url(), PostgresOptions::new().schema(fresh_schema()))
