@@ -13,6 +13,10 @@ pub(crate) struct RemoteArgs {
     /// command lines are visible to other users).
     #[arg(long, env = "GOVERNOR_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A PEM file of certificate authorities to trust for an https://
+    /// server besides the system's (a private CA).
+    #[arg(long, env = "GOVERNOR_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// A client of one server.
@@ -35,7 +39,7 @@ impl Remote {
                 .trim_end_matches('/')
                 .to_owned(),
             token,
-            http: reqwest::Client::new(),
+            http: client(args.ca_file.as_deref())?,
         })
     }
 
@@ -76,4 +80,25 @@ impl Remote {
         let detail = body["detail"].as_str().unwrap_or("no detail");
         bail!("{} {kind}: {detail}", status.as_u16())
     }
+}
+
+/// An HTTP client that speaks TLS (rustls on ring) to https:// servers,
+/// trusting the system's roots and those in `ca_file`.
+fn client(ca_file: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    // Once per process; a second install finds the first in place.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?;
+        if certificates.is_empty() {
+            bail!("{} holds no PEM certificate", path.display());
+        }
+        for certificate in certificates {
+            builder = builder.add_root_certificate(certificate);
+        }
+    }
+    builder.build().context("cannot set up the HTTP client")
 }

@@ -1122,3 +1122,121 @@ fn serve_creates_a_seal_key_so_sensitive_calls_run_after_approval() {
         );
     }
 }
+
+/// `governor approvals` reaches an https:// server: a test CA (made with
+/// openssl) signs the certificate of a Python TLS server speaking for
+/// `governor serve`; trusted with `GOVERNOR_CA_FILE`, refused without.
+#[test]
+fn the_cli_reaches_an_https_server_it_trusts() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=governor test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(d.join("ext.cnf"), "subjectAltName=DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let server = r#"
+import http.server, json, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        ok = self.headers.get("Authorization") == "Bearer tls-token"
+        body = json.dumps({"items": [], "next_cursor": None} if ok else {"status": 401}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json" if ok else "application/problem+json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+s = http.server.HTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("server.pem", "server.key")
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+    let mut child = Command::new("python3")
+        .args(["-c", server])
+        .current_dir(d)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let url = format!("https://localhost:{}", port.trim());
+    let list = |ca: Option<&Path>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_governor"));
+        cmd.args(["approvals", "list"])
+            .env("GOVERNOR_SERVER", &url)
+            .env("GOVERNOR_TOKEN", "tls-token")
+            .env_remove("GOVERNOR_CA_FILE");
+        if let Some(ca) = ca {
+            cmd.env("GOVERNOR_CA_FILE", ca);
+        }
+        cmd.output().unwrap()
+    };
+    let trusted = list(Some(&d.join("ca.pem")));
+    let untrusted = list(None);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(trusted.status.success(), "{trusted:?}");
+    assert!(stdout(&trusted).contains("(no approvals waiting)"));
+    assert_eq!(untrusted.status.code(), Some(2), "{untrusted:?}");
+    let err = String::from_utf8_lossy(&untrusted.stderr).to_lowercase();
+    assert!(err.contains("certificate"), "{err}");
+}
