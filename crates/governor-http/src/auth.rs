@@ -186,12 +186,16 @@ impl ApiKeys {
     /// [`authenticate_headers`](Self::authenticate_headers), also taking
     /// the token from a WebSocket subprotocol `bearer.<token>` (offered
     /// with `governor`) when there is no `Authorization` header.
+    /// Also answers the token, so that a long-lived connection can be
+    /// authenticated again while it lasts.
     pub(crate) fn authenticate_upgrade(
         &self,
         headers: &axum::http::HeaderMap,
-    ) -> Result<Arc<Principal>, Problem> {
+    ) -> Result<(Arc<Principal>, String), Problem> {
         if headers.contains_key(AUTHORIZATION) {
-            return self.authenticate_headers(headers);
+            let token = bearer(headers)?;
+            let principal = self.authenticate(&token).ok_or_else(refused)?;
+            return Ok((principal, token));
         }
         let offered = headers
             .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
@@ -209,8 +213,10 @@ impl ApiKeys {
             }
         }
         match token.filter(|t| ours && !t.is_empty()) {
-            Some(t) => self.authenticate(t).ok_or_else(refused),
-            None => self.authenticate_headers(headers),
+            Some(t) => Ok((self.authenticate(t).ok_or_else(refused)?, t.to_owned())),
+            None => Err(Problem::unauthenticated(
+                "an `Authorization: Bearer <token>` header (or the `bearer.<token>` subprotocol) is required",
+            )),
         }
     }
 
@@ -220,27 +226,32 @@ impl ApiKeys {
         &self,
         headers: &axum::http::HeaderMap,
     ) -> Result<Arc<Principal>, Problem> {
-        let header = headers.get(AUTHORIZATION).ok_or_else(|| {
-            tracing::debug!("a request without an Authorization header was refused");
-            Problem::unauthenticated("an `Authorization: Bearer <token>` header is required")
-        })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| {
-                h.strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                tracing::warn!(
-                    "authentication failed: the Authorization header is not `Bearer <token>`"
-                );
-                Problem::unauthenticated("the Authorization header must be `Bearer <token>`")
-            })?;
-        self.authenticate(token).ok_or_else(refused)
+        self.authenticate(&bearer(headers)?).ok_or_else(refused)
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &axum::http::HeaderMap) -> Result<String, Problem> {
+    let header = headers.get(AUTHORIZATION).ok_or_else(|| {
+        tracing::debug!("a request without an Authorization header was refused");
+        Problem::unauthenticated("an `Authorization: Bearer <token>` header is required")
+    })?;
+    header
+        .to_str()
+        .ok()
+        .and_then(|h| {
+            h.strip_prefix("Bearer ")
+                .or_else(|| h.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            tracing::warn!(
+                "authentication failed: the Authorization header is not `Bearer <token>`"
+            );
+            Problem::unauthenticated("the Authorization header must be `Bearer <token>`")
+        })
 }
 
 /// A token nobody configured: logged (never the token itself) and refused.

@@ -73,14 +73,18 @@ impl Filter {
 /// Upgrades to a WebSocket that receives every event (as its JSON
 /// envelope) of this instance that passes the filter, as it happens. A
 /// slow reader that falls behind gets `{"type":"stream.lagged","missed":n}`
-/// and the stream goes on. Needs `governor:read`.
+/// and the stream goes on. Needs `governor:read`, and sees its own
+/// tenant's executions only unless `governor:cross-tenant`. The token is
+/// checked again every [`REAUTHENTICATE_EVERY`]: once it has expired (a
+/// JWT) or its key is gone, the socket is closed with 1008.
 pub(crate) async fn events(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Params(q): Params<EventFilter>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
-    let caller = Caller(state.keys.authenticate_upgrade(&headers)?);
+    let (principal, token) = state.keys.authenticate_upgrade(&headers)?;
+    let caller = Caller(principal);
     if !caller.may(READ_PERMISSION) {
         return Err(Problem::forbidden(format!(
             "the event stream needs `{READ_PERMISSION}`, which `{}` lacks",
@@ -98,20 +102,99 @@ pub(crate) async fn events(
     // Subscribe before answering, so nothing between the upgrade and the
     // first read is missed.
     let stream = state.governor.events().subscribe();
+    let session = Session {
+        tenants: Tenants::of(&caller),
+        token,
+        state,
+    };
     Ok(upgrade
         .protocols([WS_PROTOCOL])
-        .on_upgrade(move |socket| forward(socket, stream, filter)))
+        .on_upgrade(move |socket| forward(socket, stream, filter, session)))
 }
 
-async fn forward(mut socket: WebSocket, mut stream: EventStream, filter: Filter) {
+/// How often an open event stream's token is checked again.
+pub(crate) const REAUTHENTICATE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Who is listening, for the checks made while the socket is open.
+struct Session {
+    tenants: Tenants,
+    token: String,
+    state: ApiState,
+}
+
+/// Which executions' events a listener may see.
+enum Tenants {
+    /// Every tenant's.
+    All,
+    /// Only those asked for by principals of this tenant (`None`: none).
+    Only {
+        tenant: Option<String>,
+        /// Execution → whether it is this tenant's, as looked up.
+        known: std::collections::HashMap<governor_core::ExecutionId, bool>,
+    },
+}
+
+impl Tenants {
+    fn of(caller: &Caller) -> Self {
+        if caller.may(crate::views::CROSS_TENANT_PERMISSION) {
+            Self::All
+        } else {
+            Self::Only {
+                tenant: caller.0.tenant.clone(),
+                known: std::collections::HashMap::new(),
+            }
+        }
+    }
+
+    /// Whether `e` is about an execution of the listener's tenant.
+    async fn allow(&mut self, e: &Event, state: &ApiState) -> bool {
+        let Self::Only { tenant, known } = self else {
+            return true;
+        };
+        if let Some(mine) = known.get(&e.execution_id) {
+            return *mine;
+        }
+        let mine = match state.governor.execution(e.execution_id).await {
+            Ok(Some(x)) => x.principal.tenant == *tenant,
+            // Not stored (yet) or unreadable: not shown.
+            _ => return false,
+        };
+        if known.len() >= 10_000 {
+            known.clear();
+        }
+        known.insert(e.execution_id, mine);
+        mine
+    }
+}
+
+async fn forward(
+    mut socket: WebSocket,
+    mut stream: EventStream,
+    filter: Filter,
+    mut session: Session,
+) {
+    let mut recheck = tokio::time::interval(REAUTHENTICATE_EVERY);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = recheck.tick() => {
+                if session.state.keys.authenticate(&session.token).is_none() {
+                    let close = axum::extract::ws::CloseFrame {
+                        code: axum::extract::ws::close_code::POLICY,
+                        reason: "the token has expired or was revoked".into(),
+                    };
+                    let _ = socket.send(Message::Close(Some(close))).await;
+                    break;
+                }
+            }
             event = stream.recv() => {
                 let text = match event {
-                    Ok(e) if filter.accepts(&e) => match serde_json::to_string(&*e) {
-                        Ok(text) => text,
-                        Err(_) => continue,
-                    },
+                    Ok(e) if filter.accepts(&e) && session.tenants.allow(&e, &session.state).await => {
+                        match serde_json::to_string(&*e) {
+                            Ok(text) => text,
+                            Err(_) => continue,
+                        }
+                    }
                     Ok(_) => continue,
                     Err(RecvError::Lagged(missed)) => {
                         format!("{{\"type\":\"stream.lagged\",\"missed\":{missed}}}")

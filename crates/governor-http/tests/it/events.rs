@@ -97,3 +97,21 @@ async fn the_stream_is_for_readers_with_a_valid_filter_over_a_websocket() {
         .await;
     assert_problem(&plain, StatusCode::UPGRADE_REQUIRED, "websocket-required");
 }
+
+#[tokio::test]
+async fn a_reader_sees_only_its_tenants_events() {
+    let s = Server::start().await;
+    let mut tenant_b = connect(&s, "", Some(crate::READER_B)).await.unwrap();
+    let mut everyone = connect(&s, "", Some(crate::READER_ALL)).await.unwrap();
+    let of_a = s
+        .park_as(governor_core::Principal::new("agent-1").with_tenant("A"), 5)
+        .await;
+    let of_b = s
+        .park_as(governor_core::Principal::new("agent-1").with_tenant("B"), 6)
+        .await;
+    // The cross-tenant reader hears A's call first; tenant B's reader
+    // hears B's call and nothing of A's.
+    assert_eq!(next(&mut everyone).await["execution_id"], of_a.to_string());
+    let first = next(&mut tenant_b).await;
+    assert_eq!(first["execution_id"], of_b.to_string(), "{first}");
+}

@@ -129,3 +129,46 @@ async fn not_before_is_honoured_and_only_verified_emails_count() {
     let verified = claims(json!({"email_verified": true}));
     assert_eq!(approve(verified, id).await, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_event_stream_closes_with_1008_when_its_jwt_expires() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let governor = Governor::builder()
+        .store(MemoryStore::new())
+        .build()
+        .unwrap();
+    let app = governor_http::api(
+        governor,
+        ApiKeys::new().with_jwt(JwtVerifier::hs256(SECRET).unwrap()),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("ws://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // jsonwebtoken allows 60 s of leeway on `exp` by default.
+    let short = token(
+        json!({"sub": "ana", "exp": now() - 58, "permissions": ["governor:read"]}),
+        SECRET,
+    );
+    let mut req = format!("{base}/govern/events")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {short}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within 15 s");
+    let frame = closed.expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+    assert!(frame.reason.contains("expired"), "{frame:?}");
+}
