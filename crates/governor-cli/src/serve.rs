@@ -403,6 +403,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .limits(limits)
         .allow_origins(&config.cors_origins)
         .context("cors_origins")?;
+    let key_watcher = match (&args.config, config.reload_seconds.unwrap_or(2)) {
+        (Some(path), secs) if secs > 0 => Some(spawn_key_watcher(
+            path.clone(),
+            base.clone(),
+            state.key_ring(),
+            Duration::from_secs(secs),
+        )),
+        _ => None,
+    };
     let app = agent_governor::http::router(state);
     agent_governor::http::serve(listener, app, shutdown_signal()).await?;
     sweeper.abort();
@@ -418,8 +427,47 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(w) = watcher {
         w.abort();
     }
+    if let Some(w) = key_watcher {
+        w.abort();
+    }
     out!("governor stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Re-reads the config file's `[[keys]]` (and `[jwt]`) when the file
+/// changes: a key removed is refused from then on (an open event stream
+/// within a second); a config that does not load keeps the old keys.
+fn spawn_key_watcher(
+    path: PathBuf,
+    base: PathBuf,
+    ring: agent_governor::http::KeyRing,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    tokio::spawn(async move {
+        let mut seen = modified(&path);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let now = modified(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match load(&path).and_then(|config| keys(&config, &base)) {
+                Ok(new) => {
+                    tracing::info!(
+                        keys = new.len(),
+                        "API keys reloaded from {}",
+                        path.display()
+                    );
+                    ring.replace(new);
+                }
+                Err(e) => tracing::error!("API keys not reloaded, the old ones stay: {e:#}"),
+            }
+        }
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1240,3 +1240,37 @@ s.serve_forever()
     let err = String::from_utf8_lossy(&untrusted.stderr).to_lowercase();
     assert!(err.contains("certificate"), "{err}");
 }
+
+#[test]
+fn serve_reloads_its_keys_and_a_removed_key_is_refused() {
+    let server = serve(
+        &[
+            ("principal = \"stays\"", "stays-token"),
+            ("principal = \"goes\"", "goes-token"),
+        ],
+        "reload_seconds = 1",
+        &[],
+    );
+    let (status, _) = http(&server.addr, "GET", "/govern/me", Some("goes-token"));
+    assert_eq!(status, 200);
+    let config = server._dir.path().join("governor.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let kept: Vec<&str> = text
+        .split("\n[[keys]]")
+        .filter(|block| !block.contains("principal = \"goes\""))
+        .collect();
+    // A different length too, so that the change is seen even within the
+    // file system's time resolution.
+    std::fs::write(
+        &config,
+        format!("{}\n# goes removed\n", kept.join("\n[[keys]]")),
+    )
+    .unwrap();
+    let refused = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        http(&server.addr, "GET", "/govern/me", Some("goes-token")).0 == 401
+    });
+    assert!(refused, "the removed key is refused after the reload");
+    let (status, _) = http(&server.addr, "GET", "/govern/me", Some("stays-token"));
+    assert_eq!(status, 200);
+}

@@ -168,7 +168,11 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, Problem> {
-        state.keys.authenticate_headers(&parts.headers).map(Caller)
+        state
+            .keys
+            .current()
+            .authenticate_headers(&parts.headers)
+            .map(Caller)
     }
 }
 

@@ -83,7 +83,7 @@ pub(crate) async fn events(
     Params(q): Params<EventFilter>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, Problem> {
-    let (principal, token) = state.keys.authenticate_upgrade(&headers)?;
+    let (principal, token) = state.keys.current().authenticate_upgrade(&headers)?;
     let caller = Caller(principal);
     if !caller.may(READ_PERMISSION) {
         return Err(Problem::forbidden(format!(
@@ -178,7 +178,7 @@ async fn forward(
     loop {
         tokio::select! {
             _ = recheck.tick() => {
-                if session.state.keys.authenticate(&session.token).is_none() {
+                if session.state.keys.current().authenticate(&session.token).is_none() {
                     let close = axum::extract::ws::CloseFrame {
                         code: axum::extract::ws::close_code::POLICY,
                         reason: "the token has expired or was revoked".into(),

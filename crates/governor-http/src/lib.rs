@@ -56,7 +56,7 @@ pub use jwt::{JwtConfigError, JwtVerifier};
 pub use layer::{EXECUTION_HEADER, Govern, GovernLayer};
 pub use limits::Limits;
 pub use problem::{PROBLEM_JSON, Problem};
-pub use state::ApiState;
+pub use state::{ApiState, KeyRing};
 pub use views::{CROSS_TENANT_PERMISSION, READ_PERMISSION, RESUME_PERMISSION, RUN_AS_PERMISSION};
 
 /// The API for `governor`, accepting `keys`: mount it in an app or run it

@@ -10,7 +10,7 @@ use crate::auth::ApiKeys;
 #[derive(Debug, Clone)]
 pub struct ApiState {
     pub(crate) governor: Governor,
-    pub(crate) keys: Arc<ApiKeys>,
+    pub(crate) keys: KeyRing,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The longest a submission may hold its connection for a decision.
     pub(crate) max_wait: std::time::Duration,
@@ -27,7 +27,7 @@ impl ApiState {
     pub fn new(governor: Governor, keys: ApiKeys) -> Self {
         Self {
             governor,
-            keys: Arc::new(keys),
+            keys: KeyRing::new(keys),
             metrics: Arc::default(),
             max_wait: std::time::Duration::from_secs(300),
             cors_origins: Vec::new(),
@@ -79,8 +79,43 @@ impl ApiState {
         self
     }
 
+    /// A handle to replace the accepted keys while serving (a reloaded
+    /// config): requests, and open event streams within a second, are
+    /// then judged by the new keys.
+    pub fn key_ring(&self) -> KeyRing {
+        self.keys.clone()
+    }
+
     /// The governor behind the API.
     pub fn governor(&self) -> &Governor {
         &self.governor
+    }
+}
+
+/// The keys a server accepts, replaceable while it serves.
+#[derive(Debug, Clone)]
+pub struct KeyRing(Arc<std::sync::RwLock<Arc<ApiKeys>>>);
+
+impl KeyRing {
+    fn new(keys: ApiKeys) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(Arc::new(keys))))
+    }
+
+    /// The keys in force now.
+    pub fn current(&self) -> Arc<ApiKeys> {
+        match self.0.read() {
+            Ok(keys) => Arc::clone(&keys),
+            // A panic while replacing left the old keys: still valid.
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the keys: from now on only `keys` are accepted.
+    pub fn replace(&self, keys: ApiKeys) {
+        let keys = Arc::new(keys);
+        match self.0.write() {
+            Ok(mut slot) => *slot = keys,
+            Err(poisoned) => *poisoned.into_inner() = keys,
+        }
     }
 }

@@ -115,3 +115,46 @@ async fn a_reader_sees_only_its_tenants_events() {
     let first = next(&mut tenant_b).await;
     assert_eq!(first["execution_id"], of_b.to_string(), "{first}");
 }
+
+#[tokio::test]
+async fn an_event_stream_closes_with_1008_when_its_key_is_removed() {
+    let governor = governor_core::Governor::builder()
+        .store(governor_core::MemoryStore::new())
+        .build()
+        .unwrap();
+    let reader =
+        governor_core::Principal::new("auditor").with_permissions([governor_http::READ_PERMISSION]);
+    let state = governor_http::ApiState::new(
+        governor,
+        governor_http::ApiKeys::new().with_token("reader-token-to-revoke", reader),
+    );
+    let ring = state.key_ring();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/govern/events", listener.local_addr().unwrap());
+    tokio::spawn(governor_http::serve(
+        listener,
+        governor_http::router(state),
+        std::future::pending(),
+    ));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        "Bearer reader-token-to-revoke".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    // The config is reloaded without the key.
+    ring.replace(governor_http::ApiKeys::new());
+    let frame = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within 10 s")
+    .expect("a close frame with a code");
+    assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+}
