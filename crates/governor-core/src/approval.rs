@@ -578,6 +578,21 @@ mod tests {
     }
 
     #[test]
+    fn an_email_matches_only_approver_entries_that_are_emails() {
+        let stage = |approvers: &[&str]| ApprovalStage {
+            spec: ApprovalSpec::new("p", approvers.iter().map(|a| (*a).to_owned()).collect()),
+            expires_at: None,
+            decisions: Vec::new(),
+        };
+        // Someone whose (claimed) email is `cfo` is not the principal `cfo`.
+        let mallory = Principal::new("mallory").with_attribute("email", "cfo");
+        assert!(!stage(&["cfo"]).is_approver(&mallory));
+        let carol = Principal::new("carol").with_attribute("email", "CFO@company.com");
+        assert!(stage(&["cfo@company.com"]).is_approver(&carol));
+        assert!(stage(&["carol"]).is_approver(&carol));
+    }
+
+    #[test]
     fn request_stages_get_expiry_and_serialize() {
         let spec = ApprovalSpec::new("p", vec!["a".into()]);
         let req = ApprovalRequest::new(vec![

@@ -4,7 +4,7 @@ use std::sync::atomic::Ordering;
 
 use governor_core::{Args, GovernError, Principal};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::{
     AGENT, AGENT_A, AGENT_B, AUDITOR, CFO, OPS, READER_ALL, READER_B, STRANGER, Server,
@@ -166,4 +166,54 @@ async fn tenants_see_and_run_only_their_own() {
     assert_eq!(status, StatusCode::OK);
     let (_, mine) = s.get("/govern/executions", AGENT_B).await;
     assert_eq!(mine["items"], json!([]), "tenant B's agent-1 made no call");
+}
+
+#[tokio::test]
+async fn a_listing_reads_a_bounded_number_of_rows_and_answers_with_a_cursor() {
+    let s = Server::start().await;
+    // The agent's request, then 6,000 of someone else's it may not see.
+    let mine = s.park(1).await;
+    for n in 0..6_000 {
+        s.park_as(Principal::new("other"), n).await;
+    }
+    // The first page stops reading early and says where to go on;
+    // following the cursor reaches the agent's request.
+    let path = "/govern/approvals/pending?limit=10";
+    let (status, page) = s.get(path, AGENT).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut cursor = page["next_cursor"].as_str().map(str::to_owned);
+    let mut found: Vec<Value> = page["items"].as_array().unwrap().clone();
+    let mut requests = 1;
+    while found.is_empty() {
+        let c = cursor.expect("a cursor while rows remain");
+        let (_, page) = s.get(&format!("{path}&cursor={c}"), AGENT).await;
+        found = page["items"].as_array().unwrap().clone();
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        requests += 1;
+    }
+    assert!(requests >= 2, "6,000 rows are not read in one request");
+    assert_eq!(found[0]["execution_id"], mine.to_string());
+}
+
+#[tokio::test]
+async fn the_audit_log_is_verified_a_window_at_a_time() {
+    let s = Server::start().await;
+    for n in 0..5 {
+        s.park(n).await;
+    }
+    let (status, all) = s.get("/govern/audit/verify", AUDITOR).await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    assert_eq!(all["ok"], true);
+    let total = all["entries"].as_u64().unwrap();
+    assert!(total >= 5, "{all}");
+    assert!(all.get("next_from").is_none());
+    let (_, window) = s.get("/govern/audit/verify?limit=2", AUDITOR).await;
+    assert_eq!(window["entries"], 2);
+    let next = window["next_from"].as_u64().unwrap();
+    let (_, rest) = s
+        .get(&format!("/govern/audit/verify?from={next}"), AUDITOR)
+        .await;
+    assert_eq!(rest["ok"], true);
+    // The window's last entry starts the next one (its link is checked).
+    assert_eq!(rest["entries"].as_u64().unwrap(), total - 1);
 }
