@@ -188,7 +188,9 @@ async function onEvent(e) {
     state.pending.delete(id);
     renderPending();
   }
-  if (state.selected === id) showDetail(id);
+  // Re-render what is open, with the view's own renderer: an execution's
+  // timeline stays a timeline when its request's events arrive late.
+  if (state.selected === id) (state.view === "pending" ? showDetail : showExecution)(id);
 }
 
 /** The latest read of each request, so that an older answer that arrives
