@@ -132,8 +132,6 @@ async fn not_before_is_honoured_and_only_verified_emails_count() {
 
 #[tokio::test]
 async fn an_event_stream_closes_with_1008_when_its_jwt_expires() {
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let governor = Governor::builder()
         .store(MemoryStore::new())
@@ -157,18 +155,7 @@ async fn an_event_stream_closes_with_1008_when_its_jwt_expires() {
     req.headers_mut()
         .insert("authorization", format!("Bearer {short}").parse().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
-    let closed = tokio::time::timeout(std::time::Duration::from_secs(15), async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                other => panic!("expected a close frame, got {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("closed within 15 s");
-    let frame = closed.expect("a close frame with a code");
+    let frame = crate::events::close_frame(&mut ws).await;
     assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
     assert!(frame.reason.contains("expired"), "{frame:?}");
 }
