@@ -49,6 +49,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await
     });
 
+    // reqwest may be built with rustls and no crypto provider (a
+    // workspace build takes the CLI's features): install ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let pending = loop {
         let page: Value = http

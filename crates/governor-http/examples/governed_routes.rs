@@ -40,6 +40,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let base = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
+    // reqwest may be built with rustls and no crypto provider (a
+    // workspace build takes the CLI's features): install ring's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let pay = |amount: u64, retry: Option<String>| {
         let mut req = http

@@ -34,7 +34,7 @@ async fn valid_jwts_speak_for_their_subject_and_others_are_refused() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = reqwest::Client::new();
+    let client = crate::client();
     let status = |t: String| {
         let req = client
             .get(format!("{base}/govern/executions?principal=ana"))
@@ -88,7 +88,7 @@ async fn not_before_is_honoured_and_only_verified_emails_count() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let client = reqwest::Client::new();
+    let client = crate::client();
     let park = || async {
         match transfer
             .run_as(

@@ -57,7 +57,7 @@ async fn app() -> App {
         base,
         governor,
         paid,
-        client: reqwest::Client::new(),
+        client: crate::client(),
     }
 }
 
@@ -183,7 +183,7 @@ async fn policies_read_the_query_as_the_handler_does() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let client = reqwest::Client::new();
+    let client = crate::client();
     let send = |query: &'static str| {
         client
             .post(format!("{base}/transfers?{query}"))

@@ -122,7 +122,7 @@ impl Server {
             governor,
             transfer,
             runs,
-            client: reqwest::Client::new(),
+            client: client(),
             shutdown: Some(tx),
         }
     }
@@ -370,7 +370,7 @@ async fn browsers_elsewhere_are_refused_unless_their_origin_is_configured() {
         base
     };
     let preflight = |base: String, origin: &'static str| async move {
-        reqwest::Client::new()
+        client()
             .request(
                 Method::OPTIONS,
                 format!("{base}/govern/approvals/x/approve"),
@@ -404,4 +404,11 @@ async fn browsers_elsewhere_are_refused_unless_their_origin_is_configured() {
             .unwrap_err();
         assert!(err.detail.contains(bad), "{err}");
     }
+}
+
+/// An HTTP client. A workspace build gives reqwest the CLI's rustls
+/// without a crypto provider; the tests install ring's (once).
+pub(crate) fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
