@@ -702,8 +702,10 @@ async fn a_waiting_caller_reads_the_store_about_once_a_second_whatever_else_happ
     );
     let reads = store.execution_reads() - before;
     assert!(calls > 1000, "{calls} unrelated calls");
+    // About once a second (3 or 4 reads); the hard bound, should the
+    // waiter miss announcements on a loaded machine, is 20 reads a second.
     assert!(
-        reads <= 6,
+        reads <= 45,
         "a 2 s wait read its execution {reads} times while {calls} other calls ran"
     );
 }

@@ -126,12 +126,22 @@ async fn more_requests_than_allowed_at_once_are_refused_not_queued() {
     holder_w
         .write_all(b"POST /govern/executions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer limits-token\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Once the holder is admitted, every other request is refused at once
+    // (probed until then: a loaded machine may take a while to admit it).
     let refused = tokio::task::spawn_blocking(move || {
-        raw(
-            &addr,
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
+        let mut last = None;
+        for _ in 0..100 {
+            let got = raw(
+                &addr,
+                b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            );
+            if got.0 == 503 {
+                return got;
+            }
+            last = Some(got);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("never refused: {last:?}")
     })
     .await
     .unwrap();
