@@ -820,6 +820,9 @@ fn tracing_gets_every_event_with_no_other_listener() {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let subscriber = EventKinds(Arc::clone(&seen));
     let stored = tracing::subscriber::with_default(subscriber, || {
+        // Other tests' threads may have cached "nobody listens" for the
+        // event callsite while no subscriber was set: ask again.
+        tracing::callsite::rebuild_interest_cache();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
