@@ -9,14 +9,13 @@ use crate::auth::Caller;
 use crate::extract::{Id, Params};
 use crate::problem::Problem;
 use crate::state::ApiState;
-use crate::views::{CROSS_TENANT_PERMISSION, READ_PERMISSION};
+use crate::views::{READ_PERMISSION, in_tenant};
 
 /// Whether `caller` may see `grant`: readers and grant managers of its
 /// tenant (any tenant with `governor:cross-tenant`), who gave it, and whom
 /// it covers.
 fn can_see(caller: &Caller, grant: &Grant) -> bool {
-    let tenant = caller.0.tenant == grant.tenant || caller.may(CROSS_TENANT_PERMISSION);
-    tenant
+    in_tenant(caller, grant.tenant.as_deref())
         && (caller.may(READ_PERMISSION)
             || caller.may(GRANTS_PERMISSION)
             || caller.0.id == grant.granted_by

@@ -25,7 +25,13 @@ pub const CROSS_TENANT_PERMISSION: &str = "governor:cross-tenant";
 /// Whether `caller` may reach what `owner` asked for: the same tenant, or
 /// a cross-tenant caller.
 pub(crate) fn same_tenant(caller: &Caller, owner: &Principal) -> bool {
-    caller.0.tenant == owner.tenant || caller.may(CROSS_TENANT_PERMISSION)
+    in_tenant(caller, owner.tenant.as_deref())
+}
+
+/// Whether `caller` may reach what belongs to `tenant`: its own tenant, or
+/// any with [`CROSS_TENANT_PERMISSION`].
+pub(crate) fn in_tenant(caller: &Caller, tenant: Option<&str>) -> bool {
+    caller.0.tenant.as_deref() == tenant || caller.may(CROSS_TENANT_PERMISSION)
 }
 
 /// Whether `caller` is `owner`: the same id in the same tenant.
