@@ -119,16 +119,11 @@ async fn more_requests_than_allowed_at_once_are_refused_not_queued() {
         ..Limits::default()
     })
     .await;
-    // One request holds the only slot: a WebSocket-less long poll is not
-    // available here, so hold it with a request whose body never ends.
-    let holder = std::net::TcpStream::connect(&addr).unwrap();
-    let mut holder_w = holder.try_clone().unwrap();
-    holder_w
-        .write_all(b"POST /govern/executions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer limits-token\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
-        .unwrap();
-    // Once the holder is admitted, every other request is refused at once
-    // (probed until then: a loaded machine may take a while to admit it).
+    // One request holds the only slot: a request whose body never ends.
+    // A probe may be admitted before it, refusing the holder; then the
+    // holder tries again, until it holds the slot and a probe is refused.
     let refused = tokio::task::spawn_blocking(move || {
+        let mut holder = hold(&addr);
         let mut last = None;
         for _ in 0..100 {
             let got = raw(
@@ -139,6 +134,9 @@ async fn more_requests_than_allowed_at_once_are_refused_not_queued() {
                 return got;
             }
             last = Some(got);
+            if answered(&holder) {
+                holder = hold(&addr);
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("never refused: {last:?}")
@@ -146,5 +144,21 @@ async fn more_requests_than_allowed_at_once_are_refused_not_queued() {
     .await
     .unwrap();
     assert_problem(&refused, 503, "overloaded");
-    drop(holder);
+}
+
+/// Opens a request that holds a slot for as long as the connection lives.
+fn hold(addr: &str) -> std::net::TcpStream {
+    let mut holder = std::net::TcpStream::connect(addr).unwrap();
+    holder
+        .write_all(b"POST /govern/executions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer limits-token\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    holder
+}
+
+/// Whether the server has answered (so the request no longer holds a slot).
+fn answered(stream: &std::net::TcpStream) -> bool {
+    stream.set_nonblocking(true).unwrap();
+    let got = stream.peek(&mut [0u8; 1]);
+    stream.set_nonblocking(false).unwrap();
+    !matches!(got, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
