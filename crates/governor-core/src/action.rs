@@ -331,6 +331,11 @@ pub(crate) struct Hot {
 }
 
 impl Action {
+    /// How its requests read to an approver, if declared.
+    pub fn display(&self) -> Option<&crate::Display> {
+        self.display.as_deref()
+    }
+
     /// Whether calls capture state snapshots: the action's setting, else
     /// `governor`'s.
     pub(crate) fn captures_state(&self, governor: &Governor) -> bool {
@@ -390,6 +395,8 @@ pub struct Action {
     /// Set for actions whose body runs elsewhere: how long a runner has to
     /// report the outcome.
     pub(crate) external: Option<std::time::Duration>,
+    /// How its requests read to an approver.
+    pub(crate) display: Option<Arc<crate::Display>>,
 }
 
 /// The number of an action's policies that apply in each phase.
@@ -583,6 +590,7 @@ impl ActionBuilder {
                 policy_version: Arc::from(""),
                 pausable: true,
                 external: None,
+                display: None,
             },
         }
     }
@@ -692,12 +700,26 @@ impl ActionBuilder {
         self
     }
 
+    /// Declares how its requests read to an approver: a title such as
+    /// "Wire {amount:currency(EUR)} to {to}", the arguments to show first
+    /// and what approving does. The console, the CLI and notifications
+    /// show it; [`build`](Self::build) checks it.
+    pub fn display(mut self, display: crate::Display) -> Self {
+        self.action.display = Some(Arc::new(display));
+        self
+    }
+
     /// Builds the action.
     pub fn build(mut self) -> Result<Action, GovernError> {
         if self.action.name.trim().is_empty() {
             return Err(GovernError::Config(
                 "an action needs a non-empty name".into(),
             ));
+        }
+        if let Some(display) = &self.action.display {
+            display
+                .check()
+                .map_err(|e| GovernError::Config(format!("action `{}`: {e}", self.action.name)))?;
         }
         let a = &mut self.action;
         a.allow_data = a
@@ -730,6 +752,9 @@ impl ActionBuilder {
             .any(|p| p.phase().applies_to(PolicyPhase::PostExecution) && p.reads_output());
         for p in &a.policies {
             a.redactor.extend(p.sensitive_fields());
+            for (field, mask) in p.masks() {
+                a.redactor.mask(field, *mask);
+            }
             if let Some(s) = p.audit_settings() {
                 let merged = a.audit.get_or_insert(AuditSettings {
                     log_inputs: false,

@@ -66,6 +66,42 @@ pub struct ApprovalSpec {
     /// through a role).
     #[serde(default)]
     pub allow_same_approver_across_stages: bool,
+    /// The condition that made this call ask, when a condition did (a
+    /// policy's `when:`, or an `auto_approve_when` that did not hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+}
+
+/// The condition that made a call need approval: shown to approvers with
+/// the values it read, so they see why this call asks them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    /// The condition as written (CEL).
+    pub condition: String,
+    /// `true` when the call asks because the condition did *not* hold (an
+    /// `auto_approve_when`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unless: bool,
+    /// The arguments the condition reads (`amount` for `input.amount`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+}
+
+impl Trigger {
+    /// The trigger of a call that asks because `condition` holds (`unless`
+    /// false) or does not.
+    pub fn of(condition: &crate::condition::Condition, unless: bool) -> Self {
+        let mut fields: Vec<String> = condition
+            .input_fields()
+            .map(|(f, _)| f.to_owned())
+            .collect();
+        fields.dedup();
+        Self {
+            condition: condition.source().to_owned(),
+            unless,
+            fields,
+        }
+    }
 }
 
 /// Which standing grants ([`Governor::approve_and_grant`]) a decision on a
@@ -162,6 +198,7 @@ impl ApprovalSpec {
             veto: true,
             grants: GrantRules::default(),
             allow_same_approver_across_stages: false,
+            trigger: None,
         }
     }
 
@@ -508,14 +545,15 @@ impl ApprovalPolicy {
         {
             return Decision::Allow;
         }
+        let mut spec = self.spec.clone();
         if let Some(cond) = &self.auto_approve_cel {
             match cond.evaluate(ctx) {
                 Ok(true) => return Decision::Allow,
-                Ok(false) => {}
+                Ok(false) => spec.trigger = Some(Trigger::of(cond, true)),
                 Err(e) => tracing::warn!(action = ctx.action, "{e}; asking for approval"),
             }
         }
-        Decision::RequireApproval(self.spec.clone())
+        Decision::RequireApproval(spec)
     }
 }
 

@@ -141,6 +141,12 @@ impl Governor {
         Some(action)
     }
 
+    /// How the registered action `name` reads to an approver, if it
+    /// declares it ([`ActionBuilder::display`](crate::ActionBuilder::display)).
+    pub fn action_display(&self, name: &str) -> Option<Arc<crate::Display>> {
+        self.registered_now(name)?.display
+    }
+
     /// The key sealed arguments are kept with, if configured.
     pub(crate) fn seal_key(&self) -> Option<&crate::seal::SealKey> {
         self.inner.seal_key.as_ref()
@@ -270,6 +276,13 @@ impl GovernorBuilder {
         S: AsRef<str>,
     {
         self.redactor.extend(fields);
+        self
+    }
+
+    /// Makes `field` sensitive in every action's records, keeping the
+    /// part `mask` shows.
+    pub fn mask(mut self, field: impl AsRef<str>, mask: crate::Mask) -> Self {
+        self.redactor.mask(field, mask);
         self
     }
 

@@ -38,6 +38,7 @@ pub mod condition;
 pub mod config;
 mod decide;
 mod decisions;
+pub mod display;
 mod error;
 mod event;
 mod execution;
@@ -67,7 +68,7 @@ pub use action::{
 };
 pub use approval::{
     ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, GrantRules, OnExpiry,
-    StageDecision,
+    StageDecision, Trigger,
 };
 pub use audit::{
     AuditEntry, AuditRecord, ChainError, DecisionRecord, EVICTED_UNREAD_HASH, GENESIS_HASH,
@@ -79,6 +80,7 @@ pub use config::{
     ConfigError, LoadOptions, PolicyFile, load_policies_from_file, load_policies_from_value,
 };
 pub use decide::{ApprovalError, Verdict};
+pub use display::{Display, DisplayError, DisplayField};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};
 pub use event::{Event, EventBus, EventKind, EventRecord, EventStream, HandlerId};
 pub use execution::{
@@ -97,7 +99,7 @@ pub use policy::{
     RateLimitBackendError, RateLimitPolicy, ValidationPolicy, async_policy_fn, policy_fn,
 };
 pub use principal::Principal;
-pub use redact::{REDACTED, Redactor};
+pub use redact::{Mask, REDACTED, Redactor};
 pub use resume::ResumeError;
 pub use seal::SealKey;
 pub use selector::{ActionSelector, SelectorError};

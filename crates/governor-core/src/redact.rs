@@ -1,15 +1,81 @@
 //! Redaction of sensitive fields, applied before anything leaves the call.
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The text that replaces a redacted value (the seed's marker).
+/// The text that replaces a redacted value (the seed's marker). A masked
+/// value is this marker followed by the part it keeps
+/// (`***REDACTED***4321`).
 pub const REDACTED: &str = "***REDACTED***";
+
+/// The part of a sensitive value that stays visible, so an approver can
+/// check it against an invoice without seeing the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mask {
+    /// The last four characters other than spaces, for values of at
+    /// least eight (an IBAN, a card or phone number); shorter values are
+    /// redacted whole.
+    Last4,
+    /// The domain of an email address (`***REDACTED***@example.com`);
+    /// anything else is redacted whole.
+    Domain,
+}
+
+impl Mask {
+    /// The mask's name in policy files (`last4`, `domain`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Last4 => "last4",
+            Self::Domain => "domain",
+        }
+    }
+
+    /// `value` masked: the marker and the kept part, or the marker alone
+    /// when keeping a part would show too much.
+    pub fn apply(self, value: &Value) -> Value {
+        let text = match value {
+            // Already masked (or redacted): masking is idempotent.
+            Value::String(s) if s.starts_with(REDACTED) => return value.clone(),
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => return Value::String(REDACTED.into()),
+        };
+        let kept = match self {
+            // Spaces are grouping (`DE89 3704 …`), not characters.
+            Self::Last4 => {
+                let chars: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
+                (chars.len() >= 8).then(|| chars[chars.len() - 4..].iter().collect::<String>())
+            }
+            Self::Domain => text
+                .rsplit_once('@')
+                .filter(|(local, domain)| !local.is_empty() && !domain.is_empty())
+                .map(|(_, domain)| format!("@{domain}")),
+        };
+        Value::String(format!("{REDACTED}{}", kept.unwrap_or_default()))
+    }
+}
+
+impl std::str::FromStr for Mask {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "last4" => Ok(Self::Last4),
+            "domain" => Ok(Self::Domain),
+            other => Err(format!("`{other}` is not a mask: use last4 or domain")),
+        }
+    }
+}
 
 /// Replaces the values of sensitive keys, at any depth and inside arrays,
 /// matching key names case-insensitively.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Redactor {
     fields: Vec<String>,
+    /// Fields whose values keep a part ([`Mask`]), lower-cased; each is
+    /// in `fields` too.
+    masks: Vec<(String, Mask)>,
     /// The bytes a possible match starts with: each field's first byte in
     /// both cases, and `\` (an escape may hide a name).
     starts: ByteSet,
@@ -90,15 +156,43 @@ impl Redactor {
         self.few_starts = Few::of(self.starts);
     }
 
+    /// Makes `field` sensitive with a value that keeps the part `mask`
+    /// shows (replacing an earlier mask of the field).
+    pub fn mask(&mut self, field: impl AsRef<str>, mask: Mask) {
+        let field = field.as_ref().to_ascii_lowercase();
+        self.extend([&field]);
+        self.masks.retain(|(f, _)| *f != field);
+        self.masks.push((field, mask));
+    }
+
+    /// The masked fields, lower-cased.
+    pub fn masks(&self) -> &[(String, Mask)] {
+        &self.masks
+    }
+
+    /// Adds `other`'s fields and masks (a mask of `self` stays).
+    pub fn absorb(&mut self, other: &Redactor) {
+        self.extend(&other.fields);
+        for (f, m) in &other.masks {
+            if !self.masks.iter().any(|(g, _)| g == f) {
+                self.masks.push((f.clone(), *m));
+            }
+        }
+    }
+
     /// This redactor with `other`'s fields added; borrowed when `other`
     /// adds none (the usual case: one of the two is empty), so a call
     /// copies no field list.
     pub fn merged<'r>(&'r self, other: &Redactor) -> std::borrow::Cow<'r, Redactor> {
-        if other.fields.iter().all(|f| self.fields.contains(f)) {
+        let adds_mask = other
+            .masks
+            .iter()
+            .any(|(f, _)| !self.masks.iter().any(|(g, _)| g == f));
+        if !adds_mask && other.fields.iter().all(|f| self.fields.contains(f)) {
             std::borrow::Cow::Borrowed(self)
         } else {
             let mut merged = self.clone();
-            merged.extend(&other.fields);
+            merged.absorb(other);
             std::borrow::Cow::Owned(merged)
         }
     }
@@ -127,7 +221,10 @@ impl Redactor {
                 let mut changed = false;
                 for (k, v) in map.iter_mut() {
                     if self.is_sensitive(k) {
-                        *v = Value::String(REDACTED.into());
+                        *v = match self.masks.iter().find(|(f, _)| f.eq_ignore_ascii_case(k)) {
+                            Some((_, mask)) => mask.apply(v),
+                            None => Value::String(REDACTED.into()),
+                        };
                         changed = true;
                     } else {
                         changed |= self.redact_in_place(v);
@@ -372,5 +469,57 @@ mod tests {
             r.redact_text("url?password=s3cr3t&x=1"),
             format!("url?password={REDACTED}&x=1")
         );
+    }
+
+    #[test]
+    fn masks_keep_a_safe_part_and_never_the_whole_value() {
+        let mut r = Redactor::new(["ssn"]);
+        r.mask("IBAN", Mask::Last4);
+        r.mask("email", Mask::Domain);
+        let out = r.redact(&json!({
+            "iban": "DE89 3704 0044 0532 0130 00",
+            "Email": "cfo@acme.example",
+            "ssn": "123-45-6789",
+            "short": {"iban": "1234567"},
+            "bad_email": [{"email": "no-at-sign"}, {"email": "@nolocal"}],
+            "number": {"iban": 1234567890},
+        }));
+        assert_eq!(out["iban"], format!("{REDACTED}3000"));
+        assert_eq!(out["Email"], format!("{REDACTED}@acme.example"));
+        assert_eq!(out["ssn"], REDACTED);
+        assert_eq!(
+            out["short"]["iban"], REDACTED,
+            "under 8 characters: all hidden"
+        );
+        assert_eq!(out["bad_email"][0]["email"], REDACTED);
+        assert_eq!(out["bad_email"][1]["email"], REDACTED);
+        assert_eq!(out["number"]["iban"], format!("{REDACTED}7890"));
+        assert_eq!(
+            r.redact(&out),
+            out,
+            "masking a masked value changes nothing"
+        );
+        assert!(r.may_match(r#"{"iban":"x"}"#));
+        assert_eq!("last4".parse::<Mask>(), Ok(Mask::Last4));
+        assert!(
+            "first4"
+                .parse::<Mask>()
+                .unwrap_err()
+                .contains("last4 or domain")
+        );
+    }
+
+    #[test]
+    fn merging_keeps_masks() {
+        let plain = Redactor::new(["iban"]);
+        let mut masked = Redactor::default();
+        masked.mask("iban", Mask::Last4);
+        let merged = plain.merged(&masked);
+        assert!(matches!(merged, std::borrow::Cow::Owned(_)));
+        assert_eq!(merged.masks(), &[("iban".to_owned(), Mask::Last4)]);
+        assert!(matches!(
+            masked.merged(&plain),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

@@ -179,7 +179,7 @@ impl Governor {
         // The sealed arguments must be the stored ones before redaction:
         // the digest the approval is bound to covers the stored form.
         let mut redactor = action.redactor.clone();
-        redactor.extend(self.redactor().fields());
+        redactor.absorb(self.redactor());
         if redactor.redact(&opened) != stored.value() {
             return Err(ResumeError::NotWhatWasApproved {
                 execution_id: execution.id,

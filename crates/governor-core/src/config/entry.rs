@@ -4,6 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use super::locate::Locator;
 use super::raw::RawPolicy;
 use super::{ConfigError, LoadedPolicy};
@@ -171,7 +173,7 @@ pub(super) fn entry(
             authorization(i, &name, &p, scope, governs.as_deref())?,
         )],
         PolicyKind::RateLimit => vec![(name.clone(), rate_limit(i, &name, &p, scope)?)],
-        PolicyKind::Audit => vec![(name.clone(), audit(&name, &p, phase))],
+        PolicyKind::Audit => vec![(name.clone(), audit(i, &name, &p, phase, at)?)],
         _ if p.stages.is_some() => stages(i, &name, &p, scope, governs.as_deref())?,
         _ => vec![(
             name.clone(),
@@ -519,17 +521,54 @@ fn rate_limit(
     Ok(Arc::new(r))
 }
 
-fn audit(name: &str, p: &RawPolicy, phase: Option<PolicyPhase>) -> Arc<dyn Policy> {
+fn audit(
+    i: usize,
+    name: &str,
+    p: &RawPolicy,
+    phase: Option<PolicyPhase>,
+    at: &Locator<'_>,
+) -> Result<Arc<dyn Policy>, ConfigError> {
     let mut a = AuditPolicy::new()
         .named(name)
         .log_inputs(p.log_inputs.unwrap_or(true))
         .log_outputs(p.log_outputs.unwrap_or(true))
-        .sensitive_fields(p.sensitive_fields.clone().unwrap_or_default())
         .compliance_tags(p.compliance_tags.clone().unwrap_or_default());
+    for (n, field) in p.sensitive_fields.iter().flatten().enumerate() {
+        let bad = |what: String| {
+            ConfigError::new(format!("`sensitive_fields[{n}]`: {what}"))
+                .at(at.key(i, "sensitive_fields"))
+        };
+        a = match field {
+            Value::String(f) => a.sensitive_fields([f.as_str()]),
+            Value::Object(m) => {
+                if let Some(k) = m.keys().find(|k| !matches!(k.as_str(), "field" | "mask")) {
+                    return Err(bad(format!(
+                        "unknown key `{k}` (expected `field` and `mask`)"
+                    )));
+                }
+                let f = m
+                    .get("field")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("needs `field`, the field's name".into()))?;
+                let mask = m
+                    .get("mask")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| bad("needs `mask`: last4 or domain".into()))?
+                    .parse::<crate::redact::Mask>()
+                    .map_err(bad)?;
+                a.mask(f, mask)
+            }
+            other => {
+                return Err(bad(format!(
+                    "expected a field name or {{field, mask}}, not {other}"
+                )));
+            }
+        };
+    }
     if let Some(phase) = phase {
         a = a.in_phase(phase);
     }
-    Arc::new(a)
+    Ok(Arc::new(a))
 }
 
 fn approval(

@@ -12,9 +12,12 @@ use serde_json::{Map, Value};
 
 use crate::policy::{Policy, PolicyKind};
 
+mod displays;
 mod entry;
 mod locate;
 mod raw;
+
+pub use displays::ActionDisplay;
 
 use entry::{ClosedSchema, Scope, entry};
 use locate::{Locator, strip_position};
@@ -167,6 +170,9 @@ pub struct PolicyFile {
     /// SHA-256 (hex) over the sources' paths and contents, or over the
     /// text it was parsed from: what a reload is recorded with.
     pub digest: String,
+    /// How actions' requests read to approvers (`displays:`), included
+    /// files' first.
+    pub displays: Vec<ActionDisplay>,
 }
 
 impl PolicyFile {
@@ -256,6 +262,16 @@ impl PolicyFile {
             .filter(|e| e.enabled)
             .map(|e| Arc::clone(&e.policy))
             .collect()
+    }
+
+    /// How `action`'s requests read to approvers: the last `displays:`
+    /// entry that selects it (this file's over included ones).
+    pub fn display_for(&self, action: &str) -> Option<&crate::Display> {
+        self.displays
+            .iter()
+            .rev()
+            .find(|d| d.actions.matches(action))
+            .map(|d| &d.display)
     }
 
     /// The enabled policies that govern `action`, in file order.
@@ -392,7 +408,7 @@ impl Loader {
 
     fn build(
         &mut self,
-        raw: RawFile,
+        mut raw: RawFile,
         text: &str,
         base: Option<&Path>,
     ) -> Result<PolicyFile, ConfigError> {
@@ -405,15 +421,20 @@ impl Loader {
         self.environment = Some(environment.clone());
         let mut entries: Vec<LoadedPolicy> = Vec::new();
         let mut metadata = Map::new();
+        let mut action_displays = Vec::new();
         for include in &raw.include {
             let path = base.map_or_else(|| include.clone(), |b| b.join(include));
             let included = self.load(&path)?;
             metadata.extend(included.metadata);
+            action_displays.extend(included.displays);
             for e in included.entries {
                 put(&mut entries, e);
             }
         }
         metadata.extend(metadata_of(&raw));
+        for (i, d) in std::mem::take(&mut raw.displays).into_iter().enumerate() {
+            action_displays.push(displays::display(i, d)?);
+        }
         let locator = Locator::new(text);
         let actions = raw
             .actions
@@ -450,6 +471,7 @@ impl Loader {
             environment,
             sources: Vec::new(),
             digest: String::new(),
+            displays: action_displays,
         })
     }
 }

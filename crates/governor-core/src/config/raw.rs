@@ -35,6 +35,22 @@ pub(super) struct RawFile {
     pub(super) compliance_frameworks: Option<Vec<String>>,
     #[serde(default)]
     pub(super) metadata: Option<Map<String, Value>>,
+    /// How actions' requests read to approvers.
+    #[serde(default)]
+    pub(super) displays: Vec<RawDisplay>,
+}
+
+/// One `displays:` entry: a [`crate::Display`] for the actions selected.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDisplay {
+    pub(super) actions: Vec<String>,
+    pub(super) title: Option<String>,
+    /// Names, or `{name, label, currency, unit}` maps; checked after
+    /// parsing so that a mistake names its place.
+    #[serde(default)]
+    pub(super) fields: Vec<Value>,
+    pub(super) on_approve: Option<String>,
 }
 
 /// One entry: the union of every policy type's keys; which keys a type
@@ -77,7 +93,8 @@ pub(super) struct RawPolicy {
     // audit
     pub(super) log_inputs: Option<bool>,
     pub(super) log_outputs: Option<bool>,
-    pub(super) sensitive_fields: Option<Vec<String>>,
+    /// Names, or `{field, mask}` maps; checked after parsing.
+    pub(super) sensitive_fields: Option<Vec<Value>>,
     pub(super) compliance_tags: Option<Vec<String>>,
     // approval (and authorization's approval on failure)
     pub(super) approvers: Option<Vec<String>>,

@@ -52,7 +52,7 @@ impl Governor {
             });
         }
         let mut redactor = action.redactor.clone();
-        redactor.extend(self.redactor().fields());
+        redactor.absorb(self.redactor());
         let stored = execution
             .approval
             .as_ref()
@@ -120,7 +120,9 @@ impl Governor {
         };
         let clear = keep_redacted(edits, &now).map_err(|path| ApprovalError::InvalidEdit {
             execution_id: id,
-            reason: format!("`{path}` is {REDACTED}, but the request has no value there to keep"),
+            reason: format!(
+                "`{path}` is {REDACTED} (or masked), but the request has no value there that it shows"
+            ),
         })?;
         let sealed = key
             .seal(execution, &clear.to_string())
@@ -157,9 +159,13 @@ fn keep_redacted(
         }
     };
     match edits {
-        Value::String(s) if s == REDACTED => match now {
+        // A masked value (`***REDACTED***1234`) left as shown keeps the
+        // value too; one whose visible part no longer matches is a new
+        // value nobody can give this way.
+        Value::String(s) if s.starts_with(REDACTED) => match now {
             Value::Null => Err(String::new()),
-            kept => Ok(kept.clone()),
+            kept if shows(kept, &s[REDACTED.len()..]) => Ok(kept.clone()),
+            _ => Err(String::new()),
         },
         Value::Object(map) => map
             .into_iter()
@@ -182,6 +188,19 @@ fn keep_redacted(
             .collect::<Result<_, _>>()
             .map(Value::Array),
         other => Ok(other),
+    }
+}
+
+/// Whether `value`, masked, shows `kept` (its visible end).
+fn shows(value: &serde_json::Value, kept: &str) -> bool {
+    match value {
+        serde_json::Value::String(v) => v
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .ends_with(kept),
+        serde_json::Value::Number(n) => n.to_string().ends_with(kept),
+        _ => kept.is_empty(),
     }
 }
 

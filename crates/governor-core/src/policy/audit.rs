@@ -28,6 +28,7 @@ pub struct AuditPolicy {
     phase: PolicyPhase,
     settings: AuditSettings,
     sensitive_fields: Vec<String>,
+    masks: Vec<(String, crate::redact::Mask)>,
 }
 
 impl Default for AuditPolicy {
@@ -48,6 +49,7 @@ impl AuditPolicy {
                 compliance_tags: Vec::new(),
             },
             sensitive_fields: Vec::new(),
+            masks: Vec::new(),
         }
     }
 
@@ -92,6 +94,18 @@ impl AuditPolicy {
         self
     }
 
+    /// Makes `field` sensitive, keeping the part `mask` shows
+    /// (`Mask::Last4` for an IBAN, `Mask::Domain` for an email), so an
+    /// approver can check it without seeing the rest.
+    #[must_use]
+    pub fn mask(mut self, field: impl Into<String>, mask: crate::redact::Mask) -> Self {
+        let field = field.into();
+        self.masks.retain(|(f, _)| !f.eq_ignore_ascii_case(&field));
+        self.sensitive_fields.push(field.clone());
+        self.masks.push((field, mask));
+        self
+    }
+
     /// Compliance tags for the audit record.
     #[must_use]
     pub fn compliance_tags<I, S>(mut self, tags: I) -> Self
@@ -130,10 +144,20 @@ impl Policy for AuditPolicy {
     fn sensitive_fields(&self) -> &[String] {
         &self.sensitive_fields
     }
+    fn masks(&self) -> &[(String, crate::redact::Mask)] {
+        &self.masks
+    }
     fn audit_settings(&self) -> Option<&AuditSettings> {
         Some(&self.settings)
     }
     fn fingerprint(&self) -> String {
-        format!("{:?} {:?}", self.settings, self.sensitive_fields)
+        if self.masks.is_empty() {
+            format!("{:?} {:?}", self.settings, self.sensitive_fields)
+        } else {
+            format!(
+                "{:?} {:?} {:?}",
+                self.settings, self.sensitive_fields, self.masks
+            )
+        }
     }
 }

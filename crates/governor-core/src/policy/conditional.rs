@@ -26,6 +26,20 @@ impl<P> When<P> {
         &self.condition
     }
 
+    /// `decision`, naming this condition as what made it ask (unless the
+    /// inner policy named a narrower one).
+    fn triggered(&self, decision: Decision) -> Decision {
+        match decision {
+            Decision::RequireApproval(mut spec) => {
+                if spec.trigger.is_none() {
+                    spec.trigger = Some(crate::approval::Trigger::of(&self.condition, false));
+                }
+                Decision::RequireApproval(spec)
+            }
+            other => other,
+        }
+    }
+
     fn holds(&self, ctx: &PolicyContext<'_>) -> bool {
         self.condition.evaluate(ctx).unwrap_or_else(|e| {
             tracing::warn!(action = ctx.action, "{e}; the policy applies");
@@ -50,14 +64,14 @@ impl<P: Policy> Policy for When<P> {
     }
     async fn evaluate(&self, ctx: &PolicyContext<'_>) -> Decision {
         if self.holds(ctx) {
-            self.inner.evaluate(ctx).await
+            self.triggered(self.inner.evaluate(ctx).await)
         } else {
             Decision::Allow
         }
     }
     fn evaluate_now(&self, ctx: &PolicyContext<'_>) -> Option<Decision> {
         if self.holds(ctx) {
-            self.inner.evaluate_now(ctx)
+            self.inner.evaluate_now(ctx).map(|d| self.triggered(d))
         } else {
             Some(Decision::Allow)
         }
@@ -71,6 +85,9 @@ impl<P: Policy> Policy for When<P> {
         // Redaction never depends on a condition: a field is sensitive in
         // every call.
         self.inner.sensitive_fields()
+    }
+    fn masks(&self) -> &[(String, crate::redact::Mask)] {
+        self.inner.masks()
     }
     fn audit_settings(&self) -> Option<&AuditSettings> {
         self.inner.audit_settings()

@@ -339,6 +339,12 @@ pub trait Policy: Send + Sync + 'static {
         &[]
     }
 
+    /// Sensitive fields whose values keep a visible part (each is also
+    /// redacted: a mask only chooses what stays).
+    fn masks(&self) -> &[(String, crate::redact::Mask)] {
+        &[]
+    }
+
     /// What the audit record of calls governed by this policy contains.
     fn audit_settings(&self) -> Option<&AuditSettings> {
         None
@@ -402,6 +408,9 @@ impl<P: Policy> Policy for Shadow<P> {
     fn sensitive_fields(&self) -> &[String] {
         self.0.sensitive_fields()
     }
+    fn masks(&self) -> &[(String, crate::redact::Mask)] {
+        self.0.masks()
+    }
     fn audit_settings(&self) -> Option<&AuditSettings> {
         self.0.audit_settings()
     }
@@ -446,6 +455,9 @@ impl<P: Policy + ?Sized> Policy for Arc<P> {
     }
     fn sensitive_fields(&self) -> &[String] {
         (**self).sensitive_fields()
+    }
+    fn masks(&self) -> &[(String, crate::redact::Mask)] {
+        (**self).masks()
     }
     fn audit_settings(&self) -> Option<&AuditSettings> {
         (**self).audit_settings()

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod approvals;
+mod approver_view;
 mod binding;
 mod channels;
 mod config;
