@@ -48,6 +48,7 @@
 //! | `name = "..."` | the action name (default: the function's name; for `impl` blocks, a prefix replacing the type name) |
 //! | `context = expr` | the caller: a [`Principal`] or `Option<Principal>`, evaluated per call (it may use the arguments); default: the task-local [`Principal::scope`] |
 //! | `on_state_saved = closure` | `Fn(ExecutionId, &serde_json::Value)`, called when state is saved |
+//! | `display = expr` | a [`Display`]: how requests read to approvers (`Display::titled("Wire {amount:currency(EUR)} to {to}")`) |
 //! | `resumable = false` | do not register the function for resuming (needed when its body is not `Send`) |
 //! | `methods = ["a", "b"]` | on an `impl` block: which methods (default: every `pub async fn`) |
 //! | `crate = path` | where `agent_governor` is, if renamed |

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use agent_governor::sqlite::SqliteStore;
 use agent_governor::{
-    ApprovalPolicy, AuditPolicy, AuthorizationPolicy, ExecutionStatus, GovernError, Governor,
-    Principal, RateLimitPolicy, ValidationPolicy, govern,
+    ApprovalPolicy, AuditPolicy, AuthorizationPolicy, Condition, Display, DisplayField,
+    ExecutionStatus, GovernError, Governor, Mask, PolicyExt, Principal, RateLimitPolicy,
+    ValidationPolicy, govern,
 };
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -63,16 +64,28 @@ fn governor() -> &'static Governor {
         })),
         AuthorizationPolicy::new().named("PaymentsRole").require_roles(["payments"]),
         RateLimitPolicy::new(8, Duration::from_secs(60)).named("AgentRateLimit").per_principal(),
-        AuditPolicy::new().named("ComplianceAudit").sensitive_fields(["account_number"]).compliance_tags(["SOC2", "GDPR"]),
-        ApprovalPolicy::new(["cfo@company.com"])
-            .named("LargeTransferApproval")
-            .timeout_seconds(4 * 3600)
-            .require_reason(true)
-            .auto_approve_when(|input, _| input["amount"].as_f64().is_some_and(|a| a < 10_000.0)),
+        AuditPolicy::new().named("ComplianceAudit").mask("account_number", Mask::Last4).compliance_tags(["SOC2", "GDPR"]),
+        large_transfers(),
     ],
+    display = Display::titled("Wire {amount:currency(EUR)} to {recipient}")
+        .field(DisplayField::new("amount").label("Amount").currency("EUR"))
+        .field(DisplayField::new("recipient").label("To"))
+        .field(DisplayField::new("account_number").label("Account"))
+        .on_approve("The money is sent to the recipient immediately."),
 )]
 async fn wire_transfer(amount: f64, recipient: String, account_number: String) -> Value {
     json!({"status": "completed", "amount": amount, "recipient": recipient, "reference": format!("TX-{:06}", amount as u64 % 1_000_000)})
+}
+
+/// The CFO decides transfers of 10,000 or more (with a reason).
+pub(crate) fn large_transfers() -> Result<impl agent_governor::Policy, GovernError> {
+    let condition = Condition::compile_pre("input.amount >= 10000", "demo")
+        .map_err(|e| GovernError::Config(e.to_string()))?;
+    Ok(ApprovalPolicy::new(["cfo@company.com"])
+        .named("LargeTransferApproval")
+        .timeout_seconds(4 * 3600)
+        .require_reason(true)
+        .when(condition))
 }
 
 /// A tiny deterministic generator, so the demo is reproducible.

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use agent_governor::http::{ApiKeys, READ_PERMISSION, RESUME_PERMISSION};
 use agent_governor::{
-    Action, ApprovalPolicy, Args, AuthorizationPolicy, Call, ExecutionStatus, GovernError,
-    Governor, Principal, RateLimitPolicy, ValidationPolicy,
+    Action, Args, AuditPolicy, AuthorizationPolicy, Call, Display, DisplayField, ExecutionStatus,
+    GovernError, Governor, Mask, Principal, RateLimitPolicy, ValidationPolicy,
 };
 use anyhow::Context;
 use serde_json::json;
@@ -64,13 +64,17 @@ fn transfer_action(governor: &Governor) -> anyhow::Result<Action> {
                 .per_principal(),
         )
         .policy(
-            ApprovalPolicy::new(["cfo@company.com"])
-                .named("LargeTransferApproval")
-                .timeout_seconds(4 * 3600)
-                .require_reason(true)
-                .auto_approve_when(|input, _| {
-                    input["amount"].as_f64().is_some_and(|a| a < 10_000.0)
-                }),
+            AuditPolicy::new()
+                .named("PaymentsAudit")
+                .mask("iban", Mask::Last4),
+        )
+        .policy(crate::demo::large_transfers()?)
+        .display(
+            Display::titled("Wire {amount:currency(EUR)} to {to}")
+                .field(DisplayField::new("amount").label("Amount").currency("EUR"))
+                .field(DisplayField::new("to").label("To"))
+                .field(DisplayField::new("iban").label("IBAN"))
+                .on_approve("The money is sent to the recipient immediately."),
         )
         .external(Duration::from_secs(600))
         .build()?)
@@ -134,6 +138,11 @@ async fn agent_loop(governor: Governor, transfer: Action, seed: u64, every: Dura
         .with_roles(["payments"])
         .with_tenant(DEMO_TENANT);
     let recipients = ["Acme Corp", "BigCorp", "Globex", ""];
+    let ibans = [
+        "DE89 3704 0044 0532 0130 00",
+        "FR76 3000 6000 0112 3456 7890 189",
+        "GB29 NWBK 6016 1331 9268 19",
+    ];
     loop {
         let amount = match rng.next() % 10 {
             0..=5 => (rng.next() % 5_000 + 50) as f64,
@@ -141,7 +150,11 @@ async fn agent_loop(governor: Governor, transfer: Action, seed: u64, every: Dura
             _ => -((rng.next() % 100) as f64),
         };
         let to = recipients[(rng.next() % 4) as usize];
-        let args = Args::new().arg("amount", &amount).arg("to", &to);
+        let iban = ibans[(rng.next() % 3) as usize];
+        let args = Args::new()
+            .arg("amount", &amount)
+            .arg("to", &to)
+            .arg("iban", &iban);
         let asked = format!("agent-7 asks to send {amount:>9.2} to {to:<10}");
         match transfer
             .admit(Call::new(args).principal(agent.clone()))

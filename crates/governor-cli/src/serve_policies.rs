@@ -108,10 +108,19 @@ pub(crate) fn apply(
         };
         let names: Vec<&str> = policies.iter().map(|p| p.name()).collect();
         counts.insert(spec.name.clone(), json!(names));
-        governor
+        let display = match (own, &loaded.shared) {
+            (Some(file), _) => file.display_for(&spec.name),
+            (None, Some(shared)) => shared.display_for(&spec.name),
+            (None, None) => None,
+        };
+        let mut action = governor
             .action(spec.name.clone())
             .policies(policies)
-            .external(spec.report_within)
+            .external(spec.report_within);
+        if let Some(display) = display {
+            action = action.display(display.clone());
+        }
+        action
             .build()
             .with_context(|| format!("action `{}`", spec.name))?;
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::Json as Reply;
 use axum::extract::State;
 use chrono::Utc;
-use governor_core::{Execution, ExecutionQuery, ExecutionStatus, Verdict};
+use governor_core::{Execution, ExecutionQuery, ExecutionStatus, Governor, Verdict};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -74,7 +74,7 @@ pub(crate) async fn pending(
         items: page
             .items
             .iter()
-            .map(|e| ApprovalView::of(e, &caller, false))
+            .map(|e| ApprovalView::of(&state.governor, e, &caller, false))
             .collect(),
         next_cursor: page.next_cursor,
     }))
@@ -91,7 +91,12 @@ pub(crate) async fn show(
             "execution {id} has no approval request"
         )));
     }
-    Ok(Reply(ApprovalView::of(&execution, &caller, true)))
+    Ok(Reply(ApprovalView::of(
+        &state.governor,
+        &execution,
+        &caller,
+        true,
+    )))
 }
 
 /// `POST /govern/approvals/{id}/approve`.
@@ -166,13 +171,13 @@ pub(crate) struct Decided {
 }
 
 impl Decided {
-    fn new(execution: &Execution, caller: &Caller, verb: &str) -> Self {
+    fn new(governor: &Governor, execution: &Execution, caller: &Caller, verb: &str) -> Self {
         Self {
             message: format!(
                 "execution {} {verb}; it is now {}",
                 execution.id, execution.status
             ),
-            view: ApprovalView::of(execution, caller, true),
+            view: ApprovalView::of(governor, execution, caller, true),
             success: true,
         }
     }
@@ -214,7 +219,12 @@ pub(crate) async fn approve(
         }
     };
     state.metrics.count("governor_decisions_total", "approve");
-    Ok(Reply(Decided::new(&execution, &caller, "approved")))
+    Ok(Reply(Decided::new(
+        &state.governor,
+        &execution,
+        &caller,
+        "approved",
+    )))
 }
 
 /// `POST /govern/approvals/{id}/reject`.
@@ -249,7 +259,12 @@ pub(crate) async fn reject(
         )
         .await?;
     state.metrics.count("governor_decisions_total", "reject");
-    Ok(Reply(Decided::new(&execution, &caller, "rejected")))
+    Ok(Reply(Decided::new(
+        &state.governor,
+        &execution,
+        &caller,
+        "rejected",
+    )))
 }
 
 /// The execution `id` if it exists and `caller` may see it. An execution

@@ -1,5 +1,5 @@
-//! The approval console at `/dashboard`: three static files compiled into
-//! the binary (no build step, no Node at build time), served with a
+//! The approval console at `/dashboard`: static files compiled into the
+//! binary (no build step, no Node at build time), served with a
 //! Content-Security-Policy that allows only this origin's own script and
 //! style, no inline code, no framing and no cross-origin connections.
 //! Everything the page does goes through the authenticated API.
@@ -10,8 +10,27 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 const INDEX: &str = include_str!("../dashboard/index.html");
-const APP: &str = include_str!("../dashboard/app.js");
-const STYLE: &str = include_str!("../dashboard/style.css");
+
+/// The page's files: its modules, style and icon.
+const FILES: &[(&str, &str, &str)] = &[
+    ("app.js", JS, include_str!("../dashboard/app.js")),
+    ("api.js", JS, include_str!("../dashboard/api.js")),
+    ("detail.js", JS, include_str!("../dashboard/detail.js")),
+    ("dom.js", JS, include_str!("../dashboard/dom.js")),
+    ("format.js", JS, include_str!("../dashboard/format.js")),
+    ("pending.js", JS, include_str!("../dashboard/pending.js")),
+    ("schema.js", JS, include_str!("../dashboard/schema.js")),
+    ("state.js", JS, include_str!("../dashboard/state.js")),
+    ("views.js", JS, include_str!("../dashboard/views.js")),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../dashboard/style.css"),
+    ),
+    ("favicon.svg", SVG, include_str!("../dashboard/favicon.svg")),
+];
+const JS: &str = "text/javascript; charset=utf-8";
+const SVG: &str = "image/svg+xml";
 
 /// The policy every dashboard response carries.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -19,7 +38,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 
 /// The dashboard's routes (merged into the API router).
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
+    let mut router = Router::new()
         .route(
             "/dashboard",
             get(|| async { Redirect::permanent("/dashboard/") }),
@@ -28,15 +47,18 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
             "/dashboard/",
             get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
         )
-        .route(
-            "/dashboard/app.js",
-            get(|| async { asset(APP, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/dashboard/style.css",
-            get(|| async { asset(STYLE, "text/css; charset=utf-8") }),
-        )
+        // Browsers ask for it whatever the page says.
+        .route("/favicon.ico", get(|| async { asset(ICON, SVG) }));
+    for &(name, content_type, body) in FILES {
+        router = router.route(
+            &format!("/dashboard/{name}"),
+            get(move || async move { asset(body, content_type) }),
+        );
+    }
+    router
 }
+
+const ICON: &str = include_str!("../dashboard/favicon.svg");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let headers = [

@@ -311,6 +311,9 @@ pub(crate) struct ActionSummary {
     stages: Vec<StageSummary>,
     /// The JSON Schema its inputs are validated against, if one.
     input_schema: Option<serde_json::Value>,
+    /// How its requests read to approvers, if declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<governor_core::Display>,
 }
 
 /// `GET /govern/actions`: every registered action for readers; for
@@ -348,6 +351,7 @@ pub(crate) async fn actions(
                 })
                 .collect(),
             input_schema: a.policies().iter().find_map(|p| p.input_schema()).cloned(),
+            display: a.display().cloned(),
         })
         .collect();
     Reply(list)

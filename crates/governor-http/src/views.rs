@@ -1,7 +1,9 @@
 //! The JSON shapes the API answers with.
 
 use chrono::{DateTime, Utc};
-use governor_core::{ApprovalRequest, Execution, ExecutionId, ExecutionStatus, Json, Principal};
+use governor_core::{
+    ApprovalRequest, Display, Execution, ExecutionId, ExecutionStatus, Governor, Json, Principal,
+};
 use serde::Serialize;
 
 use crate::auth::Caller;
@@ -100,6 +102,22 @@ pub(crate) struct StageView {
     quorum: u32,
     approvals: usize,
     require_reason: bool,
+    /// The condition that made the call ask, with the values it read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trigger: Option<TriggerView>,
+}
+
+/// Why a stage asks: its condition and the arguments it read, as the
+/// approver sees them (sensitive ones redacted or masked).
+#[derive(Debug, Serialize)]
+pub(crate) struct TriggerView {
+    /// The condition as written (`input.amount >= 10000`).
+    condition: String,
+    /// Whether the call asks because the condition did *not* hold (an
+    /// auto-approval that did not apply).
+    unless: bool,
+    /// The arguments it read, by name, as they will run.
+    values: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A pending (or decided) approval request as listed.
@@ -124,6 +142,14 @@ pub(crate) struct ApprovalView {
     /// the approver did not see.
     digest: Option<String>,
     requested_at: Option<DateTime<Utc>>,
+    /// The action's title for these arguments ("Wire €93,231.00 to
+    /// Globex"), when the action declares a display.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    title: Option<String>,
+    /// How the action's requests read: the title template, the arguments
+    /// to show first with their currency or unit, and what approving does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    display: Option<Display>,
     stage: Option<StageView>,
     can_decide: bool,
     /// The whole request with every decision (detail view only).
@@ -132,8 +158,15 @@ pub(crate) struct ApprovalView {
 }
 
 impl ApprovalView {
-    pub(crate) fn of(execution: &Execution, caller: &Caller, detail: bool) -> Self {
+    pub(crate) fn of(
+        governor: &Governor,
+        execution: &Execution,
+        caller: &Caller,
+        detail: bool,
+    ) -> Self {
         let request = execution.approval.as_ref();
+        let will_run = request.map_or(&execution.inputs, |a| a.will_run(&execution.inputs));
+        let arguments = will_run.value();
         let stage = request
             .and_then(|a| a.current_stage().map(|(i, s)| (i, s, a.stages.len())))
             .map(|(index, s, of)| StageView {
@@ -146,16 +179,30 @@ impl ApprovalView {
                 quorum: s.spec.quorum,
                 approvals: s.approvals(),
                 require_reason: s.spec.require_reason,
+                trigger: s.spec.trigger.as_ref().map(|t| TriggerView {
+                    condition: t.condition.clone(),
+                    unless: t.unless,
+                    values: t
+                        .fields
+                        .iter()
+                        .filter_map(|f| {
+                            governor_core::display::lookup(&arguments, f)
+                                .map(|v| (f.clone(), v.clone()))
+                        })
+                        .collect(),
+                }),
             });
-        let will_run = request.map_or(&execution.inputs, |a| a.will_run(&execution.inputs));
+        let display = governor.action_display(&execution.action);
         Self {
+            title: display.as_ref().and_then(|d| d.title(&arguments)),
+            display: display.map(|d| (*d).clone()),
             execution_id: execution.id,
             action: execution.action.to_string(),
             status: execution.status,
             requester: execution.principal.id.clone(),
             tenant: execution.principal.tenant.clone(),
             edited: request.is_some_and(|a| a.edited_inputs.is_some()),
-            changes: Change::between(execution.inputs.value(), will_run.value()),
+            changes: Change::between(execution.inputs.value(), arguments),
             will_run: will_run.clone(),
             digest: request.and_then(|a| a.digest.clone()),
             inputs: execution.inputs.clone(),

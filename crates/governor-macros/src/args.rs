@@ -19,9 +19,10 @@ pub(crate) struct GovernArgs {
     pub(crate) methods: Option<(Ident, Vec<LitStr>)>,
     pub(crate) krate: Option<Path>,
     pub(crate) resumable: Option<LitBool>,
+    pub(crate) display: Option<Expr>,
 }
 
-const KEYS: &str = "policies, pre, post, capture_state, governor, store, name, context, on_state_saved, methods, resumable, crate";
+const KEYS: &str = "policies, pre, post, capture_state, governor, store, name, context, on_state_saved, methods, resumable, display, crate";
 
 impl GovernArgs {
     pub(crate) fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
@@ -42,6 +43,7 @@ impl GovernArgs {
                 "on_state_saved" => set(&mut args.on_state_saved, input.parse()?, dup)?,
                 "crate" => set(&mut args.krate, input.parse()?, dup)?,
                 "resumable" => set(&mut args.resumable, input.parse()?, dup)?,
+                "display" => set(&mut args.display, input.parse()?, dup)?,
                 "methods" => {
                     let list: ExprArray = input.parse()?;
                     let names = list

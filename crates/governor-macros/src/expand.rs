@@ -201,6 +201,10 @@ fn expand_fn(
         .on_state_saved
         .as_ref()
         .map(|f| quote!(let __b = __b.on_state_saved(#f);));
+    let display = args
+        .display
+        .as_ref()
+        .map(|d| quote!(let __b = __b.display(#d);));
     let context = args
         .context
         .as_ref()
@@ -289,6 +293,7 @@ fn expand_fn(
                 #(#post)*
                 #capture
                 #saved
+                #display
                 #resume
                 __b.build()
             })
