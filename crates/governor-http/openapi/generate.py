@@ -163,9 +163,25 @@ schemas = {
                 "approvers": {"type": "array", "items": {"type": "string"}},
                 "reason": {"type": "string"}, "expires_at": NULLABLE_TIME,
                 "quorum": {"type": "integer"}, "approvals": {"type": "integer"},
-                "require_reason": {"type": "boolean"}}},
+                "require_reason": {"type": "boolean"},
+                "trigger": {"type": "object", "required": ["condition", "unless", "values"],
+                            "description": "The condition that made the call ask, with the arguments it read",
+                            "properties": {"condition": {"type": "string"}, "unless": {"type": "boolean"},
+                                           "values": {"type": "object"}}}}},
+            "title": {"type": "string", "description": "The action's title for these arguments, when it declares a display"},
+            "display": ref("Display"),
             "can_decide": {"type": "boolean"},
             "approval": ref("ApprovalRequest"),
+        },
+    },
+    "Display": {
+        "type": "object", "description": "How an action's requests read to approvers",
+        "properties": {
+            "title": {"type": "string", "description": "Template: {argument}, {amount:currency(EUR)}, {weight:unit(kg)}, {n:number}"},
+            "fields": {"type": "array", "items": {"type": "object", "required": ["name"], "properties": {
+                "name": {"type": "string"}, "label": {"type": "string"},
+                "currency": {"type": "string"}, "unit": {"type": "string"}}}},
+            "on_approve": {"type": "string", "description": "What approving does"},
         },
     },
     "ApprovalPage": {
@@ -305,7 +321,8 @@ paths = {
                     "properties": {"policy": {"type": "string"},
                                    "approvers": {"type": "array", "items": {"type": "string"}},
                                    "quorum": {"type": "integer"}}}},
-                "input_schema": {}}}})})}},
+                "input_schema": {},
+                "display": ref("Display")}}})})}},
     "/govern/flows": {"get": {
         "operationId": "listFlows", "summary": "Approval pipelines with how many requests wait at each stage (governor:read)",
         "responses": responses({"200": ok(ref("Flows")), "403": problem("Needs governor:read")})}},

@@ -3,7 +3,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use governor_core::{ApprovalPolicy, Args, ExecutionStatus, GovernError, Principal};
+use governor_core::{
+    ApprovalPolicy, Args, AuditPolicy, Condition, Display, DisplayField, ExecutionStatus,
+    GovernError, Mask, PolicyExt, Principal, REDACTED,
+};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -568,4 +571,99 @@ async fn grants_are_listed_and_revoked_over_http() {
         )
         .await;
     assert!(matches!(next, Err(GovernError::Pending { .. })), "{next:?}");
+}
+
+#[tokio::test]
+async fn a_view_reads_as_the_action_declares_with_why_it_asks_and_masked_values() {
+    let s = Server::start().await;
+    let wire = s
+        .governor
+        .action("wire")
+        .policy(AuditPolicy::new().mask("iban", Mask::Last4))
+        .policy(
+            ApprovalPolicy::new(["cfo"])
+                .require_reason(true)
+                .named("LargeWire")
+                .when(Condition::compile_pre("input.amount >= 10000", "test").unwrap()),
+        )
+        .display(
+            Display::titled("Wire {amount:currency(EUR)} to {to}")
+                .field(DisplayField::new("amount").label("Amount").currency("EUR"))
+                .on_approve("The money leaves at once."),
+        )
+        .resumable(|_: Value| async { Ok::<_, GovernError>(json!("sent")) })
+        .build()
+        .unwrap();
+    let err = wire
+        .run_as(
+            Principal::new("agent"),
+            Args::new()
+                .arg("amount", &93_231)
+                .arg("to", &"Globex")
+                .arg("iban", &"DE89 3704 0044 0532 0130 00"),
+            || async { Ok::<_, GovernError>(json!("ran in place")) },
+        )
+        .await
+        .unwrap_err();
+    let GovernError::Pending { execution_id: id } = err else {
+        panic!("{err}");
+    };
+    let (status, view) = s.get(&format!("/govern/approvals/{id}"), CFO).await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert_eq!(view["title"], "Wire €93,231.00 to Globex");
+    assert_eq!(view["display"]["on_approve"], "The money leaves at once.");
+    assert_eq!(view["display"]["fields"][0]["currency"], "EUR");
+    assert_eq!(view["inputs"]["iban"], format!("{REDACTED}3000"));
+    let trigger = &view["stage"]["trigger"];
+    assert_eq!(trigger["condition"], "input.amount >= 10000");
+    assert_eq!(trigger["unless"], false);
+    assert_eq!(trigger["values"], json!({"amount": 93_231}));
+    assert_eq!(view["stage"]["require_reason"], true);
+
+    // The pending list carries the same, and the action list the display.
+    let (_, page) = s.get("/govern/approvals/pending?action=wire", CFO).await;
+    assert_eq!(page["items"][0]["title"], "Wire €93,231.00 to Globex");
+    let (_, actions) = s.get("/govern/actions", AUDITOR).await;
+    let listed = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "wire")
+        .unwrap();
+    assert_eq!(listed["display"]["title"], "Wire {amount:currency(EUR)} to {to}");
+
+    // Without a reason the approval is refused with a named problem, and
+    // nothing changes.
+    let refused = s
+        .post(&format!("/govern/approvals/{id}/approve"), CFO, json!({}))
+        .await;
+    assert_eq!(refused.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.1);
+    let stored = s.governor.execution(id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ExecutionStatus::AwaitingApproval);
+}
+
+#[tokio::test]
+async fn an_approver_lists_the_executions_they_decided_or_are_asked_to_decide() {
+    let s = Server::start().await;
+    let decided = s.park(10).await;
+    let waiting = s.park(20).await;
+    let (status, _) = s
+        .post(&format!("/govern/approvals/{decided}/approve"), CFO, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, page) = s.get("/govern/executions", CFO).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&decided.to_string().as_str()), "{page}");
+    assert!(listed.contains(&waiting.to_string().as_str()), "{page}");
+    // Someone neither asked nor asking sees none of them.
+    let (_, page) = s.get("/govern/executions", STRANGER).await;
+    assert_eq!(page["items"], json!([]));
+    let (_, page) = s.get("/govern/executions?principal=agent", STRANGER).await;
+    assert_eq!(page["items"], json!([]));
 }

@@ -11,11 +11,21 @@ use crate::{AUDITOR, CFO, STRANGER, Server, assert_problem};
 #[tokio::test]
 async fn the_console_is_served_with_a_strict_content_security_policy() {
     let s = Server::start().await;
-    for (path, kind) in [
+    let mut files = vec![
         ("/dashboard/", "text/html"),
-        ("/dashboard/app.js", "text/javascript"),
         ("/dashboard/style.css", "text/css"),
+        ("/dashboard/favicon.svg", "image/svg+xml"),
+        ("/favicon.ico", "image/svg+xml"),
+    ];
+    for module in [
+        "app", "api", "detail", "dom", "format", "pending", "schema", "state", "views",
     ] {
+        files.push((
+            Box::leak(format!("/dashboard/{module}.js").into_boxed_str()),
+            "text/javascript",
+        ));
+    }
+    for (path, kind) in files {
         let r = s.raw(Method::GET, path).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         let h = r.headers();
