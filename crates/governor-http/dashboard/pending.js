@@ -170,7 +170,8 @@ export function renderPending() {
 
 /** Holds the rows still while the pointer or focus is on the list. */
 export function holdWhileUsed() {
-  const list = $("pending-list");
+  // The bar is part of the held area: reaching for it keeps rows still.
+  const list = $("pending-area");
   const set = (held) => {
     if (state.held === held) return;
     state.held = held;

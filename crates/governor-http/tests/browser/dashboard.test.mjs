@@ -31,6 +31,7 @@ const TOKENS = {
   viewer: secret("viewer"),
   pauser: secret("pauser"),
   exec: secret("exec"),
+  approver: secret("approver"),
 };
 let server;
 let base;
@@ -72,7 +73,7 @@ async function waitFor(predicate, what, ms = 10000) {
 }
 
 async function newPage(width = 1280, height = 800) {
-  const context = await browser.newContext({ viewport: { width, height } });
+  const context = await browser.newContext({ viewport: { width, height }, locale: "en-US", hasTouch: width < 600 });
   const page = await context.newPage();
   page.on("pageerror", (e) => console.log(`page error: ${e.message}`));
   page.on("dialog", (d) => {
@@ -90,6 +91,19 @@ async function signIn(page, token) {
   // Requests a test makes from here on are heard live: the page has
   // subscribed (every token signed in here may read the stream).
   await page.waitForSelector("#live:not([hidden])");
+  // The pointer off the queue: rows under it hold still (a test of that
+  // puts it back).
+  await page.mouse.move(2, 2);
+}
+
+/** The agent asks for a payout (display, masked IBAN, reason required). */
+async function requestPayout(amount, to) {
+  const r = await call(TOKENS.agent, "POST", "/govern/executions", {
+    action: "payout",
+    arguments: { amount, to, iban: "DE89 3704 0044 0532 0130 00" },
+  });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  return r.body.execution_id;
 }
 
 before(async () => {
@@ -117,6 +131,29 @@ before(async () => {
     ].join("\n"),
   );
   writeFileSync(
+    join(dir, "payout.yaml"),
+    [
+      "displays:",
+      "  - actions: [payout]",
+      '    title: "Pay {amount:currency(EUR)} to {to}"',
+      "    fields:",
+      "      - {name: amount, label: Amount, currency: EUR}",
+      "      - {name: to, label: To}",
+      "      - {name: iban, label: IBAN}",
+      "    on_approve: The payout is sent immediately.",
+      "policies:",
+      "  - type: audit",
+      "    name: PayoutAudit",
+      "    sensitive_fields: [{field: iban, mask: last4}]",
+      "  - type: approval",
+      "    name: LargePayout",
+      "    approvers: [cfo@company.com, ana@company.com]",
+      "    require_reason: true",
+      "    when: input.amount >= 10000",
+      "",
+    ].join("\n"),
+  );
+  writeFileSync(
     join(dir, "deploy.yaml"),
     [
       "policies:",
@@ -136,12 +173,13 @@ before(async () => {
     ["viewer", 'principal = "viewer"\npermissions = ["governor:read"]'],
     ["pauser", 'principal = "pauser"\npermissions = ["governor:read", "governor:pause"]'],
     ["exec", 'principal = "erin"\nroles = ["exec"]\npermissions = ["governor:read"]'],
+    ["approver", 'principal = "ana"\nemail = "ana@company.com"'],
   ]
     .map(([who, lines]) => `[[keys]]\nhash = "${hash(TOKENS[who])}"\n${lines}\n`)
     .join("\n");
   writeFileSync(
     join(dir, "governor.toml"),
-    `bind = "127.0.0.1:0"\ndb = "${join(dir, "console.db")}"\nreload_seconds = 0\nseal_key_env = "GOVERNOR_CONSOLE_SEAL_KEY"\n\n[[actions]]\nname = "transfer"\npolicies = "transfer.yaml"\n\n[[actions]]\nname = "deploy"\npolicies = "deploy.yaml"\n\n${keys}`,
+    `bind = "127.0.0.1:0"\ndb = "${join(dir, "console.db")}"\nreload_seconds = 0\nseal_key_env = "GOVERNOR_CONSOLE_SEAL_KEY"\n\n[[actions]]\nname = "transfer"\npolicies = "transfer.yaml"\n\n[[actions]]\nname = "deploy"\npolicies = "deploy.yaml"\n\n[[actions]]\nname = "payout"\npolicies = "payout.yaml"\n\n${keys}`,
   );
   // Redacted arguments (the IBAN) stay runnable after approval only
   // with a seal key.
@@ -186,8 +224,9 @@ test("an agent's request appears live, is approved in the page, and the agent's 
   // The argument is text, not markup: no script element was added and
   // the redacted IBAN never reached the page.
   await page.click(`#pending-list [data-id="${id}"] .action`);
-  await page.waitForSelector("#detail pre.json");
-  const shown = await page.textContent("#detail pre.json");
+  await page.waitForSelector("#detail #arguments");
+  const shown = await page.textContent("#detail #will-run");
+  assert.match(await page.textContent("#arguments"), /<script>alert\('owned'\)<\/script>/);
   assert.match(shown, /<script>alert\('owned'\)<\/script>/);
   assert.doesNotMatch(shown, /DE0212/);
   assert.equal(await page.evaluate(() => document.querySelectorAll("script").length), 1);
@@ -210,10 +249,10 @@ test("an agent's request appears live, is approved in the page, and the agent's 
 
   await page.goto(`${base}/dashboard/#/executions/${id}`);
   await page.waitForSelector("#execution-status");
-  assert.equal(await page.textContent("#execution-status"), "completed");
-  const timeline = await page.textContent("#detail .timeline");
-  for (const kind of ["execution.started", "approval.requested", "approval.granted", "execution.completed"]) {
-    assert.match(timeline, new RegExp(kind.replace(".", "\\.")));
+  assert.equal(await page.getAttribute("#execution-status", "data-status"), "completed");
+  assert.equal(await page.textContent("#execution-status"), "Completed");
+  for (const [kind, said] of [["execution.started", "Call started"], ["approval.requested", "Approval requested from cfo@company.com"], ["approval.granted", "Approved by cfo"], ["execution.completed", "Completed"]]) {
+    assert.match(await page.textContent(`#detail .timeline [data-type="${kind}"] .what`), new RegExp(said));
   }
   if (takeShots) await page.screenshot({ path: join(shots, "execution-timeline.png") });
   await page.context().close();
@@ -288,7 +327,7 @@ test("a later approver sees what will run, marked edited, with what changed", as
   const exec = await newPage();
   await signIn(exec, TOKENS.exec);
   await exec.waitForSelector(`#pending-list [data-id="${id}"] .edited`);
-  assert.match(await exec.textContent(`#pending-list [data-id="${id}"] .summary`), /version=2\.0/);
+  assert.match(await exec.textContent(`#pending-list [data-id="${id}"] .title`), /version 2\.0/);
   await exec.click(`#pending-list [data-id="${id}"] .action`);
   await exec.waitForSelector("#changes");
   const changes = await exec.textContent("#changes");
@@ -335,6 +374,121 @@ test("a standing grant is confirmed when given and revoked from the Grants view"
   // Leave no request waiting for the tests that count them.
   const closed = await call(TOKENS.exec, "POST", `/govern/approvals/${id}/reject`, { reason: "test over" });
   assert.equal(closed.status, 200, JSON.stringify(closed.body));
+  await page.context().close();
+});
+
+test("a row's Approve opens the decision with the reason focused: the title, why, the masked IBAN and what approving does", async () => {
+  const page = await newPage();
+  await signIn(page, TOKENS.cfo);
+  const id = await requestPayout(93231, "Globex");
+  const row = page.locator(`#pending-list [data-id="${id}"]`);
+  await row.waitFor();
+  assert.equal((await row.locator(".title").textContent()).trim(), "Pay €93,231.00 to Globex");
+  assert.match(await row.textContent(), /needs 1 of: cfo@company\.com, ana@company\.com/);
+  await row.locator(".approve").click();
+  await page.waitForSelector("#why");
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "reason");
+  assert.match(await page.textContent("#why"), /Rule LargePayout/);
+  assert.match(await page.textContent("#why"), /amount ≥ 10,000/);
+  assert.match(await page.textContent("#why"), /here amount is €93,231\.00/);
+  assert.equal(await page.textContent("#effect"), "The payout is sent immediately.");
+  assert.equal((await page.textContent('#arguments [data-arg="iban"] dd')).trim(), "•••• 3000");
+  assert.equal((await page.textContent('#arguments [data-arg="amount"] dd')).trim(), "€93,231.00");
+  assert.doesNotMatch(await page.content(), /DE89|3704 0044/);
+  assert.equal(await page.textContent('label[for="reason"]'), "Reason (required for this decision)");
+  // Without a reason nothing is sent; the page says why and stays put.
+  await page.click("#approve");
+  assert.match(await page.textContent("#decision-error"), /Give a reason to approve/);
+  let seen = await call(TOKENS.agent, "GET", `/govern/executions/${id}`);
+  assert.equal(seen.body.execution.status, "awaiting_approval");
+  if (takeShots) await page.screenshot({ path: join(shots, "approval-detail.png") });
+  await page.fill("#reason", "invoice 4471 matches");
+  await page.click("#approve");
+  await page.waitForSelector(`#pending-list [data-id="${id}"]`, { state: "detached" });
+  seen = await call(TOKENS.agent, "GET", `/govern/executions/${id}`);
+  assert.equal(seen.body.execution.status, "approved");
+  await page.context().close();
+});
+
+test("rows hold still under the pointer; new requests wait behind a bar", async () => {
+  const page = await newPage();
+  await signIn(page, TOKENS.cfo);
+  const first = await requestTransfer(41000, "Still Ltd");
+  const row = page.locator(`#pending-list [data-id="${first}"]`);
+  await row.waitFor();
+  await row.locator(".what").hover();
+  const before = await row.boundingBox();
+  const late = [await requestTransfer(42000, "Late 1"), await requestTransfer(43000, "Late 2")];
+  await page.waitForFunction(() => /^2 new requests/.test(document.getElementById("new-bar").textContent) && !document.getElementById("new-bar").hidden);
+  assert.deepEqual(await row.boundingBox(), before, "the row under the pointer did not move");
+  for (const id of late) assert.equal(await page.locator(`#pending-list [data-id="${id}"]`).count(), 0);
+  // A click lands on the row the pointer was on.
+  await row.locator(".what").click();
+  await page.waitForFunction((id) => document.querySelector(".row.selected")?.dataset.id === id, first);
+  await page.click("#new-bar");
+  for (const id of late) await page.waitForSelector(`#pending-list [data-id="${id}"]`);
+  assert.equal(await page.isHidden("#new-bar"), true);
+  for (const id of [first, ...late]) await call(TOKENS.cfo, "POST", `/govern/approvals/${id}/reject`, { reason: "test over" });
+  await page.context().close();
+});
+
+test("on a phone a request opens as a full-screen sheet with Approve and Reject in view", async () => {
+  const page = await newPage(390, 844);
+  await signIn(page, TOKENS.cfo);
+  const id = await requestPayout(15500, "Phone Supplies");
+  await page.locator(`#pending-list [data-id="${id}"] .what`).tap();
+  await page.waitForSelector("#approve");
+  const sheet = await page.locator("#detail").boundingBox();
+  assert.deepEqual([sheet.x, sheet.y, sheet.width, sheet.height], [0, 0, 390, 844]);
+  for (const button of ["#approve", "#reject"]) {
+    const box = await page.locator(button).boundingBox();
+    assert.ok(box.y >= 0 && box.y + box.height <= 844, `${button} is in view (${JSON.stringify(box)})`);
+  }
+  const header = await page.locator("header").boundingBox();
+  assert.ok(header.height < 844 / 4, `the header takes ${header.height}px`);
+  if (takeShots) await page.screenshot({ path: join(shots, "approval-phone.png") });
+  await page.fill("#reason", "checked on the go");
+  await page.locator("#approve").tap();
+  await waitFor(async () => (await call(TOKENS.agent, "GET", `/govern/executions/${id}`)).body.execution.status === "approved", "the approval");
+  await page.context().close();
+});
+
+test("an approver without read sees the views they can use, no socket, and no console errors all session", async () => {
+  const page = await newPage();
+  const problems = [];
+  page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+  page.on("pageerror", (e) => problems.push(`page: ${e.message}`));
+  page.on("response", (r) => r.status() >= 400 && problems.push(`${r.status()} ${r.url()}`));
+  const sockets = [];
+  page.on("websocket", (ws) => sockets.push(ws.url()));
+  const id = await requestPayout(20500, "Session GmbH");
+  await page.goto(`${base}/dashboard/`);
+  assert.equal(await page.isVisible("footer"), false, "no shortcuts on the sign-in page");
+  await page.fill("#token", TOKENS.approver);
+  await page.click("#sign-in-form button");
+  await page.waitForSelector("#nav:not([hidden])");
+  const tabs = await page.$$eval("nav a:not([hidden])", (a) => a.map((x) => x.dataset.view));
+  assert.deepEqual(tabs, ["pending", "executions", "grants"]);
+  await page.mouse.move(2, 2);
+  await page.locator(`#pending-list [data-id="${id}"] .approve`).click();
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === "reason");
+  await page.fill("#reason", "within budget");
+  await page.click("#approve");
+  await page.waitForSelector(`#pending-list [data-id="${id}"]`, { state: "detached" });
+  await page.click('nav a[data-view="executions"]');
+  await page.waitForSelector(`#exec-list [data-id="${id}"]`);
+  await page.click(`#exec-list [data-id="${id}"]`);
+  await page.waitForSelector("#execution-status");
+  assert.equal(await page.textContent("#execution-status"), "Approved, not yet run");
+  await page.click('nav a[data-view="grants"]');
+  await page.waitForSelector("#grants-state:not(:empty)");
+  await page.goto(`${base}/dashboard/#/audit`);
+  await page.waitForSelector("#view-pending:not([hidden])");
+  assert.deepEqual(sockets, [], "no event stream for someone without governor:read");
+  const icon = await fetch(`${base}/favicon.ico`);
+  assert.equal(icon.status, 200);
+  assert.match(icon.headers.get("content-type"), /image\/svg\+xml/);
+  assert.deepEqual(problems, []);
   await page.context().close();
 });
 
