@@ -145,7 +145,9 @@ function sorted() {
 export function renderPending() {
   const list = $("pending-list");
   const items = sorted();
-  if (!state.held) state.shown = items.map((v) => v.execution_id);
+  // Nothing shown yet (the first load, under a pointer left where the
+  // sign-in button was): there is nothing to keep still.
+  if (!state.held || state.shown.length === 0) state.shown = items.map((v) => v.execution_id);
   const fresh = items.filter((v) => !state.shown.includes(v.execution_id));
   const rows = state.shown.map((id) => {
     const v = state.pending.get(id);

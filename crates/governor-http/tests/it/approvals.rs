@@ -630,7 +630,10 @@ async fn a_view_reads_as_the_action_declares_with_why_it_asks_and_masked_values(
         .iter()
         .find(|a| a["name"] == "wire")
         .unwrap();
-    assert_eq!(listed["display"]["title"], "Wire {amount:currency(EUR)} to {to}");
+    assert_eq!(
+        listed["display"]["title"],
+        "Wire {amount:currency(EUR)} to {to}"
+    );
 
     // Without a reason the approval is refused with a named problem, and
     // nothing changes.
@@ -648,7 +651,11 @@ async fn an_approver_lists_the_executions_they_decided_or_are_asked_to_decide() 
     let decided = s.park(10).await;
     let waiting = s.park(20).await;
     let (status, _) = s
-        .post(&format!("/govern/approvals/{decided}/approve"), CFO, json!({}))
+        .post(
+            &format!("/govern/approvals/{decided}/approve"),
+            CFO,
+            json!({}),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, page) = s.get("/govern/executions", CFO).await;
