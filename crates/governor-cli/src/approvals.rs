@@ -203,19 +203,56 @@ fn list(page: &Value) {
     }
 }
 
-/// The arguments a request will run with, marked when an approver
-/// edited them.
+/// What a request will run, marked when an approver edited it: the
+/// action's title for it ("Wire €93,231.00 to Globex") when the action
+/// declares one, else the arguments.
 fn will_run(view: &Value) -> String {
+    match view["title"].as_str() {
+        Some(title) => edited(view, clean(title)),
+        None => arguments(view),
+    }
+}
+
+/// The arguments a request will run with, marked when edited.
+fn arguments(view: &Value) -> String {
     let args = if view["will_run"].is_null() {
         &view["inputs"]
     } else {
         &view["will_run"]
     };
+    edited(view, args.to_string())
+}
+
+fn edited(view: &Value, what: String) -> String {
     if view["edited"] == true {
-        format!("{args} (edited)")
+        format!("{what} (edited)")
     } else {
-        args.to_string()
+        what
     }
+}
+
+/// Why the waiting stage asks: its condition and the values it read.
+fn why(stage: &Value) -> Option<String> {
+    let trigger = stage.get("trigger")?;
+    let values = trigger["values"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{} = {v}", clean(k)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    let asks = if trigger["unless"] == true {
+        "is approved without asking only when"
+    } else {
+        "asks when"
+    };
+    Some(format!(
+        "rule {} {asks} {}; here {values}",
+        text(&stage["policy"]),
+        text(&trigger["condition"])
+    ))
 }
 
 /// The digest of what the approver saw: the one given, or the request's
@@ -269,8 +306,11 @@ fn show(view: &Value) {
     out!("action     {}", text(&view["action"]));
     out!("status     {}", text(&view["status"]));
     out!("requester  {}", text(&view["requester"]));
+    if let Some(title) = view["title"].as_str() {
+        out!("title      {}", clean(title));
+    }
     out!("asked      {}", view["inputs"]);
-    out!("will run   {}", will_run(view));
+    out!("will run   {}", arguments(view));
     changes(view);
     if !stage.is_null() {
         out!(
@@ -282,6 +322,9 @@ fn show(view: &Value) {
             text(&stage["quorum"]),
             text(&stage["reason"])
         );
+        if let Some(why) = why(stage) {
+            out!("why        {why}");
+        }
     }
     let stages = view["approval"]["stages"]
         .as_array()

@@ -44,10 +44,16 @@ async fn valid_jwts_speak_for_their_subject_and_others_are_refused() {
     let good = json!({"sub": "ana", "exp": now() + 600, "iss": "https://idp.example",
                       "permissions": ["governor:read"]});
     assert_eq!(status(token(good.clone(), SECRET)).await, StatusCode::OK);
-    // Without governor:read, listing someone else's calls is forbidden:
-    // the claims, not the request, decide who it is.
+    // Without governor:read, the audit log is forbidden: the claims, not
+    // the request, decide who it is and what it may do.
     let reader = json!({"sub": "bob", "exp": now() + 600, "iss": "https://idp.example"});
-    assert_eq!(status(token(reader, SECRET)).await, StatusCode::FORBIDDEN);
+    let audit = client
+        .get(format!("{base}/govern/audit"))
+        .bearer_auth(token(reader, SECRET))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(audit.status(), StatusCode::FORBIDDEN);
     let expired = json!({"sub": "ana", "exp": now() - 600, "iss": "https://idp.example"});
     let wrong_issuer = json!({"sub": "ana", "exp": now() + 600, "iss": "https://evil.example"});
     let no_exp = json!({"sub": "ana", "iss": "https://idp.example"});
