@@ -687,7 +687,9 @@ fn approvals_and_executions_are_decided_and_inspected_through_the_server() {
     let shown = stdout(&cli("cfo-token", &["approvals", "show", &first]));
     assert!(
         shown.contains("title      Refund $900.00")
-            && shown.contains("why        rule RefundApproval asks when input.amount > 10; here amount = 900"),
+            && shown.contains(
+                "why        rule RefundApproval asks when input.amount > 10; here amount = 900"
+            ),
         "{shown}"
     );
 

@@ -51,6 +51,7 @@ mod json;
 mod lifecycle;
 #[doc(hidden)]
 pub mod macro_support;
+mod outbox;
 mod pause;
 mod per_thread;
 pub mod policy;
@@ -92,6 +93,9 @@ pub use external::{Admitted, CompleteError, DEFAULT_REPORT_WITHIN, EXTERNAL_RUNN
 pub use governor::{Governor, GovernorBuilder};
 pub use grant::{GRANTS_PERMISSION, Grant, MAX_GRANTS_LISTED, REVOKE_GRANT_ACTION};
 pub use json::Json;
+pub use outbox::{
+    DeliveryOutcome, DeliveryState, Notification, NotificationKind, NotificationQuery,
+};
 pub use pause::{LIFT_ACTION, PAUSE_ACTION, PAUSE_PERMISSION, Pause, PauseMode};
 pub use policy::{
     Admission, AuditPolicy, AuthorizationPolicy, Decision, Denial, FieldError, Limit,

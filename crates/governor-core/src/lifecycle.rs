@@ -490,8 +490,12 @@ impl<'a> Run<'a> {
             record.events = std::mem::take(&mut t.events);
             put_back(&mut record.snapshot, take_some(&mut t.snapshot));
             put_back(&mut record.audit, take_some(&mut t.audit));
+            if !t.notifications.is_empty() {
+                record.notifications = std::mem::take(&mut t.notifications);
+            }
             let written = crate::store::create(self.store(), &mut self.record).await;
             t.events = std::mem::take(&mut self.record.events);
+            self.record.notifications.clear();
             self.record.snapshot = None;
             let audit = take_some(&mut self.record.audit);
             if let Err(e) = written {

@@ -33,6 +33,7 @@
 
 mod codec;
 mod error;
+mod outbox;
 mod schema;
 mod watch;
 mod writer;
@@ -48,7 +49,7 @@ use governor_core::store::{
 };
 use governor_core::{
     AuditEntry, Change, Checkpoint, Creation, Event, Execution, ExecutionId, ExecutionStatus,
-    Grant, Pause, Snapshot, Store, StoreError, Transition,
+    Grant, Notification, NotificationQuery, Pause, Snapshot, Store, StoreError, Transition,
 };
 use mongodb::bson::{Bson, Document, doc};
 use mongodb::options::ClientOptions;
@@ -664,6 +665,40 @@ impl Store for MongoStore {
         docs.iter()
             .map(|d| decode_json(OP, "pause", Fields::new(OP, d).text("pause")?))
             .collect()
+    }
+
+    async fn claim_notifications(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.claim_outbox(owner, now, lease, limit).await
+    }
+
+    async fn finish_notification(
+        &self,
+        notification: &Notification,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.finish_outbox(notification, owner, now).await
+    }
+
+    async fn notifications(
+        &self,
+        query: &NotificationQuery,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.list_outbox(query).await
+    }
+
+    async fn retry_notification(
+        &self,
+        id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, StoreError> {
+        self.retry_outbox(id, now).await
     }
 }
 

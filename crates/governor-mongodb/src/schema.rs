@@ -35,6 +35,9 @@ const INDEXES: &[Index] = &[
         "lookup",
         &[("action", 1), ("principal_id", 1), ("until", 1)],
     ),
+    // Also makes the collection exist before a transaction inserts into it.
+    ("outbox", "due", &[("state", 1), ("due", 1)]),
+    ("outbox", "execution_id", &[("execution_id", 1), ("_id", 1)]),
 ];
 
 /// The schema version this build writes. Raise it when a change needs

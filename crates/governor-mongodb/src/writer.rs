@@ -79,6 +79,7 @@ pub(crate) struct Extras {
     snapshot: Option<Document>,
     events: Vec<Document>,
     audit: Option<(String, AuditRecord)>,
+    notifications: Vec<Document>,
 }
 
 fn extras(
@@ -87,8 +88,13 @@ fn extras(
     snapshot: Option<&Snapshot>,
     events: &[EventRecord],
     audit: Option<&AuditRecord>,
+    notifications: &[governor_core::Notification],
 ) -> Result<Extras, StoreError> {
     Ok(Extras {
+        notifications: notifications
+            .iter()
+            .map(|n| crate::outbox::doc_of(op, n))
+            .collect::<Result<_, _>>()?,
         snapshot: snapshot.map(|s| {
             doc! {
                 "execution_id": id_text(s.execution_id.as_uuid()),
@@ -115,14 +121,28 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
             id: e.id,
             status: e.status,
         },
-        extras: extras(OP, e.id, c.snapshot.as_ref(), &c.events, c.audit.as_ref())?,
+        extras: extras(
+            OP,
+            e.id,
+            c.snapshot.as_ref(),
+            &c.events,
+            c.audit.as_ref(),
+            &c.notifications,
+        )?,
     })))
 }
 
 /// Encodes a transition.
 pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
     const OP: &str = "transition";
-    let extras = extras(OP, t.id, t.snapshot.as_ref(), &t.events, t.audit.as_ref())?;
+    let extras = extras(
+        OP,
+        t.id,
+        t.snapshot.as_ref(),
+        &t.events,
+        t.audit.as_ref(),
+        &t.notifications,
+    )?;
     let terminal = t.to.is_terminal();
     let mut set = doc! { "status": t.to.as_str(), "updated_at": to_nanos(t.at) };
     if terminal {
@@ -518,6 +538,17 @@ async fn insert_extras(
             .session(&mut *session)
             .await
             .map_err(|e| ("events", e))?;
+    }
+    let outbox: Vec<&Document> = done
+        .iter()
+        .flat_map(|op| &op.extras().notifications)
+        .collect();
+    if !outbox.is_empty() {
+        db.collection::<Document>("outbox")
+            .insert_many(outbox)
+            .session(&mut *session)
+            .await
+            .map_err(|e| ("outbox", e))?;
     }
     let audit: Vec<&(String, AuditRecord)> = done
         .iter()

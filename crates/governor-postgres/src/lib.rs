@@ -34,6 +34,7 @@ mod codec;
 mod conn;
 mod error;
 mod notify;
+mod outbox;
 mod rate_limit;
 mod schema;
 mod writer;
@@ -48,7 +49,7 @@ use governor_core::store::{
 };
 use governor_core::{
     AuditEntry, Change, Checkpoint, Creation, Event, Execution, ExecutionId, ExecutionStatus,
-    Grant, Json, Pause, Snapshot, Store, StoreError, Transition,
+    Grant, Json, Notification, NotificationQuery, Pause, Snapshot, Store, StoreError, Transition,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
@@ -611,6 +612,40 @@ impl Store for PostgresStore {
         rows.iter()
             .map(|r| decode_json(OP, "pause", get(OP, r, 0)?))
             .collect()
+    }
+
+    async fn claim_notifications(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.claim_outbox(owner, now, lease, limit).await
+    }
+
+    async fn finish_notification(
+        &self,
+        notification: &Notification,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.finish_outbox(notification, owner, now).await
+    }
+
+    async fn notifications(
+        &self,
+        query: &NotificationQuery,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.list_outbox(query).await
+    }
+
+    async fn retry_notification(
+        &self,
+        id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, StoreError> {
+        self.retry_outbox(id, now).await
     }
 }
 

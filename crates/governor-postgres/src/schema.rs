@@ -155,6 +155,19 @@ BEGIN
     RETURN -1;
 END $$;
 "#,
+    r#"
+CREATE TABLE outbox (
+    id           uuid PRIMARY KEY,
+    execution_id uuid NOT NULL,
+    state        text NOT NULL,
+    due          bigint NOT NULL,
+    lease_owner  text,
+    lease_until  bigint,
+    notification text NOT NULL
+);
+CREATE INDEX outbox_due ON outbox (state, due);
+CREATE INDEX outbox_execution ON outbox (execution_id, id);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -102,6 +102,7 @@ pub(crate) struct Extras {
     snapshot: Option<Snapshot>,
     events: Vec<EventRecord>,
     audit: Option<(String, AuditRecord)>,
+    notifications: Vec<crate::outbox::Encoded>,
 }
 
 fn extras(
@@ -110,8 +111,13 @@ fn extras(
     snapshot: Option<&Snapshot>,
     events: &[EventRecord],
     audit: Option<&AuditRecord>,
+    notifications: &[governor_core::Notification],
 ) -> Result<Extras, StoreError> {
     Ok(Extras {
+        notifications: notifications
+            .iter()
+            .map(|n| crate::outbox::encode(op, n))
+            .collect::<Result<_, _>>()?,
         execution,
         snapshot: snapshot.cloned(),
         events: events.to_vec(),
@@ -151,18 +157,33 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
             id: e.id,
             status: e.status,
         },
-        extras: extras(OP, e.id, c.snapshot.as_ref(), &c.events, c.audit.as_ref())?,
+        extras: extras(
+            OP,
+            e.id,
+            c.snapshot.as_ref(),
+            &c.events,
+            c.audit.as_ref(),
+            &c.notifications,
+        )?,
     })))
 }
 
 /// Encodes a transition.
 pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
     const OP: &str = "transition";
-    let extras = extras(OP, t.id, t.snapshot.as_ref(), &t.events, t.audit.as_ref())?;
+    let extras = extras(
+        OP,
+        t.id,
+        t.snapshot.as_ref(),
+        &t.events,
+        t.audit.as_ref(),
+        &t.notifications,
+    )?;
     let mut bare = t.clone();
     bare.events.clear();
     bare.snapshot = None;
     bare.audit = None;
+    bare.notifications.clear();
     Ok(Op::Transition(Box::new(Update {
         output: t.output.as_ref().map(|o| o.as_str().to_owned()),
         failure: t.failure.as_ref().map(|f| encode_json(OP, f)).transpose()?,
@@ -318,13 +339,15 @@ async fn write(
         .iter()
         .filter_map(|op| op.extras().audit.as_ref())
         .collect();
-    let (snapshots, events, head) = tokio::join!(
+    let (snapshots, events, outbox, head) = tokio::join!(
         insert_snapshots(conn, &done),
         insert_events(conn, &done),
+        insert_outbox(conn, &done),
         lock_audit_head(conn, !audit.is_empty(), &target.schema),
     );
     snapshots?;
     events?;
+    outbox?;
     let head = head?;
     let (appended, notified, committed) = tokio::join!(
         append_audit(conn, &audit, head),
@@ -375,6 +398,7 @@ async fn prepare(conn: &Conn) -> Result<(), StoreError> {
         AUDIT_HEAD,
         AUDIT_INSERT,
         NOTIFY,
+        crate::outbox::INSERT,
     ] {
         conn.statement("prepare", sql).await?;
     }
@@ -646,6 +670,29 @@ async fn insert_events(conn: &Conn, done: &[&Op]) -> Result<(), StoreError> {
     let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
     conn.client()
         .execute(&stmt, &[&ids, &xs, &kinds, &times, &data])
+        .await
+        .map_err(|e| map(OP, e))?;
+    Ok(())
+}
+
+/// The outbox rows of the batch's writes that took effect.
+async fn insert_outbox(conn: &Conn, done: &[&Op]) -> Result<(), StoreError> {
+    const OP: &str = "outbox";
+    let rows: Vec<&crate::outbox::Encoded> = done
+        .iter()
+        .flat_map(|op| op.extras().notifications.iter())
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let stmt = conn.statement(OP, crate::outbox::INSERT).await?;
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let executions: Vec<Uuid> = rows.iter().map(|r| r.execution_id).collect();
+    let states: Vec<&str> = rows.iter().map(|r| r.state).collect();
+    let due: Vec<i64> = rows.iter().map(|r| r.due).collect();
+    let json: Vec<&str> = rows.iter().map(|r| r.json.as_str()).collect();
+    conn.client()
+        .execute(&stmt, &[&ids, &executions, &states, &due, &json])
         .await
         .map_err(|e| map(OP, e))?;
     Ok(())

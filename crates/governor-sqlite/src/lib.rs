@@ -26,6 +26,7 @@
 mod checkpoint;
 mod codec;
 mod error;
+mod outbox;
 mod schema;
 mod watch;
 mod writer;
@@ -39,7 +40,8 @@ use chrono::{DateTime, Utc};
 use governor_core::store::{AuditRows, EventQuery, ExecutionQuery, WATCH_CAPACITY, first_id_at};
 use governor_core::{
     AuditEntry, Change, Checkpoint, Creation, Event, Execution, ExecutionId, ExecutionStatus,
-    Grant, Json, Pause, Snapshot, Store, StoreError, StoreErrorKind, Transition,
+    Grant, Json, Notification, NotificationQuery, Pause, Snapshot, Store, StoreError,
+    StoreErrorKind, Transition,
 };
 use rusqlite::{Connection, OpenFlags, params, params_from_iter, types::Value as SqlValue};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -337,14 +339,27 @@ fn execution_filter(query: &ExecutionQuery) -> (String, Vec<SqlValue>) {
     (sql, params)
 }
 
+fn notifications(done: Done) -> Result<Vec<Notification>, StoreError> {
+    match done {
+        Done::Notifications(n) => Ok(n),
+        _ => Err(StoreError::new(
+            StoreErrorKind::Other,
+            "outbox",
+            "unexpected reply",
+        )),
+    }
+}
+
 fn unit(done: Done) -> Result<(), StoreError> {
     match done {
         Done::Unit => Ok(()),
-        Done::Claimed(_) | Done::Removed(_) | Done::RemovedGrant(_) => Err(StoreError::new(
-            StoreErrorKind::Other,
-            "write",
-            "unexpected reply",
-        )),
+        Done::Claimed(_) | Done::Removed(_) | Done::RemovedGrant(_) | Done::Notifications(_) => {
+            Err(StoreError::new(
+                StoreErrorKind::Other,
+                "write",
+                "unexpected reply",
+            ))
+        }
     }
 }
 
@@ -525,7 +540,9 @@ impl Store for SqliteStore {
         };
         match self.write(op, "claim").await? {
             Done::Claimed(v) => Ok(v),
-            Done::Unit | Done::Removed(_) | Done::RemovedGrant(_) => Ok(Vec::new()),
+            Done::Unit | Done::Removed(_) | Done::RemovedGrant(_) | Done::Notifications(_) => {
+                Ok(Vec::new())
+            }
         }
     }
 
@@ -548,7 +565,9 @@ impl Store for SqliteStore {
         };
         match self.write(op, "claim_abandoned").await? {
             Done::Claimed(v) => Ok(v),
-            Done::Unit | Done::Removed(_) | Done::RemovedGrant(_) => Ok(Vec::new()),
+            Done::Unit | Done::Removed(_) | Done::RemovedGrant(_) | Done::Notifications(_) => {
+                Ok(Vec::new())
+            }
         }
     }
 
@@ -706,6 +725,63 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn claim_notifications(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let op = Op::ClaimNotifications {
+            owner: owner.to_owned(),
+            now: to_nanos(now),
+            until: to_nanos(governor_core::store::lease_until(now, lease)),
+            limit,
+        };
+        notifications(self.write(op, "claim_notifications").await?)
+    }
+
+    async fn finish_notification(
+        &self,
+        notification: &Notification,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const OP: &str = "finish_notification";
+        let op = Op::FinishNotification {
+            next: Box::new(crate::outbox::encode(OP, notification)?),
+            owner: owner.to_owned(),
+            now: to_nanos(now),
+        };
+        match self.write(op, OP).await? {
+            Done::Removed(done) => Ok(done),
+            _ => Err(StoreError::new(
+                StoreErrorKind::Other,
+                OP,
+                "unexpected reply",
+            )),
+        }
+    }
+
+    async fn notifications(
+        &self,
+        query: &NotificationQuery,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let query = query.clone();
+        self.read(move |c| crate::outbox::list(c, &query)).await
+    }
+
+    async fn retry_notification(
+        &self,
+        id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, StoreError> {
+        let op = Op::RetryNotification { id, now };
+        Ok(notifications(self.write(op, "retry_notification").await?)?
+            .into_iter()
+            .next())
     }
 }
 

@@ -79,6 +79,19 @@ CREATE TABLE pauses (
     pause_json   TEXT NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+CREATE TABLE outbox (
+    id           BLOB PRIMARY KEY,
+    execution_id BLOB NOT NULL,
+    state        TEXT NOT NULL,
+    due          INTEGER NOT NULL,
+    lease_owner  TEXT,
+    lease_until  INTEGER,
+    notification TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX outbox_due ON outbox (state, due);
+CREATE INDEX outbox_execution ON outbox (execution_id, id);
+"#,
 ];
 
 /// The schema version this build writes.

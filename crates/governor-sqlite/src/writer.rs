@@ -46,6 +46,7 @@ pub(crate) struct Extras {
     /// Five values per event: id, execution id, kind, time, data.
     events: Vec<SqlValue>,
     audit: Option<(Vec<u8>, String, governor_core::AuditRecord)>,
+    notifications: Vec<crate::outbox::Encoded>,
 }
 
 pub(crate) struct Update {
@@ -93,6 +94,21 @@ pub(crate) enum Op {
     RemoveGrant {
         id: Vec<u8>,
     },
+    ClaimNotifications {
+        owner: String,
+        now: i64,
+        until: i64,
+        limit: usize,
+    },
+    FinishNotification {
+        next: Box<crate::outbox::Encoded>,
+        owner: String,
+        now: i64,
+    },
+    RetryNotification {
+        id: uuid::Uuid,
+        now: chrono::DateTime<Utc>,
+    },
 }
 
 pub(crate) enum Done {
@@ -101,6 +117,8 @@ pub(crate) enum Done {
     Removed(bool),
     /// The removed grant's JSON, if there was one.
     RemovedGrant(Option<String>),
+    /// Notifications claimed or retried.
+    Notifications(Vec<governor_core::Notification>),
 }
 
 pub(crate) struct Job {
@@ -119,8 +137,13 @@ fn extras(
     snapshot: Option<&governor_core::Snapshot>,
     events: &[governor_core::EventRecord],
     audit: Option<&governor_core::AuditRecord>,
+    notifications: &[governor_core::Notification],
 ) -> Result<Extras, StoreError> {
     Ok(Extras {
+        notifications: notifications
+            .iter()
+            .map(|n| crate::outbox::encode(op, n))
+            .collect::<Result<_, _>>()?,
         snapshot: snapshot.map(|s| {
             (
                 blob(s.execution_id.as_uuid()),
@@ -188,6 +211,7 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
         c.snapshot.as_ref(),
         &c.events,
         c.audit.as_ref(),
+        &c.notifications,
     )?;
     Ok(Op::Create(Box::new((
         row,
@@ -202,11 +226,19 @@ pub(crate) fn encode_creation(c: &Creation) -> Result<Op, StoreError> {
 /// Encodes a transition on the caller's thread.
 pub(crate) fn encode_transition(t: &Transition) -> Result<Op, StoreError> {
     const OP: &str = "transition";
-    let extras = extras(OP, t.id, t.snapshot.as_ref(), &t.events, t.audit.as_ref())?;
+    let extras = extras(
+        OP,
+        t.id,
+        t.snapshot.as_ref(),
+        &t.events,
+        t.audit.as_ref(),
+        &t.notifications,
+    )?;
     let mut transition = t.clone();
     transition.events.clear();
     transition.snapshot = None;
     transition.audit = None;
+    transition.notifications.clear();
     Ok(Op::Transition(Box::new(Update {
         failure: t.failure.as_ref().map(|f| encode_json(OP, f)).transpose()?,
         approval: t
@@ -401,6 +433,14 @@ fn apply(conn: &Connection, op: &Op, head: &mut ChainHead) -> Result<Done, Store
             })
             .map(Done::RemovedGrant)
             .map_err(|e| map("remove_grant", e)),
+        Op::ClaimNotifications { owner, now, until, limit } => {
+            crate::outbox::claim(conn, owner, *now, *until, *limit).map(Done::Notifications)
+        }
+        Op::FinishNotification { next, owner, now } => {
+            crate::outbox::finish(conn, next, owner, *now).map(Done::Removed)
+        }
+        Op::RetryNotification { id, now } => crate::outbox::retry(conn, *id, *now)
+            .map(|n| Done::Notifications(n.into_iter().collect())),
     }
 }
 
@@ -485,7 +525,7 @@ fn write_extras(conn: &Connection, x: &Extras, head: &mut ChainHead) -> Result<(
         .map_err(|e| map("audit", e))?;
         head.0 = Some((seq, hash));
     }
-    Ok(())
+    crate::outbox::insert(conn, &x.notifications)
 }
 
 fn current_state(

@@ -25,6 +25,7 @@ use crate::execution::{
 };
 use crate::grant::Grant;
 use crate::json::Json;
+use crate::outbox::{Notification, NotificationQuery};
 use crate::pause::Pause;
 
 pub use memory::MemoryStore;
@@ -62,6 +63,8 @@ pub struct Transition {
     pub events: Vec<EventRecord>,
     /// An audit record to chain.
     pub audit: Option<AuditRecord>,
+    /// Notifications to put in the outbox.
+    pub notifications: Vec<Notification>,
 }
 
 impl Transition {
@@ -92,6 +95,7 @@ impl Transition {
             snapshot: None,
             events: Vec::new(),
             audit: None,
+            notifications: Vec::new(),
         }
     }
 
@@ -127,6 +131,7 @@ impl Transition {
             snapshot,
             events,
             audit,
+            notifications,
         } = self;
         (*i, *f, *t, *a) = (id, from, to, at);
         *output = None;
@@ -139,6 +144,7 @@ impl Transition {
         *snapshot = None;
         events.clear();
         *audit = None;
+        notifications.clear();
     }
 
     /// Applies the change to an in-memory execution (for stores that keep
@@ -269,6 +275,8 @@ pub struct Creation {
     pub snapshot: Option<Snapshot>,
     /// An audit record to chain.
     pub audit: Option<AuditRecord>,
+    /// Notifications to put in the outbox.
+    pub notifications: Vec<Notification>,
 }
 
 impl Creation {
@@ -279,6 +287,7 @@ impl Creation {
             events: Vec::new(),
             snapshot: None,
             audit: None,
+            notifications: Vec::new(),
         }
     }
 
@@ -541,6 +550,41 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every active pause.
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
+
+    /// Leases up to `limit` notifications that are due at `now`
+    /// ([`Notification::claimable`]) to `owner` until `now + lease`,
+    /// oldest first; they come back with their lease.
+    async fn claim_notifications(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError>;
+
+    /// Stores `notification` as an attempt left it
+    /// ([`Notification::after`]) if `owner` still holds its lease at
+    /// `now`; `false` (nothing written) when it does not.
+    async fn finish_notification(
+        &self,
+        notification: &Notification,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// The notifications `query` selects, oldest first.
+    async fn notifications(
+        &self,
+        query: &NotificationQuery,
+    ) -> Result<Vec<Notification>, StoreError>;
+
+    /// Makes the dead notification `id` pending again, due at `now`; it,
+    /// or `None` when no dead notification has that id.
+    async fn retry_notification(
+        &self,
+        id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, StoreError>;
 }
 
 /// Writes `creation`, on the spot when the store can
@@ -804,5 +848,35 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         (**self).pauses().await
+    }
+    async fn claim_notifications(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        (**self).claim_notifications(owner, now, lease, limit).await
+    }
+    async fn finish_notification(
+        &self,
+        notification: &Notification,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        (**self).finish_notification(notification, owner, now).await
+    }
+    async fn notifications(
+        &self,
+        query: &NotificationQuery,
+    ) -> Result<Vec<Notification>, StoreError> {
+        (**self).notifications(query).await
+    }
+    async fn retry_notification(
+        &self,
+        id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, StoreError> {
+        (**self).retry_notification(id, now).await
     }
 }

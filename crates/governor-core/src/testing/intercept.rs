@@ -160,4 +160,38 @@ impl<S: Store> Store for InterceptWrites<S> {
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         self.inner.pauses().await
     }
+    async fn claim_notifications(
+        &self,
+        owner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<crate::Notification>, StoreError> {
+        self.inner
+            .claim_notifications(owner, now, lease, limit)
+            .await
+    }
+    async fn finish_notification(
+        &self,
+        notification: &crate::Notification,
+        owner: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .finish_notification(notification, owner, now)
+            .await
+    }
+    async fn notifications(
+        &self,
+        query: &crate::NotificationQuery,
+    ) -> Result<Vec<crate::Notification>, StoreError> {
+        self.inner.notifications(query).await
+    }
+    async fn retry_notification(
+        &self,
+        id: uuid::Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<crate::Notification>, StoreError> {
+        self.inner.retry_notification(id, now).await
+    }
 }

@@ -35,7 +35,8 @@ macro_rules! store_conformance {
             lease_guards_transitions, watch_announces_changes, unicode_and_large_payloads_round_trip,
             creation_can_start_past_pending, versions_make_updates_conditional, grants_are_found_while_valid,
             abandoned_runs_are_taken_over, pauses_are_kept_until_lifted, claims_take_only_the_actions_asked_for,
-            concurrent_transitions_each_get_their_own_result);
+            concurrent_transitions_each_get_their_own_result, outbox_is_written_with_its_change,
+            outbox_claims_are_leased_and_finished_by_their_holder, outbox_concurrent_claims_are_disjoint);
     };
     (@tests $make:expr; $($name:ident),*) => {
         $(
@@ -1012,5 +1013,10 @@ pub async fn failed_writes_leave_nothing_behind(store: Arc<dyn Store>) {
 
 pub mod instances;
 mod intercept;
+mod outbox;
 
 pub use intercept::{InterceptWrites, StoreWrite};
+pub use outbox::{
+    outbox_claims_are_leased_and_finished_by_their_holder, outbox_concurrent_claims_are_disjoint,
+    outbox_is_written_with_its_change,
+};

@@ -1,5 +1,7 @@
 //! The in-memory store: fast, bounded, gone when the process exits.
 
+mod outbox;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque, btree_map};
 use std::ops::Bound;
@@ -25,6 +27,7 @@ use crate::execution::{
 };
 use crate::grant::Grant;
 use crate::json::Json;
+use crate::outbox::{Notification, NotificationQuery};
 use crate::pause::Pause;
 use crate::principal::Principal;
 
@@ -477,6 +480,7 @@ pub struct MemoryStore {
     used: AtomicU32,
     chain: Mutex<Chain>,
     settings: Mutex<Settings>,
+    outbox: outbox::Outbox,
     capacity: usize,
     changes: broadcast::Sender<Change>,
     /// Whether anyone ever called [`Store::watch`]: until then a write
@@ -515,6 +519,7 @@ impl MemoryStore {
             used: AtomicU32::new(0),
             chain: Mutex::default(),
             settings: Mutex::default(),
+            outbox: outbox::Outbox::default(),
             capacity: capacity.max(1),
             changes,
             watched: AtomicBool::new(false),
@@ -760,6 +765,8 @@ impl MemoryStore {
         slot.insert(entry);
         let audit = caller.and_then(|caller| audit.take().map(|r| (r, caller)));
         inner.record(id, c.execution.status, audit, self);
+        // With the shard locked: a reader sees both or neither.
+        self.outbox.put(&c.notifications)?;
         drop(inner);
         self.announce(id, c.execution.status);
         Ok(())
@@ -787,6 +794,7 @@ impl MemoryStore {
         entry.push_parts(parts);
         let audit = audit.take().map(|r| (r, Arc::clone(&entry.principal)));
         inner.record(t.id, t.to, audit, self);
+        self.outbox.put(&t.notifications)?;
         drop(inner);
         self.announce(t.id, t.to);
         Ok(())
@@ -1164,5 +1172,35 @@ impl Store for MemoryStore {
 
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         Ok(lock(&self.settings)?.pauses.values().cloned().collect())
+    }
+    async fn claim_notifications(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.outbox.claim(owner, now, lease, limit)
+    }
+    async fn finish_notification(
+        &self,
+        notification: &Notification,
+        owner: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.outbox.finish(notification, owner, now)
+    }
+    async fn notifications(
+        &self,
+        query: &NotificationQuery,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.outbox.list(query)
+    }
+    async fn retry_notification(
+        &self,
+        id: uuid::Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, StoreError> {
+        self.outbox.retry(id, now)
     }
 }
