@@ -12,6 +12,7 @@ use crate::error::{StoreError, StoreErrorKind};
 use crate::event::{Event, EventKind, EventRecord};
 use crate::execution::{Execution, ExecutionStatus, Failure};
 use crate::governor::Governor;
+use crate::outbox::NotificationKind;
 use crate::store::{ExecutionQuery, Transition};
 
 /// The approver recorded for decisions made by `on_expiry`.
@@ -39,13 +40,23 @@ impl Governor {
             let Some(last) = page.last() else { break };
             before = Some(last.id);
             for e in &page {
-                let Some((t, event)) = expiry_transition(e, now) else {
+                let Some((mut t, event)) = expiry_transition(e, now) else {
                     continue;
                 };
+                let kind = match (t.to, event.data.value()["on_expiry"].as_str()) {
+                    (ExecutionStatus::Expired, _) => NotificationKind::Expired,
+                    (_, Some("escalated")) => NotificationKind::Escalated,
+                    (ExecutionStatus::AwaitingApproval, _) => NotificationKind::StageAdvanced,
+                    _ => NotificationKind::Decided,
+                };
+                t.notifications = self.notifications_for(kind, e, t.approval.as_ref(), t.to, now);
                 match store.transition(&t).await {
                     Ok(()) => {
                         handled += 1;
                         self.events().emit(event);
+                        if !t.notifications.is_empty() {
+                            self.kick_delivery();
+                        }
                     }
                     // Decided or swept elsewhere meanwhile.
                     Err(err) if err.kind() == StoreErrorKind::Conflict => {}

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::action::{Action, ActionBuilder};
-use crate::channel::{ApprovalChannel, ApprovalNotice};
+use crate::channel::ApprovalChannel;
 use crate::error::{GovernError, StoreError};
 use crate::event::EventBus;
 use crate::execution::{Execution, ExecutionId};
@@ -17,7 +17,8 @@ struct Inner {
     /// this one) so that the registry does not keep itself alive.
     actions: RwLock<HashMap<Arc<str>, Action>>,
     store: Arc<dyn Store>,
-    channels: Vec<Arc<dyn ApprovalChannel>>,
+    /// Where notifications go (`None`: nowhere, none are written).
+    delivery: Option<crate::deliver::Delivery>,
     events: EventBus,
     redactor: Redactor,
     capture_state: bool,
@@ -185,29 +186,9 @@ impl Governor {
         self.inner.actions.read().ok()?.get(name).cloned()
     }
 
-    /// Tells every channel about a request that was just stored, each in
-    /// its own task (a slow or failing channel delays nothing).
-    pub(crate) fn notify_channels(&self, notice: ApprovalNotice) {
-        if self.inner.channels.is_empty() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::warn!(
-                "approval channels need a Tokio runtime; request {} not announced",
-                notice.execution_id
-            );
-            return;
-        };
-        let notice = Arc::new(notice);
-        for channel in &self.inner.channels {
-            let (channel, governor, notice) =
-                (Arc::clone(channel), self.clone(), Arc::clone(&notice));
-            runtime.spawn(async move {
-                if let Err(e) = channel.notify(&governor, &notice).await {
-                    tracing::warn!(channel = channel.name(), execution_id = %notice.execution_id, "approval channel failed: {e}");
-                }
-            });
-        }
+    /// Where this governor's notifications go, if anywhere.
+    pub(crate) fn delivery(&self) -> Option<&crate::deliver::Delivery> {
+        self.inner.delivery.as_ref()
     }
 
     /// Looks an execution up.
@@ -220,7 +201,8 @@ impl Governor {
 #[must_use]
 pub struct GovernorBuilder {
     store: Option<Arc<dyn Store>>,
-    channels: Vec<Arc<dyn ApprovalChannel>>,
+    targets: Vec<Arc<dyn crate::deliver::DeliveryTarget>>,
+    retry: crate::deliver::RetryPolicy,
     events: Option<EventBus>,
     redactor: Redactor,
     capture_state: bool,
@@ -233,7 +215,8 @@ impl Default for GovernorBuilder {
     fn default() -> Self {
         Self {
             store: None,
-            channels: Vec::new(),
+            targets: Vec::new(),
+            retry: crate::deliver::RetryPolicy::default(),
             events: None,
             redactor: Redactor::default(),
             capture_state: true,
@@ -257,9 +240,28 @@ impl GovernorBuilder {
         self
     }
 
-    /// Adds a channel told about every new approval request.
+    /// Adds a channel told about every request that waits for people
+    /// (new, a stage further, or escalated), through the outbox: it hears
+    /// of each at least once, retried if it fails.
     pub fn channel(mut self, channel: impl ApprovalChannel) -> Self {
-        self.channels.push(Arc::new(channel));
+        self.targets
+            .push(Arc::new(crate::deliver::ChannelTarget::new(Arc::new(
+                channel,
+            ))));
+        self
+    }
+
+    /// Adds a delivery target (email, chat, webhook): it is told about
+    /// requests and decisions through the outbox (see
+    /// [`DeliveryTarget`](crate::DeliveryTarget)).
+    pub fn deliver_to(mut self, target: impl crate::deliver::DeliveryTarget) -> Self {
+        self.targets.push(Arc::new(target));
+        self
+    }
+
+    /// How failed deliveries are retried (default: [`RetryPolicy::default`](crate::RetryPolicy::default)).
+    pub fn retry_policy(mut self, policy: crate::deliver::RetryPolicy) -> Self {
+        self.retry = policy;
         self
     }
 
@@ -325,7 +327,8 @@ impl GovernorBuilder {
             inner: Arc::new(Inner {
                 actions: RwLock::new(HashMap::new()),
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-                channels: self.channels,
+                delivery: (!self.targets.is_empty())
+                    .then(|| crate::deliver::Delivery::new(self.targets, self.retry)),
                 events: self.events.unwrap_or_default(),
                 redactor: self.redactor,
                 capture_state: self.capture_state,

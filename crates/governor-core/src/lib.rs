@@ -38,6 +38,7 @@ pub mod condition;
 pub mod config;
 mod decide;
 mod decisions;
+mod deliver;
 pub mod display;
 mod error;
 mod event;
@@ -81,6 +82,7 @@ pub use config::{
     ConfigError, LoadOptions, PolicyFile, load_policies_from_file, load_policies_from_value,
 };
 pub use decide::{ApprovalError, Verdict};
+pub use deliver::{DeliveryError, DeliveryTarget, Notice, RetryPolicy};
 pub use display::{Display, DisplayError, DisplayField};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};
 pub use event::{Event, EventBus, EventKind, EventRecord, EventStream, HandlerId};

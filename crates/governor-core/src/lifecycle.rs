@@ -15,7 +15,6 @@ use crate::action::{Action, Call, HookContext};
 use crate::approval::{ApprovalRequest, ApprovalSpec};
 use crate::audit::{AuditRecord, DecisionRecord};
 use crate::binding::Check;
-use crate::channel::ApprovalNotice;
 use crate::decisions::Decisions;
 use crate::error::GovernError;
 use crate::event::{Event, EventKind, EventRecord};
@@ -24,6 +23,7 @@ use crate::execution::{
 };
 use crate::governor::Governor;
 use crate::json::{Doc, Json};
+use crate::outbox::NotificationKind;
 use crate::pause::{Pause, PauseMode};
 use crate::policy::{Decision, Denial, Policy, PolicyContext, PolicyKind, PolicyPhase};
 use crate::principal::Principal;
@@ -1134,21 +1134,19 @@ impl<'a> Run<'a> {
                 until: crate::store::lease_until(self.now, wait),
             });
         }
-        let mut request = t
-            .approval
-            .clone()
-            .unwrap_or_else(|| ApprovalRequest::new(Vec::new()));
-        request.sealed_inputs = None;
-        let notice = ApprovalNotice {
-            execution_id: self.id(),
-            action: self.record.execution.action.to_string(),
-            requester: self.record.execution.principal.id.clone(),
-            inputs: self.record.execution.inputs.clone(),
-            request,
-        };
+        t.notifications = self.governor.notifications_for(
+            NotificationKind::Requested,
+            &self.record.execution,
+            t.approval.as_ref(),
+            ExecutionStatus::AwaitingApproval,
+            self.now,
+        );
+        let notify = !t.notifications.is_empty();
         self.apply(t).await?;
         // Only now, with the request durable, may anyone hear about it.
-        self.governor.notify_channels(notice);
+        if notify {
+            self.governor.kick_delivery();
+        }
         self.state_saved(Checkpoint::AwaitingApproval, true);
         Ok(())
     }

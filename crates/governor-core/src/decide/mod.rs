@@ -13,6 +13,7 @@ use crate::event::{Event, EventKind, EventRecord};
 use crate::execution::{Execution, ExecutionId, ExecutionStatus, Failure};
 use crate::governor::Governor;
 use crate::json::Json;
+use crate::outbox::NotificationKind;
 use crate::principal::Principal;
 use crate::store::Transition;
 
@@ -265,7 +266,27 @@ impl Governor {
         let store = self.store();
         let id = execution.id;
         let mut updated = execution;
+        let waiting = stage_index(updated.approval.as_ref());
         let (mut transition, events) = decision_transition(&mut updated, approver, ask)?;
+        let kind = match transition.to {
+            ExecutionStatus::AwaitingApproval
+                if stage_index(transition.approval.as_ref()) == waiting =>
+            {
+                None
+            }
+            ExecutionStatus::AwaitingApproval => Some(NotificationKind::StageAdvanced),
+            _ => Some(NotificationKind::Decided),
+        };
+        if let Some(kind) = kind {
+            transition.notifications = self.notifications_for(
+                kind,
+                &updated,
+                transition.approval.as_ref(),
+                transition.to,
+                transition.at,
+            );
+        }
+        let notify = !transition.notifications.is_empty();
         crate::store::transition(&**store, &mut transition)
             .await
             .map_err(|e| match e.kind() {
@@ -279,8 +300,16 @@ impl Governor {
         for event in events {
             self.events().emit(event);
         }
+        if notify {
+            self.kick_delivery();
+        }
         Ok(updated)
     }
+}
+
+/// The index of the stage `request` waits on.
+fn stage_index(request: Option<&crate::approval::ApprovalRequest>) -> Option<usize> {
+    request.and_then(|r| r.current_stage()).map(|(i, _)| i)
 }
 
 /// The decision as a transition of `e`, whose request it takes (a

@@ -6,6 +6,7 @@ mod approver_view;
 mod binding;
 mod channels;
 mod config;
+mod delivery;
 mod external;
 mod integrity;
 mod lifecycle;
