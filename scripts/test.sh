@@ -22,6 +22,8 @@ for example in approve_over_http governed_routes; do
     echo "== example $example"
     cargo run -q -p governor-http --example "$example"
 done
+echo "== example webhook_roundtrip"
+cargo run -q -p governor-notify --example webhook_roundtrip
 
 cargo test -p governor-core --features cedar --lib cedar
 # The facade's MongoDB feature (no crate in the workspace turns it on).

@@ -115,6 +115,13 @@ pub mod http {
     pub use governor_http::*;
 }
 
+/// Delivery targets for the notification outbox: signed webhooks
+/// (feature `notify`).
+#[cfg(feature = "notify")]
+pub mod notify {
+    pub use governor_notify::*;
+}
+
 /// The names most programs need.
 pub mod prelude {
     pub use governor_core::{

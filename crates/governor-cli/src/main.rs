@@ -106,6 +106,9 @@ enum AuditCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // TLS for every HTTP client (remote commands, webhooks): rustls on
+    // ring. Once per process; later installs find this one in place.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -152,6 +152,106 @@ struct Config {
     actions: Vec<ActionConfig>,
     /// Also accept JWTs signed by this key.
     jwt: Option<JwtConfig>,
+    /// Signed webhooks told about requests and decisions (`[[webhooks]]`).
+    #[serde(default)]
+    webhooks: Vec<WebhookConfig>,
+    /// How notifications are retried.
+    delivery: Option<DeliveryConfig>,
+}
+
+/// `[delivery]`: retries of the notification outbox.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveryConfig {
+    /// Attempts before a notification is dead (default 8).
+    max_attempts: Option<u32>,
+    /// Seconds before the first retry, doubled for each further one
+    /// (default 1).
+    first_retry_seconds: Option<f64>,
+    /// The longest wait between retries, in seconds (default 300).
+    max_retry_seconds: Option<f64>,
+    /// Seconds a worker holds a notification it delivers; a worker that
+    /// dies mid-delivery leaves it to another after this long (default 60).
+    lease_seconds: Option<f64>,
+}
+
+impl DeliveryConfig {
+    fn policy(&self) -> anyhow::Result<agent_governor::RetryPolicy> {
+        let d = agent_governor::RetryPolicy::default();
+        let secs = |v: Option<f64>, key: &str, default: std::time::Duration| match v {
+            None => Ok(default),
+            Some(s) => std::time::Duration::try_from_secs_f64(s)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| format!("[delivery] {key} must be a positive number of seconds")),
+        };
+        let max_attempts = self.max_attempts.unwrap_or(d.max_attempts);
+        if max_attempts == 0 {
+            bail!("[delivery] max_attempts must be at least 1");
+        }
+        Ok(agent_governor::RetryPolicy {
+            max_attempts,
+            first_delay: secs(
+                self.first_retry_seconds,
+                "first_retry_seconds",
+                d.first_delay,
+            )?,
+            max_delay: secs(self.max_retry_seconds, "max_retry_seconds", d.max_delay)?,
+            lease: secs(self.lease_seconds, "lease_seconds", d.lease)?,
+        })
+    }
+}
+
+/// `[[webhooks]]`: a receiver of signed notifications. The secret comes
+/// from the environment or a file, never from this file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookConfig {
+    /// Names the delivery target (`webhook:<name>`): keep it stable.
+    name: String,
+    url: String,
+    /// The environment variable holding the secret (`whsec_...`).
+    secret_env: Option<String>,
+    /// Else a file holding it.
+    secret_file: Option<PathBuf>,
+    /// Only these kinds (`requested`, `stage_advanced`, `decided`,
+    /// `expired`, `escalated`); every kind by default.
+    #[serde(default)]
+    kinds: Vec<agent_governor::NotificationKind>,
+}
+
+impl WebhookConfig {
+    fn target(
+        &self,
+        base: &std::path::Path,
+    ) -> anyhow::Result<agent_governor::notify::WebhookTarget> {
+        let secret = match (&self.secret_env, &self.secret_file) {
+            (Some(var), None) => std::env::var(var).with_context(|| {
+                format!(
+                    "webhook `{}`: the secret variable `{var}` is not set",
+                    self.name
+                )
+            })?,
+            (None, Some(file)) => std::fs::read_to_string(base.join(file)).with_context(|| {
+                format!(
+                    "webhook `{}`: cannot read the secret file {}",
+                    self.name,
+                    file.display()
+                )
+            })?,
+            _ => bail!(
+                "webhook `{}`: give secret_env or secret_file (one of them)",
+                self.name
+            ),
+        };
+        let target = agent_governor::notify::WebhookTarget::new(&self.name, &self.url, &secret)
+            .with_context(|| format!("webhook `{}`", self.name))?;
+        Ok(if self.kinds.is_empty() {
+            target
+        } else {
+            target.only(self.kinds.iter().copied())
+        })
+    }
 }
 
 /// `[jwt]`: HS256 with a secret from the environment, or a public key.
@@ -335,10 +435,18 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             &base,
         )),
     };
-    let governor = Governor::builder()
+    let mut builder = Governor::builder()
         .shared_store(backends.store)
-        .seal_key(seal_key::load(&seal_source)?)
-        .build()?;
+        .seal_key(seal_key::load(&seal_source)?);
+    for hook in &config.webhooks {
+        builder = builder.deliver_to(hook.target(&base)?);
+    }
+    if let Some(delivery) = &config.delivery {
+        builder = builder.retry_policy(delivery.policy()?);
+    }
+    let governor = builder.build()?;
+    // Notifications left undelivered by a stopped process go out now.
+    governor.spawn_delivery();
     let sources = Sources {
         shared: config.policies.clone(),
         actions: action_specs(&config),

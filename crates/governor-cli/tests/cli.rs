@@ -521,7 +521,6 @@ impl Drop for Served {
 /// Starts `governor serve` with `keys` (principal line, token) and the
 /// config's `extra` TOML; files are `(name, text)` written beside it.
 fn serve(keys: &[(&str, &str)], extra: &str, files: &[(&str, &str)]) -> Served {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in files {
         std::fs::write(dir.path().join(name), text).unwrap();
@@ -536,11 +535,35 @@ fn serve(keys: &[(&str, &str)], extra: &str, files: &[(&str, &str)]) -> Served {
     }
     let path = dir.path().join("governor.toml");
     std::fs::write(&path, config).unwrap();
+    let (child, stdout, addr) = spawn_serve(dir.path());
+    Served {
+        child,
+        stdout: Some(stdout),
+        addr,
+        _dir: dir,
+    }
+}
+
+type ServeOutput = std::io::BufReader<std::process::ChildStdout>;
+
+/// Runs `governor serve` on the config in `dir` (logging to
+/// `serve.log`); the child, its stdout past the first line, its address.
+fn spawn_serve(dir: &Path) -> (std::process::Child, ServeOutput, String) {
+    use std::io::{BufRead, BufReader};
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("serve.log"))
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_governor"))
-        .args(["serve", "--config", path.to_str().unwrap()])
+        .args([
+            "serve",
+            "--config",
+            dir.join("governor.toml").to_str().unwrap(),
+        ])
         .env_remove("GOVERNOR_DB")
         .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(dir.path().join("serve.log")).unwrap())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut first = String::new();
@@ -552,12 +575,7 @@ fn serve(keys: &[(&str, &str)], extra: &str, files: &[(&str, &str)]) -> Served {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {first:?}"))
         .to_owned();
-    Served {
-        child,
-        stdout: Some(out),
-        addr,
-        _dir: dir,
-    }
+    (child, out, addr)
 }
 
 /// The configured form of `token` (the tests' tokens are short; `governor
@@ -1286,4 +1304,106 @@ fn serve_reloads_its_keys_and_a_removed_key_is_refused() {
     assert!(refused, "the removed key is refused after the reload");
     let (status, _) = http(&server.addr, "GET", "/govern/me", Some("stays-token"));
     assert_eq!(status, 200);
+}
+
+/// A webhook receiver on a thread: records (webhook-id, body) of each
+/// request; leaves the first `hold` requests unanswered (their
+/// connections open), answers the others 204.
+fn webhook_receiver(hold: usize) -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut id, mut length) = (String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("webhook-id:") {
+                    id = v.trim().to_owned();
+                }
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = tx.send((id, String::from_utf8_lossy(&body).into_owned()));
+            if held.len() < hold {
+                held.push(stream);
+            } else {
+                let mut stream = stream;
+                let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn a_webhook_killed_mid_delivery_is_delivered_after_restart_with_the_same_id() {
+    let (url, received) = webhook_receiver(1);
+    let mut server = serve(
+        &[("principal = \"agent\"", "agent-token")],
+        &format!(
+            "[[actions]]\nname = \"refund\"\npolicies = \"refund.yaml\"\n\n[[webhooks]]\nname = \"ops\"\nurl = \"{url}\"\nsecret_file = \"hook.secret\"\n\n[delivery]\nlease_seconds = 1\nfirst_retry_seconds = 0.2\n"
+        ),
+        &[
+            (
+                "refund.yaml",
+                "policies:\n  - type: approval\n    name: RefundApproval\n    approvers: [cfo]\n",
+            ),
+            ("hook.secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n"),
+        ],
+    );
+    let (status, body) = http_body(
+        &server.addr,
+        "POST",
+        "/govern/executions",
+        Some("agent-token"),
+        "{\"action\":\"refund\",\"arguments\":{\"amount\":75}}",
+    );
+    assert_eq!(status, 202, "{body}");
+    let wait = std::time::Duration::from_secs(20);
+    let (first_id, first_body) = received.recv_timeout(wait).expect("the first attempt");
+    assert!(first_body.contains("approval.requested"), "{first_body}");
+    // Killed while the receiver has the webhook but has not answered.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    let dir = server._dir.path().to_path_buf();
+    let (child, stdout, addr) = spawn_serve(&dir);
+    server.child = child;
+    server.stdout = Some(stdout);
+    server.addr = addr;
+    let (again_id, again_body) = received
+        .recv_timeout(wait)
+        .expect("the delivery after restart");
+    assert_eq!(
+        again_id, first_id,
+        "the same webhook-id: receivers drop the duplicate"
+    );
+    assert!(again_body.contains("approval.requested"), "{again_body}");
+    let db = rusqlite::Connection::open(dir.join("serve.db")).unwrap();
+    let mut state = String::new();
+    for _ in 0..100 {
+        state = db
+            .query_row("SELECT state FROM outbox", [], |r| r.get(0))
+            .unwrap();
+        if state == "delivered" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(state, "delivered");
+    assert!(
+        received.try_recv().is_err(),
+        "delivered once the receiver answered"
+    );
 }

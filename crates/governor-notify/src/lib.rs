@@ -1,0 +1,31 @@
+//! Delivery targets for governor's notification outbox.
+//!
+//! A governor writes a notification for every target in the same store
+//! write as the change it tells about, and delivers it at least once (see
+//! [`governor_core::DeliveryTarget`]). This crate holds the targets that
+//! reach outside the process:
+//!
+//! - [`WebhookTarget`]: a `POST` signed the Standard Webhooks way.
+//!
+//! ```no_run
+//! use governor_core::Governor;
+//! use governor_notify::WebhookTarget;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // reqwest uses rustls without a built-in provider: install one first.
+//! # #[cfg(any())]
+//! rustls::crypto::ring::default_provider().install_default();
+//! let hook = WebhookTarget::new("ops", "https://ops.example.com/governor", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
+//! let governor = Governor::builder().deliver_to(hook).build()?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod webhook;
+
+pub use webhook::{WebhookError, WebhookSecret, WebhookTarget, event_type};
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

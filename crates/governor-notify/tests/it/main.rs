@@ -1,0 +1,4 @@
+//! Integration tests for governor-notify.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod webhook;
