@@ -217,6 +217,20 @@ schemas = {
         "properties": {"ok": {"type": "boolean"}, "entries": {"type": "integer"},
                        "error": {"type": "string"}, "next_from": {"type": "integer"}},
     },
+    "Notification": {
+        "type": "object",
+        "required": ["id", "execution_id", "kind", "target", "state", "attempts", "created_at", "next_attempt_at"],
+        "properties": {
+            "id": {**UUID, "description": "Also the idempotency key receivers see (webhook-id)"},
+            "execution_id": UUID,
+            "kind": {"type": "string", "enum": ["requested", "stage_advanced", "decided", "expired", "escalated", "reminder"]},
+            "target": {"type": "string"}, "recipient": {"type": "string"},
+            "state": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+            "attempts": {"type": "integer"},
+            "created_at": TIME, "next_attempt_at": TIME,
+            "last_error": {"type": "string"}, "delivered_at": TIME,
+        },
+    },
     "Grant": {
         "type": "object",
         "required": ["id", "action", "policy", "principal", "until", "granted_by", "created_at"],
@@ -300,6 +314,25 @@ paths = {
         "responses": responses({"200": ok(ref("Grant")),
                                 "403": problem("Sees the grant but may not revoke it"),
                                 "404": problem("No such grant in force, or one the caller may not see")})}},
+    "/govern/notifications": {"get": {
+        "operationId": "listNotifications",
+        "summary": "The notification outbox, oldest first: governor:read lists the tenant's; others give execution_id of an execution they may see",
+        "parameters": [query("execution_id", UUID, "Only those about this execution"),
+                       query("state", {"type": "string", "enum": ["pending", "delivered", "dead"]}, "Only those in this state"),
+                       query("after", UUID, "Only those after this id (the previous page's next_after)"),
+                       query("limit", {"type": "integer", "minimum": 0}, "At most this many (default 100, at most 1,000)")],
+        "responses": responses({"200": ok({"type": "object", "required": ["items", "next_after"], "properties": {
+                                    "items": {"type": "array", "items": ref("Notification")},
+                                    "next_after": {"type": ["string", "null"], "format": "uuid"}}}),
+                                "403": problem("Listing every notification needs governor:read"),
+                                "404": problem("No such execution, or one the caller may not see")})}},
+    "/govern/notifications/{id}/retry": {"post": {
+        "operationId": "retryNotification",
+        "summary": "Send a dead notification again (governor:resume)",
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": UUID, "description": "The notification id"}],
+        "responses": responses({"200": ok(ref("Notification")),
+                                "403": problem("Needs governor:resume"),
+                                "404": problem("No dead notification with this id the caller may see")})}},
     "/govern/pauses/lift": {"post": {
         "operationId": "liftPause", "summary": "Lift a pause (governor:pause); audited",
         "requestBody": body({"type": "object", "required": ["reason"], "additionalProperties": False, "properties": {

@@ -35,6 +35,7 @@ mod jwt;
 mod layer;
 mod limits;
 mod metrics;
+mod notifications;
 mod operations;
 mod problem;
 mod server;
@@ -86,6 +87,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/govern/events", get(events::events))
         .route("/govern/grants", get(grants::list))
         .route("/govern/grants/{id}", axum::routing::delete(grants::revoke))
+        .route("/govern/notifications", get(notifications::list))
+        .route(
+            "/govern/notifications/{id}/retry",
+            post(notifications::retry),
+        )
         .route("/govern/approvals/pending", get(approvals::pending))
         .route("/govern/approvals/{id}", get(approvals::show))
         .route("/govern/approvals/{id}/approve", post(approvals::approve))

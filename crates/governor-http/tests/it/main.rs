@@ -11,6 +11,7 @@ mod executions;
 mod jwt;
 mod layer;
 mod limits;
+mod notifications;
 mod operations;
 mod submit;
 
@@ -54,11 +55,20 @@ pub(crate) const READER_ALL: &str = "reader-all-token";
 
 impl Server {
     pub(crate) async fn start() -> Self {
-        let governor = Governor::builder()
-            .store(MemoryStore::new())
-            .seal_key(governor_core::SealKey::from_bytes([4; 32]))
-            .build()
-            .unwrap();
+        Self::start_with(|b| b).await
+    }
+
+    /// [`Server::start`] with more governor settings (delivery targets).
+    pub(crate) async fn start_with(
+        configure: impl FnOnce(governor_core::GovernorBuilder) -> governor_core::GovernorBuilder,
+    ) -> Self {
+        let governor = configure(
+            Governor::builder()
+                .store(MemoryStore::new())
+                .seal_key(governor_core::SealKey::from_bytes([4; 32])),
+        )
+        .build()
+        .unwrap();
         let runs = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&runs);
         let transfer = governor
