@@ -14,6 +14,7 @@ mod demo;
 mod demo_serve;
 mod executions;
 mod grants;
+mod notifications;
 mod output;
 mod pause;
 mod policy;
@@ -46,6 +47,11 @@ enum Command {
     Grants {
         #[command(subcommand)]
         command: grants::Command,
+    },
+    /// List notifications and retry dead ones through a running server.
+    Notifications {
+        #[command(subcommand)]
+        command: notifications::Command,
     },
     /// Inspect recorded executions.
     Executions {
@@ -124,6 +130,7 @@ fn main() -> ExitCode {
             Command::Approvals { command } => approvals::run(command).await,
             Command::Executions { command } => executions::run(command).await,
             Command::Grants { command } => grants::run(command).await,
+            Command::Notifications { command } => notifications::run(command).await,
             Command::Policy { command } => policy::run(command).await,
             Command::Audit {
                 command: AuditCommand::Verify { db, json },

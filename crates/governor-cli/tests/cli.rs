@@ -1351,9 +1351,15 @@ fn webhook_receiver(hold: usize) -> (String, std::sync::mpsc::Receiver<(String, 
 fn a_webhook_killed_mid_delivery_is_delivered_after_restart_with_the_same_id() {
     let (url, received) = webhook_receiver(1);
     let mut server = serve(
-        &[("principal = \"agent\"", "agent-token")],
+        &[
+            ("principal = \"agent\"", "agent-token"),
+            (
+                "principal = \"ops\"\npermissions = [\"governor:read\", \"governor:resume\"]",
+                "ops-token",
+            ),
+        ],
         &format!(
-            "[[actions]]\nname = \"refund\"\npolicies = \"refund.yaml\"\n\n[[webhooks]]\nname = \"ops\"\nurl = \"{url}\"\nsecret_file = \"hook.secret\"\n\n[delivery]\nlease_seconds = 1\nfirst_retry_seconds = 0.2\n"
+            "[[actions]]\nname = \"refund\"\npolicies = \"refund.yaml\"\n\n[[webhooks]]\nname = \"ops\"\nurl = \"{url}\"\nsecret_file = \"hook.secret\"\n\n[[webhooks]]\nname = \"gone\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = \"hook.secret\"\nkinds = [\"requested\"]\n\n[delivery]\nlease_seconds = 1\nfirst_retry_seconds = 0.2\nmax_attempts = 1\n"
         ),
         &[
             (
@@ -1378,9 +1384,9 @@ fn a_webhook_killed_mid_delivery_is_delivered_after_restart_with_the_same_id() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     let dir = server._dir.path().to_path_buf();
-    let (child, stdout, addr) = spawn_serve(&dir);
+    let (child, output, addr) = spawn_serve(&dir);
     server.child = child;
-    server.stdout = Some(stdout);
+    server.stdout = Some(output);
     server.addr = addr;
     let (again_id, again_body) = received
         .recv_timeout(wait)
@@ -1394,7 +1400,11 @@ fn a_webhook_killed_mid_delivery_is_delivered_after_restart_with_the_same_id() {
     let mut state = String::new();
     for _ in 0..100 {
         state = db
-            .query_row("SELECT state FROM outbox", [], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM outbox WHERE notification LIKE '%webhook:ops%'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         if state == "delivered" {
             break;
@@ -1405,5 +1415,49 @@ fn a_webhook_killed_mid_delivery_is_delivered_after_restart_with_the_same_id() {
     assert!(
         received.try_recv().is_err(),
         "delivered once the receiver answered"
+    );
+
+    // The unreachable webhook is dead after its one attempt: listed, and
+    // sent again on demand.
+    let url = format!("http://{}", server.addr);
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_governor"))
+            .args(args)
+            .env("GOVERNOR_SERVER", &url)
+            .env("GOVERNOR_TOKEN", "ops-token")
+            .output()
+            .unwrap()
+    };
+    let mut dead = String::new();
+    for _ in 0..100 {
+        dead = stdout(&cli(&["notifications", "list", "--state", "dead"]));
+        if dead.contains("webhook:gone") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        dead.contains("webhook:gone") && dead.contains("requested"),
+        "{dead}"
+    );
+    let all = stdout(&cli(&["notifications", "list", "--json"]));
+    let page: serde_json::Value = serde_json::from_str(&all).unwrap();
+    let gone = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["target"] == "webhook:gone")
+        .unwrap();
+    assert!(
+        gone["last_error"].as_str().unwrap().contains("127.0.0.1:9"),
+        "{gone}"
+    );
+    assert!(all.contains("\"delivered\""), "{all}");
+    let retried = cli(&["notifications", "retry", gone["id"].as_str().unwrap()]);
+    assert!(retried.status.success(), "{retried:?}");
+    assert!(
+        stdout(&retried).contains("pending again"),
+        "{}",
+        stdout(&retried)
     );
 }
