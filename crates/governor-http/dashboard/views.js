@@ -62,8 +62,13 @@ export async function showExecution(id) {
   document.body.classList.add("sheet-open");
   put(panel, el("p", { class: "state" }, "Loading…"));
   let d;
+  let sent;
   try {
-    [d] = await Promise.all([api(`/govern/executions/${id}`), registeredActions()]);
+    [d, sent] = await Promise.all([
+      api(`/govern/executions/${id}`),
+      api(`/govern/notifications?execution_id=${encodeURIComponent(id)}&limit=200`).catch(() => null),
+      registeredActions(),
+    ]);
   } catch (e) {
     put(panel, el("p", { class: "error" }, e.message));
     return;
@@ -93,6 +98,7 @@ export async function showExecution(id) {
     el("h3", {}, "Arguments"),
     el("dl", { class: "args" }, argumentRows(display(e.action), e.inputs).map(([label, node]) => el("div", {}, el("dt", {}, label), el("dd", {}, node)))),
     e.output !== undefined && e.output !== null ? [el("h3", {}, "Result"), el("pre", { class: "json" }, pretty(e.output))] : null,
+    sent ? [el("h3", {}, "Notifications"), deliveries(sent.items, id)] : null,
     el("h3", {}, "Timeline"),
     el("ol", { class: "timeline" }, timeline.map((t) =>
       el("li", { dataset: { type: t.type } },
@@ -103,6 +109,38 @@ export async function showExecution(id) {
           ? el("details", { class: "raw" }, el("summary", {}, "details"), el("pre", { class: "json small" }, pretty(t.data)))
           : null))),
   );
+}
+
+const DELIVERY = { pending: "Pending", delivered: "Delivered", dead: "Failed for good" };
+const NOTICE = {
+  requested: "request",
+  stage_advanced: "next stage",
+  decided: "decision",
+  expired: "expiry",
+  escalated: "escalation",
+  reminder: "reminder",
+};
+
+/** Who was told what about an execution, and how it went. */
+function deliveries(items, executionId) {
+  if (!items.length) return el("p", { class: "muted", id: "deliveries" }, "Nobody was notified about this execution.");
+  return el("ul", { class: "deliveries", id: "deliveries" }, items.map((n) =>
+    el("li", { dataset: { state: n.state, target: n.target } },
+      el("span", { class: `status ${n.state === "delivered" ? "completed" : n.state === "dead" ? "failed" : "awaiting_approval"}`, title: n.state }, DELIVERY[n.state] || n.state),
+      ` ${NOTICE[n.kind] || n.kind} → ${n.target}${n.recipient ? ` (${n.recipient})` : ""}`,
+      el("span", { class: "muted" }, n.attempts ? ` · ${n.attempts} attempt${n.attempts === 1 ? "" : "s"}` : ""),
+      n.last_error && n.state !== "delivered" ? el("span", { class: "muted" }, ` · ${n.last_error}`) : null,
+      n.state === "dead" && may("governor:resume")
+        ? el("button", { type: "button", class: "retry", onclick: async (ev) => {
+            ev.target.disabled = true;
+            try {
+              await api(`/govern/notifications/${n.id}/retry`, { method: "POST", body: {} });
+              showExecution(executionId);
+            } catch (e) {
+              ev.target.replaceWith(el("span", { class: "error" }, ` ${e.message}`));
+            }
+          } }, "Send again")
+        : null)));
 }
 
 // ---- flows ----------------------------------------------------------

@@ -10,6 +10,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
+import { createServer } from "node:http";
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
@@ -35,6 +36,8 @@ const TOKENS = {
 };
 let server;
 let base;
+let hooks; // the webhook receiver: every request it got
+let hookServer;
 let dir;
 let browser;
 
@@ -108,6 +111,18 @@ async function requestPayout(amount, to) {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "governor-dashboard-"));
+  // A webhook receiver: answers 204 to everything.
+  hooks = [];
+  hookServer = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      hooks.push({ id: req.headers["webhook-id"], signature: req.headers["webhook-signature"], body: JSON.parse(body) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise((ok) => hookServer.listen(0, "127.0.0.1", ok));
+  writeFileSync(join(dir, "hook.secret"), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n");
   writeFileSync(
     join(dir, "transfer.yaml"),
     [
@@ -170,7 +185,7 @@ before(async () => {
   const keys = [
     ["cfo", 'principal = "cfo"\nemail = "cfo@company.com"\npermissions = ["governor:read"]'],
     ["agent", 'principal = "agent"'],
-    ["viewer", 'principal = "viewer"\npermissions = ["governor:read"]'],
+    ["viewer", 'principal = "viewer"\npermissions = ["governor:read", "governor:resume"]'],
     ["pauser", 'principal = "pauser"\npermissions = ["governor:read", "governor:pause"]'],
     ["exec", 'principal = "erin"\nroles = ["exec"]\npermissions = ["governor:read"]'],
     ["approver", 'principal = "ana"\nemail = "ana@company.com"'],
@@ -179,7 +194,7 @@ before(async () => {
     .join("\n");
   writeFileSync(
     join(dir, "governor.toml"),
-    `bind = "127.0.0.1:0"\ndb = "${join(dir, "console.db")}"\nreload_seconds = 0\nseal_key_env = "GOVERNOR_CONSOLE_SEAL_KEY"\n\n[[actions]]\nname = "transfer"\npolicies = "transfer.yaml"\n\n[[actions]]\nname = "deploy"\npolicies = "deploy.yaml"\n\n[[actions]]\nname = "payout"\npolicies = "payout.yaml"\n\n${keys}`,
+    `bind = "127.0.0.1:0"\ndb = "${join(dir, "console.db")}"\nreload_seconds = 0\nseal_key_env = "GOVERNOR_CONSOLE_SEAL_KEY"\n\n[[actions]]\nname = "transfer"\npolicies = "transfer.yaml"\n\n[[actions]]\nname = "deploy"\npolicies = "deploy.yaml"\n\n[[actions]]\nname = "payout"\npolicies = "payout.yaml"\n\n[[webhooks]]\nname = "ops"\nurl = "http://127.0.0.1:${hookServer.address().port}/hook"\nsecret_file = "hook.secret"\n\n[[webhooks]]\nname = "gone"\nurl = "http://127.0.0.1:9/hook"\nsecret_file = "hook.secret"\nkinds = ["requested"]\n\n[delivery]\nmax_attempts = 2\nfirst_retry_seconds = 0.1\n\n${keys}`,
   );
   // Redacted arguments (the IBAN) stay runnable after approval only
   // with a seal key.
@@ -204,6 +219,7 @@ before(async () => {
 });
 
 after(async () => {
+  if (hookServer) hookServer.close();
   if (browser) await browser.close();
   if (server) server.kill("SIGTERM");
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -489,6 +505,36 @@ test("an approver without read sees the views they can use, no socket, and no co
   assert.equal(icon.status, 200);
   assert.match(icon.headers.get("content-type"), /image\/svg\+xml/);
   assert.deepEqual(problems, []);
+  await page.context().close();
+});
+
+test("an execution shows who was notified, and a failed notification is sent again", async () => {
+  const id = await requestTransfer(64000, "Hooks Ltd");
+  await waitFor(() => hooks.some((h) => h.body.type === "approval.requested" && h.body.data.execution_id === id), "the webhook");
+  const hook = hooks.find((h) => h.body.data.execution_id === id);
+  assert.match(hook.signature, /^v1,/);
+  assert.equal(hook.body.data.inputs.iban, "***REDACTED***", "webhooks carry redacted arguments");
+  const page = await newPage();
+  await signIn(page, TOKENS.viewer);
+  await page.goto(`${base}/dashboard/#/executions/${id}`);
+  await page.waitForSelector('#deliveries [data-target="webhook:ops"][data-state="delivered"]');
+  assert.match(await page.textContent('#deliveries [data-target="webhook:ops"]'), /Delivered request → webhook:ops · 1 attempt/);
+  // The unreachable one fails for good after two attempts; the page
+  // offers to send it again.
+  const dead = '#deliveries [data-target="webhook:gone"][data-state="dead"]';
+  await waitFor(async () => {
+    const r = await call(TOKENS.viewer, "GET", `/govern/notifications?execution_id=${id}&state=dead`);
+    return r.body.items.length > 0;
+  }, "the failed notification");
+  await page.reload();
+  await page.waitForSelector(dead);
+  assert.match(await page.textContent(dead), /Failed for good request → webhook:gone · 2 attempts/);
+  await page.click(`${dead} .retry`);
+  await waitFor(async () => {
+    const r = await call(TOKENS.viewer, "GET", `/govern/notifications?execution_id=${id}`);
+    return r.body.items.some((n) => n.target === "webhook:gone" && n.attempts > 2);
+  }, "the retried delivery");
+  await call(TOKENS.cfo, "POST", `/govern/approvals/${id}/reject`, { reason: "test over" });
   await page.context().close();
 });
 
