@@ -24,7 +24,11 @@ use crate::governor::Governor;
 use crate::json::Json;
 use crate::outbox::{DeliveryOutcome, Notification, NotificationKind};
 
-/// What a notification tells, as targets receive it (its payload).
+/// What a notification tells, as targets receive it: built when it is
+/// delivered ([`Governor::notice_of`]) from the execution as stored then
+/// and the facts the notification kept from the moment it was written
+/// (the status the change left). The outbox row stays small: writing it
+/// costs a call that parks little.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     /// What happened.
@@ -76,20 +80,29 @@ impl Notice {
         }
     }
 
-    /// The notice a notification carries.
-    pub fn from_notification(n: &Notification) -> Result<Self, DeliveryError> {
-        serde_json::from_str(n.payload.as_str())
-            .map_err(|e| DeliveryError::permanent(format!("the notice does not decode: {e}")))
-    }
-
     /// The approvers of the stage that waits, if one does.
     pub fn waiting_approvers(&self) -> Vec<String> {
-        self.request
-            .as_ref()
-            .and_then(|r| r.current_stage())
-            .map(|(_, s)| s.spec.approvers.clone())
-            .unwrap_or_default()
+        waiting_approvers(self.request.as_ref())
     }
+}
+
+/// The approvers of the stage `request` waits on, if it waits.
+pub fn waiting_approvers(request: Option<&ApprovalRequest>) -> Vec<String> {
+    request
+        .and_then(|r| r.current_stage())
+        .map(|(_, s)| s.spec.approvers.clone())
+        .unwrap_or_default()
+}
+
+/// What a notification keeps from the moment it was written.
+#[derive(Serialize, Deserialize)]
+struct Facts {
+    status: ExecutionStatus,
+    at: DateTime<Utc>,
+    /// The execution's tenant, so that listings can be scoped without
+    /// reading every execution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant: Option<String>,
 }
 
 /// Why a delivery failed.
@@ -134,10 +147,16 @@ pub trait DeliveryTarget: Send + Sync + 'static {
         true
     }
 
-    /// Whom one notice goes to: one notification per recipient (default:
-    /// one, without a recipient).
-    fn recipients(&self, notice: &Notice) -> Vec<Option<String>> {
-        let _ = notice;
+    /// Whom a notification of `kind` about a request goes to: one per
+    /// recipient (default: one, without a recipient). `request` is the
+    /// approval request as the change leaves it
+    /// ([`waiting_approvers`] names who must act on it).
+    fn recipients(
+        &self,
+        kind: NotificationKind,
+        request: Option<&ApprovalRequest>,
+    ) -> Vec<Option<String>> {
+        let _ = (kind, request);
         vec![None]
     }
 
@@ -216,15 +235,23 @@ impl RetryPolicy {
 pub(crate) struct Delivery {
     pub(crate) targets: Vec<Arc<dyn DeliveryTarget>>,
     pub(crate) policy: RetryPolicy,
+    /// Whether writes start the delivery loop (off: only
+    /// [`Governor::spawn_delivery`] or [`Governor::deliver_due`] deliver).
+    automatic: bool,
     kick: tokio::sync::Notify,
     started: AtomicBool,
 }
 
 impl Delivery {
-    pub(crate) fn new(targets: Vec<Arc<dyn DeliveryTarget>>, policy: RetryPolicy) -> Self {
+    pub(crate) fn new(
+        targets: Vec<Arc<dyn DeliveryTarget>>,
+        policy: RetryPolicy,
+        automatic: bool,
+    ) -> Self {
         Self {
             targets,
             policy,
+            automatic,
             kick: tokio::sync::Notify::new(),
             started: AtomicBool::new(false),
         }
@@ -236,7 +263,7 @@ impl Delivery {
 const POLL: Duration = Duration::from_millis(500);
 
 /// How many notifications one pass claims.
-const BATCH: usize = 32;
+const BATCH: usize = 256;
 
 impl Governor {
     /// The notifications of `kind` about `execution` for every target
@@ -252,8 +279,12 @@ impl Governor {
         let Some(delivery) = self.delivery() else {
             return Vec::new();
         };
-        let notice = Notice::of(kind, execution, request, status, now);
-        let Ok(payload) = Json::encode(&notice) else {
+        let facts = Facts {
+            status,
+            at: now,
+            tenant: execution.principal.tenant.clone(),
+        };
+        let Ok(payload) = Json::encode(&facts) else {
             return Vec::new();
         };
         delivery
@@ -261,7 +292,7 @@ impl Governor {
             .iter()
             .filter(|t| t.wants(kind))
             .flat_map(|t| {
-                t.recipients(&notice).into_iter().map(|to| {
+                t.recipients(kind, request).into_iter().map(|to| {
                     let n = Notification::new(execution.id, kind, t.name(), payload.clone(), now);
                     match to {
                         Some(to) => n.to(to),
@@ -278,6 +309,9 @@ impl Governor {
         let Some(delivery) = self.delivery() else {
             return;
         };
+        if !delivery.automatic {
+            return;
+        }
         if !delivery.started.swap(true, Ordering::AcqRel) {
             if tokio::runtime::Handle::try_current().is_err() {
                 delivery.started.store(false, Ordering::Release);
@@ -315,6 +349,30 @@ impl Governor {
             }
             let _ = tokio::time::timeout(POLL, delivery.kick.notified()).await;
         }
+    }
+
+    /// The notice `notification` tells, from its execution as stored now
+    /// (its request, stages and decisions) and the status the change that
+    /// wrote it left.
+    pub async fn notice_of(&self, notification: &Notification) -> Result<Notice, DeliveryError> {
+        let execution = self
+            .execution(notification.execution_id)
+            .await
+            .map_err(|e| DeliveryError::transient(e.to_string()))?
+            .ok_or_else(|| {
+                DeliveryError::permanent(format!(
+                    "execution {} is no longer stored",
+                    notification.execution_id
+                ))
+            })?;
+        let facts: Option<Facts> = serde_json::from_str(notification.payload.as_str()).ok();
+        Ok(Notice::of(
+            notification.kind,
+            &execution,
+            execution.approval.as_ref(),
+            facts.as_ref().map_or(execution.status, |f| f.status),
+            facts.map_or(notification.created_at, |f| f.at),
+        ))
     }
 
     /// The outbox's notifications `query` selects, oldest first.
@@ -428,16 +486,16 @@ impl DeliveryTarget for ChannelTarget {
         governor: &Governor,
         notification: &Notification,
     ) -> Result<(), DeliveryError> {
-        let notice = Notice::from_notification(notification)?;
         // A request decided meanwhile (elsewhere, or before a crashed
         // worker's retry) needs nobody any more.
         let now = governor
-            .execution(notice.execution_id)
+            .execution(notification.execution_id)
             .await
             .map_err(|e| DeliveryError::transient(e.to_string()))?;
         if now.is_none_or(|e| e.status != ExecutionStatus::AwaitingApproval) {
             return Ok(());
         }
+        let notice = governor.notice_of(notification).await?;
         let approval = crate::channel::ApprovalNotice {
             execution_id: notice.execution_id,
             action: notice.action,

@@ -203,6 +203,7 @@ pub struct GovernorBuilder {
     store: Option<Arc<dyn Store>>,
     targets: Vec<Arc<dyn crate::deliver::DeliveryTarget>>,
     retry: crate::deliver::RetryPolicy,
+    deliver_automatically: bool,
     events: Option<EventBus>,
     redactor: Redactor,
     capture_state: bool,
@@ -217,6 +218,7 @@ impl Default for GovernorBuilder {
             store: None,
             targets: Vec::new(),
             retry: crate::deliver::RetryPolicy::default(),
+            deliver_automatically: true,
             events: None,
             redactor: Redactor::default(),
             capture_state: true,
@@ -256,6 +258,15 @@ impl GovernorBuilder {
     /// [`DeliveryTarget`](crate::DeliveryTarget)).
     pub fn deliver_to(mut self, target: impl crate::deliver::DeliveryTarget) -> Self {
         self.targets.push(Arc::new(target));
+        self
+    }
+
+    /// Whether this governor delivers its outbox by itself, starting on
+    /// the first write that carries notifications (default yes). Off, it
+    /// only writes notifications: some other process delivers them, or
+    /// this one when told to ([`Governor::spawn_delivery`]).
+    pub fn deliver_automatically(mut self, yes: bool) -> Self {
+        self.deliver_automatically = yes;
         self
     }
 
@@ -327,8 +338,13 @@ impl GovernorBuilder {
             inner: Arc::new(Inner {
                 actions: RwLock::new(HashMap::new()),
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-                delivery: (!self.targets.is_empty())
-                    .then(|| crate::deliver::Delivery::new(self.targets, self.retry)),
+                delivery: (!self.targets.is_empty()).then(|| {
+                    crate::deliver::Delivery::new(
+                        self.targets,
+                        self.retry,
+                        self.deliver_automatically,
+                    )
+                }),
                 events: self.events.unwrap_or_default(),
                 redactor: self.redactor,
                 capture_state: self.capture_state,

@@ -82,7 +82,7 @@ pub use config::{
     ConfigError, LoadOptions, PolicyFile, load_policies_from_file, load_policies_from_value,
 };
 pub use decide::{ApprovalError, Verdict};
-pub use deliver::{DeliveryError, DeliveryTarget, Notice, RetryPolicy};
+pub use deliver::{DeliveryError, DeliveryTarget, Notice, RetryPolicy, waiting_approvers};
 pub use display::{Display, DisplayError, DisplayField};
 pub use error::{GovernError, Result, StoreError, StoreErrorKind};
 pub use event::{Event, EventBus, EventKind, EventRecord, EventStream, HandlerId};

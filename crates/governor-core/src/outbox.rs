@@ -145,6 +145,15 @@ impl Notification {
         self
     }
 
+    /// The tenant of the execution it is about, as written (`None`: no
+    /// tenant).
+    pub fn tenant(&self) -> Option<String> {
+        match self.payload.value().get("tenant") {
+            Some(serde_json::Value::String(t)) => Some(t.clone()),
+            _ => None,
+        }
+    }
+
     /// Whether a worker may claim it at `now`: pending, due, and not
     /// leased (or its lease lapsed).
     pub fn claimable(&self, now: DateTime<Utc>) -> bool {

@@ -6,7 +6,7 @@ use axum::Json as Reply;
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use governor_core::{
-    DeliveryState, ExecutionId, Notice, Notification, NotificationKind, NotificationQuery,
+    DeliveryState, ExecutionId, Notification, NotificationKind, NotificationQuery,
 };
 use serde::{Deserialize, Serialize};
 
@@ -74,9 +74,9 @@ pub(crate) struct NotificationPage {
     next_after: Option<uuid::Uuid>,
 }
 
-/// Whether `caller` may see `n`: its tenant's (from the notice it carries).
+/// Whether `caller` may see `n`: its tenant's (as the notification keeps it).
 fn in_callers_tenant(caller: &Caller, n: &Notification) -> bool {
-    Notice::from_notification(n).is_ok_and(|notice| in_tenant(caller, notice.tenant.as_deref()))
+    in_tenant(caller, n.tenant().as_deref())
 }
 
 /// `GET /govern/notifications`.

@@ -155,9 +155,8 @@ impl WebhookTarget {
         self
     }
 
-    /// The body sent for `notification`.
-    pub fn body(notification: &Notification) -> Result<Vec<u8>, DeliveryError> {
-        let notice = Notice::from_notification(notification)?;
+    /// The body sent for `notification`, which tells `notice`.
+    pub fn body(notification: &Notification, notice: &Notice) -> Result<Vec<u8>, DeliveryError> {
         serde_json::to_vec(&serde_json::json!({
             "type": event_type(notification.kind),
             "timestamp": notice.at,
@@ -179,10 +178,11 @@ impl DeliveryTarget for WebhookTarget {
 
     async fn deliver(
         &self,
-        _: &Governor,
+        governor: &Governor,
         notification: &Notification,
     ) -> Result<(), DeliveryError> {
-        let body = Self::body(notification)?;
+        let notice = governor.notice_of(notification).await?;
+        let body = Self::body(notification, &notice)?;
         let id = notification.id.to_string();
         // A fresh timestamp and signature on every attempt, as the
         // standard asks; the id stays.

@@ -27,15 +27,19 @@ impl DeliveryTarget for Recorder {
     fn name(&self) -> &str {
         "recorder"
     }
-    fn recipients(&self, notice: &Notice) -> Vec<Option<String>> {
-        match notice.kind {
+    fn recipients(
+        &self,
+        kind: NotificationKind,
+        request: Option<&ApprovalRequest>,
+    ) -> Vec<Option<String>> {
+        match kind {
             NotificationKind::Requested | NotificationKind::StageAdvanced => {
-                notice.waiting_approvers().into_iter().map(Some).collect()
+                waiting_approvers(request).into_iter().map(Some).collect()
             }
             _ => vec![None],
         }
     }
-    async fn deliver(&self, _: &Governor, n: &Notification) -> Result<(), DeliveryError> {
+    async fn deliver(&self, g: &Governor, n: &Notification) -> Result<(), DeliveryError> {
         let attempt = self.attempts.fetch_add(1, Ordering::SeqCst) + 1;
         if attempt <= self.fail_first {
             return Err(if self.permanent {
@@ -44,7 +48,7 @@ impl DeliveryTarget for Recorder {
                 DeliveryError::transient(format!("attempt {attempt}: connection refused"))
             });
         }
-        let notice = Notice::from_notification(n)?;
+        let notice = g.notice_of(n).await?;
         self.seen
             .lock()
             .unwrap()
@@ -284,14 +288,7 @@ async fn a_worker_that_dies_mid_delivery_loses_nothing() {
         id,
         NotificationKind::Requested,
         "recorder",
-        Json::encode(&Notice::of(
-            NotificationKind::Requested,
-            &c.execution,
-            None,
-            ExecutionStatus::AwaitingApproval,
-            chrono::Utc::now(),
-        ))
-        .unwrap(),
+        Json::encode(&json!({"status": "awaiting_approval", "at": chrono::Utc::now()})).unwrap(),
         chrono::Utc::now(),
     ));
     let written = c.notifications[0].id;
