@@ -33,14 +33,29 @@ pub(crate) fn encode(op: &'static str, n: &Notification) -> Result<Encoded, Stor
     })
 }
 
-/// Inserts `rows` (inside the write that carries them).
+/// Inserts `rows` (inside the write that carries them), up to 8 a
+/// statement, as events are.
 pub(crate) fn insert(conn: &Connection, rows: &[Encoded]) -> Result<(), StoreError> {
-    for r in rows {
-        conn.prepare_cached(
-            "INSERT OR FAIL INTO outbox (id, execution_id, state, due, notification) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| s.execute(params![r.id, r.execution_id, r.state, r.due, r.json]))
-        .map_err(|e| map("outbox", e))?;
+    for chunk in rows.chunks(8) {
+        let values = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT OR FAIL INTO outbox (id, execution_id, state, due, notification) VALUES {values}"
+        );
+        let params: Vec<&dyn rusqlite::ToSql> = chunk
+            .iter()
+            .flat_map(|r| {
+                [
+                    &r.id as &dyn rusqlite::ToSql,
+                    &r.execution_id,
+                    &r.state,
+                    &r.due,
+                    &r.json,
+                ]
+            })
+            .collect();
+        conn.prepare_cached(&sql)
+            .and_then(|mut s| s.execute(params.as_slice()))
+            .map_err(|e| map("outbox", e))?;
     }
     Ok(())
 }
