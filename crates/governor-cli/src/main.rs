@@ -15,6 +15,7 @@ mod demo_serve;
 mod executions;
 mod grants;
 mod notifications;
+mod notify;
 mod output;
 mod pause;
 mod policy;
@@ -47,6 +48,11 @@ enum Command {
     Grants {
         #[command(subcommand)]
         command: grants::Command,
+    },
+    /// Send a test notification to a configured target.
+    Notify {
+        #[command(subcommand)]
+        command: notify::Command,
     },
     /// List notifications and retry dead ones through a running server.
     Notifications {
@@ -131,6 +137,7 @@ fn main() -> ExitCode {
             Command::Executions { command } => executions::run(command).await,
             Command::Grants { command } => grants::run(command).await,
             Command::Notifications { command } => notifications::run(command).await,
+            Command::Notify { command } => notify::run(command).await,
             Command::Policy { command } => policy::run(command).await,
             Command::Audit {
                 command: AuditCommand::Verify { db, json },

@@ -354,6 +354,31 @@ impl Key {
     }
 }
 
+/// The webhooks and retry policy a config file sets, for `governor
+/// notify test`.
+pub(crate) fn delivery_of(
+    path: &Path,
+) -> anyhow::Result<(
+    Vec<agent_governor::notify::WebhookTarget>,
+    Option<agent_governor::RetryPolicy>,
+)> {
+    let config = load(path)?;
+    let base = path
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let targets = config
+        .webhooks
+        .iter()
+        .map(|hook| hook.target(&base))
+        .collect::<anyhow::Result<_>>()?;
+    let policy = config
+        .delivery
+        .as_ref()
+        .map(DeliveryConfig::policy)
+        .transpose()?;
+    Ok((targets, policy))
+}
+
 fn load(path: &Path) -> anyhow::Result<Config> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;

@@ -1461,3 +1461,64 @@ fn a_webhook_killed_mid_delivery_is_delivered_after_restart_with_the_same_id() {
         stdout(&retried)
     );
 }
+
+#[test]
+fn notify_test_sends_a_real_notification_to_a_configured_target() {
+    let (url, received) = webhook_receiver(0);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("hook.secret"),
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )
+    .unwrap();
+    let config = dir.path().join("governor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[webhooks]]\nname = \"ops\"\nurl = \"{url}\"\nsecret_file = \"hook.secret\"\n\n[[webhooks]]\nname = \"gone\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret_file = \"hook.secret\"\n"
+        ),
+    )
+    .unwrap();
+    let notify = |channel: &str| {
+        Command::new(env!("CARGO_BIN_EXE_governor"))
+            .args([
+                "notify",
+                "test",
+                "--config",
+                config.to_str().unwrap(),
+                "--channel",
+                channel,
+            ])
+            .output()
+            .unwrap()
+    };
+    let sent = notify("ops");
+    assert!(sent.status.success(), "{sent:?}");
+    assert!(
+        stdout(&sent).contains("delivered to webhook:ops"),
+        "{}",
+        stdout(&sent)
+    );
+    let (id, body) = received
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(
+        stdout(&sent).contains(&id),
+        "the notification id is the webhook-id"
+    );
+    assert!(body.contains("governor.notify-test"), "{body}");
+
+    let failed = notify("webhook:gone");
+    assert_eq!(failed.status.code(), Some(2), "{failed:?}");
+    assert!(
+        stdout(&failed).contains("not delivered to webhook:gone"),
+        "{}",
+        stdout(&failed)
+    );
+    let unknown = notify("pager");
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("webhook:ops, webhook:gone"),
+        "{unknown:?}"
+    );
+}
