@@ -306,22 +306,12 @@ impl Governor {
     /// Wakes the delivery loop (starting it on first use): notifications
     /// were just written.
     pub(crate) fn kick_delivery(&self) {
-        let Some(delivery) = self.delivery() else {
-            return;
-        };
-        if !delivery.automatic {
-            return;
+        if let Some(delivery) = self.delivery()
+            && delivery.automatic
+        {
+            self.start_delivery(delivery);
+            delivery.kick.notify_one();
         }
-        if !delivery.started.swap(true, Ordering::AcqRel) {
-            if tokio::runtime::Handle::try_current().is_err() {
-                delivery.started.store(false, Ordering::Release);
-                tracing::warn!("notifications need a Tokio runtime to be delivered");
-                return;
-            }
-            let governor = self.clone();
-            tokio::spawn(async move { governor.delivery_loop().await });
-        }
-        delivery.kick.notify_one();
     }
 
     /// Starts delivering this governor's outbox in the background (a no-op
@@ -329,12 +319,23 @@ impl Governor {
     /// notifications start it too; a server calls this at start so that
     /// notifications left by a stopped process are delivered.
     pub fn spawn_delivery(&self) {
-        if let Some(delivery) = self.delivery()
-            && !delivery.started.swap(true, Ordering::AcqRel)
-        {
-            let governor = self.clone();
-            tokio::spawn(async move { governor.delivery_loop().await });
+        if let Some(delivery) = self.delivery() {
+            self.start_delivery(delivery);
         }
+    }
+
+    /// Starts the delivery loop once, on the current Tokio runtime.
+    fn start_delivery(&self, delivery: &Delivery) {
+        if delivery.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            delivery.started.store(false, Ordering::Release);
+            tracing::warn!("notifications need a Tokio runtime to be delivered");
+            return;
+        }
+        let governor = self.clone();
+        tokio::spawn(async move { governor.delivery_loop().await });
     }
 
     async fn delivery_loop(&self) {

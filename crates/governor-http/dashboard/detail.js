@@ -11,7 +11,8 @@ import { decide } from "./pending.js";
 import { registeredActions, showExecution } from "./views.js";
 import { schemaErrors } from "./schema.js";
 
-function openPanel() {
+/** Shows the detail panel (a full-screen sheet on phones). */
+export function openPanel() {
   const panel = $("detail");
   panel.hidden = false;
   document.body.classList.add("sheet-open");
@@ -25,7 +26,7 @@ export function closeDetail() {
   for (const row of document.querySelectorAll(".row.selected")) row.classList.remove("selected");
 }
 
-const closeButton = () => el("button", { type: "button", class: "close", "aria-label": "close", onclick: closeDetail }, "×");
+export const closeButton = () => el("button", { type: "button", class: "close", "aria-label": "close", onclick: closeDetail }, "×");
 
 /** What approving does, in the action's words when it declares them. */
 function effect(view, display) {

@@ -5,6 +5,7 @@ import { $, el, put, field, pretty } from "./dom.js";
 import { api, may } from "./api.js";
 import { state } from "./state.js";
 import { ago, eventText, local, statusBadge, summaryNodes, argumentRows } from "./format.js";
+import { closeButton, openPanel } from "./detail.js";
 
 const PAGE = 100;
 
@@ -57,9 +58,7 @@ export async function loadExecutions(reset) {
 
 export async function showExecution(id) {
   state.selected = id;
-  const panel = $("detail");
-  panel.hidden = false;
-  document.body.classList.add("sheet-open");
+  const panel = openPanel();
   put(panel, el("p", { class: "state" }, "Loading…"));
   let d;
   let sent;
@@ -80,14 +79,9 @@ export async function showExecution(id) {
     ...d.events.map((ev) => ({ at: ev.time, type: ev.type, data: ev.data })),
     ...d.snapshots.map((s) => ({ at: s.captured_at, type: `snapshot: ${s.checkpoint}`, data: s.state })),
   ].sort((a, b) => (a.at < b.at ? -1 : 1));
-  const close = () => {
-    state.selected = null;
-    panel.hidden = true;
-    document.body.classList.remove("sheet-open");
-  };
   put(panel,
     el("div", { class: "sheet-head" },
-      el("button", { type: "button", class: "close", "aria-label": "close", onclick: close }, "×"),
+      closeButton(),
       el("h2", {}, summaryNodes(display(e.action), e.inputs)),
       el("p", { class: "muted" }, `${e.action} · by ${e.principal.id}`),
       el("p", {}, statusBadge(e.status, "execution-status"))),

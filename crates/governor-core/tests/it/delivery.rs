@@ -75,6 +75,14 @@ fn governor(target: &Recorder, store: Arc<dyn Store>) -> Governor {
         .unwrap()
 }
 
+/// A wire transfer the CFO approves.
+fn cfo_wire(g: &Governor) -> Action {
+    g.action("wire")
+        .policy(ApprovalPolicy::new(["cfo"]))
+        .build()
+        .unwrap()
+}
+
 async fn park(action: &Action, amount: u32) -> ExecutionId {
     match action
         .run_as(
@@ -101,16 +109,21 @@ async fn until<F: Fn() -> bool>(what: &str, check: F) {
     panic!("timed out waiting for {what}");
 }
 
-async fn states(g: &Governor, id: ExecutionId) -> Vec<(NotificationKind, DeliveryState, u32)> {
+async fn notifications_of(g: &Governor, id: ExecutionId) -> Vec<Notification> {
     g.notifications(&NotificationQuery {
         execution_id: Some(id),
         ..NotificationQuery::default()
     })
     .await
     .unwrap()
-    .into_iter()
-    .map(|n| (n.kind, n.state, n.attempts))
-    .collect()
+}
+
+async fn states(g: &Governor, id: ExecutionId) -> Vec<(NotificationKind, DeliveryState, u32)> {
+    notifications_of(g, id)
+        .await
+        .into_iter()
+        .map(|n| (n.kind, n.state, n.attempts))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,24 +183,14 @@ async fn failures_are_retried_with_the_same_id_then_dead_until_retried() {
         ..Recorder::default()
     };
     let g = governor(&flaky, Arc::new(MemoryStore::new()));
-    let action = g
-        .action("wire")
-        .policy(ApprovalPolicy::new(["cfo"]))
-        .build()
-        .unwrap();
+    let action = cfo_wire(&g);
     let id = park(&action, 10).await;
     until("a delivery after retries", || {
         flaky.seen.lock().unwrap().len() == 1
     })
     .await;
     assert_eq!(flaky.attempts.load(Ordering::SeqCst), 3);
-    let listed = g
-        .notifications(&NotificationQuery {
-            execution_id: Some(id),
-            ..NotificationQuery::default()
-        })
-        .await
-        .unwrap();
+    let listed = notifications_of(&g, id).await;
     assert_eq!(
         listed[0].id,
         flaky.seen.lock().unwrap()[0].0,
@@ -201,11 +204,7 @@ async fn failures_are_retried_with_the_same_id_then_dead_until_retried() {
         ..Recorder::default()
     };
     let g = governor(&down, Arc::new(MemoryStore::new()));
-    let action = g
-        .action("wire")
-        .policy(ApprovalPolicy::new(["cfo"]))
-        .build()
-        .unwrap();
+    let action = cfo_wire(&g);
     let id = park(&action, 10).await;
     let dead = loop {
         let dead = g
@@ -242,11 +241,7 @@ async fn failures_are_retried_with_the_same_id_then_dead_until_retried() {
         ..Recorder::default()
     };
     let g = governor(&refused, Arc::new(MemoryStore::new()));
-    let action = g
-        .action("wire")
-        .policy(ApprovalPolicy::new(["cfo"]))
-        .build()
-        .unwrap();
+    let action = cfo_wire(&g);
     let id = park(&action, 10).await;
     for _ in 0..200 {
         if states(&g, id).await == [(NotificationKind::Requested, DeliveryState::Dead, 1)] {
@@ -265,11 +260,7 @@ async fn a_worker_that_dies_mid_delivery_loses_nothing() {
         .shared_store(Arc::clone(&store))
         .build()
         .unwrap();
-    let action = silent
-        .action("wire")
-        .policy(ApprovalPolicy::new(["cfo"]))
-        .build()
-        .unwrap();
+    let action = cfo_wire(&silent);
     let quiet = park(&action, 10).await;
     assert!(states(&silent, quiet).await.is_empty());
 
