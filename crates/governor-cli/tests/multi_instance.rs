@@ -210,6 +210,33 @@ async fn completed(store: &PostgresStore) -> usize {
         .len()
 }
 
+/// How many runs worker w1 has done (its effect is written) and how many of
+/// those are still running (cut off if w1 dies now).
+async fn w1_runs(db: &tokio_postgres::Client, schema: &str) -> (i64, i64) {
+    let row = db
+        .query_one(
+            &format!(
+                "SELECT (SELECT count(*) FROM {schema}.effects WHERE worker = 'w1'), \
+                 (SELECT count(*) FROM {schema}.executions x \
+                  JOIN {schema}.effects f ON (x.inputs::jsonb ->> 'n')::int = f.n \
+                  WHERE f.worker = 'w1' AND x.status = 'running')"
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+/// Sends a signal (`STOP`, `CONT`) to a child process.
+fn signal(child: &std::process::Child, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .expect("the kill command runs");
+    assert!(status.success(), "kill -{name} failed");
+}
+
 #[test]
 fn three_servers_and_two_workers_share_one_postgres() {
     let schema = format!("mi_{}", uuid_suffix());
@@ -225,9 +252,8 @@ fn three_servers_and_two_workers_share_one_postgres() {
         (store(&schema).await, db)
     });
     let servers = start_servers(&schema);
-    // w2 starts only once w1 is in the middle of runs, so that a slow
-    // start of w1 (a loaded machine) cannot leave it with nothing to cut
-    // off when it is killed.
+    // w2 starts only once w1 is killed in the middle of runs, so that
+    // nothing but a takeover can finish the runs w1 left cut off.
     let mut w1 = start_worker("w1", &schema);
     let mut w2 = None;
     let g = Governor::builder()
@@ -239,35 +265,33 @@ fn three_servers_and_two_workers_share_one_postgres() {
 
     let started = Instant::now();
     approve_all(&ids, &servers, || {
-        // w1 is killed once it has done some runs and is in the middle of
-        // others (each takes 100 ms after its effect): those are cut off.
-        let in_the_middle = rt.block_on(async {
+        // w1 is frozen (SIGSTOP) once it has done some runs and is in the
+        // middle of others (each takes 100 ms after its effect). Frozen,
+        // its state cannot move, so the test sees for certain whether runs
+        // are cut off; if none are, w1 goes on and is caught again later.
+        // Only then is it killed with SIGKILL.
+        let cut_off = rt.block_on(async {
             let deadline = Instant::now() + Duration::from_secs(60);
             while Instant::now() < deadline {
-                let row = db
-                    .query_one(
-                        &format!(
-                            "SELECT (SELECT count(*) FROM {schema}.effects WHERE worker = 'w1'), \
-                             (SELECT count(*) FROM {schema}.executions x \
-                              JOIN {schema}.effects f ON (x.inputs::jsonb ->> 'n')::int = f.n \
-                              WHERE f.worker = 'w1' AND x.status = 'running')"
-                        ),
-                        &[],
-                    )
-                    .await
-                    .unwrap();
-                let (done, running): (i64, i64) = (row.get(0), row.get(1));
+                let (done, running) = w1_runs(&db, &schema).await;
                 if done >= 20 && running >= 5 {
-                    return true;
+                    signal(&w1, "STOP");
+                    // Let the database finish what w1 had already sent.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let (_, running) = w1_runs(&db, &schema).await;
+                    if running >= 1 {
+                        return running;
+                    }
+                    signal(&w1, "CONT");
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            false
+            0
         });
-        assert!(in_the_middle, "w1 never had 20 runs done and 5 in flight");
-        w2 = Some(start_worker("w2", &schema));
+        assert!(cut_off >= 1, "w1 never had 20 runs done and some in flight");
         w1.kill().unwrap();
         w1.wait().unwrap();
+        w2 = Some(start_worker("w2", &schema));
     });
     let approved_in = started.elapsed();
     rt.block_on(async {
