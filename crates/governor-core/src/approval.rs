@@ -70,6 +70,52 @@ pub struct ApprovalSpec {
     /// policy's `when:`, or an `auto_approve_when` that did not hold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
+    /// Whom the request is sent to and how its links work.
+    #[serde(default, skip_serializing_if = "NotifySpec::is_default")]
+    pub notify: NotifySpec,
+}
+
+/// Where an approval policy's requests are sent, and what their links
+/// allow.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    /// The delivery targets told about the request, by name (`email`,
+    /// `slack`, a webhook's name); empty: every configured target.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
+    /// What the links in messages do.
+    #[serde(default, skip_serializing_if = "LinkMode::is_default")]
+    pub links: LinkMode,
+}
+
+impl NotifySpec {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Whether the target named `target` is told about the request.
+    pub fn reaches(&self, target: &str) -> bool {
+        self.channels.is_empty() || self.channels.iter().any(|c| c == target)
+    }
+}
+
+/// What the links in an approval message do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkMode {
+    /// Personal one-time links decide (after a confirmation page): the
+    /// address the policy lists is the approver's identity.
+    #[default]
+    OneTime,
+    /// Links open the console, where the approver signs in to decide.
+    SignIn,
+}
+
+impl LinkMode {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// The condition that made a call need approval: shown to approvers with
@@ -199,6 +245,7 @@ impl ApprovalSpec {
             grants: GrantRules::default(),
             allow_same_approver_across_stages: false,
             trigger: None,
+            notify: NotifySpec::default(),
         }
     }
 
@@ -227,6 +274,10 @@ pub struct StageDecision {
     /// decide again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub superseded: bool,
+    /// How the decision came, when not through a signed-in session
+    /// (`link`: a one-time emailed link).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// One stage of a parked execution's approval request.
@@ -463,6 +514,14 @@ impl ApprovalPolicy {
     #[must_use]
     pub fn allow_self_approval(mut self, allow: bool) -> Self {
         self.spec.allow_self_approval = allow;
+        self
+    }
+
+    /// Where requests are sent and what their links allow (default: every
+    /// target, one-time links).
+    #[must_use]
+    pub fn notify(mut self, notify: NotifySpec) -> Self {
+        self.spec.notify = notify;
         self
     }
 

@@ -109,6 +109,7 @@ fn expiry_transition(e: &Execution, now: DateTime<Utc>) -> Option<(Transition, E
                 reason: Some("approved on expiry, as the policy says".to_owned()),
                 at: now,
                 superseded: false,
+                via: None,
             });
             let to = if last {
                 ExecutionStatus::Approved

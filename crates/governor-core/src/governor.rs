@@ -26,6 +26,7 @@ struct Inner {
     instance: String,
     pauses: crate::pause::PauseCache,
     seal_key: Option<crate::seal::SealKey>,
+    link_key: Option<crate::decide::links::LinkKey>,
 }
 
 /// Owns the store and the event bus; governed actions run through it.
@@ -191,6 +192,11 @@ impl Governor {
         self.inner.delivery.as_ref()
     }
 
+    /// The key approval links are signed with, if any.
+    pub(crate) fn link_key(&self) -> Option<&crate::decide::links::LinkKey> {
+        self.inner.link_key.as_ref()
+    }
+
     /// Looks an execution up.
     pub async fn execution(&self, id: ExecutionId) -> Result<Option<Execution>, StoreError> {
         self.inner.store.execution(id).await
@@ -210,6 +216,7 @@ pub struct GovernorBuilder {
     resume_lease: std::time::Duration,
     pause_refresh: std::time::Duration,
     seal_key: Option<crate::seal::SealKey>,
+    link_key: Option<crate::decide::links::LinkKey>,
 }
 
 impl Default for GovernorBuilder {
@@ -225,6 +232,7 @@ impl Default for GovernorBuilder {
             resume_lease: std::time::Duration::from_secs(60),
             pause_refresh: std::time::Duration::from_secs(1),
             seal_key: None,
+            link_key: None,
         }
     }
 }
@@ -322,6 +330,15 @@ impl GovernorBuilder {
         self
     }
 
+    /// Signs one-time approval links with `key`, so that delivery targets
+    /// (email) can send approvers links that decide after a confirmation
+    /// ([`Governor::decide_by_link`]). Every instance serving the links'
+    /// page needs the same key.
+    pub fn link_key(mut self, key: crate::decide::links::LinkKey) -> Self {
+        self.link_key = Some(key);
+        self
+    }
+
     /// Whether snapshots are captured by default (default: true).
     pub fn capture_state(mut self, capture: bool) -> Self {
         self.capture_state = capture;
@@ -352,6 +369,7 @@ impl GovernorBuilder {
                 instance: format!("governor-{}", uuid::Uuid::now_v7()),
                 pauses: crate::pause::PauseCache::new(self.pause_refresh),
                 seal_key: self.seal_key,
+                link_key: self.link_key,
             }),
         }
     }

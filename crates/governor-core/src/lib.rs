@@ -69,8 +69,8 @@ pub use action::{
     Action, ActionBuilder, Args, BoxFuture, Call, Hook, HookContext, ResumeFn, StateCallback,
 };
 pub use approval::{
-    ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, GrantRules, OnExpiry,
-    StageDecision, Trigger,
+    ApprovalPolicy, ApprovalRequest, ApprovalSpec, ApprovalStage, GrantRules, LinkMode, NotifySpec,
+    OnExpiry, StageDecision, Trigger,
 };
 pub use audit::{
     AuditEntry, AuditRecord, ChainError, DecisionRecord, EVICTED_UNREAD_HASH, GENESIS_HASH,
@@ -81,6 +81,7 @@ pub use condition::{Condition, ConditionError};
 pub use config::{
     ConfigError, LoadOptions, PolicyFile, load_policies_from_file, load_policies_from_value,
 };
+pub use decide::links::{ApprovalLink, LINK_MAX_AGE, LinkError, LinkKey, OpenLink, VIA_LINK};
 pub use decide::{ApprovalError, Verdict};
 pub use deliver::{DeliveryError, DeliveryTarget, Notice, RetryPolicy, waiting_approvers};
 pub use display::{Display, DisplayError, DisplayField};

@@ -290,7 +290,8 @@ fn stages(
 }
 
 /// The keys of an approval entry (or stage).
-const APPROVAL_KEYS: [&str; 15] = [
+const APPROVAL_KEYS: [&str; 16] = [
+    "notify",
     "approvers",
     "timeout_seconds",
     "on_timeout",
@@ -660,7 +661,48 @@ fn approval(
     if let Some(grants) = &p.grants {
         policy = policy.grants(grant_rules(grants).map_err(|e| e.at(at.key(i, "grants")))?);
     }
+    if let Some(notify) = &p.notify {
+        policy = policy.notify(notify_spec(notify).map_err(|e| e.at(at.key(i, "notify")))?);
+    }
     Ok(policy)
+}
+
+/// `notify: {channels: [NAME...], links: one_time|sign_in}`.
+fn notify_spec(raw: &serde_json::Value) -> Result<crate::approval::NotifySpec, ConfigError> {
+    const EXPECTED: &str = "`notify` takes {channels: [NAME, ...], links: one_time | sign_in}";
+    let serde_json::Value::Object(map) = raw else {
+        return Err(ConfigError::new(EXPECTED));
+    };
+    let mut spec = crate::approval::NotifySpec::default();
+    for (key, value) in map {
+        match key.as_str() {
+            "channels" => {
+                spec.channels = value
+                    .as_array()
+                    .and_then(|a| {
+                        a.iter()
+                            .map(|c| c.as_str().filter(|c| !c.is_empty()).map(str::to_owned))
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .ok_or_else(|| {
+                        ConfigError::new("notify.channels must be a list of target names")
+                    })?;
+            }
+            "links" => {
+                spec.links = serde_json::from_value(value.clone()).map_err(|_| {
+                    ConfigError::new(format!(
+                        "notify.links must be one_time or sign_in, not {value}"
+                    ))
+                })?;
+            }
+            other => {
+                return Err(ConfigError::new(format!(
+                    "unknown key `notify.{other}`: {EXPECTED}"
+                )));
+            }
+        }
+    }
+    Ok(spec)
 }
 
 /// `grants: true|false` or `grants: {max_window_seconds, same_arguments_only}`.

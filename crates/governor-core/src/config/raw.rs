@@ -115,6 +115,8 @@ pub(super) struct RawPolicy {
     /// `false`, or `{max_window_seconds, same_arguments_only}`; checked
     /// after parsing, so a mistake names its key.
     pub(super) grants: Option<Value>,
+    /// `{channels, links}`; checked after parsing, as `grants` is.
+    pub(super) notify: Option<Value>,
 }
 
 impl RawPolicy {
@@ -122,8 +124,9 @@ impl RawPolicy {
     /// `name`, `actions` and `when`, are not listed), in a fixed order.
     pub(super) fn keys_set(&self) -> Vec<&'static str> {
         let p = self;
-        let present: [(&'static str, bool); 37] = [
+        let present: [(&'static str, bool); 38] = [
             ("grants", p.grants.is_some()),
+            ("notify", p.notify.is_some()),
             ("conditions", p.conditions.is_some()),
             ("cedar", p.cedar.is_some()),
             ("cedar_file", p.cedar_file.is_some()),

@@ -19,12 +19,14 @@ use crate::store::Transition;
 
 mod edits;
 mod granting;
+pub(crate) mod links;
 
 use edits::{Edit, apply_edits};
 use granting::{Granting, check_grant, grant_announcement};
 
 /// What an approver decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// Let the action run (or move on to the next stage).
     Approve,
@@ -169,6 +171,9 @@ struct Ask<'a> {
     expected_digest: Option<&'a str>,
     /// A standing grant given with the approval.
     grant: Option<Granting<'a>>,
+    /// How the decision came, when not through an authenticated session
+    /// ([`links::VIA_LINK`]).
+    via: Option<&'a str>,
 }
 
 impl<'a> Ask<'a> {
@@ -179,6 +184,7 @@ impl<'a> Ask<'a> {
             edit: None,
             expected_digest,
             grant: None,
+            via: None,
         }
     }
 }
@@ -343,6 +349,7 @@ fn decision_transition(
         verdict,
         edit,
         grant,
+        via,
         ..
     } = ask;
     let approved = verdict == Verdict::Approve;
@@ -354,6 +361,7 @@ fn decision_transition(
         reason: reason.map(str::to_owned),
         at: now,
         superseded: false,
+        via: via.map(str::to_owned),
     });
     let decided = &updated.stages[index];
     let to = if !approved && decided.spec.veto {
@@ -392,8 +400,13 @@ fn decision_transition(
         t.failure = Some(Failure::new("rejected", message).with_policy(policy.clone()));
     }
     let by = format!(
-        "by `{}`{}{}",
+        "by `{}`{}{}{}",
         approver.id,
+        if via == Some(links::VIA_LINK) {
+            " through an emailed link"
+        } else {
+            ""
+        },
         if edits.is_some() { " with edits" } else { "" },
         reason.map(|r| format!(": {r}")).unwrap_or_default()
     );

@@ -10,6 +10,7 @@ mod delivery;
 mod external;
 mod integrity;
 mod lifecycle;
+mod links;
 mod memory_store;
 mod pause;
 mod policies;
