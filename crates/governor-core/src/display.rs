@@ -218,6 +218,37 @@ impl Display {
     }
 }
 
+/// The arguments as (label, text) rows for channels without a browser
+/// (email, chat, a confirmation page): the fields `display` declares
+/// first, in order and formatted, then every other argument by name.
+pub fn rows(display: Option<&Display>, arguments: &Value) -> Vec<(String, String)> {
+    let fields = display.map_or(&[][..], |d| &d.fields[..]);
+    let mut rows: Vec<(String, String)> = fields
+        .iter()
+        .filter_map(|f| {
+            let value = lookup(arguments, &f.name)?;
+            let label = f.label.clone().unwrap_or_else(|| f.name.clone());
+            Some((label, render(value, &f.format())))
+        })
+        .collect();
+    if let Value::Object(map) = arguments {
+        let shown = |name: &str| {
+            fields.iter().any(|f| {
+                f.name == name
+                    || f.name
+                        .strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with('.'))
+            })
+        };
+        rows.extend(
+            map.iter()
+                .filter(|(name, _)| !shown(name))
+                .map(|(name, value)| (name.clone(), render(value, &Format::Plain))),
+        );
+    }
+    rows
+}
+
 /// The value at a dotted path of `arguments`.
 pub fn lookup<'v>(arguments: &'v Value, path: &str) -> Option<&'v Value> {
     path.split('.').try_fold(arguments, |v, key| match v {
@@ -399,6 +430,27 @@ fn grouped(n: f64, decimals: Option<usize>) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn rows_show_declared_fields_first_then_the_rest() {
+        let d = Display::default()
+            .field(DisplayField::new("amount").currency("EUR").label("Amount"))
+            .field(DisplayField::new("to.name"));
+        let args = json!({"to": {"name": "Globex"}, "amount": 1234.5, "iban": format!("{REDACTED}4321"), "memo": "rent"});
+        assert_eq!(
+            rows(Some(&d), &args),
+            vec![
+                ("Amount".to_owned(), "€1,234.50".to_owned()),
+                ("to.name".to_owned(), "Globex".to_owned()),
+                ("iban".to_owned(), "••••4321".to_owned()),
+                ("memo".to_owned(), "rent".to_owned()),
+            ]
+        );
+        assert_eq!(
+            rows(None, &json!({"n": 1000})),
+            vec![("n".to_owned(), "1,000".to_owned())]
+        );
+    }
 
     #[test]
     fn titles_format_amounts_units_and_masked_values() {

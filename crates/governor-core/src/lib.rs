@@ -33,6 +33,7 @@ mod action;
 mod approval;
 mod audit;
 mod binding;
+mod brief;
 mod channel;
 pub mod condition;
 pub mod config;
@@ -76,6 +77,7 @@ pub use audit::{
     AuditEntry, AuditRecord, ChainError, DecisionRecord, EVICTED_UNREAD_HASH, GENESIS_HASH,
     LogCheck, chain_hash, check_audit_log, read_audit_log, verify_chain,
 };
+pub use brief::{Brief, StageBrief};
 pub use channel::{ApprovalChannel, ApprovalNotice, CallbackChannel, CliChannel};
 pub use condition::{Condition, ConditionError};
 pub use config::{

@@ -34,6 +34,8 @@ mod health;
 mod jwt;
 mod layer;
 mod limits;
+#[cfg(feature = "dashboard")]
+mod link_page;
 mod metrics;
 mod notifications;
 mod operations;
@@ -56,6 +58,8 @@ pub use dashboard::CONTENT_SECURITY_POLICY;
 pub use jwt::{JwtConfigError, JwtVerifier};
 pub use layer::{EXECUTION_HEADER, Govern, GovernLayer};
 pub use limits::Limits;
+#[cfg(feature = "dashboard")]
+pub use link_page::LINK_PAGE_POLICY;
 pub use problem::{PROBLEM_JSON, Problem};
 pub use state::{ApiState, KeyRing};
 pub use views::{CROSS_TENANT_PERMISSION, READ_PERMISSION, RESUME_PERMISSION, RUN_AS_PERMISSION};
@@ -103,7 +107,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/govern/executions/{id}", get(executions::show))
         .route("/govern/executions/{id}/resume", post(executions::resume))
         .route("/govern/executions/{id}/start", post(submit::start))
-        .route("/govern/executions/{id}/complete", post(submit::complete))
+        .route("/govern/executions/{id}/complete", post(submit::complete));
+    #[cfg(feature = "dashboard")]
+    let router = router.route(
+        "/links/{token}",
+        get(link_page::show).post(link_page::decide),
+    );
+    let router = router
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

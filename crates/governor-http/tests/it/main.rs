@@ -11,6 +11,8 @@ mod executions;
 mod jwt;
 mod layer;
 mod limits;
+#[cfg(feature = "dashboard")]
+mod links;
 mod notifications;
 mod operations;
 mod submit;
