@@ -66,3 +66,18 @@ if [ -z "${GOVERNOR_TEST_MONGODB_STANDALONE_URL:-}" ]; then
     port_up 27019 || start_secantus 27019 --storage-path :memory: --standalone
 fi
 echo "== services: MongoDB wire $GOVERNOR_TEST_MONGODB_URL"
+
+# SMTP: the tests start their own aiosmtpd servers (PyPI) from a venv.
+if [ -z "${GOVERNOR_TEST_SMTP_PYTHON:-}" ]; then
+    smtp_dir="${GOVERNOR_CACHE:-$HOME/.cache/governor}/aiosmtpd"
+    if ! "$smtp_dir/venv/bin/python" -c "import aiosmtpd" 2>/dev/null; then
+        echo "== installing aiosmtpd from PyPI"
+        python3 -m venv "$smtp_dir/venv" 2>/dev/null || {
+            apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null && python3 -m venv "$smtp_dir/venv"
+        }
+        "$smtp_dir/venv/bin/pip" install -q --disable-pip-version-check "aiosmtpd>=1.4,<2"
+    fi
+    command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+    export GOVERNOR_TEST_SMTP_PYTHON="$smtp_dir/venv/bin/python"
+fi
+echo "== services: SMTP tests run aiosmtpd with $GOVERNOR_TEST_SMTP_PYTHON"

@@ -14,14 +14,15 @@ mod demo;
 mod demo_serve;
 mod executions;
 mod grants;
+mod key_file;
 mod notifications;
 mod notify;
 mod output;
 mod pause;
 mod policy;
 mod remote;
-mod seal_key;
 mod serve;
+mod serve_notify;
 mod serve_policies;
 
 use std::path::PathBuf;

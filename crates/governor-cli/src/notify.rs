@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agent_governor::{
-    ApprovalPolicy, Args, DeliveryState, DeliveryTarget, GovernError, Governor, NotificationQuery,
-    Principal, RetryPolicy,
+    ApprovalPolicy, Args, DeliveryState, GovernError, Governor, NotificationQuery, Principal,
+    RetryPolicy,
 };
 use anyhow::{Context, bail};
 use clap::Subcommand;
@@ -18,21 +18,29 @@ use crate::output::clean;
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Send a test notification (a request that waits for the approver
-    /// `governor-notify-test`) to one target and report the outcome.
+    /// `--to`) to one target and report the outcome.
     Test {
         /// The `governor serve` config file that sets the target.
         #[arg(long, env = "GOVERNOR_CONFIG")]
         config: PathBuf,
-        /// The target: `webhook:NAME` (or just NAME).
+        /// The target: `email`, `webhook:NAME` (or just NAME).
         #[arg(long)]
         channel: String,
+        /// The approver the test request names (an email address, for
+        /// `email`).
+        #[arg(long, default_value = "governor-notify-test")]
+        to: String,
     },
 }
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let Command::Test { config, channel } = command;
-    let (targets, policy) = crate::serve::delivery_of(&config)?;
-    let wanted = if channel.contains(':') {
+    let Command::Test {
+        config,
+        channel,
+        to,
+    } = command;
+    let (targets, policy) = crate::serve::notify_targets(&config)?;
+    let wanted = if channel.contains(':') || channel == agent_governor::notify::EMAIL_TARGET {
         channel.clone()
     } else {
         format!("webhook:{channel}")
@@ -55,12 +63,12 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         ..policy.unwrap_or_default()
     };
     let governor = Governor::builder()
-        .deliver_to(target)
+        .deliver_to_shared(target)
         .retry_policy(policy)
         .build()?;
     let action = governor
         .action("governor.notify-test")
-        .policy(ApprovalPolicy::new(["governor-notify-test"]).named("NotifyTest"))
+        .policy(ApprovalPolicy::new([to.as_str()]).named("NotifyTest"))
         .build()?;
     let sent = action
         .run_as(

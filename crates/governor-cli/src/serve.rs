@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agent_governor::http::{ApiKeys, JwtVerifier, PrincipalClaims, hash_token};
-use agent_governor::{Governor, LoadOptions, Principal};
+use agent_governor::{Governor, LoadOptions, Principal, SealKey};
 
 use crate::backends::Choice;
-use crate::seal_key;
+use crate::key_file;
+use crate::serve_notify;
 use crate::serve_policies::{self, ActionSpec, Sources};
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -152,105 +153,34 @@ struct Config {
     actions: Vec<ActionConfig>,
     /// Also accept JWTs signed by this key.
     jwt: Option<JwtConfig>,
+    /// The URL people reach this server at: links in emails point there.
+    public_url: Option<String>,
+    /// The environment variable holding the approval-link key (64 hex
+    /// digits).
+    link_key_env: Option<String>,
+    /// Else a file holding it, created (0600) on first start; default
+    /// `<db>.link-key`, or `governor.link-key` beside the config file.
+    link_key_file: Option<PathBuf>,
+    /// Email (`[smtp]`).
+    smtp: Option<serve_notify::SmtpConfig>,
     /// Signed webhooks told about requests and decisions (`[[webhooks]]`).
     #[serde(default)]
-    webhooks: Vec<WebhookConfig>,
+    webhooks: Vec<serve_notify::WebhookConfig>,
     /// How notifications are retried.
-    delivery: Option<DeliveryConfig>,
+    delivery: Option<serve_notify::DeliveryConfig>,
 }
 
-/// `[delivery]`: retries of the notification outbox.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeliveryConfig {
-    /// Attempts before a notification is dead (default 8).
-    max_attempts: Option<u32>,
-    /// Seconds before the first retry, doubled for each further one
-    /// (default 1).
-    first_retry_seconds: Option<f64>,
-    /// The longest wait between retries, in seconds (default 300).
-    max_retry_seconds: Option<f64>,
-    /// Seconds a worker holds a notification it delivers; a worker that
-    /// dies mid-delivery leaves it to another after this long (default 60).
-    lease_seconds: Option<f64>,
-}
-
-impl DeliveryConfig {
-    fn policy(&self) -> anyhow::Result<agent_governor::RetryPolicy> {
-        let d = agent_governor::RetryPolicy::default();
-        let secs = |v: Option<f64>, key: &str, default: std::time::Duration| match v {
-            None => Ok(default),
-            Some(s) => std::time::Duration::try_from_secs_f64(s)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .with_context(|| format!("[delivery] {key} must be a positive number of seconds")),
-        };
-        let max_attempts = self.max_attempts.unwrap_or(d.max_attempts);
-        if max_attempts == 0 {
-            bail!("[delivery] max_attempts must be at least 1");
+impl Config {
+    /// The notification settings.
+    fn notify(&self) -> serve_notify::NotifyConfig<'_> {
+        serve_notify::NotifyConfig {
+            public_url: self.public_url.as_deref(),
+            link_key_env: self.link_key_env.as_ref(),
+            link_key_file: self.link_key_file.as_ref(),
+            smtp: self.smtp.as_ref(),
+            webhooks: &self.webhooks,
+            delivery: self.delivery.as_ref(),
         }
-        Ok(agent_governor::RetryPolicy {
-            max_attempts,
-            first_delay: secs(
-                self.first_retry_seconds,
-                "first_retry_seconds",
-                d.first_delay,
-            )?,
-            max_delay: secs(self.max_retry_seconds, "max_retry_seconds", d.max_delay)?,
-            lease: secs(self.lease_seconds, "lease_seconds", d.lease)?,
-        })
-    }
-}
-
-/// `[[webhooks]]`: a receiver of signed notifications. The secret comes
-/// from the environment or a file, never from this file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebhookConfig {
-    /// Names the delivery target (`webhook:<name>`): keep it stable.
-    name: String,
-    url: String,
-    /// The environment variable holding the secret (`whsec_...`).
-    secret_env: Option<String>,
-    /// Else a file holding it.
-    secret_file: Option<PathBuf>,
-    /// Only these kinds (`requested`, `stage_advanced`, `decided`,
-    /// `expired`, `escalated`); every kind by default.
-    #[serde(default)]
-    kinds: Vec<agent_governor::NotificationKind>,
-}
-
-impl WebhookConfig {
-    fn target(
-        &self,
-        base: &std::path::Path,
-    ) -> anyhow::Result<agent_governor::notify::WebhookTarget> {
-        let secret = match (&self.secret_env, &self.secret_file) {
-            (Some(var), None) => std::env::var(var).with_context(|| {
-                format!(
-                    "webhook `{}`: the secret variable `{var}` is not set",
-                    self.name
-                )
-            })?,
-            (None, Some(file)) => std::fs::read_to_string(base.join(file)).with_context(|| {
-                format!(
-                    "webhook `{}`: cannot read the secret file {}",
-                    self.name,
-                    file.display()
-                )
-            })?,
-            _ => bail!(
-                "webhook `{}`: give secret_env or secret_file (one of them)",
-                self.name
-            ),
-        };
-        let target = agent_governor::notify::WebhookTarget::new(&self.name, &self.url, &secret)
-            .with_context(|| format!("webhook `{}`", self.name))?;
-        Ok(if self.kinds.is_empty() {
-            target
-        } else {
-            target.only(self.kinds.iter().copied())
-        })
     }
 }
 
@@ -354,29 +284,15 @@ impl Key {
     }
 }
 
-/// The webhooks and retry policy a config file sets, for `governor
-/// notify test`.
-pub(crate) fn delivery_of(
-    path: &Path,
-) -> anyhow::Result<(
-    Vec<agent_governor::notify::WebhookTarget>,
-    Option<agent_governor::RetryPolicy>,
-)> {
+/// The notification settings a config file sets, for `governor notify
+/// test`.
+pub(crate) fn notify_targets(path: &Path) -> anyhow::Result<serve_notify::Targets> {
     let config = load(path)?;
     let base = path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    let targets = config
-        .webhooks
-        .iter()
-        .map(|hook| hook.target(&base))
-        .collect::<anyhow::Result<_>>()?;
-    let policy = config
-        .delivery
-        .as_ref()
-        .map(DeliveryConfig::policy)
-        .transpose()?;
-    Ok((targets, policy))
+    let notify = config.notify();
+    Ok((notify.targets(&base)?, notify.retry_policy()?))
 }
 
 fn load(path: &Path) -> anyhow::Result<Config> {
@@ -451,24 +367,21 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     .open()
     .await?;
-    let seal_source = match (&config.seal_key_env, &config.seal_key_file) {
-        (Some(_), Some(_)) => bail!("give seal_key_env or seal_key_file, not both"),
-        (Some(name), None) => seal_key::Source::Env(name.clone()),
-        (None, Some(file)) => seal_key::Source::File(base.join(file)),
-        (None, None) => seal_key::Source::File(seal_key::default_file(
-            backends.sqlite_file.as_deref(),
-            &base,
-        )),
-    };
-    let mut builder = Governor::builder()
+    let db = backends.sqlite_file.as_deref();
+    let seal_source = key_file::Source::of(
+        key_file::SEAL,
+        config.seal_key_env.as_ref(),
+        config.seal_key_file.as_ref(),
+        &base,
+        db,
+    )?;
+    let builder = Governor::builder()
         .shared_store(backends.store)
-        .seal_key(seal_key::load(&seal_source)?);
-    for hook in &config.webhooks {
-        builder = builder.deliver_to(hook.target(&base)?);
-    }
-    if let Some(delivery) = &config.delivery {
-        builder = builder.retry_policy(delivery.policy()?);
-    }
+        .seal_key(SealKey::from_bytes(key_file::load(
+            key_file::SEAL,
+            &seal_source,
+        )?));
+    let builder = config.notify().configure(builder, &base, db)?;
     let governor = builder.build()?;
     // Notifications left undelivered by a stopped process go out now.
     governor.spawn_delivery();

@@ -782,6 +782,10 @@ impl ActionBuilder {
         );
         if self.action.resume.is_some() || self.action.external.is_some() {
             self.action.governor().register(&self.action);
+        } else if let Some(display) = &self.action.display {
+            self.action
+                .governor()
+                .remember_display(&self.action.name, display);
         }
         Ok(self.action)
     }

@@ -94,9 +94,12 @@ impl NotifySpec {
         *self == Self::default()
     }
 
-    /// Whether the target named `target` is told about the request.
+    /// Whether the target named `target` is told about the request: every
+    /// target when no channels are listed, else those listed by their
+    /// whole name (`webhook:ops`) or the part after the kind (`ops`).
     pub fn reaches(&self, target: &str) -> bool {
-        self.channels.is_empty() || self.channels.iter().any(|c| c == target)
+        let short = target.split_once(':').map_or(target, |(_, n)| n);
+        self.channels.is_empty() || self.channels.iter().any(|c| c == target || c == short)
     }
 }
 

@@ -94,6 +94,19 @@ pub fn waiting_approvers(request: Option<&ApprovalRequest>) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Whether the policy of the stage `request` waits on (or, decided, its
+/// last stage) lets the target `name` hear of it (`notify.channels`).
+fn reaches(request: Option<&ApprovalRequest>, name: &str) -> bool {
+    let Some(request) = request else {
+        return true;
+    };
+    let stage = request
+        .current_stage()
+        .map(|(_, s)| s)
+        .or_else(|| request.stages.last());
+    stage.is_none_or(|s| s.spec.notify.reaches(name))
+}
+
 /// What a notification keeps from the moment it was written.
 #[derive(Serialize, Deserialize)]
 struct Facts {
@@ -147,16 +160,17 @@ pub trait DeliveryTarget: Send + Sync + 'static {
         true
     }
 
-    /// Whom a notification of `kind` about a request goes to: one per
+    /// Whom a notification of `kind` about `execution` goes to: one per
     /// recipient (default: one, without a recipient). `request` is the
     /// approval request as the change leaves it
     /// ([`waiting_approvers`] names who must act on it).
     fn recipients(
         &self,
         kind: NotificationKind,
+        execution: &Execution,
         request: Option<&ApprovalRequest>,
     ) -> Vec<Option<String>> {
-        let _ = (kind, request);
+        let _ = (kind, execution, request);
         vec![None]
     }
 
@@ -173,7 +187,8 @@ pub trait DeliveryTarget: Send + Sync + 'static {
 /// How failed deliveries are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts before a notification goes dead (default 8).
+    /// Attempts before a notification goes dead (default 12: with the
+    /// default delays, about 20 minutes of a receiver being down).
     pub max_attempts: u32,
     /// The delay after the first failure (default 1 s); each further one
     /// doubles it.
@@ -188,7 +203,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 8,
+            max_attempts: 12,
             first_delay: Duration::from_secs(1),
             max_delay: Duration::from_secs(300),
             lease: Duration::from_secs(60),
@@ -290,15 +305,18 @@ impl Governor {
         delivery
             .targets
             .iter()
-            .filter(|t| t.wants(kind))
+            .filter(|t| t.wants(kind) && reaches(request, t.name()))
             .flat_map(|t| {
-                t.recipients(kind, request).into_iter().map(|to| {
-                    let n = Notification::new(execution.id, kind, t.name(), payload.clone(), now);
-                    match to {
-                        Some(to) => n.to(to),
-                        None => n,
-                    }
-                })
+                t.recipients(kind, execution, request)
+                    .into_iter()
+                    .map(|to| {
+                        let n =
+                            Notification::new(execution.id, kind, t.name(), payload.clone(), now);
+                        match to {
+                            Some(to) => n.to(to),
+                            None => n,
+                        }
+                    })
             })
             .collect()
     }

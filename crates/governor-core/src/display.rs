@@ -249,6 +249,23 @@ pub fn rows(display: Option<&Display>, arguments: &Value) -> Vec<(String, String
     rows
 }
 
+/// `s` safe as HTML text and as a quoted attribute value: for pages and
+/// emails rendered without a template engine.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// The value at a dotted path of `arguments`.
 pub fn lookup<'v>(arguments: &'v Value, path: &str) -> Option<&'v Value> {
     path.split('.').try_fold(arguments, |v, key| match v {
@@ -430,6 +447,14 @@ fn grouped(n: f64, decimals: Option<usize>) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(
+            escape_html("<script>alert('x')</script> & \"y\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+        );
+    }
 
     #[test]
     fn rows_show_declared_fields_first_then_the_rest() {

@@ -16,6 +16,9 @@ struct Inner {
     /// Resumable actions by name. Kept without their governor (which is
     /// this one) so that the registry does not keep itself alive.
     actions: RwLock<HashMap<Arc<str>, Action>>,
+    /// How each action built on this governor reads to approvers, resumable
+    /// or not (notifications and pages render requests with it).
+    displays: RwLock<HashMap<Arc<str>, Arc<crate::Display>>>,
     store: Arc<dyn Store>,
     /// Where notifications go (`None`: nowhere, none are written).
     delivery: Option<crate::deliver::Delivery>,
@@ -146,7 +149,17 @@ impl Governor {
     /// How the registered action `name` reads to an approver, if it
     /// declares it ([`ActionBuilder::display`](crate::ActionBuilder::display)).
     pub fn action_display(&self, name: &str) -> Option<Arc<crate::Display>> {
-        self.registered_now(name)?.display
+        self.registered_now(name)
+            .and_then(|a| a.display)
+            .or_else(|| self.inner.displays.read().ok()?.get(name).cloned())
+    }
+
+    /// Remembers how the action `name` reads, for actions that are not
+    /// registered (not resumable here).
+    pub(crate) fn remember_display(&self, name: &Arc<str>, display: &Arc<crate::Display>) {
+        if let Ok(mut displays) = self.inner.displays.write() {
+            displays.insert(Arc::clone(name), Arc::clone(display));
+        }
     }
 
     /// The key sealed arguments are kept with, if configured.
@@ -269,6 +282,12 @@ impl GovernorBuilder {
         self
     }
 
+    /// Adds a delivery target shared with other owners.
+    pub fn deliver_to_shared(mut self, target: Arc<dyn crate::deliver::DeliveryTarget>) -> Self {
+        self.targets.push(target);
+        self
+    }
+
     /// Whether this governor delivers its outbox by itself, starting on
     /// the first write that carries notifications (default yes). Off, it
     /// only writes notifications: some other process delivers them, or
@@ -354,6 +373,7 @@ impl GovernorBuilder {
         Governor {
             inner: Arc::new(Inner {
                 actions: RwLock::new(HashMap::new()),
+                displays: RwLock::new(HashMap::new()),
                 store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
                 delivery: (!self.targets.is_empty()).then(|| {
                     crate::deliver::Delivery::new(

@@ -18,6 +18,8 @@ use governor_core::{
     ApprovalError, Brief, Execution, ExecutionStatus, LinkError, OpenLink, Verdict,
 };
 
+use governor_core::display::escape_html as esc;
+
 use crate::state::ApiState;
 
 /// The policy the link pages carry: the console's style sheet, forms
@@ -275,31 +277,4 @@ fn page(status: StatusCode, body: &str) -> Response {
         ),
     ];
     (status, headers, html).into_response()
-}
-
-/// `s` safe as HTML text and attribute values.
-fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn text_is_escaped() {
-        assert_eq!(
-            super::esc("<script>alert('x')</script> & \"y\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
-        );
-    }
 }

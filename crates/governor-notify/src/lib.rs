@@ -5,6 +5,8 @@
 //! [`governor_core::DeliveryTarget`]). This crate holds the targets that
 //! reach outside the process:
 //!
+//! - [`EmailTarget`]: email through SMTP, with one-time approve and reject
+//!   links that open a confirmation page on `governor serve`.
 //! - [`WebhookTarget`]: a `POST` signed the Standard Webhooks way.
 //!
 //! ```no_run
@@ -21,8 +23,10 @@
 //! # }
 //! ```
 
+mod email;
 mod webhook;
 
+pub use email::{EMAIL_TARGET, Email, EmailConfig, EmailError, EmailTarget, SmtpSecurity};
 pub use webhook::{WebhookError, WebhookSecret, WebhookTarget, event_type};
 
 /// The README's examples, compiled as doc tests.

@@ -30,6 +30,7 @@ impl DeliveryTarget for Recorder {
     fn recipients(
         &self,
         kind: NotificationKind,
+        _execution: &Execution,
         request: Option<&ApprovalRequest>,
     ) -> Vec<Option<String>> {
         match kind {

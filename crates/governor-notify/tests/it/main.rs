@@ -1,4 +1,6 @@
 //! Integration tests for governor-notify.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod email;
+mod sink;
 mod webhook;
