@@ -11,7 +11,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { createServer } from "node:http";
-import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, writeFileSync, mkdirSync, rmSync, readdirSync, readFileSync } from "node:fs";
+import { createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -40,6 +41,28 @@ let hooks; // the webhook receiver: every request it got
 let hookServer;
 let dir;
 let browser;
+let smtp; // the SMTP server (aiosmtpd) emails go to
+
+/** A TCP port nobody listens on now. */
+async function freePort() {
+  const probe = createTcpServer();
+  await new Promise((ok) => probe.listen(0, "127.0.0.1", ok));
+  const { port } = probe.address();
+  await new Promise((ok) => probe.close(ok));
+  return port;
+}
+
+/** Every email the SMTP server accepted: {rcpt_tos, headers, text, html}. */
+function mail() {
+  const box = join(dir, "mail");
+  let names = [];
+  try {
+    names = readdirSync(box).filter((n) => n.endsWith(".json")).sort();
+  } catch {
+    return [];
+  }
+  return names.map((n) => JSON.parse(readFileSync(join(box, n), "utf8")));
+}
 
 function hash(token) {
   return execFileSync(bin, ["token", "hash"], { input: `${token}\n` }).toString().trim();
@@ -142,6 +165,8 @@ before(async () => {
       "    name: CfoApproval",
       "    approvers: [cfo@company.com]",
       "    expires_in_seconds: 86400",
+      // The queue-at-scale test makes 10,000 of these: webhooks only.
+      "    notify: {channels: [ops, gone]}",
       "",
     ].join("\n"),
   );
@@ -169,6 +194,21 @@ before(async () => {
     ].join("\n"),
   );
   writeFileSync(
+    join(dir, "refund.yaml"),
+    [
+      "displays:",
+      "  - actions: [refund]",
+      '    title: "Refund {amount:currency(EUR)} to {to}"',
+      "    on_approve: The refund is sent immediately.",
+      "policies:",
+      "  - type: approval",
+      "    name: RefundApproval",
+      "    approvers: [cfo@company.com]",
+      "    require_reason: true",
+      "",
+    ].join("\n"),
+  );
+  writeFileSync(
     join(dir, "deploy.yaml"),
     [
       "policies:",
@@ -182,6 +222,16 @@ before(async () => {
       "",
     ].join("\n"),
   );
+  // A real SMTP server (aiosmtpd, from PyPI), as the Rust tests use.
+  const smtpPort = await freePort();
+  smtp = spawn(process.env.GOVERNOR_TEST_SMTP_PYTHON || "python3", [
+    join(root, "crates/governor-notify/tests/support/smtp_sink.py"), "--port", String(smtpPort), "--dir", join(dir, "mail"),
+  ], { stdio: ["ignore", "pipe", "inherit"] });
+  await new Promise((ok, fail) => {
+    smtp.stdout.once("data", (chunk) => (/ready/.test(chunk.toString()) ? ok() : fail(new Error(`SMTP sink: ${chunk}`))));
+    smtp.once("exit", (code) => fail(new Error(`the SMTP sink (aiosmtpd) exited with ${code}: source scripts/services.sh`)));
+  });
+  const port = await freePort();
   const keys = [
     ["cfo", 'principal = "cfo"\nemail = "cfo@company.com"\npermissions = ["governor:read"]'],
     ["agent", 'principal = "agent"'],
@@ -194,7 +244,7 @@ before(async () => {
     .join("\n");
   writeFileSync(
     join(dir, "governor.toml"),
-    `bind = "127.0.0.1:0"\ndb = "${join(dir, "console.db")}"\nreload_seconds = 0\nseal_key_env = "GOVERNOR_CONSOLE_SEAL_KEY"\n\n[[actions]]\nname = "transfer"\npolicies = "transfer.yaml"\n\n[[actions]]\nname = "deploy"\npolicies = "deploy.yaml"\n\n[[actions]]\nname = "payout"\npolicies = "payout.yaml"\n\n[[webhooks]]\nname = "ops"\nurl = "http://127.0.0.1:${hookServer.address().port}/hook"\nsecret_file = "hook.secret"\n\n[[webhooks]]\nname = "gone"\nurl = "http://127.0.0.1:9/hook"\nsecret_file = "hook.secret"\nkinds = ["requested"]\n\n[delivery]\nmax_attempts = 2\nfirst_retry_seconds = 0.1\n\n${keys}`,
+    `bind = "127.0.0.1:${port}"\npublic_url = "http://127.0.0.1:${port}"\ndb = "${join(dir, "console.db")}"\nreload_seconds = 0\nseal_key_env = "GOVERNOR_CONSOLE_SEAL_KEY"\n\n[[actions]]\nname = "transfer"\npolicies = "transfer.yaml"\n\n[[actions]]\nname = "deploy"\npolicies = "deploy.yaml"\n\n[[actions]]\nname = "payout"\npolicies = "payout.yaml"\n\n[[actions]]\nname = "refund"\npolicies = "refund.yaml"\n\n[smtp]\nhost = "127.0.0.1"\nport = ${smtpPort}\nsecurity = "none"\nfrom = "governor <governor@company.com>"\n\n[[webhooks]]\nname = "ops"\nurl = "http://127.0.0.1:${hookServer.address().port}/hook"\nsecret_file = "hook.secret"\n\n[[webhooks]]\nname = "gone"\nurl = "http://127.0.0.1:9/hook"\nsecret_file = "hook.secret"\nkinds = ["requested"]\n\n[delivery]\nmax_attempts = 2\nfirst_retry_seconds = 0.1\n\n${keys}`,
   );
   // Redacted arguments (the IBAN) stay runnable after approval only
   // with a seal key.
@@ -222,6 +272,7 @@ after(async () => {
   if (hookServer) hookServer.close();
   if (browser) await browser.close();
   if (server) server.kill("SIGTERM");
+  if (smtp) smtp.kill("SIGKILL");
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -271,6 +322,54 @@ test("an agent's request appears live, is approved in the page, and the agent's 
     assert.match(await page.textContent(`#detail .timeline [data-type="${kind}"] .what`), new RegExp(said));
   }
   if (takeShots) await page.screenshot({ path: join(shots, "execution-timeline.png") });
+  await page.context().close();
+});
+
+test("the CFO approves from the emailed link: a confirmation page, then the agent's call completes", async () => {
+  const r = await call(TOKENS.agent, "POST", "/govern/executions", { action: "refund", arguments: { amount: 1200, to: "Globex" } });
+  assert.equal(r.status, 202, JSON.stringify(r.body));
+  const id = r.body.execution_id;
+  const email = await waitFor(() => mail().find((m) => m.headers["x-governor-execution"] === id), "the email to the CFO");
+  assert.deepEqual(email.rcpt_tos, ["cfo@company.com"]);
+  assert.equal(email.headers.subject, "Approval needed: Refund €1,200.00 to Globex");
+  const link = /^Approve: (\S+)$/m.exec(email.text)[1];
+  assert.ok(link.startsWith(`${base}/links/gl1.`), link);
+  assert.ok(email.html.includes(link.replaceAll("&", "&amp;")), "the HTML part carries the same link");
+
+  const page = await newPage(390, 844);
+  const response = await page.goto(link);
+  assert.equal(response.status(), 200);
+  const csp = response.headers()["content-security-policy"];
+  assert.match(csp, /default-src 'none'/);
+  assert.doesNotMatch(csp, /script-src/);
+  assert.equal(await page.evaluate(() => document.querySelectorAll("script").length), 0);
+  assert.match(await page.textContent("h2"), /Refund €1,200.00 to Globex/);
+  assert.match(await page.textContent("main"), /The refund is sent immediately/);
+  if (takeShots) await page.screenshot({ path: join(shots, "email-link-confirm.png") });
+  const before = await call(TOKENS.agent, "GET", `/govern/executions/${id}`);
+  assert.equal(before.body.execution.status, "awaiting_approval", "opening the link decided nothing");
+
+  // The reason is required: the browser itself refuses an empty one.
+  await page.click("form.confirm button");
+  assert.equal(await page.evaluate(() => document.querySelector("#reason").validity.valueMissing), true);
+  await page.fill("#reason", "refund checked against the ticket");
+  await Promise.all([page.waitForNavigation(), page.click("form.confirm button")]);
+  assert.match(await page.textContent(".outcome"), /Approved: The refund is sent immediately/);
+
+  const started = await call(TOKENS.agent, "POST", `/govern/executions/${id}/start`, {});
+  assert.equal(started.status, 200, JSON.stringify(started.body));
+  const done = await call(TOKENS.agent, "POST", `/govern/executions/${id}/complete`, { output: { refunded: 1200 } });
+  assert.equal(done.status, 200, JSON.stringify(done.body));
+  const after = await call(TOKENS.agent, "GET", `/govern/executions/${id}`);
+  assert.equal(after.body.execution.status, "completed");
+  const decided = await call(TOKENS.cfo, "GET", `/govern/approvals/${id}`);
+  const decision = decided.body.approval.stages[0].decisions[0];
+  assert.deepEqual([decision.approver, decision.via, decision.reason], ["cfo@company.com", "link", "refund checked against the ticket"]);
+
+  // Used: opening it again says so and decides nothing.
+  const again = await page.goto(link);
+  assert.equal(again.status(), 410);
+  assert.match(await page.textContent(".refused"), /already used/);
   await page.context().close();
 });
 
