@@ -87,6 +87,11 @@ pub struct NotifySpec {
     /// What the links in messages do.
     #[serde(default, skip_serializing_if = "LinkMode::is_default")]
     pub links: LinkMode,
+    /// Reminders to the approvers who have not decided, this many seconds
+    /// before the stage expires (`[3600, 300]`: an hour before, and five
+    /// minutes before). Needs an expiry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remind_before_seconds: Vec<u64>,
 }
 
 impl NotifySpec {
@@ -294,9 +299,27 @@ pub struct ApprovalStage {
     /// The decisions made on this stage, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub decisions: Vec<StageDecision>,
+    /// The reminders sent (their `remind_before_seconds`), so that each
+    /// goes out once whichever instance sweeps.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reminded: Vec<u64>,
 }
 
 impl ApprovalStage {
+    /// A stage asking `spec` from `now`: expiring after its `expires_in`,
+    /// nothing decided yet.
+    pub fn open(spec: ApprovalSpec, now: DateTime<Utc>) -> Self {
+        Self {
+            expires_at: spec
+                .expires_in
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .and_then(|d| now.checked_add_signed(d)),
+            decisions: Vec::new(),
+            reminded: Vec::new(),
+            spec,
+        }
+    }
+
     /// Whether an approval decided this stage.
     pub fn is_approved(&self) -> bool {
         self.approvals() >= self.spec.quorum.max(1) as usize
@@ -372,14 +395,7 @@ impl ApprovalRequest {
         let now = Utc::now();
         let stages = specs
             .into_iter()
-            .map(|spec| ApprovalStage {
-                decisions: Vec::new(),
-                expires_at: spec
-                    .expires_in
-                    .and_then(|d| chrono::Duration::from_std(d).ok())
-                    .map(|d| now + d),
-                spec,
-            })
+            .map(|spec| ApprovalStage::open(spec, now))
             .collect();
         Self {
             requested_at: now,
@@ -683,6 +699,7 @@ mod tests {
             spec: ApprovalSpec::new("p", approvers.iter().map(|a| (*a).to_owned()).collect()),
             expires_at: None,
             decisions: Vec::new(),
+            reminded: Vec::new(),
         };
         // Someone whose (claimed) email is `cfo` is not the principal `cfo`.
         let mallory = Principal::new("mallory").with_attribute("email", "cfo");

@@ -1,5 +1,7 @@
 //! Expiry: requests nobody decided in time get their policy's `on_expiry`,
-//! applied durably by whichever instance sweeps first.
+//! applied durably by whichever instance sweeps first; before that, the
+//! approvers who have not decided are reminded at the times the policy
+//! sets (`notify.remind_before_seconds`), each reminder once.
 
 use std::time::Duration;
 
@@ -20,7 +22,8 @@ pub const EXPIRY_APPROVER: &str = "system:expiry";
 
 impl Governor {
     /// Applies `on_expiry` to every parked execution whose waiting stage
-    /// has expired, and returns how many it changed. Safe to run from
+    /// has expired, sends the reminders that are due, and returns how many
+    /// executions it changed. Safe to run from
     /// several instances at once: each change is conditional on the
     /// execution's version, so every expiry is applied once.
     pub async fn sweep_expired(&self) -> Result<usize, StoreError> {
@@ -40,6 +43,10 @@ impl Governor {
             let Some(last) = page.last() else { break };
             before = Some(last.id);
             for e in &page {
+                if let Some(t) = self.reminder_transition(e, now) {
+                    handled += usize::from(self.apply_sweep(&t, None).await?);
+                    continue;
+                }
                 let Some((mut t, event)) = expiry_transition(e, now) else {
                     continue;
                 };
@@ -50,21 +57,73 @@ impl Governor {
                     _ => NotificationKind::Decided,
                 };
                 t.notifications = self.notifications_for(kind, e, t.approval.as_ref(), t.to, now);
-                match store.transition(&t).await {
-                    Ok(()) => {
-                        handled += 1;
-                        self.events().emit(event);
-                        if !t.notifications.is_empty() {
-                            self.kick_delivery();
-                        }
-                    }
-                    // Decided or swept elsewhere meanwhile.
-                    Err(err) if err.kind() == StoreErrorKind::Conflict => {}
-                    Err(err) => return Err(err),
-                }
+                handled += usize::from(self.apply_sweep(&t, Some(event)).await?);
             }
         }
         Ok(handled)
+    }
+
+    /// Writes one change a sweep found (with its event); `false` when
+    /// another instance or a decision got there first.
+    async fn apply_sweep(&self, t: &Transition, event: Option<Event>) -> Result<bool, StoreError> {
+        match self.store().transition(t).await {
+            Ok(()) => {
+                if let Some(event) = event {
+                    self.events().emit(event);
+                }
+                if !t.notifications.is_empty() {
+                    self.kick_delivery();
+                }
+                Ok(true)
+            }
+            // Decided or swept elsewhere meanwhile.
+            Err(err) if err.kind() == StoreErrorKind::Conflict => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The reminders of `e`'s waiting stage that are due at `now` and not
+    /// yet sent, as a change that records them and notifies the
+    /// approvers (one reminder for several due at once).
+    fn reminder_transition(&self, e: &Execution, now: DateTime<Utc>) -> Option<Transition> {
+        let request = e.approval.as_ref()?;
+        let (index, stage) = request.current_stage()?;
+        let expires_at = stage.expires_at.filter(|t| *t > now)?;
+        let due: Vec<u64> = stage
+            .spec
+            .notify
+            .remind_before_seconds
+            .iter()
+            .copied()
+            .filter(|before| !stage.reminded.contains(before))
+            .filter(|before| {
+                i64::try_from(*before)
+                    .ok()
+                    .and_then(chrono::Duration::try_seconds)
+                    .is_some_and(|b| now >= expires_at - b)
+            })
+            .collect();
+        if due.is_empty() {
+            return None;
+        }
+        let mut updated = request.clone();
+        updated.stages[index].reminded.extend(due);
+        let mut t = Transition::at(
+            now,
+            e.id,
+            ExecutionStatus::AwaitingApproval,
+            ExecutionStatus::AwaitingApproval,
+        );
+        t.expect_version = Some(e.version);
+        t.notifications = self.notifications_for(
+            NotificationKind::Reminder,
+            e,
+            Some(&updated),
+            ExecutionStatus::AwaitingApproval,
+            now,
+        );
+        t.approval = Some(updated);
+        Some(t)
     }
 
     /// Runs [`sweep_expired`](Self::sweep_expired) every `every` until the

@@ -37,6 +37,8 @@ fn main() {
     rt.block_on(request_to_email(if quick { 100 } else { 500 }));
 }
 
+// The tests' SMTP server; the bench uses part of it.
+#[allow(dead_code)]
 #[path = "../tests/it/sink.rs"]
 mod sink;
 
@@ -107,7 +109,9 @@ async fn request_to_email(n: usize) {
         let id = match action
             .run_as(
                 Principal::new("agent"),
-                Args::new().arg("amount", &(10_000 + i)).arg("to", &"Globex"),
+                Args::new()
+                    .arg("amount", &(10_000 + i))
+                    .arg("to", &"Globex"),
                 || async { Ok::<_, GovernError>(0) },
             )
             .await

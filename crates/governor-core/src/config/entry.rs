@@ -669,7 +669,7 @@ fn approval(
 
 /// `notify: {channels: [NAME...], links: one_time|sign_in}`.
 fn notify_spec(raw: &serde_json::Value) -> Result<crate::approval::NotifySpec, ConfigError> {
-    const EXPECTED: &str = "`notify` takes {channels: [NAME, ...], links: one_time | sign_in}";
+    const EXPECTED: &str = "`notify` takes {channels: [NAME, ...], links: one_time | sign_in, remind_before_seconds: [N, ...]}";
     let serde_json::Value::Object(map) = raw else {
         return Err(ConfigError::new(EXPECTED));
     };
@@ -694,6 +694,21 @@ fn notify_spec(raw: &serde_json::Value) -> Result<crate::approval::NotifySpec, C
                         "notify.links must be one_time or sign_in, not {value}"
                     ))
                 })?;
+            }
+            "remind_before_seconds" => {
+                spec.remind_before_seconds = value
+                    .as_array()
+                    .and_then(|a| {
+                        a.iter()
+                            .map(serde_json::Value::as_u64)
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .filter(|v| v.iter().all(|s| *s > 0))
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            "notify.remind_before_seconds must be a list of positive whole seconds",
+                        )
+                    })?;
             }
             other => {
                 return Err(ConfigError::new(format!(

@@ -296,16 +296,11 @@ pub(super) fn apply_edits(
             }
         }
     }
-    request.stages.extend(new_stages.into_iter().map(|spec| {
-        ApprovalStage {
-            expires_at: spec
-                .expires_in
-                .and_then(|d| chrono::Duration::from_std(d).ok())
-                .and_then(|d| now.checked_add_signed(d)),
-            decisions: Vec::new(),
-            spec,
-        }
-    }));
+    request.stages.extend(
+        new_stages
+            .into_iter()
+            .map(|spec| ApprovalStage::open(spec, now)),
+    );
     request.edited_inputs = Some(stored.clone());
     if let Some(sealed) = sealed {
         request.sealed_inputs = Some(sealed);

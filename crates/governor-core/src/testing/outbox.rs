@@ -48,6 +48,25 @@ pub async fn outbox_is_written_with_its_change(store: Arc<dyn Store>) {
         .push(notice(e.id, NotificationKind::Decided, "email"));
     assert!(store.transition(&lost).await.is_err(), "not running");
 
+    // A reminder: the status stays, the version moves, one writer wins.
+    let version = store.execution(e.id).await.unwrap().unwrap().version;
+    let remind = || {
+        let mut t = Transition::new(
+            e.id,
+            ExecutionStatus::AwaitingApproval,
+            ExecutionStatus::AwaitingApproval,
+        );
+        t.expect_version = Some(version);
+        t.notifications
+            .push(notice(e.id, NotificationKind::Reminder, "email"));
+        t
+    };
+    store.transition(&remind()).await.unwrap();
+    assert!(
+        store.transition(&remind()).await.is_err(),
+        "a second reminder from the same version conflicts"
+    );
+
     let mut decided = Transition::new(
         e.id,
         ExecutionStatus::AwaitingApproval,
@@ -72,6 +91,7 @@ pub async fn outbox_is_written_with_its_change(store: Arc<dyn Store>) {
         of(&listed),
         [
             (NotificationKind::Requested, "email".to_owned()),
+            (NotificationKind::Reminder, "email".to_owned()),
             (NotificationKind::Decided, "email".to_owned()),
             (NotificationKind::Decided, "webhook:ops".to_owned()),
         ]

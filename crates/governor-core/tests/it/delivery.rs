@@ -366,3 +366,76 @@ async fn expiry_and_escalation_are_told_too() {
     assert_eq!(seen[2].3.status, ExecutionStatus::Expired);
     assert!(seen.iter().all(|s| s.3.execution_id == id));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reminders_go_out_once_each_at_their_time_whichever_instance_sweeps() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let target = Recorder::default();
+    let (a, b) = (
+        governor(&target, Arc::clone(&store)),
+        governor(&target, Arc::clone(&store)),
+    );
+    let action = a
+        .action("wire")
+        .policy(
+            ApprovalPolicy::new(["cfo"])
+                .expires_in(Some(Duration::from_secs(3)))
+                .notify(NotifySpec {
+                    remind_before_seconds: vec![60, 2],
+                    ..NotifySpec::default()
+                }),
+        )
+        .build()
+        .unwrap();
+    let id = park(&action, 5).await;
+    let reminders = |g: Governor| async move {
+        notifications_of(&g, id)
+            .await
+            .into_iter()
+            .filter(|n| n.kind == NotificationKind::Reminder)
+            .count()
+    };
+    // "60 s before" is due at once; two instances sweep together.
+    let (x, y) = tokio::join!(a.sweep_expired(), b.sweep_expired());
+    assert_eq!(x.unwrap() + y.unwrap(), 1, "one instance sent it");
+    assert_eq!(reminders(a.clone()).await, 1);
+    a.sweep_expired().await.unwrap();
+    assert_eq!(reminders(a.clone()).await, 1, "not again");
+    // "2 s before" comes due a second later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    b.sweep_expired().await.unwrap();
+    a.sweep_expired().await.unwrap();
+    assert_eq!(reminders(a.clone()).await, 2);
+    let stage = &a
+        .execution(id)
+        .await
+        .unwrap()
+        .unwrap()
+        .approval
+        .unwrap()
+        .stages[0];
+    assert_eq!(stage.reminded, [60, 2]);
+    until("the reminders delivered", || {
+        target
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.1 == NotificationKind::Reminder)
+            .count()
+            == 2
+    })
+    .await;
+    // A decided request gets no more reminders.
+    let id = park(&action, 6).await;
+    a.approve(id, &Principal::new("cfo"), None).await.unwrap();
+    a.sweep_expired().await.unwrap();
+    assert_eq!(
+        notifications_of(&a, id)
+            .await
+            .iter()
+            .filter(|n| n.kind == NotificationKind::Reminder)
+            .count(),
+        0
+    );
+}

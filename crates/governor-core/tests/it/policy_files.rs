@@ -673,6 +673,55 @@ policies:
     assert_eq!(err.line, Some(4), "{err}");
 }
 
+#[tokio::test]
+async fn notify_settings_in_a_file_reach_the_request() {
+    let file = yaml(
+        r#"
+policies:
+  - type: approval
+    name: Wires
+    approvers: [cfo@example.com]
+    notify: {channels: [email], links: sign_in, remind_before_seconds: [3600, 300]}
+"#,
+    );
+    let g = Governor::builder().build().unwrap();
+    let a = g
+        .action("wire")
+        .policies(file.policies_for("wire"))
+        .build()
+        .unwrap();
+    let Err(GovernError::Pending { execution_id }) = a
+        .run_as(
+            Principal::new("agent"),
+            Args::new().arg("n", &1),
+            || async { Ok::<_, GovernError>(()) },
+        )
+        .await
+    else {
+        panic!("expected a parked call");
+    };
+    let e = g.execution(execution_id).await.unwrap().unwrap();
+    let notify = &e.approval.unwrap().stages[0].spec.notify;
+    assert_eq!(notify.channels, ["email"]);
+    assert_eq!(notify.links, LinkMode::SignIn);
+    assert_eq!(notify.remind_before_seconds, [3600, 300]);
+    assert!(notify.reaches("email") && !notify.reaches("webhook:ops"));
+    for (bad, says) in [
+        ("{links: maybe}", "notify.links must be one_time or sign_in"),
+        ("{channels: email}", "notify.channels must be a list"),
+        ("{remind_before_seconds: [-5]}", "positive whole seconds"),
+        ("{remind: [5]}", "unknown key `notify.remind`"),
+    ] {
+        let err = PolicyFile::parse(
+            &format!("policies:\n  - type: approval\n    approvers: [a]\n    notify: {bad}\n"),
+            Format::Yaml,
+        )
+        .unwrap_err();
+        assert!(err.message.contains(says), "{bad}: {err}");
+        assert_eq!(err.line, Some(4), "{err}");
+    }
+}
+
 #[test]
 fn input_fields_are_checked_against_a_closed_input_schema() {
     let file = |when: &str, schema_actions: &str| {

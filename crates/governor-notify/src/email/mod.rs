@@ -279,10 +279,25 @@ impl DeliveryTarget for EmailTarget {
             NotificationKind::Decided | NotificationKind::Expired => {
                 self.requester_address(execution).into_iter().collect()
             }
-            _ => governor_core::waiting_approvers(request)
-                .iter()
-                .flat_map(|entry| self.addresses_of(entry))
-                .collect(),
+            _ => {
+                // A reminder skips whoever decided already (as the entry,
+                // or as an address through a link).
+                let decided: Vec<&str> = match (kind, request.and_then(|r| r.current_stage())) {
+                    (NotificationKind::Reminder, Some((_, stage))) => stage
+                        .decisions
+                        .iter()
+                        .filter(|d| !d.superseded)
+                        .map(|d| d.approver.as_str())
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                governor_core::waiting_approvers(request)
+                    .iter()
+                    .filter(|entry| !decided.contains(&entry.as_str()))
+                    .flat_map(|entry| self.addresses_of(entry))
+                    .filter(|a| !decided.iter().any(|d| d.eq_ignore_ascii_case(a)))
+                    .collect()
+            }
         };
         to.sort_by_key(|a| a.to_ascii_lowercase());
         to.dedup_by(|a, b| a.eq_ignore_ascii_case(b));

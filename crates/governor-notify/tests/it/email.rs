@@ -360,3 +360,46 @@ fn bad_configurations_are_named() {
             .contains("`cfo` maps to `nope`")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_reaches_only_the_approvers_who_have_not_decided() {
+    let sink = Sink::start();
+    let g = governor(EmailTarget::new(config(&sink)).unwrap(), quick());
+    let action = g
+        .action("wire")
+        .policy(
+            ApprovalPolicy::new(["role:finance"])
+                .quorum(2, true)
+                .expires_in(Some(Duration::from_secs(3600)))
+                .notify(NotifySpec {
+                    remind_before_seconds: vec![7200],
+                    ..NotifySpec::default()
+                }),
+        )
+        .build()
+        .unwrap();
+    park(&action, Principal::new("agent")).await;
+    let mail = sink.wait_for(2, Duration::from_secs(20)).await;
+    let ana = mail
+        .iter()
+        .find(|m| m["rcpt_tos"][0] == "ana@example.com")
+        .unwrap();
+    g.decide_by_link(&token(ana["text"].as_str().unwrap(), "Approve:"), None)
+        .await
+        .unwrap();
+    assert_eq!(g.sweep_expired().await.unwrap(), 1);
+    let mail = sink.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(mail.len(), 3, "{mail:#?}");
+    let reminder = &mail[2];
+    assert_eq!(reminder["rcpt_tos"][0], "bo@example.com");
+    assert!(header(reminder, "subject").starts_with("Reminder: approval needed"));
+    assert!(
+        reminder["text"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 2 approvals so far")
+    );
+    g.sweep_expired().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(sink.messages().len(), 3, "each reminder once");
+}
