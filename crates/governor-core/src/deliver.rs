@@ -182,6 +182,18 @@ pub trait DeliveryTarget: Send + Sync + 'static {
         governor: &Governor,
         notification: &Notification,
     ) -> Result<(), DeliveryError>;
+
+    /// [`deliver`](Self::deliver), keeping what the target answered
+    /// ([`Notification::receipt`]): a target that changes what it sent
+    /// later (a chat message updated once the request is decided) returns
+    /// what it needs to find it. The default keeps nothing.
+    async fn deliver_with_receipt(
+        &self,
+        governor: &Governor,
+        notification: &Notification,
+    ) -> Result<Option<String>, DeliveryError> {
+        self.deliver(governor, notification).await.map(|()| None)
+    }
 }
 
 /// How failed deliveries are retried.
@@ -429,9 +441,13 @@ impl Governor {
             .await?;
         let count = claimed.len();
         let attempts = claimed.into_iter().map(|n| async move {
+            let mut receipt = None;
             let outcome = match delivery.targets.iter().find(|t| t.name() == n.target) {
-                Some(target) => match target.deliver(self, &n).await {
-                    Ok(()) => DeliveryOutcome::Delivered,
+                Some(target) => match target.deliver_with_receipt(self, &n).await {
+                    Ok(kept) => {
+                        receipt = kept;
+                        DeliveryOutcome::Delivered
+                    }
                     Err(e) => delivery.policy.after_failure(&e, n.attempts, Utc::now()),
                 },
                 // Written by a process with a target this one lacks: leave
@@ -443,7 +459,9 @@ impl Governor {
                 tracing::warn!(target = %n.target, notification = %n.id, execution_id = %n.execution_id, "delivery failed: {error}");
             }
             let now = Utc::now();
-            match store.finish_notification(&n.after(&outcome, now), owner, now).await {
+            let mut finished = n.after(&outcome, now);
+            finished.receipt = receipt;
+            match store.finish_notification(&finished, owner, now).await {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!(notification = %n.id, "the lease lapsed before the delivery was recorded; it will be delivered again"),
                 Err(e) => tracing::warn!(notification = %n.id, "recording a delivery: {e}"),

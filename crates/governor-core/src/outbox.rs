@@ -110,6 +110,11 @@ pub struct Notification {
     /// When it was delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<DateTime<Utc>>,
+    /// What the target answered when it took the notification, if it
+    /// keeps something for later (a chat message's id, to update it once
+    /// the request is decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
 }
 
 impl Notification {
@@ -136,6 +141,7 @@ impl Notification {
             lease: None,
             last_error: None,
             delivered_at: None,
+            receipt: None,
         }
     }
 

@@ -228,10 +228,16 @@ pub async fn outbox_claims_are_leased_and_finished_by_their_holder(store: Arc<dy
         .unwrap();
     let d: Vec<_> = d.into_iter().filter(|x| x.id == n.id).collect();
     assert_eq!(d.len(), 1);
-    let done = d[0].after(&DeliveryOutcome::Delivered, lapsed);
+    let mut done = d[0].after(&DeliveryOutcome::Delivered, lapsed);
+    done.receipt = Some("C042:1700000000.000100".into());
     assert!(store.finish_notification(&done, "d", lapsed).await.unwrap());
     let stored = list_one(&store, &n).await;
     assert_eq!(stored.state, DeliveryState::Delivered);
+    assert_eq!(
+        stored.receipt.as_deref(),
+        Some("C042:1700000000.000100"),
+        "the receipt is kept"
+    );
     assert_eq!(stored.attempts, 3);
     assert!(stored.delivered_at.is_some());
     let never = store
