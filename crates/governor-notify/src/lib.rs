@@ -7,6 +7,8 @@
 //!
 //! - [`EmailTarget`]: email through SMTP, with one-time approve and reject
 //!   links that open a confirmation page on `governor serve`.
+//! - [`SlackTarget`]: a channel message with Approve and Reject buttons,
+//!   updated when the request is decided anywhere.
 //! - [`WebhookTarget`]: a `POST` signed the Standard Webhooks way.
 //!
 //! ```no_run
@@ -24,9 +26,13 @@
 //! ```
 
 mod email;
+mod slack;
 mod webhook;
 
 pub use email::{EMAIL_TARGET, Email, EmailConfig, EmailError, EmailTarget, SmtpSecurity};
+pub use slack::{
+    SLACK_TARGET, SlackConfig, SlackError, SlackSignature, SlackTarget, verify_signature,
+};
 pub use webhook::{WebhookError, WebhookSecret, WebhookTarget, event_type};
 
 /// The README's examples, compiled as doc tests.

@@ -256,6 +256,24 @@ impl Governor {
         .await
     }
 
+    /// [`decide_as_seen`](Self::decide_as_seen) for a decision that came
+    /// through a channel other than a signed-in session (`slack`), which
+    /// the stage records with it.
+    pub async fn decide_through(
+        &self,
+        id: ExecutionId,
+        approver: &Principal,
+        verdict: Verdict,
+        reason: Option<&str>,
+        expected_digest: Option<&str>,
+        via: &str,
+    ) -> Result<Execution, ApprovalError> {
+        let execution = self.pending_execution(id).await?;
+        let mut ask = Ask::new(verdict, reason, expected_digest);
+        ask.via = Some(via);
+        self.record_decision(execution, approver, ask).await
+    }
+
     async fn pending_execution(&self, id: ExecutionId) -> Result<Execution, ApprovalError> {
         self.store()
             .execution(id)
@@ -402,10 +420,10 @@ fn decision_transition(
     let by = format!(
         "by `{}`{}{}{}",
         approver.id,
-        if via == Some(links::VIA_LINK) {
-            " through an emailed link"
-        } else {
-            ""
+        match via {
+            Some(links::VIA_LINK) => " through an emailed link".to_owned(),
+            Some(other) => format!(" through {other}"),
+            None => String::new(),
         },
         if edits.is_some() { " with edits" } else { "" },
         reason.map(|r| format!(": {r}")).unwrap_or_default()

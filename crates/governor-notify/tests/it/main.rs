@@ -3,4 +3,5 @@
 
 mod email;
 mod sink;
+mod slack;
 mod webhook;
