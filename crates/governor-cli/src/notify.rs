@@ -23,7 +23,7 @@ pub(crate) enum Command {
         /// The `governor serve` config file that sets the target.
         #[arg(long, env = "GOVERNOR_CONFIG")]
         config: PathBuf,
-        /// The target: `email`, `webhook:NAME` (or just NAME).
+        /// The target: `email`, `slack`, `webhook:NAME` (or just NAME).
         #[arg(long)]
         channel: String,
         /// The approver the test request names (an email address, for
@@ -40,7 +40,10 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         to,
     } = command;
     let (targets, policy) = crate::serve::notify_targets(&config)?;
-    let wanted = if channel.contains(':') || channel == agent_governor::notify::EMAIL_TARGET {
+    let wanted = if channel.contains(':')
+        || channel == agent_governor::notify::EMAIL_TARGET
+        || channel == agent_governor::notify::SLACK_TARGET
+    {
         channel.clone()
     } else {
         format!("webhook:{channel}")

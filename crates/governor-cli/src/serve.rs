@@ -163,6 +163,8 @@ struct Config {
     link_key_file: Option<PathBuf>,
     /// Email (`[smtp]`).
     smtp: Option<serve_notify::SmtpConfig>,
+    /// Slack (`[slack]`).
+    slack: Option<serve_notify::SlackConfig>,
     /// Signed webhooks told about requests and decisions (`[[webhooks]]`).
     #[serde(default)]
     webhooks: Vec<serve_notify::WebhookConfig>,
@@ -178,6 +180,7 @@ impl Config {
             link_key_env: self.link_key_env.as_ref(),
             link_key_file: self.link_key_file.as_ref(),
             smtp: self.smtp.as_ref(),
+            slack: self.slack.as_ref(),
             webhooks: &self.webhooks,
             delivery: self.delivery.as_ref(),
         }
@@ -381,7 +384,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             key_file::SEAL,
             &seal_source,
         )?));
-    let builder = config.notify().configure(builder, &base, db)?;
+    let (builder, slack) = config.notify().configure(builder, &base, db)?;
     let governor = builder.build()?;
     // Notifications left undelivered by a stopped process go out now.
     governor.spawn_delivery();
@@ -444,6 +447,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             .unwrap_or(defaults.max_concurrent),
         ..defaults
     };
+    let slack_routes = slack.map(|s| s.interactions(governor.clone()));
     let state = agent_governor::http::ApiState::new(governor, keys)
         .max_wait(max_wait)
         .limits(limits)
@@ -458,7 +462,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         )),
         _ => None,
     };
-    let app = agent_governor::http::router(state);
+    let mut app = agent_governor::http::router(state);
+    if let Some(routes) = slack_routes {
+        app = app.merge(routes);
+    }
     agent_governor::http::serve(listener, app, shutdown_signal()).await?;
     sweeper.abort();
     let _ = stop_worker.send(());

@@ -22,6 +22,7 @@ pub(crate) struct NotifyConfig<'a> {
     pub(crate) link_key_env: Option<&'a String>,
     pub(crate) link_key_file: Option<&'a PathBuf>,
     pub(crate) smtp: Option<&'a SmtpConfig>,
+    pub(crate) slack: Option<&'a SlackConfig>,
     pub(crate) webhooks: &'a [WebhookConfig],
     pub(crate) delivery: Option<&'a DeliveryConfig>,
 }
@@ -29,15 +30,25 @@ pub(crate) struct NotifyConfig<'a> {
 impl NotifyConfig<'_> {
     /// Adds the configured targets, retry policy and link key to
     /// `builder`. `db` is the SQLite file, if that is the store (key files
-    /// go beside it).
+    /// go beside it). Returns the Slack target too: its interactivity
+    /// endpoint is served with the API.
     pub(crate) fn configure(
         &self,
         mut builder: GovernorBuilder,
         base: &Path,
         db: Option<&Path>,
-    ) -> anyhow::Result<GovernorBuilder> {
+    ) -> anyhow::Result<(GovernorBuilder, Option<agent_governor::notify::SlackTarget>)> {
+        let slack = self
+            .slack
+            .map(|s| s.target(self.public_url, base))
+            .transpose()?;
+        if let Some(slack) = &slack {
+            builder = builder.deliver_to(slack.clone());
+        }
         for target in self.targets(base)? {
-            builder = builder.deliver_to_shared(target);
+            if target.name() != agent_governor::notify::SLACK_TARGET {
+                builder = builder.deliver_to_shared(target);
+            }
         }
         if let Some(delivery) = &self.delivery {
             builder = builder.retry_policy(delivery.policy()?);
@@ -55,12 +66,15 @@ impl NotifyConfig<'_> {
                 &source,
             )?));
         }
-        Ok(builder)
+        Ok((builder, slack))
     }
 
     /// Every configured target.
     pub(crate) fn targets(&self, base: &Path) -> anyhow::Result<Vec<Arc<dyn DeliveryTarget>>> {
         let mut targets: Vec<Arc<dyn DeliveryTarget>> = Vec::new();
+        if let Some(slack) = self.slack {
+            targets.push(Arc::new(slack.target(self.public_url, base)?));
+        }
         if let Some(smtp) = &self.smtp {
             let public_url = self.public_url.context("[smtp] needs `public_url` (the address people open this server at): links in emails point there")?;
             targets.push(Arc::new(smtp.target(public_url, base)?));
@@ -74,6 +88,79 @@ impl NotifyConfig<'_> {
     /// The retry policy, if set.
     pub(crate) fn retry_policy(&self) -> anyhow::Result<Option<RetryPolicy>> {
         self.delivery.map(DeliveryConfig::policy).transpose()
+    }
+}
+
+/// A secret from the environment variable `env` or the file `file`
+/// (relative to `base`, trailing newline dropped): exactly one of them, or
+/// neither (`None`).
+fn secret(
+    what: &str,
+    env: Option<&String>,
+    file: Option<&PathBuf>,
+    base: &Path,
+) -> anyhow::Result<Option<String>> {
+    match (env, file) {
+        (Some(_), Some(_)) => bail!("{what}: give the variable or the file, not both"),
+        (Some(var), None) => std::env::var(var)
+            .map(Some)
+            .with_context(|| format!("{what}: the variable `{var}` is not set")),
+        (None, Some(file)) => std::fs::read_to_string(base.join(file))
+            .map(|s| Some(s.trim_end_matches(['\r', '\n']).to_owned()))
+            .with_context(|| format!("{what}: cannot read {}", file.display())),
+        (None, None) => Ok(None),
+    }
+}
+
+/// `[slack]`: a channel where requests are posted with buttons.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SlackConfig {
+    /// The environment variable holding the bot token (`xoxb-...`).
+    bot_token_env: Option<String>,
+    /// Else a file holding it.
+    bot_token_file: Option<PathBuf>,
+    /// The environment variable holding the app's signing secret.
+    signing_secret_env: Option<String>,
+    /// Else a file holding it.
+    signing_secret_file: Option<PathBuf>,
+    /// The channel id requests are posted to.
+    channel: String,
+    /// The Web API's address (default `https://slack.com/api`).
+    api_base: Option<String>,
+    /// Slack user ids mapped to approver ids; others are known by their
+    /// profile's email.
+    #[serde(default)]
+    users: BTreeMap<String, String>,
+}
+
+impl SlackConfig {
+    fn target(
+        &self,
+        public_url: Option<&str>,
+        base: &Path,
+    ) -> anyhow::Result<agent_governor::notify::SlackTarget> {
+        let token = secret(
+            "[slack] bot token",
+            self.bot_token_env.as_ref(),
+            self.bot_token_file.as_ref(),
+            base,
+        )?
+        .context("[slack] give bot_token_env or bot_token_file")?;
+        let signing = secret(
+            "[slack] signing secret",
+            self.signing_secret_env.as_ref(),
+            self.signing_secret_file.as_ref(),
+            base,
+        )?
+        .context("[slack] give signing_secret_env or signing_secret_file")?;
+        let mut c = agent_governor::notify::SlackConfig::new(token, signing, &self.channel);
+        if let Some(api) = &self.api_base {
+            c.api_base.clone_from(api);
+        }
+        c.users.clone_from(&self.users);
+        c.public_url = public_url.map(str::to_owned);
+        agent_governor::notify::SlackTarget::new(c).context("[slack]")
     }
 }
 
@@ -131,22 +218,12 @@ impl SmtpConfig {
             "none" => SmtpSecurity::None,
             other => bail!("[smtp] security `{other}`: expected starttls, tls or none"),
         };
-        let password = match (&self.password_env, &self.password_file) {
-            (Some(_), Some(_)) => bail!("[smtp] give password_env or password_file, not both"),
-            (Some(var), None) => Some(
-                std::env::var(var)
-                    .with_context(|| format!("[smtp] the password variable `{var}` is not set"))?,
-            ),
-            (None, Some(file)) => Some(
-                std::fs::read_to_string(base.join(file))
-                    .with_context(|| {
-                        format!("[smtp] cannot read the password file {}", file.display())
-                    })?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
-            ),
-            (None, None) => None,
-        };
+        let password = secret(
+            "[smtp] password",
+            self.password_env.as_ref(),
+            self.password_file.as_ref(),
+            base,
+        )?;
         c.credentials = match (&self.username, password) {
             (Some(user), Some(password)) => Some((user.clone(), password)),
             (None, None) => None,
@@ -244,25 +321,14 @@ pub(crate) struct WebhookConfig {
 
 impl WebhookConfig {
     fn target(&self, base: &Path) -> anyhow::Result<agent_governor::notify::WebhookTarget> {
-        let secret = match (&self.secret_env, &self.secret_file) {
-            (Some(var), None) => std::env::var(var).with_context(|| {
-                format!(
-                    "webhook `{}`: the secret variable `{var}` is not set",
-                    self.name
-                )
-            })?,
-            (None, Some(file)) => std::fs::read_to_string(base.join(file)).with_context(|| {
-                format!(
-                    "webhook `{}`: cannot read the secret file {}",
-                    self.name,
-                    file.display()
-                )
-            })?,
-            _ => bail!(
-                "webhook `{}`: give secret_env or secret_file (one of them)",
-                self.name
-            ),
-        };
+        let what = format!("webhook `{}` secret", self.name);
+        let secret = secret(
+            &what,
+            self.secret_env.as_ref(),
+            self.secret_file.as_ref(),
+            base,
+        )?
+        .with_context(|| format!("webhook `{}`: give secret_env or secret_file", self.name))?;
         let target = agent_governor::notify::WebhookTarget::new(&self.name, &self.url, &secret)
             .with_context(|| format!("webhook `{}`", self.name))?;
         Ok(if self.kinds.is_empty() {

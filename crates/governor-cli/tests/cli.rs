@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod multi_instance;
+mod slack_serve;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -126,8 +126,7 @@ pub(crate) fn status(
         r.stages
             .iter()
             .flat_map(|s| s.decisions.iter())
-            .filter(|d| !d.superseded)
-            .last()
+            .rfind(|d| !d.superseded)
     });
     let by = last
         .map(|d| {
