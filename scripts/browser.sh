@@ -23,5 +23,5 @@ fi
 governor=$(bash scripts/governor-bin.sh)
 cd crates/governor-http/tests/browser
 GOVERNOR_BIN="$governor" DASHBOARD_SCALE="${DASHBOARD_SCALE:-10000}" \
-    node --test --test-concurrency=1 dashboard.test.mjs 2>&1 | grep -v 'unexpected operator'
+    node --test --test-concurrency=1 dashboard.test.mjs demo.test.mjs 2>&1 | grep -v 'unexpected operator'
 exit "${PIPESTATUS[0]}"

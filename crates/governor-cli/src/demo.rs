@@ -38,6 +38,10 @@ pub(crate) struct Args {
     /// Milliseconds between the served agent's requests (with --serve).
     #[arg(long, default_value_t = 3000)]
     agent_every_ms: u64,
+    /// Email the CFO through this SMTP server (HOST:PORT, no TLS, such as
+    /// a local Mailpit) instead of the demo's own sink (with --serve).
+    #[arg(long, value_name = "HOST:PORT")]
+    smtp: Option<String>,
 }
 
 static GOVERNOR: OnceLock<Governor> = OnceLock::new();
@@ -77,6 +81,48 @@ async fn wire_transfer(amount: f64, recipient: String, account_number: String) -
     json!({"status": "completed", "amount": amount, "recipient": recipient, "reference": format!("TX-{:06}", amount as u64 % 1_000_000)})
 }
 
+/// Adds email to the served demo: through `--smtp`, else through the
+/// demo's own sink, which prints each email's links.
+async fn email(
+    builder: agent_governor::GovernorBuilder,
+    listener: &tokio::net::TcpListener,
+    args: &Args,
+) -> anyhow::Result<agent_governor::GovernorBuilder> {
+    use agent_governor::notify::{EmailConfig, EmailTarget, SmtpSecurity};
+    let public_url = format!("http://{}", listener.local_addr()?);
+    let (host, port) = match &args.smtp {
+        Some(server) => {
+            let (host, port) = server
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+                .with_context(|| format!("--smtp {server}: expected HOST:PORT"))?;
+            out!("Emails to the CFO go through {server}.");
+            (host, port)
+        }
+        None => {
+            let folder = args
+                .db
+                .parent()
+                .unwrap_or_else(|| std::path::Path::new("."))
+                .join("governor-demo-mail");
+            let sink = crate::demo_mail::start(folder.clone()).await?;
+            out!(
+                "Emails to the CFO go to the demo's own SMTP server ({sink}): each is saved in {} and its links printed here; open one to decide from it.",
+                folder.display()
+            );
+            ("127.0.0.1".to_owned(), sink.port())
+        }
+    };
+    let mut config = EmailConfig::new(host, "governor demo <governor@demo.localhost>", public_url);
+    config.port = Some(port);
+    config.security = SmtpSecurity::None;
+    Ok(builder
+        .deliver_to(EmailTarget::new(config)?)
+        .link_key(agent_governor::LinkKey::from_bytes(
+            crate::demo_serve::random_key()?,
+        )))
+}
+
 /// The CFO decides transfers of 10,000 or more (with a reason).
 pub(crate) fn large_transfers() -> Result<impl agent_governor::Policy, GovernError> {
     let condition = Condition::compile_pre("input.amount >= 10000", "demo")
@@ -113,10 +159,22 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     // Account numbers are redacted; sealed, parked transfers can still
     // run once approved (the key lives only as long as this process).
     let key = crate::demo_serve::random_key()?;
-    let built = Governor::builder()
+    let mut builder = Governor::builder()
         .store(store)
-        .seal_key(agent_governor::SealKey::from_bytes(key))
-        .build()?;
+        .seal_key(agent_governor::SealKey::from_bytes(key));
+    // Serving: the CFO is emailed approve and reject links to this server.
+    let listener = match args.serve {
+        true => Some(
+            tokio::net::TcpListener::bind(args.bind)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.bind))?,
+        ),
+        false => None,
+    };
+    if let Some(listener) = &listener {
+        builder = email(builder, listener, &args).await?;
+    }
+    let built = builder.build()?;
     let _ = GOVERNOR.set(built);
     out!(
         "governor demo: an agent issues {} transfers; every call is governed and recorded in {}\n",
@@ -188,9 +246,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     out!(
         "\nAccount numbers are redacted everywhere they are stored; the audit log is hash-chained."
     );
-    if args.serve {
+    if let Some(listener) = listener {
         let every = std::time::Duration::from_millis(args.agent_every_ms.max(1));
-        crate::demo_serve::run(governor().clone(), args.bind, args.seed, every).await?;
+        crate::demo_serve::run(governor().clone(), listener, args.seed, every).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,6 @@
 //! and a simulated agent that keeps asking to transfer money through it:
 //! small transfers run, large ones wait for the CFO, some are denied.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use agent_governor::http::{ApiKeys, READ_PERMISSION, RESUME_PERMISSION};
@@ -82,7 +81,7 @@ fn transfer_action(governor: &Governor) -> anyhow::Result<Action> {
 
 pub(crate) async fn run(
     governor: Governor,
-    bind: SocketAddr,
+    listener: tokio::net::TcpListener,
     seed: u64,
     every: Duration,
 ) -> anyhow::Result<()> {
@@ -103,9 +102,6 @@ pub(crate) async fn run(
                 .with_tenant(DEMO_TENANT),
         );
     let transfer = transfer_action(&governor)?;
-    let listener = tokio::net::TcpListener::bind(bind)
-        .await
-        .with_context(|| format!("cannot listen on {bind}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     out!("\nServing the approval API at {url}");
     out!("  approval console: {url}/dashboard/ (sign in with the CFO token)");

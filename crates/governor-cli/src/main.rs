@@ -11,6 +11,7 @@ macro_rules! out {
 mod approvals;
 mod backends;
 mod demo;
+mod demo_mail;
 mod demo_serve;
 mod executions;
 mod grants;

@@ -26,7 +26,8 @@ pub struct Brief {
     pub rows: Vec<(String, String)>,
     /// Whether an approver edited the arguments since they were asked.
     pub edited: bool,
-    /// What approving does, when the action says.
+    /// What approving does, when the action says (without a final full
+    /// stop: channels end the sentence themselves).
     pub on_approve: Option<String>,
     /// The stage that waits, if one does.
     pub stage: Option<StageBrief>,
@@ -111,7 +112,9 @@ impl Brief {
             requester: requester.to_owned(),
             rows: rows(display, &will_run),
             edited: request.is_some_and(|r| r.edited_inputs.is_some()),
-            on_approve: display.and_then(|d| d.on_approve.clone()),
+            on_approve: display
+                .and_then(|d| d.on_approve.as_deref())
+                .map(|t| t.trim().trim_end_matches('.').to_owned()),
             stage,
         }
     }

@@ -153,7 +153,7 @@ fn describe(out: &mut String, brief: &Brief, execution: &Execution) {
             esc(&stage.reason)
         );
         if let Some(why) = &stage.why {
-            let _ = write!(out, "<p>{}</p>", esc(why));
+            let _ = write!(out, "<p>{}</p>", code_spans(&esc(why)));
         }
         if stage.quorum > 1 {
             let _ = write!(
@@ -185,6 +185,21 @@ fn describe(out: &mut String, brief: &Brief, execution: &Execution) {
         "</dl><p class=\"muted small\">Execution <code>{}</code></p>",
         execution.id
     );
+}
+
+/// Escaped text with its `backticked` parts as `<code>`.
+fn code_spans(escaped: &str) -> String {
+    escaped
+        .split('`')
+        .enumerate()
+        .map(|(i, part)| {
+            if !i.is_multiple_of(2) {
+                format!("<code>{part}</code>")
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect()
 }
 
 fn decided(execution: &Execution, brief: &Brief) -> String {
