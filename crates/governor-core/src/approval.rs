@@ -87,6 +87,11 @@ pub struct NotifySpec {
     /// What the links in messages do.
     #[serde(default, skip_serializing_if = "LinkMode::is_default")]
     pub links: LinkMode,
+    /// People told about the request who do not decide it (addresses, or
+    /// names a target maps to addresses): they get the request without
+    /// decision links.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
     /// Reminders to the approvers who have not decided, this many seconds
     /// before the stage expires (`[3600, 300]`: an hour before, and five
     /// minutes before). Needs an expiry.

@@ -669,7 +669,7 @@ fn approval(
 
 /// `notify: {channels: [NAME...], links: one_time|sign_in}`.
 fn notify_spec(raw: &serde_json::Value) -> Result<crate::approval::NotifySpec, ConfigError> {
-    const EXPECTED: &str = "`notify` takes {channels: [NAME, ...], links: one_time | sign_in, remind_before_seconds: [N, ...]}";
+    const EXPECTED: &str = "`notify` takes {channels: [NAME, ...], recipients: [ADDRESS, ...], links: one_time | sign_in, remind_before_seconds: [N, ...]}";
     let serde_json::Value::Object(map) = raw else {
         return Err(ConfigError::new(EXPECTED));
     };
@@ -686,6 +686,18 @@ fn notify_spec(raw: &serde_json::Value) -> Result<crate::approval::NotifySpec, C
                     })
                     .ok_or_else(|| {
                         ConfigError::new("notify.channels must be a list of target names")
+                    })?;
+            }
+            "recipients" => {
+                spec.recipients = value
+                    .as_array()
+                    .and_then(|a| {
+                        a.iter()
+                            .map(|c| c.as_str().filter(|c| !c.is_empty()).map(str::to_owned))
+                            .collect::<Option<Vec<_>>>()
+                    })
+                    .ok_or_else(|| {
+                        ConfigError::new("notify.recipients must be a list of addresses or names")
                     })?;
             }
             "links" => {

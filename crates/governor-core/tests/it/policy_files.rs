@@ -681,7 +681,7 @@ policies:
   - type: approval
     name: Wires
     approvers: [cfo@example.com]
-    notify: {channels: [email], links: sign_in, remind_before_seconds: [3600, 300]}
+    notify: {channels: [email], recipients: [ops@example.com], links: sign_in, remind_before_seconds: [3600, 300]}
 "#,
     );
     let g = Governor::builder().build().unwrap();
@@ -704,6 +704,7 @@ policies:
     let notify = &e.approval.unwrap().stages[0].spec.notify;
     assert_eq!(notify.channels, ["email"]);
     assert_eq!(notify.links, LinkMode::SignIn);
+    assert_eq!(notify.recipients, ["ops@example.com"]);
     assert_eq!(notify.remind_before_seconds, [3600, 300]);
     assert!(notify.reaches("email") && !notify.reaches("webhook:ops"));
     for (bad, says) in [

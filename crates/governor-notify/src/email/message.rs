@@ -61,30 +61,36 @@ enum Links {
     Decide { approve: String, reject: String },
     /// The console, where the approver signs in.
     Console,
+    /// Nothing to decide: for someone told about the request.
+    Inform,
 }
 
-/// The email asking `address` (listed as `entry`) to decide.
+/// The email asking `address` (listed as `entry`) to decide, or, without
+/// an entry, telling someone the policy informs.
 pub(super) fn request(
     governor: &Governor,
     public_url: &str,
     notification: &Notification,
     execution: &Execution,
     brief: &Brief,
-    entry: &str,
+    entry: Option<&str>,
     address: &str,
 ) -> Email {
     let base = public_url.trim_end_matches('/');
     let console = format!("{base}/dashboard/#/pending/{}", execution.id);
-    let links = decision_links(governor, notification, execution, entry, address).map_or(
-        Links::Console,
-        |(approve, reject)| Links::Decide {
-            approve: format!("{base}/links/{approve}"),
-            reject: format!("{base}/links/{reject}"),
-        },
-    );
-    let prefix = match notification.kind {
-        NotificationKind::Reminder => "Reminder: approval needed",
-        NotificationKind::Escalated => "Escalated: approval needed",
+    let links =
+        match entry {
+            None => Links::Inform,
+            Some(entry) => decision_links(governor, notification, execution, entry, address)
+                .map_or(Links::Console, |(approve, reject)| Links::Decide {
+                    approve: format!("{base}/links/{approve}"),
+                    reject: format!("{base}/links/{reject}"),
+                }),
+        };
+    let prefix = match (notification.kind, entry) {
+        (_, None) => "For your information: approval requested",
+        (NotificationKind::Reminder, _) => "Reminder: approval needed",
+        (NotificationKind::Escalated, _) => "Escalated: approval needed",
         _ => "Approval needed",
     };
     let subject = format!("{prefix}: {}", brief.title);
@@ -118,6 +124,22 @@ pub(super) fn request(
                 esc(approve),
                 esc(reject),
                 esc(address)
+            );
+        }
+        Links::Inform => {
+            let approvers = brief
+                .stage
+                .as_ref()
+                .map(|s| s.approvers.join(", "))
+                .unwrap_or_default();
+            let _ = write!(
+                text,
+                "\nYou are told about this request; {approvers} decide it.\n"
+            );
+            let _ = write!(
+                html,
+                "<p>You are told about this request; {} decide it.</p>",
+                esc(&approvers)
             );
         }
         Links::Console => {

@@ -201,6 +201,21 @@ impl EmailTarget {
             .cloned()
     }
 
+    /// The addresses of the people the waiting stage's policy informs
+    /// (`notify.recipients`), who do not decide.
+    fn informed(&self, request: Option<&ApprovalRequest>) -> Option<Vec<String>> {
+        let (_, stage) = request?.current_stage()?;
+        Some(
+            stage
+                .spec
+                .notify
+                .recipients
+                .iter()
+                .flat_map(|entry| self.addresses_of(entry))
+                .collect(),
+        )
+    }
+
     fn requester_address(&self, execution: &Execution) -> Option<String> {
         let principal = &execution.principal;
         principal
@@ -291,12 +306,16 @@ impl DeliveryTarget for EmailTarget {
                         .collect(),
                     _ => Vec::new(),
                 };
-                governor_core::waiting_approvers(request)
+                let mut to: Vec<String> = governor_core::waiting_approvers(request)
                     .iter()
                     .filter(|entry| !decided.contains(&entry.as_str()))
                     .flat_map(|entry| self.addresses_of(entry))
                     .filter(|a| !decided.iter().any(|d| d.eq_ignore_ascii_case(a)))
-                    .collect()
+                    .collect();
+                if kind != NotificationKind::Reminder {
+                    to.extend(self.informed(request).into_iter().flatten());
+                }
+                to
             }
         };
         to.sort_by_key(|a| a.to_ascii_lowercase());
@@ -334,16 +353,21 @@ impl DeliveryTarget for EmailTarget {
                     return Ok(());
                 }
                 let approvers = governor_core::waiting_approvers(execution.approval.as_ref());
-                let Some(entry) = self.entry_for(&approvers, to) else {
-                    return Ok(());
+                let entry = self.entry_for(&approvers, to);
+                let informed = || {
+                    self.informed(execution.approval.as_ref())
+                        .is_some_and(|i| i.iter().any(|a| a.eq_ignore_ascii_case(to)))
                 };
+                if entry.is_none() && !informed() {
+                    return Ok(());
+                }
                 message::request(
                     governor,
                     &self.config.public_url,
                     notification,
                     &execution,
                     &brief,
-                    &entry,
+                    entry.as_deref(),
                     to,
                 )
             }

@@ -403,3 +403,33 @@ async fn a_reminder_reaches_only_the_approvers_who_have_not_decided() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.messages().len(), 3, "each reminder once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_the_policy_informs_get_the_request_without_links() {
+    let sink = Sink::start();
+    let g = governor(EmailTarget::new(config(&sink)).unwrap(), quick());
+    let action = g
+        .action("wire")
+        .policy(ApprovalPolicy::new(["cfo"]).notify(NotifySpec {
+            recipients: vec!["ops@example.com".into()],
+            ..NotifySpec::default()
+        }))
+        .build()
+        .unwrap();
+    park(&action, Principal::new("agent")).await;
+    let mail = sink.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(mail.len(), 2, "{mail:#?}");
+    let ops = mail
+        .iter()
+        .find(|m| m["rcpt_tos"][0] == "ops@example.com")
+        .unwrap();
+    assert!(header(ops, "subject").starts_with("For your information: approval requested"));
+    let text = ops["text"].as_str().unwrap();
+    assert!(!text.contains("/links/"), "no decision links: {text}");
+    assert!(text.contains("cfo decide it"), "{text}");
+    let cfo = mail
+        .iter()
+        .find(|m| m["rcpt_tos"][0] == "cfo@example.com")
+        .unwrap();
+    assert!(cfo["text"].as_str().unwrap().contains("/links/gl1."));
+}
