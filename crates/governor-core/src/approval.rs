@@ -70,9 +70,11 @@ pub struct ApprovalSpec {
     /// policy's `when:`, or an `auto_approve_when` that did not hold).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<Trigger>,
-    /// Whom the request is sent to and how its links work.
+    /// Whom the request is sent to and how its links work (boxed: most
+    /// requests keep the default, and every policy decision carries a
+    /// spec).
     #[serde(default, skip_serializing_if = "NotifySpec::is_default")]
-    pub notify: NotifySpec,
+    pub notify: Box<NotifySpec>,
 }
 
 /// Where an approval policy's requests are sent, and what their links
@@ -258,7 +260,7 @@ impl ApprovalSpec {
             grants: GrantRules::default(),
             allow_same_approver_across_stages: false,
             trigger: None,
-            notify: NotifySpec::default(),
+            notify: Box::default(),
         }
     }
 
@@ -545,7 +547,7 @@ impl ApprovalPolicy {
     /// target, one-time links).
     #[must_use]
     pub fn notify(mut self, notify: NotifySpec) -> Self {
-        self.spec.notify = notify;
+        self.spec.notify = Box::new(notify);
         self
     }
 
