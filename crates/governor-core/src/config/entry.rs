@@ -667,7 +667,16 @@ fn approval(
     Ok(policy)
 }
 
-/// `notify: {channels: [NAME...], links: one_time|sign_in}`.
+/// A list of non-empty strings, if `value` is one.
+fn names(value: &serde_json::Value) -> Option<Vec<String>> {
+    value
+        .as_array()?
+        .iter()
+        .map(|c| c.as_str().filter(|c| !c.is_empty()).map(str::to_owned))
+        .collect()
+}
+
+/// `notify: {channels, recipients, links, remind_before_seconds}`.
 fn notify_spec(raw: &serde_json::Value) -> Result<crate::approval::NotifySpec, ConfigError> {
     const EXPECTED: &str = "`notify` takes {channels: [NAME, ...], recipients: [ADDRESS, ...], links: one_time | sign_in, remind_before_seconds: [N, ...]}";
     let serde_json::Value::Object(map) = raw else {
@@ -677,28 +686,14 @@ fn notify_spec(raw: &serde_json::Value) -> Result<crate::approval::NotifySpec, C
     for (key, value) in map {
         match key.as_str() {
             "channels" => {
-                spec.channels = value
-                    .as_array()
-                    .and_then(|a| {
-                        a.iter()
-                            .map(|c| c.as_str().filter(|c| !c.is_empty()).map(str::to_owned))
-                            .collect::<Option<Vec<_>>>()
-                    })
-                    .ok_or_else(|| {
-                        ConfigError::new("notify.channels must be a list of target names")
-                    })?;
+                spec.channels = names(value).ok_or_else(|| {
+                    ConfigError::new("notify.channels must be a list of target names")
+                })?;
             }
             "recipients" => {
-                spec.recipients = value
-                    .as_array()
-                    .and_then(|a| {
-                        a.iter()
-                            .map(|c| c.as_str().filter(|c| !c.is_empty()).map(str::to_owned))
-                            .collect::<Option<Vec<_>>>()
-                    })
-                    .ok_or_else(|| {
-                        ConfigError::new("notify.recipients must be a list of addresses or names")
-                    })?;
+                spec.recipients = names(value).ok_or_else(|| {
+                    ConfigError::new("notify.recipients must be a list of addresses or names")
+                })?;
             }
             "links" => {
                 spec.links = serde_json::from_value(value.clone()).map_err(|_| {

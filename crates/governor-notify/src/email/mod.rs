@@ -336,16 +336,19 @@ impl DeliveryTarget for EmailTarget {
             .await
             .map_err(|e| DeliveryError::transient(e.to_string()))?
             .ok_or_else(|| DeliveryError::permanent("the execution is no longer stored"))?;
-        let notice = governor.notice_of(notification).await?;
         let brief = governor.brief(&execution);
         let email = match notification.kind {
-            NotificationKind::Decided | NotificationKind::Expired => message::outcome(
-                &self.config.public_url,
-                notification,
-                &notice,
-                &brief,
-                &execution,
-            ),
+            NotificationKind::Decided | NotificationKind::Expired => {
+                // The status the change left, which the notice keeps.
+                let notice = governor.notice_of(notification).await?;
+                message::outcome(
+                    &self.config.public_url,
+                    notification,
+                    &notice,
+                    &brief,
+                    &execution,
+                )
+            }
             _ => {
                 // Asked again after a decision or a move to another stage
                 // (a retry, a slow worker): nobody needs this email now.
